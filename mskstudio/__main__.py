@@ -1,0 +1,3 @@
+from mskstudio.cli import main
+
+raise SystemExit(main())

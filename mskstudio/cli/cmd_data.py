@@ -1,0 +1,111 @@
+"""Getting data in: import, import-clinical, demo."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from ..jobrun import UserError, run_sync
+from .common import add_project_arg, open_writable, print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("import", help="import DICOM folders/files (de-identified by default)")
+    add_project_arg(p)
+    p.add_argument("paths", nargs="+", help="folders or files to import (DICOMDIR supported)")
+    p.add_argument("--in-place", action="store_true",
+                   help="reference files where they are instead of copying (needs --no-deid)")
+    p.add_argument("--no-deid", action="store_true", help="keep identifying tags (not recommended)")
+    p.add_argument("--keep-map", action="store_true",
+                   help="keep the original PatientID beside the pseudonym (opt-in)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="decoding processes (default: %(default)s)")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("import-clinical", help="import a clinical CSV (one row per patient)")
+    add_project_arg(p)
+    p.add_argument("csv", help="CSV file: patient_id, age, sex, site, position, diagnosis, dignity, "
+                               "diagnosis_source, lab_NAME[_unit|_low|_high] …")
+    p.set_defaults(func=cmd_import_clinical)
+
+    p = sub.add_parser("demo", help="build the phantom demo project and open it (or run headless)")
+    p.add_argument("path", nargs="?", default="demo.mskproj", help="project folder (default: %(default)s)")
+    p.add_argument("--images", type=int, default=600, help="number of phantom radiographs")
+    p.add_argument("--size", choices=("small", "medium", "full"), default="medium",
+                   help="image size: small ~300 px (tests), medium ~1000 px, full 2000–3000 px")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--headless", action="store_true",
+                   help="do not open the GUI (default when there is no display)")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_import(args) -> int:
+    with open_writable(args.project) as project:
+        result = run_sync(project, "import", {
+            "paths": [str(Path(p).absolute()) for p in args.paths], "copy": not args.in_place,
+            "deidentify": not args.no_deid, "keep_map": args.keep_map, "workers": args.workers,
+        }, label="import")
+    _print_import(result)
+    return 0 if result["imported"] or result["duplicates"] else 1
+
+
+def _print_import(result: dict) -> None:
+    print(f"imported {result['imported']} files, {result['duplicates']} already in the project, "
+          f"{result['non_dicom']} not DICOM, {result['failed']} failed ({result['seconds']} s)")
+    for path, reason in result["failures"]:
+        print(f"  skipped {path}: {reason}")
+
+
+def cmd_import_clinical(args) -> int:
+    with open_writable(args.project) as project:
+        result = run_sync(project, "import-clinical", {"path": str(Path(args.csv).absolute())},
+                          label="clinical")
+    print(f"{result['imported']} of {result['rows']} rows imported")
+    if result["unknown_columns"]:
+        print(f"  unknown columns (ignored): {', '.join(result['unknown_columns'])}")
+    for line, reason in result["bad_rows"]:
+        print(f"  line {line}: {reason}")
+    return 0 if result["n_bad_rows"] == 0 else 3
+
+
+def has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in (
+        "darwin", "win32")
+
+
+def cmd_demo(args) -> int:
+    from ..io.demo import build_demo
+    from ..jobrun import TqdmSink
+
+    if args.images < 1:
+        raise UserError(f"--images must be ≥ 1, got {args.images}")
+    sink = TqdmSink("demo")
+    try:
+        project = build_demo(Path(args.path), images=args.images, size=args.size, seed=args.seed, sink=sink)
+    finally:
+        sink.close()
+    with project:
+        info = project.summary()
+        last = project.db.one("SELECT result FROM jobs WHERE kind = 'demo-archive' AND status = 'done' "
+                              "ORDER BY id DESC LIMIT 1")
+    print(f"demo project ready: {info['path']}")
+    print(f"  {info['patients']} patients, {info['studies']} studies, {info['images']} images")
+    if last and last["result"]:
+        import json
+
+        r = json.loads(last["result"])
+        print(f"  generated in {r.get('generate_s')} s, imported in {r.get('import_s')} s; "
+              f"clinical rows {r['clinical']['imported']}/{r['clinical']['rows']}")
+    if args.headless or not has_display():
+        headless_tour(Path(info["path"]))
+        return 0
+    os.execv(sys.executable, [sys.executable, "-m", "mskstudio.gui", info["path"]])
+    return 0  # not reached
+
+
+def headless_tour(path: Path) -> None:
+    """What a person would do first, without a screen: look at the project summary."""
+    with open_writable(path) as project:
+        print_json({k: v for k, v in project.summary().items() if k in ("label_sets", "jobs")})
+    print("no display: ran headless. Open it later with `mskstudio gui " + str(path) + "`.")

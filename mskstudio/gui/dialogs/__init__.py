@@ -1,0 +1,1 @@
+"""Dialogs: they ask; commands do."""

@@ -1,0 +1,1 @@
+"""Dockable views of the main window."""

@@ -1,0 +1,1 @@
+"""Reading the outside world: DICOM, clinical tables, masks, and the synthetic phantoms."""

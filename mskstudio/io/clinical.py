@@ -1,0 +1,167 @@
+"""Clinical CSV import (job kind ``import-clinical``).
+
+One row per patient.  Columns (header names are case-insensitive):
+
+* ``patient_id``: the original PatientID (pseudonymised here with the project key)
+  or a pseudonym the project already uses;
+* ``age``, ``sex`` (F/M/O), ``site``, ``position``, ``diagnosis``,
+  ``dignity`` (benign/intermediate/malignant/none),
+  ``diagnosis_source`` (histology/tumour_board/follow_up), ``report``;
+* labs as ``lab_NAME`` (value; empty = missing) with optional ``lab_NAME_unit``,
+  ``lab_NAME_low``, ``lab_NAME_high`` (the normal range).
+
+Unknown columns are reported; a bad row is listed with its line number and reason
+and the other rows are imported.  The reference diagnosis also becomes labels
+(source ``import``) in the label sets ``diagnosis`` and ``dignity`` on every image of
+the patient, so training on the reference standard needs no extra step.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..jobs import JobContext
+from ..store import Project
+from .deid import pseudonym
+
+BASE_COLUMNS = ("patient_id", "age", "sex", "site", "position", "diagnosis", "dignity",
+                "diagnosis_source", "report")
+DIGNITIES = ("benign", "intermediate", "malignant", "none")
+SOURCES = ("histology", "tumour_board", "follow_up")
+LAB_RE = re.compile(r"^lab_([A-Za-z0-9]+)(?:_(unit|low|high))?$")
+
+
+@dataclass
+class ClinicalSummary:
+    rows: int = 0
+    imported: int = 0
+    bad_rows: list[tuple[int, str]] = field(default_factory=list)
+    unknown_columns: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "imported": self.imported, "bad_rows": self.bad_rows[:200],
+                "n_bad_rows": len(self.bad_rows), "unknown_columns": self.unknown_columns}
+
+
+class RowError(ValueError):
+    pass
+
+
+def run_import_clinical(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    path = Path(params.get("path") or "")
+    if not path.is_file():
+        raise ValueError(f"{path}: no such CSV file")
+    summary = ClinicalSummary()
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        try:
+            sample = f.read(4096)
+            f.seek(0)
+            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+        except csv.Error:
+            dialect = csv.excel
+        reader = csv.DictReader(f, dialect=dialect)
+        if not reader.fieldnames:
+            raise ValueError(f"{path}: empty CSV (no header row)")
+        columns = [c.strip().lower() for c in reader.fieldnames]
+        if "patient_id" not in columns:
+            raise ValueError(f"{path}: no patient_id column (columns are: {', '.join(columns)})")
+        reader.fieldnames = columns
+        summary.unknown_columns = [c for c in columns if c not in BASE_COLUMNS and not LAB_RE.match(c)]
+        rows = list(reader)
+    summary.rows = len(rows)
+    for n, row in enumerate(rows):
+        ctx.check_cancelled()
+        line = n + 2  # header is line 1
+        try:
+            _import_row(project, row)
+            summary.imported += 1
+        except RowError as exc:
+            summary.bad_rows.append((line, str(exc)))
+            ctx.log(f"{path.name} line {line}: {exc}")
+        ctx.progress((n + 1) / max(len(rows), 1), f"{summary.imported} patients updated")
+    project.audit("import.clinical", "job", ctx.job_id,
+                  {"file": str(path), **{k: v for k, v in summary.as_dict().items() if k != "bad_rows"}})
+    return summary.as_dict()
+
+
+def _import_row(project: Project, row: dict[str, str | None]) -> None:
+    key = (row.get("patient_id") or "").strip()
+    if not key:
+        raise RowError("empty patient_id")
+    patient = project.images.find_patient(pseudonym(project.secret, key)) or project.images.find_patient(key)
+    if patient is None:
+        raise RowError(f"patient {key!r} is not in this project")
+    fields = _clinical_fields(row)
+    labs = _labs(row)
+    with project.db.transaction():
+        project.images.set_clinical(patient["id"], fields, audit_action="clinical.import")
+        for name, (value, unit, low, high) in labs.items():
+            project.images.set_lab(patient["id"], name, value, unit, low, high)
+        if fields.get("diagnosis"):
+            _reference_labels(project, patient["id"], fields)
+
+
+def _clinical_fields(row: dict[str, str | None]) -> dict[str, Any]:
+    get = lambda k: (row.get(k) or "").strip()  # noqa: E731
+    fields: dict[str, Any] = {}
+    if get("age"):
+        fields["age_years"] = _number(get("age"), "age")
+        if not 0 <= fields["age_years"] <= 120:
+            raise RowError(f"age {get('age')} is outside 0–120")
+    if get("sex"):
+        sex = get("sex").upper()[:1]
+        if sex not in ("F", "M", "O"):
+            raise RowError(f"sex {get('sex')!r} is not F, M or O")
+        fields["sex"] = sex
+    for name in ("site", "position", "diagnosis", "report"):
+        if get(name):
+            fields[name] = get(name)
+    if get("dignity"):
+        if get("dignity").lower() not in DIGNITIES:
+            raise RowError(f"dignity {get('dignity')!r} is not one of {', '.join(DIGNITIES)}")
+        fields["dignity"] = get("dignity").lower()
+    if get("diagnosis_source"):
+        if get("diagnosis_source").lower() not in SOURCES:
+            raise RowError(f"diagnosis_source {get('diagnosis_source')!r} is not one of {', '.join(SOURCES)}")
+        fields["diagnosis_source"] = get("diagnosis_source").lower()
+    return fields
+
+
+def _labs(row: dict[str, str | None]) -> dict[str, tuple]:
+    labs: dict[str, list] = {}
+    for column, raw in row.items():
+        match = LAB_RE.match(column or "")
+        if not match:
+            continue
+        name, part = match.group(1).upper(), match.group(2) or "value"
+        entry = labs.setdefault(name, [None, None, None, None])
+        text = (raw or "").strip()
+        if part == "unit":
+            entry[1] = text or None
+        elif text:
+            entry[{"value": 0, "low": 2, "high": 3}[part]] = _number(text, column)
+    return {k: tuple(v) for k, v in labs.items()}
+
+
+def _number(text: str, column: str) -> float:
+    try:
+        return float(text.replace(",", ".")) if text.count(",") == 1 and "." not in text else float(text)
+    except ValueError:
+        raise RowError(f"{column} {text!r} is not a number") from None
+
+
+def _reference_labels(project: Project, patient_id: int, fields: dict[str, Any]) -> None:
+    image_ids = [r[0] for r in project.db.query(
+        "SELECT i.id FROM images i JOIN studies s ON s.id = i.study_id WHERE s.patient_id = ?",
+        (patient_id,))]
+    if not image_ids:
+        return
+    for set_name, value in (("diagnosis", fields.get("diagnosis")), ("dignity", fields.get("dignity"))):
+        if value:
+            set_id = project.labels.label_set(set_name)
+            class_id = project.labels.class_id(set_id, value)
+            project.labels.set_labels(image_ids, set_id, class_id, source="import", audit=False)

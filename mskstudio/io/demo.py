@@ -1,0 +1,95 @@
+"""The embedded demo: phantom archive → project → import → clinical data.
+
+``build_demo`` is what ``mskstudio demo`` and the README's first command run; the
+same function builds the test fixture project, so the demo is tested every run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ..domain import TRUTH_PREFIX
+from ..jobs import JobContext
+from ..store import Project, is_project
+
+DEMO_IMAGES = 600
+
+
+def run_demo_archive(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Job ``demo-archive``: generate a phantom archive and import it into ``project``."""
+    from .clinical import run_import_clinical
+    from .importer import run_import
+    from .phantoms import generate_archive
+
+    n_images = int(params.get("images", DEMO_IMAGES))
+    if n_images < 1:
+        raise ValueError(f"demo: --images must be ≥ 1, got {n_images}")
+    size = params.get("size", "medium")
+    seed = int(params.get("seed", 0))
+    keep = params.get("archive_dir")
+    archive = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="mskstudio-demo-"))
+    timings: dict[str, float] = {}
+    try:
+        t = time.monotonic()
+        manifest = generate_archive(archive, n_images=n_images, seed=seed, size=size,
+                                    workers=int(params.get("workers", 2)), ctx=ctx.sub(0.0, 0.45))
+        timings["generate_s"] = time.monotonic() - t
+        t = time.monotonic()
+        imported = run_import(project, {"paths": [str(manifest.parent / "dicom")],
+                                        "workers": int(params.get("workers", 2))}, ctx.sub(0.45, 0.95))
+        timings["import_s"] = time.monotonic() - t
+        clinical = run_import_clinical(project, {"path": str(manifest.parent / "clinical.csv")},
+                                       ctx.sub(0.95, 1.0))
+        _store_ground_truth(project, manifest)
+    finally:
+        if not keep:
+            shutil.rmtree(archive, ignore_errors=True)
+    project.set_meta("demo", "phantoms")
+    return {"images": n_images, "size": size, "import": imported, "clinical": clinical,
+            **{k: round(v, 1) for k, v in timings.items()}}
+
+
+def _store_ground_truth(project: Project, manifest: Path) -> None:
+    """Phantom truth (anatomical region) as a hidden label set used only to *score*
+    clustering and models (NMI/purity, benchmark accuracy), never to train them."""
+    from .deid import pseudo_uid
+    from .phantoms import read_manifest
+
+    by_hash = {r["original_sop_hash"]: r["id"] for r in project.db.query(
+        "SELECT id, original_sop_hash FROM images")}
+    set_id = project.labels.label_set(TRUTH_PREFIX + "region", description="phantom ground truth, for scoring only")
+    groups: dict[str, list[int]] = {}
+    for row in read_manifest(manifest):
+        image_id = by_hash.get(pseudo_uid(project.secret, row["sop_uid"]))
+        if image_id is not None:
+            groups.setdefault(row["region"], []).append(image_id)
+    for region, ids in sorted(groups.items()):
+        project.labels.set_labels(ids, set_id, project.labels.class_id(set_id, region),
+                                  source="import", audit=False)
+    project.audit("demo.truth", "label_set", set_id, {"images": sum(map(len, groups.values()))})
+
+
+def default_demo_path() -> Path:
+    return Path.cwd() / "demo.mskproj"
+
+
+def build_demo(path: Path, *, images: int = DEMO_IMAGES, size: str = "medium", seed: int = 0,
+               sink=None, token=None) -> Project:
+    """Create (or reuse, if complete) the demo project at ``path``."""
+    from ..jobrun import submit_and_run
+
+    path = Path(path)
+    if is_project(path):
+        project = Project.open(path)
+        if project.meta("demo") == "phantoms" and project.images.count() > 0:
+            return project
+        raise ValueError(f"{path}: a project exists here that is not a finished demo; "
+                         "choose another path or delete it")
+    project = Project.create(path, name="Demo (phantoms)")
+    submit_and_run(project, "demo-archive", {"images": images, "size": size, "seed": seed},
+                   sink=sink, token=token)
+    return project

@@ -1,0 +1,337 @@
+"""Import a DICOM archive into a project (job kind ``import``).
+
+Flow: walk the folders (plain files, files without suffix, DICOMDIR references) →
+decode in worker processes (header, de-identification, blob, thumbnail, 16-bit
+analysis cache) → the main process writes one transaction per file.
+
+* Resumable: a file whose SOPInstanceUID is already in the project is skipped, so a
+  re-run after a kill imports exactly what is missing.
+* One bad file never stops the import: its path and reason go into
+  ``import_failures`` and the summary.
+* Workers are *spawned*, not forked: the GUI and torch run threads, and forking a
+  threaded process can deadlock.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..jobs import JobContext
+from ..store import Project
+
+ANALYSIS_LONG_SIDE = 512
+THUMB_SIZE = 256
+MAX_FAILURES_IN_RESULT = 50
+
+
+@dataclass
+class ImportOptions:
+    paths: list[str]
+    copy: bool = True            # copy into blobs/ (False: reference files in place)
+    deidentify: bool = True
+    keep_map: bool = False       # keep original PatientID beside the pseudonym (opt-in)
+    workers: int = 2
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "ImportOptions":
+        known = {k: params[k] for k in cls.__dataclass_fields__ if k in params}
+        opts = cls(**known)
+        if not opts.paths:
+            raise ValueError("import: give at least one folder or file")
+        if not opts.copy and opts.deidentify:
+            # A file referenced in place keeps its PHI on disk; the project would
+            # then point at identifiable data while claiming to be de-identified.
+            raise ValueError("import: referencing files in place needs deidentify=False")
+        if opts.workers < 1:
+            raise ValueError(f"import: workers must be ≥ 1, got {opts.workers}")
+        return opts
+
+
+@dataclass
+class ImportSummary:
+    files_seen: int = 0
+    imported: int = 0
+    duplicates: int = 0
+    non_dicom: int = 0
+    failed: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "files_seen": self.files_seen, "imported": self.imported, "duplicates": self.duplicates,
+            "non_dicom": self.non_dicom, "failed": self.failed, "seconds": round(self.seconds, 2),
+            "failures": self.failures[:MAX_FAILURES_IN_RESULT],
+        }
+
+
+# ----------------------------------------------------------------------------- walking
+def iter_candidate_files(paths: list[str]) -> Iterator[tuple[Path, str | None]]:
+    """Yield (path, None) for every regular file under ``paths``, or (path, reason) for
+    entries that cannot even be listed. Directory symlinks are not followed (no loops);
+    files named in a DICOMDIR are included once."""
+    seen: set[str] = set()
+
+    def emit(p: Path) -> Iterator[tuple[Path, str | None]]:
+        key = os.path.realpath(p)
+        if key not in seen:
+            seen.add(key)
+            yield p, None
+
+    for raw in paths:
+        root = Path(raw)
+        if not root.exists() and not root.is_symlink():
+            yield root, "no such file or folder"
+            continue
+        if root.is_file():
+            yield from emit(root)
+            continue
+        errors: list[OSError] = []
+        for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append, followlinks=False):
+            dirnames.sort()
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                if name.upper() == "DICOMDIR":
+                    yield from _dicomdir_files(path, emit)
+                    continue
+                yield from emit(path)
+        for err in errors:
+            yield Path(err.filename or raw), f"cannot list folder ({err.strerror})"
+
+
+def _dicomdir_files(path: Path, emit) -> Iterator[tuple[Path, str | None]]:
+    """Files a DICOMDIR references (they usually also sit in the walked tree: deduped)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path)
+        for record in ds.DirectoryRecordSequence:
+            parts = record.get("ReferencedFileID")
+            if parts:
+                parts = [parts] if isinstance(parts, str) else list(parts)
+                yield from emit(path.parent.joinpath(*parts))
+    except Exception as exc:  # a broken DICOMDIR is reported; its files are still walked
+        yield path, f"unreadable DICOMDIR ({exc})"
+
+
+# ----------------------------------------------------------------------------- worker side
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(secret: bytes, blob_root: str, incoming: str, known: set[str], opts: ImportOptions) -> None:
+    from ..store.blobs import BlobStore
+
+    _WORKER.update(secret=secret, blobs=BlobStore(Path(blob_root)), incoming=Path(incoming),
+                   known=known, opts=opts)
+
+
+def _process_file(path: str) -> dict[str, Any]:
+    """Decode one file; returns {'status': 'ok'|'duplicate'|'non_dicom'|'failed', ...}."""
+    from .deid import pseudo_uid
+    from .dicom import DicomReadError, is_dicom_file
+
+    try:
+        if os.path.getsize(path) == 0:
+            return {"status": "failed", "path": path, "reason": "0-byte file"}
+        if not is_dicom_file(path):
+            return {"status": "non_dicom", "path": path, "reason": "not a DICOM file"}
+        return _decode_and_store(path, pseudo_uid)
+    except DicomReadError as exc:
+        return {"status": "failed", "path": path, "reason": exc.reason}
+    except MemoryError:
+        return {"status": "failed", "path": path, "reason": "too large to decode in memory"}
+    except OSError as exc:
+        return {"status": "failed", "path": path, "reason": exc.strerror or str(exc)}
+    except Exception as exc:  # any decoder bug: recorded against this file, the import goes on
+        return {"status": "failed", "path": path, "reason": f"{type(exc).__name__}: {exc}"}
+
+
+def _decode_and_store(path: str, pseudo_uid) -> dict[str, Any]:
+    import numpy as np
+
+    from .deid import deidentify
+    from .dicom import analysis_array, read_dataset, read_radiograph, scan_header, thumbnail_png
+
+    secret, opts = _WORKER["secret"], _WORKER["opts"]
+    header = scan_header(path)
+    original_hash = pseudo_uid(secret, header.sop_uid)
+    if original_hash in _WORKER["known"]:
+        return {"status": "duplicate", "path": path}
+    ds = read_dataset(path)
+    frames = []
+    for frame in range(header.n_frames):
+        rad = read_radiograph(ds, frame=frame)
+        analysis = analysis_array(rad, ANALYSIS_LONG_SIDE)
+        tmp = _WORKER["incoming"] / f"{original_hash}-{frame}.npy"
+        np.save(tmp, analysis)
+        frames.append({"frame": frame, "thumb": thumbnail_png(rad, THUMB_SIZE), "analysis": str(tmp),
+                       "analysis_shape": analysis.shape})
+    if opts.deidentify:
+        clean, _report = deidentify(ds, secret)
+        buffer = io.BytesIO()
+        clean.save_as(buffer, enforce_file_format=True)
+        blob_sha, source_path = _WORKER["blobs"].put_bytes(buffer.getvalue()), None
+        stored = _deidentified_header(header, secret)
+    else:
+        blob_sha = _WORKER["blobs"].put_file(Path(path)) if opts.copy else None
+        source_path = None if opts.copy else os.path.abspath(path)
+        stored = header
+    return {"status": "ok", "path": path, "original_hash": original_hash, "header": stored,
+            "original_patient_id": header.patient_id, "blob_sha": blob_sha,
+            "source_path": source_path, "frames": frames}
+
+
+def _deidentified_header(header, secret: bytes):
+    """The header as the de-identified file has it: the same keyed functions deid uses."""
+    from .deid import centre_code, pseudo_uid, pseudonym
+
+    pid = pseudonym(secret, header.patient_id)
+    return replace(
+        header, patient_id=pid, patient_name=pid,
+        institution=centre_code(secret, header.institution) if header.institution.strip() else "",
+        sop_uid=pseudo_uid(secret, header.sop_uid), study_uid=pseudo_uid(secret, header.study_uid),
+        series_uid=pseudo_uid(secret, header.series_uid), study_description="",
+    )
+
+
+# ----------------------------------------------------------------------------- main side
+def run_import(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Job ``import``: params {paths, copy, deidentify, keep_map, workers}."""
+    opts = ImportOptions.from_params(params)
+    started = time.monotonic()
+    summary = ImportSummary()
+    ctx.progress(0.0, "listing files")
+    files: list[str] = []
+    for path, problem in iter_candidate_files(opts.paths):
+        ctx.check_cancelled()
+        if problem:
+            _record_failure(project, ctx, summary, str(path), problem)
+        else:
+            files.append(str(path))
+    summary.files_seen = len(files) + summary.failed
+    incoming = project.cache_path("analysis", "incoming", "x").parent
+    init_args = (project.secret, str(project.blobs.root), str(incoming),
+                 project.images.known_original_hashes(), opts)
+    try:
+        for result in _results(files, init_args, opts.workers, ctx):
+            _store_result(project, opts, result, summary, ctx)
+            done = summary.imported + summary.duplicates + summary.non_dicom + summary.failed
+            ctx.progress(done / max(summary.files_seen, 1),
+                         f"{summary.imported} imported, {summary.failed + summary.non_dicom} skipped")
+    finally:
+        summary.seconds = time.monotonic() - started
+        project.audit("import", "job", ctx.job_id,
+                      {"paths": opts.paths, "deidentify": opts.deidentify, "copy": opts.copy,
+                       "keep_map": opts.keep_map, **{k: v for k, v in summary.as_dict().items()
+                                                     if k != "failures"}})
+    return summary.as_dict()
+
+
+def _results(files: list[str], init_args: tuple, workers: int, ctx: JobContext) -> Iterator[dict]:
+    """Results in completion order; a bounded number in flight so cancel is quick."""
+    if workers <= 1 or len(files) < 8:
+        _init_worker(*init_args)
+        for path in files:
+            ctx.check_cancelled()
+            yield _process_file(path)
+        return
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                   initializer=_init_worker, initargs=init_args)
+    pending: set[Future] = set()
+    queue = iter(files)
+    try:
+        while True:
+            while len(pending) < workers * 4:
+                path = next(queue, None)
+                if path is None:
+                    break
+                pending.add(executor.submit(_process_file, path))
+            if not pending:
+                break
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            ctx.check_cancelled()
+            for future in done:
+                yield future.result()
+    finally:
+        for future in pending:
+            future.cancel()
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _store_result(project: Project, opts: ImportOptions, result: dict, summary: ImportSummary,
+                  ctx: JobContext) -> None:
+    status = result["status"]
+    if status == "duplicate":
+        summary.duplicates += 1
+        return
+    if status in ("failed", "non_dicom"):
+        _record_failure(project, ctx, summary, result["path"], result["reason"],
+                        non_dicom=status == "non_dicom")
+        return
+    header = result["header"]
+    images = project.images
+    with project.db.transaction():
+        if project.db.one("SELECT 1 FROM images WHERE original_sop_hash = ?", (result["original_hash"],)):
+            summary.duplicates += 1  # the same instance twice in this very import
+            for frame in result["frames"]:
+                Path(frame["analysis"]).unlink(missing_ok=True)
+            return
+        sex = header.patient_sex.upper()[:1] if header.patient_sex.upper()[:1] in ("F", "M", "O") else None
+        patient = images.patient_id(
+            header.patient_id, original_id=result["original_patient_id"] if opts.keep_map else None, sex=sex)
+        centre = images.centre_id(header.institution) if header.institution else None
+        study = images.study_id(patient, header.study_uid, study_date=header.study_date or None,
+                                description=header.study_description or None,
+                                age_years=header.patient_age_years, centre_id=centre)
+        window = header.windows[0] if header.windows else None
+        for frame in result["frames"]:
+            image_id = images.add_image(_image_fields(header, result, frame["frame"], study, window),
+                                        frame["thumb"])
+            final = images.analysis_path(image_id)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(frame["analysis"], final)
+            h, w = frame["analysis_shape"]
+            project.db.execute("UPDATE images SET analysis_shape = ? WHERE id = ?", (f"{h},{w}", image_id))
+    summary.imported += 1
+
+
+def _image_fields(header, result: dict, frame: int, study_id: int, window) -> dict[str, Any]:
+    spacing = header.spacing_mm or (None, None)
+    return {
+        "study_id": study_id, "sop_uid": header.sop_uid, "frame": frame, "series_uid": header.series_uid,
+        "sop_class_uid": header.sop_class_uid, "original_sop_hash": result["original_hash"],
+        "blob_sha": result["blob_sha"], "source_path": result["source_path"],
+        "rows": header.rows, "cols": header.cols, "n_frames": header.n_frames,
+        "bits_allocated": header.bits_allocated, "bits_stored": header.bits_stored,
+        "pixel_signed": int(header.pixel_signed), "photometric": header.photometric,
+        "transfer_syntax": header.transfer_syntax, "spacing_row_mm": spacing[0],
+        "spacing_col_mm": spacing[1], "spacing_source": header.spacing_source,
+        "window_center": window.center if window else None, "window_width": window.width if window else None,
+        "rescale_slope": header.rescale_slope, "rescale_intercept": header.rescale_intercept,
+        "modality": header.modality or None, "manufacturer": header.manufacturer or None,
+        "model": header.model or None, "body_part": header.body_part or None, "view": header.view or None,
+        "laterality": header.laterality or None, "acquisition_date": header.acquisition_date or None,
+        "burned_in_annotation": None if header.burned_in_annotation is None else int(header.burned_in_annotation),
+        "is_screenshot": int(header.samples_per_pixel == 3 or header.sop_class_uid.startswith(
+            "1.2.840.10008.5.1.4.1.1.7")),
+    }
+
+
+def _record_failure(project: Project, ctx: JobContext, summary: ImportSummary, path: str, reason: str,
+                    *, non_dicom: bool = False) -> None:
+    if non_dicom:
+        summary.non_dicom += 1
+    else:
+        summary.failed += 1
+    summary.failures.append((path, reason))
+    with project.db.transaction() as c:
+        c.execute("INSERT INTO import_failures(job_id, path, reason) VALUES (?, ?, ?)",
+                  (ctx.job_id, path, reason))
+    ctx.log(f"skipped {path}: {reason}")

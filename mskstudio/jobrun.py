@@ -1,0 +1,153 @@
+"""Running a job row: look up its function, record its life in the ``jobs`` table.
+
+``JOB_KINDS`` maps the stable kind string stored in the database to the function
+that does the work.  Functions are named as "module:function" and imported only
+when a job of that kind runs, so the CLI starts without importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import signal
+import sys
+import traceback
+from contextlib import contextmanager
+from typing import Any, Callable
+
+from .jobs import Cancelled, CancelToken, JobContext, JobSink
+from .store import Project
+
+JOB_KINDS: dict[str, str] = {
+    "import": "mskstudio.io.importer:run_import",
+    "import-clinical": "mskstudio.io.clinical:run_import_clinical",
+    "demo-archive": "mskstudio.io.demo:run_demo_archive",
+}
+
+
+class UserError(Exception):
+    """A mistake the user can fix (bad path, bad parameter): shown as one line, no traceback."""
+
+
+def job_function(kind: str) -> Callable[..., Any]:
+    try:
+        target = JOB_KINDS[kind]
+    except KeyError:
+        raise UserError(f"unknown job kind {kind!r}; known: {', '.join(sorted(JOB_KINDS))}") from None
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class _StoreSink:
+    """Mirrors progress and metrics into the jobs table, then forwards to an outer sink."""
+
+    def __init__(self, project: Project, job_id: int, outer: JobSink | None):
+        self.project, self.job_id, self.outer = project, job_id, outer
+
+    def on_progress(self, fraction: float, message: str, eta_s: float | None) -> None:
+        self.project.jobs.progress(self.job_id, fraction, message)
+        if self.outer:
+            self.outer.on_progress(fraction, message, eta_s)
+
+    def on_metric(self, name: str, value: float, step: int) -> None:
+        self.project.jobs.metric(self.job_id, name, value, step)
+        if self.outer:
+            self.outer.on_metric(name, value, step)
+
+    def on_log(self, message: str) -> None:
+        if self.outer:
+            self.outer.on_log(message)
+
+
+def run_job(project: Project, job_id: int, *, sink: JobSink | None = None,
+            token: CancelToken | None = None) -> Any:
+    """Run the job row ``job_id`` to completion, recording status, error and result.
+
+    Re-raises what the job raised (after recording it) so the caller decides how to
+    show it; ``Cancelled`` is recorded as status 'cancelled'.
+    """
+    row = project.jobs.get(job_id)
+    if row is None:
+        raise UserError(f"{project.root}: no job {job_id}")
+    fn = job_function(row["kind"])
+    params = json.loads(row["params"])
+    ctx = JobContext(_StoreSink(project, job_id, sink), token, job_id=job_id)
+    project.jobs.started(job_id)
+    try:
+        result = fn(project, params, ctx)
+    except Cancelled:
+        project.jobs.finish(job_id, "cancelled")
+        raise
+    except BaseException as exc:
+        detail = "".join(traceback.format_exception(exc))
+        project.jobs.finish(job_id, "error", error=f"{exc}\n\n{detail}")
+        raise
+    project.jobs.finish(job_id, "done", result=result)
+    return result
+
+
+def submit_and_run(project: Project, kind: str, params: dict[str, Any], *,
+                   sink: JobSink | None = None, token: CancelToken | None = None) -> Any:
+    job_id = project.jobs.submit(kind, params)
+    return run_job(project, job_id, sink=sink, token=token)
+
+
+class TqdmSink:
+    """Progress bar for the terminal (stderr), metrics printed as lines."""
+
+    def __init__(self, label: str):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=1000, desc=label, unit="‰", file=sys.stderr,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
+                        disable=None)
+
+    def on_progress(self, fraction: float, message: str, eta_s: float | None) -> None:
+        self.bar.n = int(fraction * 1000)
+        eta = f" ETA {eta_s:.0f}s" if eta_s is not None else ""
+        self.bar.set_postfix_str(f"{message[:60]}{eta}", refresh=True)
+
+    def on_metric(self, name: str, value: float, step: int) -> None:
+        self.bar.write(f"  {name}[{step}] = {value:.4g}")
+
+    def on_log(self, message: str) -> None:
+        self.bar.write(f"  {message}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@contextmanager
+def ctrl_c_cancels(token: CancelToken):
+    """The first Ctrl-C asks the job to stop at its next check; a second one kills."""
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if token.cancelled:
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        token.cancel()
+        print("\ncancelling… (Ctrl-C again to abort at once)", file=sys.stderr)
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_sync(project: Project, kind: str, params: dict[str, Any], *, label: str | None = None,
+             quiet: bool = False) -> Any:
+    """Submit and run a job in this process with a progress bar and Ctrl-C as cancel."""
+    token = CancelToken()
+    sink = None if quiet else TqdmSink(label or kind)
+    try:
+        with ctrl_c_cancels(token):
+            return submit_and_run(project, kind, params, sink=sink, token=token)
+    finally:
+        if sink:
+            sink.close()

@@ -1,0 +1,1 @@
+"""Learning jobs: DeepCluster, training, segmentation, retrieval, explanation, export."""

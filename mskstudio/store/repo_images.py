@@ -1,0 +1,202 @@
+"""Patients, studies, images, thumbnails, clinical records and labs."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .project import Project
+
+IMAGE_FLAGS = ("excluded", "is_screenshot", "external")
+CLINICAL_FIELDS = ("age_years", "sex", "site", "position", "diagnosis", "dignity",
+                   "diagnosis_source", "report")
+IMAGE_COLUMNS = (
+    "study_id", "sop_uid", "frame", "series_uid", "sop_class_uid", "original_sop_hash", "blob_sha",
+    "source_path", "rows", "cols", "n_frames", "bits_allocated", "bits_stored", "pixel_signed",
+    "photometric", "transfer_syntax", "spacing_row_mm", "spacing_col_mm", "spacing_source",
+    "window_center", "window_width", "rescale_slope", "rescale_intercept", "modality",
+    "manufacturer", "model", "body_part", "view", "laterality", "acquisition_date",
+    "burned_in_annotation", "is_screenshot",
+)
+
+
+class ImageRepo:
+    def __init__(self, project: "Project"):
+        self.p = project
+
+    # ---- identity -------------------------------------------------------------------
+    def centre_id(self, code: str, name: str | None = None) -> int:
+        with self.p.db.transaction() as c:
+            c.execute("INSERT OR IGNORE INTO centres(code, name) VALUES (?, ?)", (code, name or code))
+            return int(c.execute("SELECT id FROM centres WHERE code = ?", (code,)).fetchone()[0])
+
+    def patient_id(self, pseudonym: str, *, original_id: str | None = None, sex: str | None = None) -> int:
+        with self.p.db.transaction() as c:
+            c.execute(
+                "INSERT INTO patients(pseudonym, original_id, sex) VALUES (?, ?, ?) "
+                "ON CONFLICT(pseudonym) DO UPDATE SET "
+                "original_id = COALESCE(excluded.original_id, original_id), "
+                "sex = COALESCE(sex, excluded.sex)",
+                (pseudonym, original_id, sex),
+            )
+            return int(c.execute("SELECT id FROM patients WHERE pseudonym = ?", (pseudonym,)).fetchone()[0])
+
+    def find_patient(self, key: str) -> sqlite3.Row | None:
+        """By pseudonym, or by original id where the user kept the map."""
+        return self.p.db.one(
+            "SELECT * FROM patients WHERE pseudonym = ? OR original_id = ?", (key, key)
+        )
+
+    def study_id(self, patient_id: int, study_uid: str, **fields: Any) -> int:
+        with self.p.db.transaction() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO studies(patient_id, study_uid, study_date, description, "
+                "age_years, centre_id) VALUES (?, ?, ?, ?, ?, ?)",
+                (patient_id, study_uid, fields.get("study_date"), fields.get("description"),
+                 fields.get("age_years"), fields.get("centre_id")),
+            )
+            return int(c.execute("SELECT id FROM studies WHERE study_uid = ?", (study_uid,)).fetchone()[0])
+
+    def known_original_hashes(self) -> set[str]:
+        return {r[0] for r in self.p.db.query(
+            "SELECT original_sop_hash FROM images WHERE original_sop_hash IS NOT NULL")}
+
+    def add_image(self, fields: dict[str, Any], thumbnail_png: bytes | None) -> int:
+        """Insert one image row (and its thumbnail) atomically; the blob must exist already."""
+        unknown = set(fields) - set(IMAGE_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown image fields: {sorted(unknown)}")
+        cols = ", ".join(fields)
+        marks = ", ".join("?" for _ in fields)
+        with self.p.db.transaction() as c:
+            cur = c.execute(f"INSERT INTO images({cols}) VALUES ({marks})", tuple(fields.values()))
+            image_id = int(cur.lastrowid)
+            if thumbnail_png is not None:
+                c.execute("INSERT INTO thumbnails(image_id, png) VALUES (?, ?)", (image_id, thumbnail_png))
+        return image_id
+
+    # ---- reading ----------------------------------------------------------------------
+    def get(self, image_id: int) -> sqlite3.Row | None:
+        return self.p.db.one(
+            "SELECT i.*, s.patient_id, s.study_uid, s.study_date, s.age_years, s.centre_id, "
+            "p.pseudonym, c.code AS centre FROM images i JOIN studies s ON s.id = i.study_id "
+            "JOIN patients p ON p.id = s.patient_id LEFT JOIN centres c ON c.id = s.centre_id "
+            "WHERE i.id = ?",
+            (image_id,),
+        )
+
+    def ids(self, *, include_excluded: bool = False) -> list[int]:
+        where = "" if include_excluded else "WHERE excluded = 0"
+        return [r[0] for r in self.p.db.query(f"SELECT id FROM images {where} ORDER BY id")]
+
+    def count(self) -> int:
+        return int(self.p.db.scalar("SELECT COUNT(*) FROM images"))
+
+    def patient_of(self, image_ids: Iterable[int] | None = None) -> dict[int, int]:
+        """image id -> patient id: the unit every split and every neighbour exclusion uses."""
+        rows = self.p.db.query(
+            "SELECT i.id, s.patient_id FROM images i JOIN studies s ON s.id = i.study_id")
+        mapping = {r[0]: r[1] for r in rows}
+        if image_ids is None:
+            return mapping
+        return {i: mapping[i] for i in image_ids}
+
+    def table(self) -> list[sqlite3.Row]:
+        """Light rows for the browser: one per image, no blobs."""
+        return self.p.db.query(
+            "SELECT i.id, i.view, i.laterality, i.body_part, i.modality, i.excluded, i.is_screenshot, "
+            "i.external, i.rows, i.cols, i.acquisition_date, s.id AS study_id, s.study_date, "
+            "s.patient_id, p.pseudonym, c.code AS centre, cl.diagnosis, cl.dignity "
+            "FROM images i JOIN studies s ON s.id = i.study_id JOIN patients p ON p.id = s.patient_id "
+            "LEFT JOIN centres c ON c.id = s.centre_id LEFT JOIN clinical cl ON cl.patient_id = p.id "
+            "ORDER BY p.pseudonym, s.study_date, s.id, i.id"
+        )
+
+    def thumbnail(self, image_id: int) -> bytes | None:
+        return self.p.db.scalar("SELECT png FROM thumbnails WHERE image_id = ?", (image_id,))
+
+    def dicom_path(self, image_id: int) -> Path:
+        row = self.p.db.one("SELECT blob_sha, source_path FROM images WHERE id = ?", (image_id,))
+        if row is None:
+            raise KeyError(image_id)
+        if row["blob_sha"]:
+            return self.p.blobs.path(row["blob_sha"])
+        return Path(row["source_path"])
+
+    # ---- analysis cache (derived, rebuildable) ---------------------------------------
+    def analysis_path(self, image_id: int) -> Path:
+        return self.p.cache_dir / "analysis" / f"{image_id}.npy"
+
+    def save_analysis(self, image_id: int, array: np.ndarray) -> None:
+        path = self.analysis_path(image_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, array.astype(np.uint16, copy=False))
+        tmp.replace(path)
+        with self.p.db.transaction() as c:
+            c.execute("UPDATE images SET analysis_shape = ? WHERE id = ?",
+                      (f"{array.shape[0]},{array.shape[1]}", image_id))
+
+    def load_analysis(self, image_id: int) -> np.ndarray:
+        """The 16-bit analysis array as float32 in [0, 1], bone bright; rebuilt if missing."""
+        path = self.analysis_path(image_id)
+        if not path.exists():
+            self.rebuild_analysis(image_id)
+        return np.load(path).astype(np.float32) / 65535.0
+
+    def rebuild_analysis(self, image_id: int) -> None:
+        from ..io.dicom import analysis_array, read_radiograph
+
+        row = self.p.db.one("SELECT frame FROM images WHERE id = ?", (image_id,))
+        rad = read_radiograph(self.dicom_path(image_id), frame=row["frame"] if row else 0)
+        self.save_analysis(image_id, analysis_array(rad))
+
+    # ---- flags ------------------------------------------------------------------------
+    def set_flag(self, image_id: int, flag: str, value: bool | int) -> None:
+        if flag not in IMAGE_FLAGS:
+            raise ValueError(f"unknown flag {flag!r}; known: {', '.join(IMAGE_FLAGS)}")
+        with self.p.db.transaction():
+            self.p.db.execute(f"UPDATE images SET {flag} = ? WHERE id = ?", (int(value), image_id))
+            self.p.audit("image.flag", "image", image_id, {flag: int(value)})
+
+    # ---- clinical record --------------------------------------------------------------
+    def clinical(self, patient_id: int) -> dict[str, Any]:
+        row = self.p.db.one("SELECT * FROM clinical WHERE patient_id = ?", (patient_id,))
+        return dict(row) if row else {}
+
+    def set_clinical(self, patient_id: int, fields: dict[str, Any], *, audit_action: str = "clinical.edit") -> None:
+        unknown = set(fields) - set(CLINICAL_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown clinical fields: {sorted(unknown)}")
+        if not fields:
+            return
+        cols = ", ".join(fields)
+        marks = ", ".join("?" for _ in fields)
+        updates = ", ".join(f"{k} = excluded.{k}" for k in fields)
+        with self.p.db.transaction() as c:
+            c.execute(
+                f"INSERT INTO clinical(patient_id, {cols}) VALUES (?, {marks}) "
+                f"ON CONFLICT(patient_id) DO UPDATE SET {updates}, "
+                "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                (patient_id, *fields.values()),
+            )
+            self.p.audit(audit_action, "patient", patient_id, fields)
+
+    def labs(self, patient_id: int) -> list[sqlite3.Row]:
+        return self.p.db.query("SELECT * FROM labs WHERE patient_id = ? ORDER BY name", (patient_id,))
+
+    def set_lab(self, patient_id: int, name: str, value: float | None, unit: str | None = None,
+                ref_low: float | None = None, ref_high: float | None = None) -> None:
+        with self.p.db.transaction() as c:
+            c.execute(
+                "INSERT INTO labs(patient_id, name, value, unit, ref_low, ref_high) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(patient_id, name) DO UPDATE SET value = excluded.value, unit = excluded.unit, "
+                "ref_low = excluded.ref_low, ref_high = excluded.ref_high",
+                (patient_id, name, value, unit, ref_low, ref_high),
+            )
+            self.p.audit("lab.edit", "patient", patient_id,
+                         {"name": name, "value": value, "unit": unit, "range": [ref_low, ref_high]})

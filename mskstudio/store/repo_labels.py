@@ -1,0 +1,127 @@
+"""Label sets, their classes, and labels with provenance.
+
+Each (image, label set, source) has at most one row, so a machine can never
+overwrite what a human said: the *effective* label is chosen by source precedence.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING, Iterable
+
+from ..domain import LABEL_SOURCES as SOURCES
+
+if TYPE_CHECKING:
+    from .project import Project
+
+PRECEDENCE_SQL = "CASE source WHEN 'human' THEN 0 WHEN 'import' THEN 1 WHEN 'cluster' THEN 2 ELSE 3 END"
+PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
+           "#bfef45", "#fabed4", "#469990", "#dcbeff", "#9a6324", "#800000", "#aaffc3")
+
+
+class LabelRepo:
+    def __init__(self, project: "Project"):
+        self.p = project
+
+    # ---- label sets and classes ----------------------------------------------------
+    def label_set(self, name: str, *, kind: str = "image", description: str | None = None) -> int:
+        """Id of the label set ``name``, created on first use."""
+        row = self.p.db.one("SELECT id FROM label_sets WHERE name = ?", (name,))
+        if row:
+            return int(row[0])
+        with self.p.db.transaction() as c:
+            c.execute("INSERT OR IGNORE INTO label_sets(name, kind, description) VALUES (?, ?, ?)",
+                      (name, kind, description))
+            set_id = int(c.execute("SELECT id FROM label_sets WHERE name = ?", (name,)).fetchone()[0])
+            self.p.audit("label_set.create", "label_set", set_id, {"name": name, "kind": kind})
+        return set_id
+
+    def label_sets(self, kind: str | None = None) -> list[sqlite3.Row]:
+        if kind:
+            return self.p.db.query("SELECT * FROM label_sets WHERE kind = ? ORDER BY name", (kind,))
+        return self.p.db.query("SELECT * FROM label_sets ORDER BY name")
+
+    def class_id(self, label_set_id: int, name: str, *, color: str | None = None,
+                 is_reject: bool = False) -> int:
+        row = self.p.db.one("SELECT id FROM classes WHERE label_set_id = ? AND name = ?", (label_set_id, name))
+        if row:
+            return int(row[0])
+        with self.p.db.transaction() as c:
+            position = c.execute(
+                "SELECT COUNT(*) FROM classes WHERE label_set_id = ?", (label_set_id,)).fetchone()[0]
+            cur = c.execute(
+                "INSERT INTO classes(label_set_id, name, color, position, is_reject) VALUES (?, ?, ?, ?, ?)",
+                (label_set_id, name, color or PALETTE[position % len(PALETTE)], position, int(is_reject)),
+            )
+            class_id = int(cur.lastrowid)
+            self.p.audit("class.create", "class", class_id, {"label_set_id": label_set_id, "name": name})
+        return class_id
+
+    def classes(self, label_set_id: int) -> list[sqlite3.Row]:
+        return self.p.db.query(
+            "SELECT * FROM classes WHERE label_set_id = ? ORDER BY position, id", (label_set_id,))
+
+    # ---- labels -------------------------------------------------------------------------
+    def set_label(self, image_id: int, label_set_id: int, class_id: int, *, source: str = "human",
+                  author: str | None = None, run_id: int | None = None,
+                  confidence: float | None = None) -> None:
+        self.set_labels([image_id], label_set_id, class_id, source=source, author=author,
+                        run_id=run_id, confidence=confidence)
+
+    def set_labels(self, image_ids: Iterable[int], label_set_id: int, class_id: int, *,
+                   source: str = "human", author: str | None = None, run_id: int | None = None,
+                   confidence: float | None = None, audit: bool = True) -> int:
+        """Write one label per image for ``source``; returns how many rows were written."""
+        if source not in SOURCES:
+            raise ValueError(f"unknown label source {source!r}")
+        ids = list(image_ids)
+        author = author or self.p.author
+        with self.p.db.transaction() as c:
+            c.executemany(
+                "INSERT INTO labels(image_id, label_set_id, class_id, source, author, run_id, confidence) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(image_id, label_set_id, source) DO UPDATE SET "
+                "class_id = excluded.class_id, author = excluded.author, run_id = excluded.run_id, "
+                "confidence = excluded.confidence, created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                [(i, label_set_id, class_id, source, author, run_id, confidence) for i in ids],
+            )
+            if audit:
+                self.p.audit("label.set", "label_set", label_set_id,
+                             {"images": ids[:1000], "n": len(ids), "class_id": class_id,
+                              "source": source, "run_id": run_id}, author=author)
+        return len(ids)
+
+    def remove_labels(self, image_ids: Iterable[int], label_set_id: int, *, source: str) -> None:
+        ids = list(image_ids)
+        with self.p.db.transaction() as c:
+            c.executemany("DELETE FROM labels WHERE image_id = ? AND label_set_id = ? AND source = ?",
+                          [(i, label_set_id, source) for i in ids])
+            self.p.audit("label.remove", "label_set", label_set_id,
+                         {"images": ids[:1000], "n": len(ids), "source": source})
+
+    def labels_of(self, image_id: int) -> list[sqlite3.Row]:
+        """Every label of an image with provenance, effective ones first per label set."""
+        return self.p.db.query(
+            f"SELECT l.*, c.name AS class_name, s.name AS label_set FROM labels l "
+            f"JOIN classes c ON c.id = l.class_id JOIN label_sets s ON s.id = l.label_set_id "
+            f"WHERE l.image_id = ? ORDER BY s.name, {PRECEDENCE_SQL}",
+            (image_id,),
+        )
+
+    def effective(self, label_set_id: int, *, sources: tuple[str, ...] = SOURCES) -> dict[int, int]:
+        """image id -> class id of the highest-precedence label among ``sources``."""
+        marks = ",".join("?" for _ in sources)
+        rows = self.p.db.query(
+            f"SELECT image_id, class_id FROM labels WHERE label_set_id = ? AND source IN ({marks}) "
+            f"ORDER BY image_id, {PRECEDENCE_SQL} DESC",
+            (label_set_id, *sources),
+        )
+        # Ordered lowest precedence first, so the last write per image wins.
+        return {r[0]: r[1] for r in rows}
+
+    def counts(self, label_set_id: int) -> dict[str, int]:
+        eff = self.effective(label_set_id)
+        names = {r["id"]: r["name"] for r in self.classes(label_set_id)}
+        out: dict[str, int] = {}
+        for class_id in eff.values():
+            out[names[class_id]] = out.get(names[class_id], 0) + 1
+        return out

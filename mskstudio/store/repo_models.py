@@ -1,0 +1,96 @@
+"""Model runs: DeepCluster backbones, classifiers, segmenters … and their checkpoints.
+
+A checkpoint is a blob (``torch.save`` bytes written by the job); the row names it
+by sha once the blob is on disk, so a crash never leaves a row pointing nowhere.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .project import Project
+
+NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+STATUSES = ("running", "done", "cancelled", "error", "interrupted")
+RESUMABLE = ("running", "cancelled", "interrupted", "error")
+
+
+class ModelRepo:
+    def __init__(self, project: "Project"):
+        self.p = project
+
+    def create(self, kind: str, arch: str, *, name: str | None = None,
+               params: dict[str, Any] | None = None, parent_run_id: int | None = None,
+               label_set_id: int | None = None, job_id: int | None = None) -> int:
+        with self.p.db.transaction() as c:
+            cur = c.execute(
+                "INSERT INTO model_runs(kind, name, arch, label_set_id, parent_run_id, params, job_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (kind, name or f"{kind} {arch}", arch, label_set_id, parent_run_id,
+                 json.dumps(params or {}, sort_keys=True, default=str), job_id),
+            )
+            run_id = int(cur.lastrowid)
+            self.p.audit("model_run.create", "model_run", run_id,
+                         {"kind": kind, "arch": arch, "parent_run_id": parent_run_id})
+        return run_id
+
+    def get(self, run_id: int) -> sqlite3.Row | None:
+        return self.p.db.one("SELECT * FROM model_runs WHERE id = ?", (run_id,))
+
+    def list(self, kind: str | None = None) -> list[sqlite3.Row]:
+        if kind:
+            return self.p.db.query("SELECT * FROM model_runs WHERE kind = ? ORDER BY id DESC", (kind,))
+        return self.p.db.query("SELECT * FROM model_runs ORDER BY id DESC")
+
+    def params(self, run_id: int) -> dict[str, Any]:
+        row = self.get(run_id)
+        return json.loads(row["params"]) if row and row["params"] else {}
+
+    def metrics(self, run_id: int) -> dict[str, Any]:
+        row = self.get(run_id)
+        return json.loads(row["metrics"]) if row and row["metrics"] else {}
+
+    def set_checkpoint(self, run_id: int, sha: str, *, metrics: dict[str, Any] | None = None,
+                       params: dict[str, Any] | None = None) -> None:
+        """Point the run at a new checkpoint blob (written before this call)."""
+        with self.p.db.transaction() as c:
+            c.execute("UPDATE model_runs SET checkpoint_sha = ? WHERE id = ?", (sha, run_id))
+            if metrics is not None:
+                c.execute("UPDATE model_runs SET metrics = ? WHERE id = ?",
+                          (json.dumps(metrics, default=str), run_id))
+            if params is not None:
+                c.execute("UPDATE model_runs SET params = ? WHERE id = ?",
+                          (json.dumps(params, sort_keys=True, default=str), run_id))
+
+    def set_status(self, run_id: int, status: str, *, job_id: int | None = None) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown model run status {status!r}")
+        finished = status != "running"
+        with self.p.db.transaction() as c:
+            c.execute(
+                f"UPDATE model_runs SET status = ?, finished_at = CASE WHEN ? THEN {NOW} ELSE NULL END, "
+                "job_id = COALESCE(?, job_id) WHERE id = ?",
+                (status, int(finished), job_id, run_id),
+            )
+            self.p.audit("model_run.status", "model_run", run_id, {"status": status})
+
+    def for_job(self, job_id: int, kind: str | None = None) -> sqlite3.Row | None:
+        sql = "SELECT * FROM model_runs WHERE job_id = ?"
+        args: tuple = (job_id,)
+        if kind:
+            sql += " AND kind = ?"
+            args += (kind,)
+        return self.p.db.one(sql + " ORDER BY id DESC LIMIT 1", args)
+
+    def latest_resumable(self, kind: str) -> sqlite3.Row | None:
+        marks = ",".join("?" for _ in RESUMABLE)
+        return self.p.db.one(
+            f"SELECT * FROM model_runs WHERE kind = ? AND status IN ({marks}) "
+            "AND checkpoint_sha IS NOT NULL ORDER BY id DESC LIMIT 1", (kind, *RESUMABLE))
+
+    def referenced_blobs(self) -> set[str]:
+        return {r[0] for r in self.p.db.query(
+            "SELECT checkpoint_sha FROM model_runs WHERE checkpoint_sha IS NOT NULL")}
