@@ -1,0 +1,592 @@
+"""Pixel-correct DICOM reading for radiographs (CR, DX, secondary capture).
+
+Pipeline (PS3.3 C.11 / C.7.6.3): stored values -> Modality LUT (rescale or
+ModalityLUTSequence) -> VOI LUT / window -> Presentation (MONOCHROME1 or
+PresentationLUTShape INVERSE means "display inverted").  ``Radiograph`` keeps
+the full-precision modality values (float32) and an ``invert`` flag; windowing
+and inversion happen only when rendering, so bone is always bright on screen
+and in training arrays.  8-bit appears only in ``render_u8``/thumbnails.
+
+Decoding goes through pydicom's pixel handlers (``pydicom.pixels``) with the
+pylibjpeg / pyjpegls / python-gdcm plugins.  No Qt here.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from struct import error as struct_error
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder, pixel_array
+from pydicom.uid import UID
+
+PathLike = str | os.PathLike
+
+__all__ = [
+    "DicomReadError", "Window", "HeaderInfo", "Radiograph", "is_dicom_file", "scan_header",
+    "read_dataset", "read_radiograph", "analysis_array", "thumbnail_png", "resize_area",
+    "decoder_for",
+]
+
+
+class DicomReadError(Exception):
+    """A file that is not a readable image DICOM; ``reason`` is short and human."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Window:
+    center: float
+    width: float
+    explanation: str = ""
+
+
+# Plugin preference: the permissive (MIT) pylibjpeg/pyjpegls stack first, pillow,
+# then python-gdcm which is the only non-GPL decoder for JPEG lossless (process 14).
+_PLUGIN_ORDER = ("pylibjpeg", "pyjpegls", "pydicom", "pillow", "gdcm")
+_INSTALL_HINT = {
+    "1.2.840.10008.1.2.4.57": "python-gdcm",
+    "1.2.840.10008.1.2.4.70": "python-gdcm",
+    "1.2.840.10008.1.2.4.80": "pyjpegls or python-gdcm",
+    "1.2.840.10008.1.2.4.81": "pyjpegls or python-gdcm",
+    "1.2.840.10008.1.2.4.90": "pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.4.91": "pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.5": "pylibjpeg-rle",
+}
+
+
+# ---------------------------------------------------------------- header scan
+# Everything scan_header needs; reading only these tags makes pydicom skip
+# value conversion for the rest (the main cost of a header read).
+_HEADER_KEYWORDS = (
+    "SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
+    "PatientID", "PatientName", "PatientSex", "PatientAge", "PatientBirthDate", "Modality",
+    "StudyDate", "AcquisitionDate", "SeriesDate", "ContentDate", "StudyDescription",
+    "Manufacturer", "ManufacturerModelName", "InstitutionName", "BodyPartExamined", "ViewPosition",
+    "ImageLaterality", "Laterality", "BurnedInAnnotation", "PixelSpacing", "ImagerPixelSpacing",
+    "EstimatedRadiographicMagnificationFactor", "SamplesPerPixel", "PhotometricInterpretation",
+    "Rows", "Columns", "NumberOfFrames", "BitsAllocated", "BitsStored", "PixelRepresentation",
+    "WindowCenter", "WindowWidth", "WindowCenterWidthExplanation", "RescaleSlope",
+    "RescaleIntercept", "PresentationLUTShape", "VOILUTSequence",
+)
+
+
+@dataclass
+class HeaderInfo:
+    path: str
+    sop_uid: str
+    study_uid: str
+    series_uid: str
+    sop_class_uid: str
+    patient_id: str
+    patient_name: str
+    patient_sex: str
+    patient_age_years: float | None
+    modality: str
+    rows: int
+    cols: int
+    n_frames: int
+    bits_allocated: int
+    bits_stored: int
+    pixel_signed: bool
+    photometric: str
+    samples_per_pixel: int
+    transfer_syntax: str
+    spacing_mm: tuple[float, float] | None
+    spacing_source: str | None
+    windows: list[Window]
+    rescale_slope: float
+    rescale_intercept: float
+    manufacturer: str
+    model: str
+    institution: str
+    body_part: str
+    view: str
+    laterality: str
+    study_date: str
+    acquisition_date: str
+    study_description: str
+    burned_in_annotation: bool | None
+
+
+def is_dicom_file(path: PathLike) -> bool:
+    """Cheap sniff: 'DICM' at offset 128, or a plausible preamble-less implicit-VR start
+    (an even group 0002/0008 tag with a sane 32-bit length)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    if len(head) < 8:
+        return False
+    group, elem = int.from_bytes(head[0:2], "little"), int.from_bytes(head[2:4], "little")
+    if group not in (0x0002, 0x0008) or elem >= 0x0100:
+        return False
+    explicit_vr = head[4:6].isalpha() and head[4:6].isupper()  # e.g. b"CS", b"UI"
+    return explicit_vr or int.from_bytes(head[4:8], "little") < 0x10000
+
+
+def _fail(path, reason: str):
+    raise DicomReadError(path, reason)
+
+
+def _open(path: PathLike, *, stop_before_pixels: bool, specific_tags=None) -> Dataset:
+    """dcmread with validation; every failure becomes a DicomReadError with a short reason."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError as e:
+        _fail(path, f"cannot open file ({e.strerror or e})")
+    if size == 0:
+        _fail(path, "0-byte file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ds = pydicom.dcmread(p, stop_before_pixels=stop_before_pixels, specific_tags=specific_tags)
+            except InvalidDicomError:
+                # Old ACR-NEMA style files lack the preamble; pydicom only reads them
+                # with force=True, which also "reads" any garbage, so sniff first and
+                # demand a recognisable SOP Class afterwards.
+                if not is_dicom_file(p):
+                    _fail(path, "not a DICOM file (no DICM preamble)")
+                ds = pydicom.dcmread(p, stop_before_pixels=stop_before_pixels,
+                                     specific_tags=specific_tags, force=True)
+                if "SOPClassUID" not in ds and "PixelData" not in ds and "Rows" not in ds:
+                    _fail(path, "not a DICOM file (no DICM preamble)")
+    except DicomReadError:
+        raise
+    except (EOFError, OSError, ValueError, KeyError, TypeError, struct_error) as e:
+        _fail(path, f"truncated or corrupt file ({type(e).__name__}: {str(e)[:80]})")
+    ts = ds.file_meta.get("TransferSyntaxUID") if getattr(ds, "file_meta", None) is not None else None
+    if ts is None:
+        # Preamble-less files: pydicom guessed the encoding; record what it used.
+        ts = pydicom.uid.ImplicitVRLittleEndian if ds.original_encoding[0] else pydicom.uid.ExplicitVRLittleEndian
+        ds.file_meta = pydicom.dataset.FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ts
+    return ds
+
+
+def _check_image(path, ds: Dataset, *, pixels_read: bool) -> None:
+    if "Rows" not in ds or "Columns" not in ds or "BitsAllocated" not in ds:
+        if "PixelData" in ds:
+            _fail(path, "missing image pixel module (Rows/Columns/BitsAllocated)")
+        # pydicom may drop everything it read when EOF hits an undefined-length item.
+        _fail(path, "truncated pixel data" if len(ds) == 0 and _has_pixel_tag(path) else "no pixel data")
+    if pixels_read and "PixelData" not in ds:
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            _fail(path, "float pixel data is not a radiograph")
+        # pydicom silently drops an encapsulated PixelData cut off before its
+        # sequence delimiter; the tag's bytes in the file tell the two cases apart.
+        _fail(path, "truncated pixel data" if _has_pixel_tag(path) else "no pixel data")
+    ts = UID(ds.file_meta.TransferSyntaxUID)
+    try:
+        dec = get_decoder(ts)
+    except NotImplementedError:
+        _fail(path, f"unsupported transfer syntax {ts}: not an image transfer syntax pydicom knows")
+    if ts == pydicom.uid.JPEGExtended12Bit and int(_f(ds, "BitsStored", 8)) > 8:
+        # Neither pillow nor pydicom's gdcm plugin decode 12-bit lossy JPEG; only the
+        # GPL pylibjpeg-libjpeg does, which we deliberately do not ship.
+        _fail(path, f"unsupported transfer syntax {ts} (12-bit JPEG Extended): needs pylibjpeg-libjpeg (GPL, not bundled)")
+    if not dec.is_available:
+        _fail(path, f"unsupported transfer syntax {ts} ({ts.name}): install {_INSTALL_HINT.get(ts, 'a decoder plugin')}")
+
+
+def _has_pixel_tag(path) -> bool:
+    try:
+        data = Path(path).read_bytes()
+    except (OSError, TypeError):
+        return False
+    return b"\xe0\x7f\x10\x00" in data or b"\x7f\xe0\x00\x10" in data
+
+
+def _age_years(ds: Dataset) -> float | None:
+    age = str(ds.get("PatientAge", "") or "").strip().upper()
+    m = re.fullmatch(r"(\d{1,3})\s*([DWMY]?)", age)
+    if m:
+        n, unit = float(m.group(1)), m.group(2) or "Y"
+        return round(n / {"D": 365.25, "W": 52.1775, "M": 12.0, "Y": 1.0}[unit], 3)
+    born = _parse_date(ds.get("PatientBirthDate"))
+    when = next((d for d in (_parse_date(ds.get(k)) for k in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")) if d), None)
+    if born and when and when >= born:
+        return round((when - born).days / 365.25, 3)
+    return None
+
+
+def _parse_date(value) -> date | None:
+    s = str(value or "").strip()
+    if len(s) >= 8 and s[:8].isdigit():
+        try:
+            return date(int(s[:4]), int(s[4:6]), int(s[6:8]))
+        except ValueError:
+            return None
+    return None
+
+
+def _as_list(value) -> list:
+    if value is None or value == "":
+        return []
+    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+        return list(value)
+    return [value]
+
+
+def _windows(ds: Dataset) -> list[Window]:
+    centers, widths = _as_list(ds.get("WindowCenter")), _as_list(ds.get("WindowWidth"))
+    names = _as_list(ds.get("WindowCenterWidthExplanation"))
+    out = []
+    for i, (c, w) in enumerate(zip(centers, widths)):
+        try:
+            c, w = float(c), float(w)
+        except (TypeError, ValueError):
+            continue
+        if w >= 1:  # PS3.3 C.11.2.1.2: width shall be >= 1
+            out.append(Window(c, w, str(names[i]) if i < len(names) else ""))
+    return out
+
+
+def _spacing(ds: Dataset) -> tuple[tuple[float, float] | None, str | None]:
+    """PixelSpacing (patient plane) wins; else ImagerPixelSpacing (detector plane),
+    divided by EstimatedRadiographicMagnificationFactor when present (PS3.3 C.8.11.4)."""
+    def pair(v):
+        vals = _as_list(v)
+        try:
+            r, c = float(vals[0]), float(vals[1])
+        except (IndexError, TypeError, ValueError):
+            return None
+        return (r, c) if r > 0 and c > 0 else None
+
+    if (sp := pair(ds.get("PixelSpacing"))) is not None:
+        return sp, "pixel"
+    if (sp := pair(ds.get("ImagerPixelSpacing"))) is not None:
+        try:
+            mag = float(ds.get("EstimatedRadiographicMagnificationFactor") or 0)
+        except (TypeError, ValueError):
+            mag = 0.0
+        if mag > 0 and mag != 1.0:
+            return (sp[0] / mag, sp[1] / mag), "imager_corrected"
+        return sp, "imager"
+    return None, None
+
+
+def _s(ds: Dataset, kw: str) -> str:
+    v = ds.get(kw)
+    return "" if v is None else str(v)
+
+
+def _f(ds: Dataset, kw: str, default: float) -> float:
+    try:
+        v = ds.get(kw)
+        return default if v is None or v == "" else float(v)
+    except (TypeError, ValueError):
+        return default
+
+
+_HEADER_TAGS = [pydicom.datadict.tag_for_keyword(k) for k in _HEADER_KEYWORDS]
+_TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "SH", "TM", "UI"}
+
+
+def _header_values(ds: Dataset) -> dict:
+    """keyword -> value for the header tags, converting raw bytes ourselves.
+
+    Why not ds.get(): pydicom's generic value conversion (hooks, VR lookup,
+    MultiValue/DSfloat objects) is about half the cost of a header read, and
+    the ASCII-only VRs above need nothing more than decode + split.  Anything
+    else (PN with character sets, SQ, binary VRs) goes through pydicom."""
+    out = {}
+    little = ds.original_encoding[1] if ds.original_encoding[1] is not None else True
+    for kw, tag in zip(_HEADER_KEYWORDS, _HEADER_TAGS):
+        raw = ds.get_item(tag)
+        if raw is None:
+            continue
+        vr, value = raw.VR, raw.value
+        if isinstance(value, bytes) and vr in _TEXT_VRS:
+            parts = [v.strip(" \x00") for v in value.decode("latin-1").split("\\")]
+            out[kw] = parts[0] if len(parts) == 1 else parts
+        elif isinstance(value, bytes) and vr == "US" and len(value) == 2:
+            out[kw] = int.from_bytes(value, "little" if little else "big")
+        else:
+            out[kw] = ds[tag].value
+    return out
+
+
+def scan_header(path: PathLike) -> HeaderInfo:
+    """Header-only read (no pixels): everything the importer stores."""
+    raw = _open(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+    _check_image(path, raw, pixels_read=False)
+    ds = _header_values(raw)
+    spacing, source = _spacing(ds)
+    burned = _s(ds, "BurnedInAnnotation").upper()
+    return HeaderInfo(
+        path=str(path), sop_uid=_s(ds, "SOPInstanceUID"), study_uid=_s(ds, "StudyInstanceUID"),
+        series_uid=_s(ds, "SeriesInstanceUID"), sop_class_uid=_s(ds, "SOPClassUID"),
+        patient_id=_s(ds, "PatientID"), patient_name=_s(ds, "PatientName"), patient_sex=_s(ds, "PatientSex"),
+        patient_age_years=_age_years(ds), modality=_s(ds, "Modality"),
+        rows=int(ds["Rows"]), cols=int(ds["Columns"]), n_frames=int(_f(ds, "NumberOfFrames", 1) or 1),
+        bits_allocated=int(ds["BitsAllocated"]), bits_stored=int(_f(ds, "BitsStored", ds["BitsAllocated"])),
+        pixel_signed=bool(int(_f(ds, "PixelRepresentation", 0))), photometric=_s(ds, "PhotometricInterpretation"),
+        samples_per_pixel=int(_f(ds, "SamplesPerPixel", 1)), transfer_syntax=str(raw.file_meta.TransferSyntaxUID),
+        spacing_mm=spacing, spacing_source=source, windows=_windows(ds),
+        rescale_slope=_f(ds, "RescaleSlope", 1.0), rescale_intercept=_f(ds, "RescaleIntercept", 0.0),
+        manufacturer=_s(ds, "Manufacturer"), model=_s(ds, "ManufacturerModelName"),
+        institution=_s(ds, "InstitutionName"), body_part=_s(ds, "BodyPartExamined"), view=_s(ds, "ViewPosition"),
+        laterality=_s(ds, "ImageLaterality") or _s(ds, "Laterality"), study_date=_s(ds, "StudyDate"),
+        acquisition_date=_s(ds, "AcquisitionDate"), study_description=_s(ds, "StudyDescription"),
+        burned_in_annotation={"YES": True, "NO": False}.get(burned),
+    )
+
+
+# ---------------------------------------------------------------- full read + decode
+def read_dataset(path: PathLike) -> Dataset:
+    """Full read, validated as an image DICOM whose pixel data we can decode."""
+    ds = _open(path, stop_before_pixels=False)
+    _check_image(path, ds, pixels_read=True)
+    ds.filename = str(path)
+    return ds
+
+
+def decoder_for(ds: Dataset) -> str | None:
+    """Name of the pydicom decoding plugin we use for this dataset ('' for native)."""
+    dec = get_decoder(UID(ds.file_meta.TransferSyntaxUID))
+    if dec.is_native:
+        return ""
+    avail = list(dec.available_plugins)
+    return next((p for p in _PLUGIN_ORDER if p in avail), avail[0] if avail else None)
+
+
+@dataclass
+class Radiograph:
+    """One decoded frame, in modality units (after the Modality LUT, not inverted)."""
+
+    modality: np.ndarray
+    invert: bool
+    windows: list[Window] = field(default_factory=list)
+    spacing_mm: tuple[float, float] | None = None
+    spacing_source: str | None = None
+    bits_stored: int = 16
+    photometric: str = "MONOCHROME2"
+    frame: int = 0
+    n_frames: int = 1
+    # VOILUTSequence kept verbatim: (first input value mapped, LUT as float32, output
+    # bits, equivalent linear Window).  That window is also put in ``windows`` so every
+    # caller can use a Window; rendering with it (or with None) applies the exact LUT.
+    voi_lut: tuple[int, np.ndarray, int, Window] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def auto_window(self, lo_pct: float = 1.0, hi_pct: float = 99.0) -> Window:
+        # Percentiles of a strided subsample (~256k pixels): np.percentile on a full
+        # 7.5 Mpx image costs ~100 ms; the subsample agrees to well under a grey level.
+        a = self.modality
+        step = max(1, int(np.sqrt(a.size / 262144)))
+        lo, hi = np.percentile(a[::step, ::step], [lo_pct, hi_pct])
+        lo, hi = float(lo), float(hi)
+        # Chosen so the DICOM linear window maps lo -> 0 and hi -> 1 exactly.
+        width = max(hi - lo + 1.0, 1.0)
+        return Window(lo + 0.5 + (width - 1.0) / 2.0, width, f"auto {lo_pct:g}-{hi_pct:g}%")
+
+    def default_window(self) -> Window:
+        return self.windows[0] if self.windows else self.auto_window()
+
+    def normalised(self, window: Window | None = None, invert: bool | None = None) -> np.ndarray:
+        """float32 in [0, 1], bone bright (unless ``invert`` overrides)."""
+        invert = self.invert if invert is None else invert
+        window = window or self.default_window()
+        if self.voi_lut is not None and window == self.voi_lut[3]:
+            y = _apply_lut(self.modality, self.voi_lut)
+        else:
+            y = _apply_window(self.modality, window)
+        if invert:
+            np.subtract(1.0, y, out=y)
+        return y
+
+    def render_u8(self, window: Window | None = None, invert: bool | None = None) -> np.ndarray:
+        y = self.normalised(window, invert)
+        y *= 255.0
+        y += 0.5
+        return y.astype(np.uint8)
+
+
+def _apply_window(x: np.ndarray, w: Window) -> np.ndarray:
+    """DICOM 'LINEAR' window (PS3.3 C.11.2.1.2.1) to [0, 1], float32.
+
+    Hand-written rather than pydicom.pixels.apply_windowing because that needs a
+    Dataset, returns float64 in the stored-value output range, and we apply
+    arbitrary user windows interactively; the formula is the same."""
+    c, wd = float(w.center), float(w.width)
+    if wd <= 1.0:  # degenerate window: a threshold at c - 0.5
+        return (x > c - 0.5).astype(np.float32)
+    y = np.subtract(x, np.float32(c - 0.5), dtype=np.float32)
+    y *= np.float32(1.0 / (wd - 1.0))
+    y += np.float32(0.5)
+    np.clip(y, 0.0, 1.0, out=y)
+    return y
+
+
+def _apply_lut(x: np.ndarray, lut: tuple) -> np.ndarray:
+    first, table, bits = lut[:3]
+    idx = np.clip(np.rint(x) - first, 0, len(table) - 1).astype(np.intp)
+    return (table[idx] / float(2 ** bits - 1)).astype(np.float32)
+
+
+def _voi_lut(ds: Dataset) -> tuple[tuple | None, Window | None]:
+    """First VOILUTSequence item as a table plus an equivalent linear window
+    (the input range over which the LUT rises from its minimum to its maximum)."""
+    seq = ds.get("VOILUTSequence")
+    if not seq:
+        return None, None
+    item = seq[0]
+    try:
+        n, first, bits = (int(v) for v in item.LUTDescriptor)
+        n = n or 65536
+        raw = item.LUTData
+        table = np.asarray(raw if not isinstance(raw, bytes) else np.frombuffer(raw, "<u2" if bits > 8 else "u1"),
+                           dtype=np.float32)[:n]
+    except (AttributeError, TypeError, ValueError):
+        return None, None
+    if first >= 2 ** 15 and ds.get("PixelRepresentation", 0) == 1:
+        first -= 2 ** 16  # descriptor's first value is US but means signed for signed data
+    lo_i, hi_i = int(np.argmax(table > table.min())), int(np.argmax(table >= table.max()))
+    width = max(float(hi_i - lo_i + 1), 1.0)
+    win = Window(first + lo_i + 0.5 + (width - 1) / 2, width, f"VOI LUT {item.get('LUTExplanation', '')}".strip())
+    return (first, table, bits, win), win
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    # ITU-R BT.601 luma; radiographs saved as RGB are grey in practice.
+    return rgb[..., 0] * np.float32(0.299) + rgb[..., 1] * np.float32(0.587) + rgb[..., 2] * np.float32(0.114)
+
+
+def read_radiograph(path_or_dataset: PathLike | Dataset, frame: int = 0) -> Radiograph:
+    ds = path_or_dataset if isinstance(path_or_dataset, Dataset) else read_dataset(path_or_dataset)
+    path = getattr(ds, "filename", None) or "<dataset>"
+    if isinstance(path_or_dataset, Dataset):  # a path was validated by read_dataset
+        _check_image(path, ds, pixels_read=True)
+    n_frames = int(_f(ds, "NumberOfFrames", 1) or 1)
+    if not 0 <= frame < n_frames:
+        _fail(path, f"frame {frame} out of range (file has {n_frames})")
+    photometric = _s(ds, "PhotometricInterpretation").upper()
+    notes: list[str] = []
+    plugin = decoder_for(ds)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kw = {"decoding_plugin": plugin} if plugin else {}
+            # index= decodes just this frame; YBR is converted to RGB by pydicom.
+            arr = pixel_array(ds, index=frame if n_frames > 1 else None, **kw)
+    except ValueError as e:
+        msg = str(e)
+        if "less than expected" in msg or "truncat" in msg.lower():
+            _fail(path, "truncated pixel data")
+        _fail(path, f"cannot decode pixel data: {msg[:120]}")
+    except Exception as e:  # plugin errors surface as RuntimeError with a long text
+        ts = UID(ds.file_meta.TransferSyntaxUID)
+        detail = str(e).strip().splitlines()[-1].strip() if str(e).strip() else type(e).__name__
+        _fail(path, f"cannot decode {ts.name} pixel data: {detail[:120]}")
+
+    if photometric == "PALETTE COLOR":
+        arr = apply_color_lut(arr, ds)
+        notes.append("palette colour converted to luminance")
+    if arr.ndim == 3:
+        # Modality LUTs do not apply to colour images (PS3.3 C.7.6.3.1.2).
+        img = _luminance(arr.astype(np.float32, copy=False))
+        notes.append("RGB converted to luminance (BT.601)")
+        windows, voi, invert = [], None, False
+    else:
+        img = _modality(arr, ds)
+        windows = _windows(ds)
+        voi, voi_win = _voi_lut(ds)
+        if not windows and voi_win is not None:
+            windows = [voi_win]
+        # MONOCHROME1: low values are bright.  PresentationLUTShape INVERSE means the
+        # same for a MONOCHROME2 image; with MONOCHROME1 the DX IOD requires INVERSE,
+        # which describes the same inversion, so the two are OR-ed, not XOR-ed.
+        invert = photometric == "MONOCHROME1" or _s(ds, "PresentationLUTShape").upper() == "INVERSE"
+    spacing, source = _spacing(ds)
+    return Radiograph(
+        modality=np.ascontiguousarray(img, dtype=np.float32), invert=invert, windows=windows,
+        spacing_mm=spacing, spacing_source=source, bits_stored=int(_f(ds, "BitsStored", ds.BitsAllocated)),
+        photometric=photometric, frame=frame, n_frames=n_frames, voi_lut=voi, notes=notes,
+    )
+
+
+def _modality(arr: np.ndarray, ds: Dataset) -> np.ndarray:
+    if "ModalityLUTSequence" in ds:
+        return apply_modality_lut(arr, ds).astype(np.float32)
+    # Own fast path for rescale: pydicom's apply_rescale works in float64 (2x the
+    # memory traffic); float32 is exact for <= 24-bit integers with a unit slope.
+    out = arr.astype(np.float32)
+    slope, intercept = _f(ds, "RescaleSlope", 1.0), _f(ds, "RescaleIntercept", 0.0)
+    if slope != 1.0:
+        out *= np.float32(slope)
+    if intercept != 0.0:
+        out += np.float32(intercept)
+    return out
+
+
+# ---------------------------------------------------------------- resizing + products
+def resize_area(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Area (box) resize of a 2-D array to ``shape`` (h, w), float32 out.
+
+    Integer block-mean in numpy first (cheap, exact), then PIL's 'F'-mode BOX
+    filter for the fractional remainder (C speed, true area weights)."""
+    from PIL import Image
+
+    h, w = int(shape[0]), int(shape[1])
+    a = np.asarray(img, dtype=np.float32)
+    fy, fx = a.shape[0] // h, a.shape[1] // w
+    if fy >= 2 and fx >= 2:
+        hh, ww = (a.shape[0] // fy) * fy, (a.shape[1] // fx) * fx
+        # Block mean only when it divides exactly, otherwise the cropped margin
+        # would shift the image; the remainder goes to PIL.
+        if hh == a.shape[0] and ww == a.shape[1]:
+            a = a.reshape(hh // fy, fy, ww // fx, fx).mean(axis=(1, 3), dtype=np.float32)
+    if a.shape == (h, w):
+        return np.ascontiguousarray(a)
+    im = Image.fromarray(np.ascontiguousarray(a))  # float32 -> mode 'F'
+    return np.array(im.resize((w, h), Image.Resampling.BOX, reducing_gap=None), dtype=np.float32)
+
+
+def _fit(shape: tuple[int, int], long_side: int) -> tuple[int, int]:
+    h, w = shape
+    scale = min(1.0, long_side / max(h, w))  # never upsample
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def analysis_array(rad: Radiograph, long_side: int = 512) -> np.ndarray:
+    """The 16-bit analysis cache every model trains from: auto window (0.5-99.5 %),
+    bone bright, area-resized so the long side is ``long_side`` (no upsampling)."""
+    y = rad.normalised(rad.auto_window(0.5, 99.5))
+    y = resize_area(y, _fit(y.shape, long_side))
+    y *= 65535.0
+    y += 0.5
+    np.clip(y, 0, 65535, out=y)
+    return y.astype(np.uint16)
+
+
+def thumbnail_png(rad: Radiograph, size: int = 256) -> bytes:
+    """8-bit PNG with the default window, aspect kept.  Resizes the modality image
+    first and windows the small one: windowing is pointwise and monotone, so this
+    differs only at clipped edges (invisible at thumbnail size) and is far cheaper."""
+    from PIL import Image
+
+    small = resize_area(rad.modality, _fit(rad.modality.shape, size))
+    thumb = Radiograph(small, rad.invert, rad.windows, voi_lut=rad.voi_lut)
+    window = rad.default_window()
+    buf = io.BytesIO()
+    Image.fromarray(thumb.render_u8(window)).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
