@@ -157,7 +157,7 @@ def _decode_and_store(path: str, pseudo_uid) -> dict[str, Any]:
     import numpy as np
 
     from .deid import deidentify
-    from .dicom import analysis_array, read_dataset, read_radiograph, scan_header, thumbnail_png
+    from .dicom import analysis_and_thumbnail, read_dataset, read_radiograph, scan_header
 
     secret, opts = _WORKER["secret"], _WORKER["opts"]
     header = scan_header(path)
@@ -168,10 +168,10 @@ def _decode_and_store(path: str, pseudo_uid) -> dict[str, Any]:
     frames = []
     for frame in range(header.n_frames):
         rad = read_radiograph(ds, frame=frame)
-        analysis = analysis_array(rad, ANALYSIS_LONG_SIDE)
+        analysis, thumb = analysis_and_thumbnail(rad, ANALYSIS_LONG_SIDE, THUMB_SIZE)
         tmp = _WORKER["incoming"] / f"{original_hash}-{frame}.npy"
         np.save(tmp, analysis)
-        frames.append({"frame": frame, "thumb": thumbnail_png(rad, THUMB_SIZE), "analysis": str(tmp),
+        frames.append({"frame": frame, "thumb": thumb, "analysis": str(tmp),
                        "analysis_shape": analysis.shape})
     if opts.deidentify:
         clean, _report = deidentify(ds, secret)

@@ -1,0 +1,102 @@
+"""Import throughput: header scan files/s; pixel import (decode + de-id + blob +
+thumbnail + analysis cache) images/s for 2500×3000 uncompressed and JPEG-LS files
+with 1 and 2 worker processes.
+
+Run: .venv/bin/python tests/bench/bench_import.py [--n 40]
+Targets (issue 4): header scan ≥ 1,000 files/s; import ≥ 40/s uncompressed and ≥ 6/s
+JPEG-LS with 2 processes. Prints figures; asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, generate_uid
+
+from mskstudio.io.dicom import scan_header
+from mskstudio.io.importer import run_import
+from mskstudio.io.phantoms import PhantomCase, render_case
+from mskstudio.jobs import JobContext
+from mskstudio.store import Project
+
+SHAPE = (3000, 2500)
+
+
+def write_archive(folder: Path, n: int, syntax: str) -> None:
+    folder.mkdir(parents=True)
+    img, _ = render_case(PhantomCase(region="knee", diagnosis="osteosarcoma"), SHAPE, 0)
+    stored = (img * 4095).astype(np.uint16)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # DX
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset("x", {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.Modality, ds.PatientID, ds.PatientName = "DX", "BENCH-1", "BENCH^PATIENT"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Rows, ds.Columns = SHAPE
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelSpacing = [0.15, 0.15]
+    ds.PixelData = stored.tobytes()
+    if syntax == "jpegls":
+        ds.compress(JPEGLSLossless, stored)
+    for i in range(n):
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.save_as(folder / f"{i:05d}.dcm", enforce_file_format=True)
+
+
+def bench_header_scan(folder: Path) -> float:
+    files = sorted(folder.iterdir())
+    for f in files[:3]:
+        scan_header(f)  # warm the imports and the page cache
+    t = time.perf_counter()
+    for _ in range(5):
+        for f in files:
+            scan_header(f)
+    return 5 * len(files) / (time.perf_counter() - t)
+
+
+def bench_import(folder: Path, workers: int, tmp: Path) -> float:
+    root = tmp / f"p-{folder.name}-{workers}.mskproj"
+    with Project.create(root) as project:
+        t = time.perf_counter()
+        result = run_import(project, {"paths": [str(folder)], "workers": workers}, JobContext.null())
+        elapsed = time.perf_counter() - t
+        assert result["imported"] == len(list(folder.iterdir())), result
+    shutil.rmtree(root)
+    return result["imported"] / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=40, help="files per archive")
+    args = parser.parse_args()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"images {SHAPE[1]}×{SHAPE[0]} 12-bit")
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        for syntax in ("uncompressed", "jpegls"):
+            folder = tmp / syntax
+            write_archive(folder, args.n, syntax)
+            size_mb = sum(f.stat().st_size for f in folder.iterdir()) / args.n / 1e6
+            print(f"\n{syntax}: {args.n} files, {size_mb:.1f} MB each")
+            if syntax == "uncompressed":
+                print(f"  header scan: {bench_header_scan(folder):,.0f} files/s (target ≥ 1,000)")
+            target = 40 if syntax == "uncompressed" else 6
+            for workers in (1, 2):
+                rate = bench_import(folder, workers, tmp)
+                print(f"  import, {workers} process(es): {rate:.1f} images/s (target ≥ {target}/s with 2)")
+
+
+if __name__ == "__main__":
+    main()
