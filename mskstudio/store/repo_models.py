@@ -19,7 +19,7 @@ RESUMABLE = ("running", "cancelled", "interrupted", "error")
 
 
 class ModelRepo:
-    def __init__(self, project: "Project"):
+    def __init__(self, project: Project):
         self.p = project
 
     def create(self, kind: str, arch: str, *, name: str | None = None,

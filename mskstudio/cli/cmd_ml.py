@@ -1,0 +1,89 @@
+"""Learning subcommands: ``cluster`` (DeepCluster / cluster now) and ``clusters`` (list runs)."""
+
+from __future__ import annotations
+
+import json
+
+from .common import add_project_arg, open_project, open_writable, print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "cluster", help="DeepCluster pretraining + clustering, or a quick 'cluster now' (--fast)",
+        description="Cluster the project's images. Default: DeepCluster (Caron et al. 2018) for "
+                    "--epochs epochs, then a stored cluster run. --fast: features -> PCA -> k-means "
+                    "once with the current backbone (the latest DeepCluster run, else a random one).")
+    add_project_arg(p)
+    p.add_argument("--fast", action="store_true", help="cluster now: no training (see --pretrain-epochs)")
+    p.add_argument("--arch", choices=("resnet18", "resnet50"), help="backbone (default resnet18)")
+    p.add_argument("--k", type=int, help="number of clusters (default: images / 40)")
+    p.add_argument("--epochs", type=int, help="DeepCluster epochs (default 10)")
+    p.add_argument("--pretrain-epochs", type=int, help="with --fast: quick DeepCluster epochs first")
+    p.add_argument("--batch-size", type=int, help="default 64")
+    p.add_argument("--input-size", type=int, help="square input side in pixels (default 224)")
+    p.add_argument("--lr", type=float, help="SGD learning rate (default 0.05)")
+    p.add_argument("--pca-dim", type=int, help="PCA-whitening dimensions (default 256, capped at N/10)")
+    p.add_argument("--init", help="scratch | auto (latest DeepCluster run) | run:ID | path to a weights file")
+    p.add_argument("--resume", help="continue a cancelled DeepCluster model run: its id, or 'latest'")
+    p.add_argument("--label-set", help="label set the clusters will be labelled in")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--workers", type=int, help="data-loading processes (default 0 on CPU)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_cluster)
+
+    p = sub.add_parser("clusters", help="list cluster runs, or the clusters of one run")
+    add_project_arg(p)
+    p.add_argument("run", nargs="?", type=int, help="cluster run id")
+    p.add_argument("--order", default="size", choices=("size", "spread", "unlabelled", "index"))
+    p.set_defaults(func=cmd_clusters)
+
+
+def cluster_params(args) -> dict:
+    params = {
+        "mode": "fast" if args.fast else "deepcluster", "arch": args.arch, "k": args.k,
+        "epochs": args.epochs, "pretrain_epochs": args.pretrain_epochs, "batch_size": args.batch_size,
+        "input_size": args.input_size, "lr": args.lr, "pca_dim": args.pca_dim, "init": args.init,
+        "label_set": args.label_set, "device": args.device, "workers": args.workers, "seed": args.seed,
+    }
+    if args.resume:
+        params["resume"] = True if args.resume == "latest" else int(args.resume)
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def cmd_cluster(args) -> int:
+    from ..jobrun import run_sync
+
+    with open_writable(args.project) as project:
+        result = run_sync(project, "cluster", cluster_params(args),
+                          label="cluster now" if args.fast else "DeepCluster")
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"cluster run {result['cluster_run_id']}: {result['n']} images in k = {result['k']} clusters"
+          + (f", backbone = model run {result['model_run_id']}" if result["model_run_id"] else ""))
+    if result["nmi_history"]:
+        print("  NMI between consecutive epochs: " + ", ".join(f"{v:.3f}" for v in result["nmi_history"]))
+    for name, m in result["metrics"].get("truth", {}).items():
+        print(f"  vs {name}: NMI {m['nmi']:.3f}  ARI {m['ari']:.3f}  purity {m['purity']:.3f}  (n={m['n']})")
+    return 0
+
+
+def cmd_clusters(args) -> int:
+    with open_project(args.project) as project:
+        if args.run is None:
+            print(f"{'run':>4}  {'k':>5} {'images':>7} {'clusters':>8}  model  truth")
+            for r in project.clusters.runs():
+                truth = json.loads(r["metrics"] or "{}").get("truth", {})
+                t = ", ".join(f"{n}: NMI {m['nmi']:.2f}" for n, m in truth.items())
+                print(f"{r['id']:>4}  {r['k']:>5} {r['n_images']:>7} {r['n_clusters']:>8}  "
+                      f"{r['model_run_id'] or '-':>5}  {t}")
+            return 0
+        prog = project.clusters.progress(args.run)
+        print(f"run {args.run}: {prog['clusters_reviewed']}/{prog['clusters_total']} clusters reviewed, "
+              f"{prog['images_covered']}/{prog['images_total']} images labelled")
+        for c in project.clusters.clusters(args.run, order=args.order):
+            label = "discarded" if c["discarded"] else (c["class_name"] or "")
+            print(f"  #{c['idx']:<4} id {c['id']:<5} size {c['size']:>5}  "
+                  f"spread {c['spread'] or 0:.3f}  {label}")
+    return 0

@@ -1,0 +1,345 @@
+"""DeepCluster (Caron et al. 2018) on the analysis cache, and the quick "cluster now".
+
+Job kind ``cluster`` -> ``run_cluster(project, params, ctx)``.
+
+``mode="deepcluster"``: per epoch, (1) penultimate features of every image,
+(2) PCA-whitening to ``pca_dim`` (<= N-1) + L2 norm, (3) faiss k-means, empty
+clusters re-assigned, NMI with the previous epoch's assignment logged as metric
+``nmi_consecutive``, (4) a fresh linear head (k outputs), (5) one epoch of SGD on
+images sampled uniformly over clusters with augmentation, (6) a checkpoint blob
+and the ``model_runs`` row (kind 'deepcluster') pointing at it.  Cancel stops at
+the next batch; ``resume`` (a model run id, or ``True`` for the latest resumable
+one, or ``resume_of`` = an earlier job id) continues after the last complete epoch.
+After the last epoch the trained backbone clusters once more and the result is
+stored as a cluster run.
+
+``mode="fast"`` ("cluster now"): features -> PCA -> k-means once with the backbone
+named by ``init`` (``"auto"``: the latest finished DeepCluster run, else a random
+network, whose features already separate gross anatomy) after optional
+``pretrain_epochs`` of DeepCluster.
+
+Input: one channel, letterboxed to ``input_size``, normalised with the constants of
+``models.normalise`` (see ``mskstudio.ml.models``).  AMP and channels_last on CUDA.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..jobs import Cancelled, JobContext
+from .features import (
+    PCAWhitener,
+    UniformClusterSampler,
+    default_k,
+    extract_features,
+    kmeans,
+    map_2d,
+    nmi,
+    truth_metrics,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..store import Project
+
+KIND = "deepcluster"
+DEFAULTS: dict[str, Any] = {
+    "mode": "deepcluster",      # deepcluster | fast
+    "arch": "resnet18",
+    "k": None,                  # default: about N / 40
+    "epochs": 10,
+    "pretrain_epochs": 0,       # fast mode only
+    "batch_size": 64,
+    "input_size": 224,
+    "lr": 0.05,
+    "momentum": 0.9,
+    "weight_decay": 1e-5,
+    "pca_dim": 256,
+    "kmeans_iter": 20,
+    "init": "auto",             # auto | scratch | run:<id> | <path to a weights file>
+    "resume": None,             # model run id, or true for the latest resumable DeepCluster run
+    "seed": 0,
+    "device": "auto",
+    "workers": None,
+    "image_ids": None,
+    "label_set": None,          # label set the reviewer will label this run's clusters in
+    "name": None,
+}
+
+
+def run_cluster(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    import torch
+
+    from .models import pick_device
+
+    p = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
+    ids = [int(i) for i in (p["image_ids"] or project.images.ids())]
+    if len(ids) < 2:
+        raise ValueError("clustering needs at least two images")
+    p["k"] = int(p["k"] or default_k(len(ids)))
+    if p["k"] > len(ids):
+        raise ValueError(f"k = {p['k']} is larger than the number of images ({len(ids)})")
+    job_id = ctx.job_id
+    device = pick_device(p["device"])
+    if p["workers"] is None:
+        p["workers"] = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
+    random.seed(p["seed"])
+    torch.manual_seed(p["seed"])
+
+    resume = _resume_run(project, p)
+    if resume:  # the run's own architecture, k and input size win over the new params
+        saved = project.models.params(resume)
+        p.update({k: saved[k] for k in ("arch", "k", "input_size", "pca_dim") if saved.get(k)})
+
+    from .datasets import AnalysisDataset
+
+    dataset = AnalysisDataset(project, ids, p["input_size"])
+    dataset.ensure_loaded(ctx.sub(0.0, 0.05).progress, ctx.check_cancelled)
+    nmi_history: list[float] = []
+    if p["mode"] == "fast" and not resume:
+        backbone, model_run_id = _initial_backbone(project, p)
+        epochs = int(p["pretrain_epochs"] or 0)
+        if epochs:
+            backbone, model_run_id, nmi_history = _train(
+                project, p, ids, dataset, backbone, model_run_id, epochs, ctx.sub(0.05, 0.8),
+                device, job_id)
+    elif p["mode"] in ("deepcluster", "fast"):
+        if resume:
+            backbone, model_run_id = None, resume
+        else:
+            backbone, model_run_id = _initial_backbone(project, p)
+        epochs = int(p["epochs"] if p["mode"] == "deepcluster" else p["pretrain_epochs"] or 0)
+        backbone, model_run_id, nmi_history = _train(
+            project, p, ids, dataset, backbone, model_run_id, epochs, ctx.sub(0.05, 0.85), device,
+            job_id, resume=resume)
+    else:
+        raise ValueError(f"unknown clustering mode {p['mode']!r} (deepcluster or fast)")
+    return cluster_and_store(project, backbone, ids, p, ctx.sub(0.85, 1.0), dataset=dataset,
+                             model_run_id=model_run_id, nmi_history=nmi_history, job_id=job_id,
+                             device=device)
+
+
+# ---- the pieces ---------------------------------------------------------------------------
+def _resume_run(project: Project, p: dict[str, Any]) -> int | None:
+    if p.get("resume_of"):
+        row = project.models.for_job(int(p["resume_of"]), KIND)
+        if row is not None and row["checkpoint_sha"]:
+            return int(row["id"])
+    r = p.get("resume")
+    if r is True or (isinstance(r, str) and r.lower() in ("true", "latest")):
+        row = project.models.latest_resumable(KIND)
+        if row is None:
+            raise ValueError("no DeepCluster run to resume")
+        return int(row["id"])
+    return int(r) if r else None
+
+
+def _initial_backbone(project: Project, p: dict[str, Any]) -> tuple[torch.nn.Module, int | None]:
+    """(backbone, model run id it came from or None) according to ``init``."""
+    from .models import build_backbone, load_backbone, load_weights_file
+
+    init = str(p["init"] or "scratch")
+    if init == "auto":
+        done = [r for r in project.models.list(KIND) if r["status"] == "done" and r["checkpoint_sha"]
+                and r["arch"] == p["arch"]]
+        init = f"run:{done[0]['id']}" if done else "scratch"
+    if init.startswith("run:") or init.isdigit():
+        run_id = int(init.removeprefix("run:"))
+        backbone = load_backbone(project, run_id)
+        p["arch"] = backbone.arch
+        return backbone, run_id
+    backbone, _ = build_backbone(p["arch"])
+    if init != "scratch":
+        report = load_weights_file(backbone, init)
+        p["init_report"] = {k: len(v) for k, v in report.items()}
+    return backbone, None
+
+
+def _checkpoint_bytes(state: dict[str, Any]) -> bytes:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def _train(project: Project, p: dict[str, Any], ids: list[int], dataset, backbone, parent_run_id,
+           epochs: int, ctx: JobContext, device, job_id, *, resume: int | None = None):
+    """DeepCluster epochs; returns (backbone, model run id, NMI history)."""
+    import torch
+    import torch.nn as nn
+
+    from .datasets import Augment, make_loader
+    from .models import build_backbone, load_checkpoint, normalise
+
+    start, prev, history, opt_state = 0, None, [], None
+    if resume:
+        ckpt = load_checkpoint(project, resume)
+        backbone, _ = build_backbone(ckpt["arch"])
+        backbone.load_state_dict(ckpt["backbone"])
+        p.update({k: ckpt["params"][k] for k in ("arch", "k", "input_size", "pca_dim")
+                  if k in ckpt.get("params", {})})
+        start, history, opt_state = ckpt["epoch"] + 1, list(ckpt.get("nmi_history", [])), ckpt["optimizer"]
+        if list(ckpt.get("image_ids", [])) == ids:
+            prev = np.asarray(ckpt["assign"])
+        run_id = resume
+        epochs = max(epochs, int(ckpt.get("params", {}).get("epochs", epochs)))
+        project.models.set_status(run_id, "running", job_id=job_id)
+    else:
+        run_id = project.models.create(KIND, p["arch"], name=p["name"] or f"DeepCluster {p['arch']}",
+                                       params=_jsonable(p), parent_run_id=parent_run_id, job_id=job_id)
+    dim = backbone.fc.in_features if hasattr(backbone.fc, "in_features") else None
+    dim = dim or _feature_dim(backbone, p["input_size"])
+    cuda = device.type == "cuda"
+    backbone = backbone.to(device)
+    if cuda:
+        backbone = backbone.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(backbone.parameters(), lr=p["lr"], momentum=p["momentum"],
+                          weight_decay=p["weight_decay"])
+    if opt_state:
+        opt.load_state_dict(opt_state)
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
+    loss_fn = nn.CrossEntropyLoss()
+    augment = Augment(p["input_size"])
+    total = max(epochs - start, 1)
+    try:
+        for epoch in range(start, epochs):
+            ectx = ctx.sub((epoch - start) / total, (epoch - start + 1) / total)
+            t0 = time.perf_counter()
+            dataset.augment = None
+            feats = extract_features(project, backbone, ids, ectx.sub(0.0, 0.35), size=p["input_size"],
+                                     batch_size=p["batch_size"], device=str(device),
+                                     workers=p["workers"], dataset=dataset)
+            x = PCAWhitener.fit(feats, p["pca_dim"]).transform(feats)
+            km = kmeans(x, p["k"], niter=p["kmeans_iter"], seed=p["seed"] + epoch)
+            ectx.progress(0.4, f"epoch {epoch + 1}/{epochs}: k-means done")
+            if prev is not None:
+                history.append(nmi(prev, km.assign))
+                ctx.metric("nmi_consecutive", history[-1], epoch)
+            ctx.metric("empty_clusters_reassigned", km.n_reassigned, epoch)
+            # A new head for the new pseudo-labels (DeepCluster resets the top layer).
+            head = reset_head(dim, p["k"]).to(device)
+            head_opt = torch.optim.SGD(head.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+            dataset.set_targets(km.assign.tolist())
+            dataset.augment = augment
+            sampler = UniformClusterSampler(km.assign, seed=p["seed"] + epoch)
+            loader = make_loader(dataset, batch_size=p["batch_size"], sampler=sampler,
+                                 workers=p["workers"], device=device,
+                                 drop_last=len(ids) > p["batch_size"])
+            backbone.train()
+            n_batches, losses = len(loader), []
+            tctx = ectx.sub(0.4, 0.97)
+            for b, (xb, yb) in enumerate(loader):
+                ctx.check_cancelled()
+                xb = normalise(xb.to(device, non_blocking=True))
+                if cuda:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                yb = yb.to(device)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=cuda):
+                    loss = loss_fn(head(backbone(xb)), yb)
+                opt.zero_grad(set_to_none=True)
+                head_opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.step(head_opt)
+                scaler.update()
+                losses.append(float(loss.detach()))
+                tctx.progress((b + 1) / n_batches, f"epoch {epoch + 1}/{epochs} loss {losses[-1]:.3f}")
+            dataset.augment = None
+            ctx.metric("loss", float(np.mean(losses)) if losses else float("nan"), epoch)
+            epoch_s = time.perf_counter() - t0
+            ctx.metric("epoch_seconds", epoch_s, epoch)
+            prev = km.assign
+            state = {"arch": p["arch"], "backbone": {k: v.detach().cpu() for k, v in
+                                                     backbone.state_dict().items()},
+                     "optimizer": opt.state_dict(), "epoch": epoch, "input_size": p["input_size"],
+                     "in_chans": 1, "nmi_history": history, "assign": km.assign.tolist(),
+                     "image_ids": ids, "params": _jsonable({**p, "epochs": epochs})}
+            sha = project.blobs.put_bytes(_checkpoint_bytes(state))
+            project.models.set_checkpoint(run_id, sha, metrics={
+                "epoch": epoch, "epochs": epochs, "nmi_history": history,
+                "loss": float(np.mean(losses)) if losses else None, "epoch_seconds": epoch_s})
+            ectx.progress(1.0, f"epoch {epoch + 1}/{epochs} saved")
+    except Cancelled:
+        project.models.set_status(run_id, "cancelled")
+        raise
+    except BaseException:
+        project.models.set_status(run_id, "error")
+        raise
+    finally:
+        dataset.augment = None
+    project.models.set_status(run_id, "done")
+    backbone.input_size = p["input_size"]
+    return backbone.eval(), run_id, history
+
+
+def reset_head(dim: int, k: int) -> torch.nn.Linear:
+    """A freshly initialised linear classifier (weights N(0, 0.01), bias 0)."""
+    import torch.nn as nn
+
+    head = nn.Linear(dim, k)
+    nn.init.normal_(head.weight, 0.0, 0.01)
+    nn.init.zeros_(head.bias)
+    return head
+
+
+def _feature_dim(backbone, size: int) -> int:
+    import torch
+
+    with torch.no_grad():
+        return int(backbone.eval()(torch.zeros(1, 1, size, size)).shape[1])
+
+
+def _jsonable(p: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in p.items() if k != "image_ids" and isinstance(v, (str, int, float, bool,
+                                                                               type(None), list, dict))}
+
+
+def cluster_and_store(project: Project, backbone, ids: list[int], p: dict[str, Any], ctx: JobContext,
+                      *, dataset=None, model_run_id: int | None = None,
+                      nmi_history: list[float] | None = None, job_id: int | None = None,
+                      device=None) -> dict[str, Any]:
+    """Features -> PCA-whitening -> k-means -> 2-D map -> a stored cluster run."""
+    t0 = time.perf_counter()
+    feats = extract_features(project, backbone, ids, ctx.sub(0.0, 0.8), size=p["input_size"],
+                             batch_size=p["batch_size"], device=str(device) if device else None,
+                             workers=p.get("workers") or 0, dataset=dataset)
+    x = PCAWhitener.fit(feats, p["pca_dim"]).transform(feats)
+    ctx.check_cancelled()
+    km = kmeans(x, p["k"], niter=p["kmeans_iter"], seed=p["seed"])
+    pts, cen = map_2d(x, km.centroids, seed=p["seed"])
+    metrics = {"truth": ground_truth_metrics(project, ids, km.assign), "seconds": time.perf_counter() - t0}
+    label_set_id = None
+    if p.get("label_set"):
+        ls = p["label_set"]
+        label_set_id = project.labels.label_set(ls) if isinstance(ls, str) else int(ls)
+    run_id = project.clusters.create_run(
+        image_ids=ids, assign=km.assign, distance=km.distance, member_xy=pts, centroid_xy=cen,
+        features=x, model_run_id=model_run_id, label_set_id=label_set_id, k=p["k"],
+        params=_jsonable(p), nmi_history=nmi_history or [], metrics=metrics, job_id=job_id)
+    for name, m in metrics["truth"].items():
+        for key in ("nmi", "ari", "purity"):
+            ctx.metric(f"{name}/{key}", m[key], 0)
+    ctx.progress(1.0, f"{len(set(km.assign.tolist()))} clusters stored (run {run_id})")
+    return {"cluster_run_id": run_id, "model_run_id": model_run_id, "k": p["k"], "n": len(ids),
+            "nmi_history": nmi_history or [], "metrics": metrics}
+
+
+def ground_truth_metrics(project: Project, ids: list[int], assign: np.ndarray) -> dict[str, Any]:
+    """NMI/ARI/purity against every image label set that has human or import labels."""
+    out: dict[str, Any] = {}
+    pos = {i: r for r, i in enumerate(ids)}
+    for ls in project.labels.label_sets("image"):
+        truth = project.labels.effective(ls["id"], sources=("human", "import"))
+        common = [i for i in ids if i in truth]
+        if len(common) < 2 or len({truth[i] for i in common}) < 2:
+            continue
+        out[ls["name"]] = truth_metrics([int(assign[pos[i]]) for i in common], [truth[i] for i in common])
+    return out
