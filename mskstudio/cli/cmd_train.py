@@ -1,0 +1,176 @@
+"""Classifiers: train, predict, explain, evaluate."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from ..jobrun import UserError, run_sync
+from .common import add_project_arg, open_project, open_writable, print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a classifier on a label set (patient-level CV + hold-out)")
+    add_project_arg(p)
+    p.add_argument("label_set", help="label set name (not a truth: set)")
+    p.add_argument("--arch", default="resnet18",
+                   help="resnet18 | resnet50 | efficientnet_b0 | swin_t | tinycnn (default: %(default)s)")
+    p.add_argument("--init", default="scratch", help="scratch | run:ID (DeepCluster backbone) | weights file")
+    p.add_argument("--freeze-encoder", action="store_true")
+    p.add_argument("--input", choices=("image", "roi"), default="image")
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--folds", type=int, default=5, dest="k")
+    p.add_argument("--holdout", choices=("random", "centre", "none"), default="random")
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--test-centre", help="centre code held out as an external test (--holdout centre)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--schedule", choices=("cosine", "step", "none"), default="cosine")
+    p.add_argument("--loss-weighting", choices=("none", "inverse", "median"), default="none")
+    p.add_argument("--patience", type=int, default=5)
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--reject", choices=("auto", "class", "threshold", "none"), default="auto")
+    p.add_argument("--cascade", metavar="HEALTHY_CLASS",
+                   help="two-stage cascade: HEALTHY_CLASS vs pathological, then among pathological")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--name")
+    p.add_argument("--resume", type=int, metavar="RUN", help="continue a cancelled/crashed classifier run")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="apply a classifier run to images and store predictions")
+    add_project_arg(p)
+    p.add_argument("model_run", type=int)
+    p.add_argument("--images", type=int, nargs="*", help="image ids (default: all)")
+    p.add_argument("--no-label", action="store_true", help="do not write model-source labels")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("explain", help="Grad-CAM heatmaps (cached) for a classifier run")
+    add_project_arg(p)
+    p.add_argument("model_run", type=int)
+    p.add_argument("--images", type=int, nargs="*", help="image ids (default: all)")
+    p.add_argument("--method", choices=("gradcam", "scorecam"), default="gradcam")
+    p.add_argument("--layer", help="dotted module path (default: last conv stage)")
+    p.add_argument("--class-id", type=int, help="explain this class (default: the predicted one)")
+    p.add_argument("--png", metavar="FOLDER", help="also write heatmap PNGs here")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("evaluate", help="show a classifier run's metrics (per fold and hold-out)")
+    add_project_arg(p)
+    p.add_argument("model_run", type=int)
+    p.add_argument("--json", action="store_true", help="print every figure as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_train(args) -> int:
+    params = {k: getattr(args, k) for k in (
+        "label_set", "arch", "init", "freeze_encoder", "input", "size", "k", "holdout",
+        "test_fraction", "test_centre", "epochs", "batch_size", "optimizer", "lr", "schedule",
+        "loss_weighting", "patience", "reject", "cascade", "seed", "device", "name")}
+    params["augment"] = not args.no_augment
+    if args.resume:
+        params = {"resume": args.resume, "device": args.device}
+    with open_writable(args.project) as project:
+        result = run_sync(project, "train", params, label="train")
+        if args.json:
+            print_json(result)
+        else:
+            _print_metrics(project.models.metrics(result["model_run_id"]), result["model_run_id"])
+    return 0
+
+
+def cmd_predict(args) -> int:
+    with open_writable(args.project) as project:
+        result = run_sync(project, "predict", {"model_run": args.model_run, "image_ids": args.images,
+                                               "label": not args.no_label, "device": args.device},
+                          label="predict")
+    print_json(result)
+    return 0
+
+
+def cmd_explain(args) -> int:
+    with open_writable(args.project) as project:
+        result = run_sync(project, "explain", {"model_run": args.model_run, "image_ids": args.images,
+                                               "method": args.method, "layer": args.layer,
+                                               "class_id": args.class_id}, label="explain")
+        if args.png:
+            _write_pngs(project, args)
+    print_json(result)
+    return 0
+
+
+def _write_pngs(project, args) -> None:
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from ..ml.explain import explain
+
+    out = Path(args.png)
+    out.mkdir(parents=True, exist_ok=True)
+    for image_id in args.images or project.images.ids():
+        heat = explain(project, args.model_run, image_id, args.class_id, method=args.method,
+                       layer=args.layer)
+        Image.fromarray((heat * 255).astype(np.uint8)).save(out / f"{image_id}.png")
+
+
+def cmd_evaluate(args) -> int:
+    with open_project(args.project) as project:
+        row = project.models.get(args.model_run)
+        if row is None:
+            raise UserError(f"no model run {args.model_run}")
+        metrics = project.models.metrics(args.model_run)
+        if not metrics:
+            raise UserError(f"model run {args.model_run} has no metrics (status {row['status']})")
+        if args.json:
+            print_json(metrics)
+        else:
+            _print_metrics(metrics, args.model_run)
+    return 0
+
+
+def _fmt(prop: dict | None) -> str:
+    value = (prop or {}).get("value")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    lo, hi = prop.get("ci", [math.nan, math.nan])
+    n = f" n={prop['n']}" if "n" in prop else ""
+    return f"{prop['value']:.3f} [{lo:.3f}, {hi:.3f}]{n}"
+
+
+def _print_report(title: str, rep: dict) -> None:
+    if not rep or not rep.get("n"):
+        print(f"{title}: no cases")
+        return
+    print(f"{title} (n={rep['n']}, majority-class rate {rep.get('majority_rate', math.nan):.3f})")
+    print(f"  accuracy       {_fmt(rep['accuracy'])}")
+    print(f"  top-2 accuracy {_fmt(rep['top2_accuracy'])}")
+    print(f"  macro AUC      {_fmt(rep['macro']['auc'])}   macro F1 {rep['macro']['f1']:.3f}")
+    if "rejected" in rep:
+        print(f"  rejected       {_fmt(rep['rejected'])}; "
+              f"accuracy of accepted {_fmt(rep['accuracy_accepted'])}")
+    print(f"  {'class':<16}{'n':>5}  {'sens':>6} {'spec':>6} {'ppv':>6} {'npv':>6} {'f1':>6} {'auc':>6}")
+    for name, c in rep["per_class"].items():
+        vals = [c[k]["value"] for k in ("sensitivity", "specificity", "ppv", "npv")]
+        vals += [c["f1"], c["auc"]["value"]]
+        print(f"  {name[:16]:<16}{c['support']:>5}  " + " ".join(f"{v:6.3f}" for v in vals))
+    print("  confusion (rows = truth): " + json.dumps(rep["confusion"]))
+
+
+def _print_metrics(metrics: dict, run_id: int) -> None:
+    print(f"model run {run_id}: label set {metrics.get('label_set')!r}, classes {metrics.get('classes')}")
+    for task in ("main", "stage1", "stage2"):
+        if task not in metrics:
+            continue
+        for f, fold in enumerate(metrics[task]["folds"]):
+            val = fold["val"]
+            print(f"[{task}] fold {f}: best epoch {fold['best_epoch'] + 1}/{fold['epochs_run']}, "
+                  f"val accuracy {_fmt(val.get('accuracy'))}")
+        _print_report(f"[{task}] out-of-fold validation", metrics[task]["oof"])
+    _print_report("hold-out (fold ensemble)" if "main" in metrics else "hold-out (cascade)",
+                  metrics.get("holdout") or {})

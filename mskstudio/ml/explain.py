@@ -1,0 +1,145 @@
+"""Grad-CAM heatmaps for a classifier run, in analysis-array coordinates.
+
+``explain(project, model_run_id, image_id, class_id=None)`` returns a float32
+[H, W] map in [0, 1] over the image's analysis array (zero outside an ROI crop),
+for the predicted class or a chosen one, averaged over the fold models, cached in
+``project.cache_path("cam", …)``.
+
+Methods (registry keys stored nowhere yet, but stable): ``"gradcam"`` (default,
+pytorch-grad-cam ``GradCAM``) and ``"scorecam"`` (``ScoreCAM``: no gradients, many
+forward passes — slow).  The target layer is the last convolutional stage
+(``classifier.default_cam_layer``) or any dotted module path.
+
+Cost: every parameter is frozen and a forward hook turns the target layer's output
+into a leaf that requires grad, so the backward pass only runs through the head
+(pooling + linear) instead of the whole network: a Grad-CAM costs about one forward.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..store import Project
+
+METHODS = ("gradcam", "scorecam")
+_LOADED: dict[tuple[str, int], dict[str, Any]] = {}
+
+
+def _module(model, path: str):
+    m = model
+    for part in path.split("."):
+        m = m[int(part)] if part.isdigit() else getattr(m, part)
+    return m
+
+
+def _leaf_hook(module, inputs, output):
+    """Cut the graph at the target layer: backward stops here (only the head is differentiated)."""
+    return output.detach().requires_grad_(True)
+
+
+def _reshape_for(arch: str):
+    if arch.startswith("swin"):
+        return lambda t: t.permute(0, 3, 1, 2)
+    return None
+
+
+def loaded_run(project: Project, run_id: int) -> dict[str, Any]:
+    """The run's ensemble with frozen parameters, kept in memory for the next call."""
+    key = (str(project.root), int(run_id))
+    if key not in _LOADED:
+        from .classifier import load_ensemble
+
+        loaded = load_ensemble(project, run_id)
+        for name in ("main", "stage1", "stage2"):
+            if name in loaded:
+                for m in loaded[name].models:
+                    m.eval()
+                    for q in m.parameters():
+                        q.requires_grad_(False)
+        _LOADED.clear()
+        _LOADED[key] = loaded
+    return _LOADED[key]
+
+
+def cam_for_models(models, x, target_index: int, *, arch: str, method: str = "gradcam",
+                   layer: str | None = None) -> np.ndarray:
+    """Mean CAM [S, S] (each model's map scaled to [0, 1] first) for input x [1, 1, S, S]."""
+    from pytorch_grad_cam import GradCAM, ScoreCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from .classifier import default_cam_layer
+
+    if method not in METHODS:
+        raise ValueError(f"unknown CAM method {method!r}; known: {', '.join(METHODS)}")
+    layer = layer or default_cam_layer(arch)
+    maps = []
+    for model in models:
+        target = _module(model, layer)
+        handle = target.register_forward_hook(_leaf_hook) if method == "gradcam" else None
+        try:
+            cls = GradCAM if method == "gradcam" else ScoreCAM
+            with cls(model=model, target_layers=[target], reshape_transform=_reshape_for(arch)) as cam:
+                if method == "scorecam":
+                    cam.batch_size = 32
+                m = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(target_index))])[0]
+        finally:
+            if handle is not None:
+                handle.remove()
+        maps.append(np.nan_to_num(m.astype(np.float32)))
+    mean = np.mean(maps, axis=0)
+    lo, hi = float(mean.min()), float(mean.max())
+    return (mean - lo) / (hi - lo) if hi > lo else np.zeros_like(mean)
+
+
+def explain(project: Project, model_run_id: int, image_id: int, class_id: int | None = None, *,
+            method: str = "gradcam", layer: str | None = None, use_cache: bool = True) -> np.ndarray:
+    """Heatmap [H, W] in [0, 1] over the analysis array of ``image_id``."""
+    import torch
+
+    from .classifier import geometry
+    from .datasets import letterbox
+
+    loaded = loaded_run(project, model_run_id)
+    tag = f"{image_id}-{method}-{layer or 'default'}-{class_id if class_id is not None else 'pred'}.npy"
+    path = project.cache_path("cam", str(model_run_id), tag)
+    if use_cache and path.exists():
+        return np.load(path)
+    ens = loaded.get("main")
+    if ens is None:  # cascade: stage 1 explains "healthy", stage 2 the pathological classes
+        healthy = loaded["healthy_class_id"]
+        ens = loaded["stage1"] if class_id == healthy else loaded["stage2"]
+        sub_ids = [c for c in loaded["class_ids"] if c != healthy]
+        index_of = {c: j for j, c in enumerate(sub_ids)}
+        index_of[healthy] = 0
+    else:
+        index_of = {c: j for j, c in enumerate(ens.class_ids)}
+    array = project.images.load_analysis(image_id)
+    geo = geometry(project, image_id, array.shape, ens.input_mode, ens.margin)
+    x = torch.from_numpy(letterbox(geo.crop(array), ens.size))[None, None]
+    if class_id is None:
+        with torch.no_grad():
+            target = int(ens.logits(x).argmax(1)[0])
+    else:
+        if class_id not in index_of:
+            raise ValueError(f"class {class_id} is not one of the run's classes")
+        target = index_of[class_id]
+    square = cam_for_models(ens.models, x, target, arch=ens.arch, method=method, layer=layer)
+    heat = np.clip(geo.to_analysis(square), 0.0, 1.0).astype(np.float32)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, heat)
+    tmp.replace(path)
+    return heat
+
+
+def run_explain(project: Project, params: dict[str, Any], ctx) -> dict[str, Any]:
+    """Job ``explain``: heatmaps for many images (cached for the review view)."""
+    run_id = int(params["model_run"])
+    ids = [int(i) for i in (params.get("image_ids") or project.images.ids())]
+    for image_id in ctx.steps(ids, "Grad-CAM {i}/{n}"):
+        explain(project, run_id, image_id, params.get("class_id"), method=params.get("method", "gradcam"),
+                layer=params.get("layer"))
+    return {"model_run_id": run_id, "images": len(ids),
+            "cache": str(project.cache_path("cam", str(run_id), "x").parent)}

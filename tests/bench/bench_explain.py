@@ -1,0 +1,63 @@
+"""Grad-CAM cost vs a forward pass, per image at 224 px (target: <= 1.2x a forward).
+
+    python tests/bench/bench_explain.py [--arch resnet18] [--n 10]
+
+Prints the median time of a plain forward, of our Grad-CAM (frozen parameters, graph cut
+at the target layer: backward only through the head) and of pytorch-grad-cam's GradCAM
+used naively (gradients through the whole network), for one model of the ensemble.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+
+def _median_time(fn, n):
+    fn()  # warm-up
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    import torch
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from mskstudio.ml.classifier import default_cam_layer, make_classifier
+    from mskstudio.ml.explain import _module, cam_for_models
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--arch", default="resnet18")
+    ap.add_argument("--n", type=int, default=10)
+    ap.add_argument("--size", type=int, default=224)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    model = make_classifier(args.arch, 4).eval()
+    for q in model.parameters():
+        q.requires_grad_(False)
+    x = torch.rand(1, 1, args.size, args.size)
+
+    def forward():
+        with torch.no_grad():
+            model(x)
+
+    t_fwd = _median_time(forward, args.n)
+    t_cam = _median_time(lambda: cam_for_models([model], x, 0, arch=args.arch), args.n)
+
+    naive = make_classifier(args.arch, 4).eval()
+    cam = GradCAM(model=naive, target_layers=[_module(naive, default_cam_layer(args.arch))])
+    t_naive = _median_time(lambda: cam(input_tensor=x, targets=[ClassifierOutputTarget(0)]), args.n)
+    print(f"{args.arch} @ {args.size}px, 1 image, {torch.get_num_threads()} threads, median of {args.n}")
+    print(f"  forward                 {t_fwd * 1000:8.1f} ms")
+    print(f"  Grad-CAM (ours)         {t_cam * 1000:8.1f} ms  = {t_cam / t_fwd:.2f}x forward")
+    print(f"  Grad-CAM (naive)        {t_naive * 1000:8.1f} ms  = {t_naive / t_fwd:.2f}x forward")
+
+
+if __name__ == "__main__":
+    main()

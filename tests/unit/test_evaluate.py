@@ -1,0 +1,98 @@
+"""Metrics against scikit-learn and hand computations; the cascade on hand-made cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    top_k_accuracy_score,
+)
+
+from mskstudio.ml import evaluate as ev
+
+
+def test_wilson_matches_a_hand_computation():
+    # 8 of 10, z = 1.96: centre (0.8 + 1.96²/20) / (1 + 1.96²/10),
+    # half-width 1.96 * sqrt(0.8*0.2/10 + 1.96²/400) / (1 + 1.96²/10)
+    z = 1.96
+    centre = (0.8 + z * z / 20) / (1 + z * z / 10)
+    half = z * math.sqrt(0.016 + z * z / 400) / (1 + z * z / 10)
+    lo, hi = ev.wilson_ci(8, 10, z=1.96)
+    assert lo == pytest.approx(centre - half) and hi == pytest.approx(centre + half)
+    assert (round(lo, 4), round(hi, 4)) == (0.4902, 0.9433)
+    assert ev.wilson_ci(0, 5)[0] == 0.0 and ev.wilson_ci(5, 5)[1] == pytest.approx(1.0)
+    assert all(math.isnan(v) for v in ev.wilson_ci(0, 0))
+
+
+def _cases():
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 12 + [1] * 9 + [2] * 6)
+    logits = rng.normal(0, 1, (len(y), 3))
+    logits[np.arange(len(y)), y] += 1.2
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return y, probs
+
+
+def test_report_matches_scikit_learn():
+    y, probs = _cases()
+    names = ["a", "b", "c"]
+    rep = ev.classification_report(y, probs, names, n_boot=200)
+    pred = probs.argmax(1)
+    assert rep["n"] == len(y)
+    assert rep["accuracy"]["value"] == pytest.approx(accuracy_score(y, pred))
+    assert rep["accuracy"]["n"] == len(y)
+    assert rep["top2_accuracy"]["value"] == pytest.approx(top_k_accuracy_score(y, probs, k=2))
+    assert rep["confusion"] == confusion_matrix(y, pred).tolist()
+    sens = recall_score(y, pred, average=None)
+    ppv = precision_score(y, pred, average=None, zero_division=0)
+    f1 = f1_score(y, pred, average=None)
+    for j, name in enumerate(names):
+        c = rep["per_class"][name]
+        assert c["sensitivity"]["value"] == pytest.approx(sens[j])
+        assert c["ppv"]["value"] == pytest.approx(ppv[j])
+        assert c["f1"] == pytest.approx(f1[j])
+        # specificity = recall of "not j"
+        assert c["specificity"]["value"] == pytest.approx(recall_score(y != j, pred != j))
+        assert c["npv"]["value"] == pytest.approx(precision_score(y != j, pred != j))
+        assert c["auc"]["value"] == pytest.approx(roc_auc_score(y == j, probs[:, j]))
+        lo, hi = c["auc"]["ci"]
+        assert lo <= c["auc"]["value"] <= hi
+        assert c["support"] == int((y == j).sum())
+    assert rep["macro"]["auc"]["value"] == pytest.approx(
+        roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+    assert rep["macro"]["sensitivity"] == pytest.approx(sens.mean())
+    assert rep["majority_rate"] == pytest.approx(12 / 27)
+
+
+def test_fast_auc_equals_scikit_learn_with_ties():
+    y = np.array([0, 0, 1, 1, 0, 1, 1, 0])
+    s = np.array([0.1, 0.4, 0.4, 0.8, 0.4, 0.9, 0.2, 0.2])
+    assert ev._fast_auc(y, s) == pytest.approx(roc_auc_score(y, s))
+
+
+def test_cascade_on_hand_made_cases():
+    # classes [healthy, tumour, fracture]
+    p_path = np.array([0.1, 0.2, 0.9, 0.8, 0.7, 0.6])
+    sub = np.array([[0.5, 0.5], [0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.4, 0.6], [0.9, 0.1]])
+    y = np.array([0, 1, 1, 2, 1, 0])
+    pred = ev.cascade_predict(p_path, sub, threshold=0.5)
+    assert pred.tolist() == [0, 0, 1, 2, 2, 1]
+    combined = ev.cascade_probs(p_path, sub)
+    assert combined.sum(1) == pytest.approx(np.ones(6))
+    assert combined[2].tolist() == pytest.approx([0.1, 0.72, 0.18])
+    rep = ev.cascade_report(y, p_path, sub, "healthy", ["tumour", "fracture"], n_boot=0)
+    assert rep["accuracy"]["k"] == 3 and rep["accuracy"]["n"] == 6
+    assert rep["confusion"] == [[1, 1, 0], [1, 1, 1], [0, 0, 1]]
+    # stage 1: healthy vs pathological decided at 0.5
+    assert rep["stage1"]["confusion"] == [[1, 1], [1, 3]]
+    # a stricter first stage sends case 5 (p = 0.6) to healthy: now correct
+    assert ev.cascade_report(y, p_path, sub, "healthy", ["tumour", "fracture"], threshold=0.65,
+                             n_boot=0)["accuracy"]["k"] == 4
