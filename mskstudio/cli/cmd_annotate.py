@@ -1,0 +1,114 @@
+"""Annotations and segmentation: train-seg, prelabel, export-annotations, import-masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..jobrun import run_sync
+from .common import add_project_arg, open_project, open_writable, print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train-seg", help="train a lesion segmenter (U-Net / UNet++) on the project's masks")
+    add_project_arg(p)
+    p.add_argument(
+        "--arch",
+        default="unet-resnet34",
+        choices=("unet-resnet34", "unetpp-resnet34", "unet-resnet18", "unetpp-resnet18"),
+    )
+    p.add_argument("--size", type=int, default=256, help="square input size, multiple of 32")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--folds", type=int, default=1, help="patient folds (>= 2: cross-validation)")
+    p.add_argument("--class", dest="class_name", default=None, help="train on one mask class only")
+    p.add_argument(
+        "--encoder-run",
+        type=int,
+        default=None,
+        help="initialise the encoder from a DeepCluster run (resnet18 -> *-resnet18 archs)",
+    )
+    p.add_argument("--device", default=None, help="cpu, cuda … (default: auto)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train_seg)
+
+    p = sub.add_parser("prelabel", help="predict masks (source 'model') for images without a human mask")
+    add_project_arg(p)
+    p.add_argument("--run", type=int, default=None, help="segmenter run id (default: the latest finished)")
+    p.add_argument("--class", dest="class_name", default=None)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_prelabel)
+
+    p = sub.add_parser("export-annotations", help="write masks (PNG), boxes (COCO JSON) and lesions.csv")
+    add_project_arg(p)
+    p.add_argument("outdir", help="output folder")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import-masks", help="import ground-truth masks listed in a manifest.csv (phantoms)")
+    add_project_arg(p)
+    p.add_argument("manifest", help="manifest.csv with 'sop_uid' and 'mask' (PNG path) columns")
+    p.add_argument("--annotator", default="phantom-truth")
+    p.add_argument("--class", dest="class_name", default="tumour")
+    p.add_argument("--boxes", action="store_true", help="also add a box around each mask")
+    p.set_defaults(func=cmd_import_masks)
+
+
+def cmd_train_seg(args) -> int:
+    with open_writable(args.project) as project:
+        result = run_sync(
+            project,
+            "train-seg",
+            {
+                "arch": args.arch,
+                "size": args.size,
+                "epochs": args.epochs,
+                "batch_size": args.batch_size,
+                "lr": args.lr,
+                "folds": args.folds,
+                "class": args.class_name,
+                "encoder_run_id": args.encoder_run,
+                "device": args.device,
+                "seed": args.seed,
+            },
+            label="train-seg",
+        )
+    print_json(result)
+    return 0
+
+
+def cmd_prelabel(args) -> int:
+    with open_writable(args.project) as project:
+        result = run_sync(
+            project,
+            "prelabel",
+            {"run_id": args.run, "class": args.class_name, "device": args.device},
+            label="prelabel",
+        )
+    print_json(result)
+    return 0
+
+
+def cmd_export(args) -> int:
+    with open_project(args.project) as project:
+        from ..io.export_annotations import export_annotations
+
+        # Export only reads the store (plus one audit line when writable): no job row needed,
+        # and a read-only project can be exported.
+        result = export_annotations(project, Path(args.outdir).absolute())
+    print_json(result)
+    return 0
+
+
+def cmd_import_masks(args) -> int:
+    from ..io.export_annotations import import_masks
+
+    with open_writable(args.project) as project:
+        result = import_masks(
+            project,
+            Path(args.manifest),
+            annotator=args.annotator,
+            class_name=args.class_name,
+            boxes=args.boxes,
+        )
+    print_json(result)
+    return 0 if result["imported"] else 1

@@ -1,0 +1,238 @@
+"""Annotations in and out: PNG masks, COCO boxes, a lesion CSV; ground-truth mask import.
+
+Export layout (``OUTDIR``)::
+
+    masks/<image uid>/<class>__<annotator>__<source>.png   1-bit, full DICOM size
+    boxes_coco.json                                         COCO detection (boxes only)
+    lesions.csv                                             one row per mask, with mm measurements
+
+Images are named by their pseudonymous SOP instance UID (the de-identified one stored
+in the project), never by anything that identifies the patient.
+
+DICOM SEG export is not implemented yet.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .masks import decode_png
+
+if TYPE_CHECKING:
+    from ..jobs import JobContext
+    from ..store import Project
+
+LESION_COLUMNS = [
+    "image_uid",
+    "patient",
+    "image_id",
+    "class",
+    "annotator",
+    "source",
+    "run_id",
+    "area_px",
+    "area_mm2",
+    "longest_mm",
+    "bbox",
+    "png",
+]
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-") or "x"
+
+
+def _image_info(project: Project) -> dict[int, dict[str, Any]]:
+    rows = project.db.query(
+        "SELECT i.id, i.sop_uid, i.frame, i.rows, i.cols, p.pseudonym FROM images i "
+        "JOIN studies s ON s.id = i.study_id JOIN patients p ON p.id = s.patient_id"
+    )
+    return {
+        r["id"]: {
+            "uid": r["sop_uid"] + (f".f{r['frame']}" if r["frame"] else ""),
+            "rows": r["rows"],
+            "cols": r["cols"],
+            "patient": r["pseudonym"],
+        }
+        for r in rows
+    }
+
+
+def export_annotations(project: Project, outdir: Path, *, ctx: JobContext | None = None) -> dict[str, Any]:
+    """Write masks, COCO boxes and the lesion CSV under ``outdir``; returns counts and paths."""
+    outdir = Path(outdir)
+    (outdir / "masks").mkdir(parents=True, exist_ok=True)
+    info = _image_info(project)
+    rows = project.annotations.all_masks()
+    csv_rows = []
+    for i, r in enumerate(rows):
+        if ctx is not None:
+            ctx.check_cancelled()
+        im = info[r["image_id"]]
+        rel = (
+            Path("masks")
+            / safe_name(im["uid"])
+            / (f"{safe_name(r['class_name'])}__{safe_name(r['annotator'])}__{r['source']}.png")
+        )
+        (outdir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (outdir / rel).write_bytes(project.db.scalar("SELECT png FROM masks WHERE id = ?", (r["id"],)))
+        csv_rows.append(
+            {
+                "image_uid": im["uid"],
+                "patient": im["patient"],
+                "image_id": r["image_id"],
+                "class": r["class_name"],
+                "annotator": r["annotator"],
+                "source": r["source"],
+                "run_id": r["run_id"] if r["run_id"] is not None else "",
+                "area_px": r["area_px"],
+                "area_mm2": "" if r["area_mm2"] is None else f"{r['area_mm2']:.6g}",
+                "longest_mm": "" if r["longest_mm"] is None else f"{r['longest_mm']:.6g}",
+                "bbox": r["bbox"] or "",
+                "png": rel.as_posix(),
+            }
+        )
+        if ctx is not None and i % 20 == 0:
+            ctx.progress(0.9 * (i + 1) / max(len(rows), 1), "masks")
+    with open(outdir / "lesions.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=LESION_COLUMNS)
+        w.writeheader()
+        w.writerows(csv_rows)
+    coco = coco_boxes(project, info)
+    (outdir / "boxes_coco.json").write_text(json.dumps(coco, indent=1), encoding="utf-8")
+    if not project.readonly:  # a read-only project can still be exported
+        project.audit(
+            "annotations.export",
+            "project",
+            None,
+            {"outdir": str(outdir), "masks": len(rows), "boxes": len(coco["annotations"])},
+        )
+    if ctx is not None:
+        ctx.progress(1.0, "done")
+    return {
+        "masks": len(rows),
+        "boxes": len(coco["annotations"]),
+        "outdir": str(outdir),
+        "csv": str(outdir / "lesions.csv"),
+        "coco": str(outdir / "boxes_coco.json"),
+    }
+
+
+def coco_boxes(project: Project, info: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """COCO detection dict: bbox [x, y, w, h] in pixels of the full image."""
+    info = info or _image_info(project)
+    boxes = project.annotations.all_boxes()
+    cats = {}
+    for r in project.db.query(
+        "SELECT c.id, c.name, s.name AS supercategory FROM classes c "
+        "JOIN label_sets s ON s.id = c.label_set_id WHERE s.kind IN ('mask', 'box') "
+        "ORDER BY c.id"
+    ):
+        cats[r["id"]] = {"id": r["id"], "name": r["name"], "supercategory": r["supercategory"]}
+    image_ids = sorted({b["image_id"] for b in boxes})
+    return {
+        "info": {"description": f"mskstudio export of {project.name}"},
+        "images": [
+            {"id": i, "file_name": info[i]["uid"], "width": info[i]["cols"], "height": info[i]["rows"]}
+            for i in image_ids
+        ],
+        "categories": list(cats.values()),
+        "annotations": [
+            {
+                "id": b["id"],
+                "image_id": b["image_id"],
+                "category_id": b["class_id"],
+                "bbox": [b["x0"], b["y0"], b["x1"] - b["x0"], b["y1"] - b["y0"]],
+                "area": (b["x1"] - b["x0"]) * (b["y1"] - b["y0"]),
+                "iscrowd": 0,
+                "annotator": b["annotator"],
+                "source": b["source"],
+            }
+            for b in boxes
+        ],
+    }
+
+
+def run_export_annotations(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    return export_annotations(project, Path(params["outdir"]), ctx=ctx)
+
+
+# ---- import ---------------------------------------------------------------------------
+def import_masks(
+    project: Project,
+    manifest_path: Path,
+    *,
+    annotator: str = "phantom-truth",
+    class_name: str = "tumour",
+    boxes: bool = False,
+) -> dict[str, int]:
+    """Ground-truth masks from a phantom manifest (``mask`` column: PNG path, 0/255, DICOM size).
+
+    Rows are matched to project images by the keyed hash of their original SOP UID.
+    Stored with source 'import' in one transaction (one summary audit entry).
+    """
+    from PIL import Image
+
+    from .phantoms import read_manifest
+
+    manifest_path = Path(manifest_path)
+    by_hash = {
+        r["original_sop_hash"]: r["id"] for r in project.db.query("SELECT id, original_sop_hash FROM images")
+    }
+    ann = project.annotations
+    class_id = ann.class_id(class_name)
+    stats = {"imported": 0, "unmatched": 0, "no_mask": 0, "bad_size": 0, "boxes": 0}
+    with project.db.transaction():
+        for row in read_manifest(manifest_path):
+            if not row.get("mask"):
+                stats["no_mask"] += 1
+                continue
+            image_id = manifest_image_id(project, row, manifest_path.parent, by_hash)
+            if image_id is None:
+                stats["unmatched"] += 1
+                continue
+            with Image.open(manifest_path.parent / row["mask"]) as img:
+                mask = np.asarray(img.convert("L")) > 127
+            r = project.images.get(image_id)
+            if mask.shape != (r["rows"], r["cols"]):
+                stats["bad_size"] += 1
+                continue
+            mask_id = ann.save_mask(
+                image_id, class_id, mask, annotator=annotator, source="import", audit=False
+            )
+            stats["imported"] += 1
+            if boxes:
+                ann.box_from_mask(mask_id, annotator=annotator)
+                stats["boxes"] += 1
+        project.audit("mask.import", "project", None, {"manifest": str(manifest_path), **stats})
+    return stats
+
+
+def manifest_image_id(
+    project: Project, row: dict, base: Path, by_hash: dict[str, int] | None = None
+) -> int | None:
+    """The project image of a manifest row: keyed hash of its SOP UID, else of the file's own UID."""
+    from .deid import pseudo_uid
+
+    if by_hash is None:
+        by_hash = {
+            r["original_sop_hash"]: r["id"]
+            for r in project.db.query("SELECT id, original_sop_hash FROM images")
+        }
+    image_id = by_hash.get(pseudo_uid(project.secret, row["sop_uid"]))
+    if image_id is None and row.get("file") and (Path(base) / row["file"]).is_file():
+        # Some writers give the file a new SOP UID (e.g. when re-encoding); trust the file.
+        from .dicom import scan_header
+
+        image_id = by_hash.get(pseudo_uid(project.secret, scan_header(Path(base) / row["file"]).sop_uid))
+    return image_id
+
+
+def read_mask_png(path: Path) -> np.ndarray:
+    return decode_png(Path(path).read_bytes())
