@@ -19,9 +19,24 @@ from .jobs import Cancelled, CancelToken, JobContext, JobSink
 from .store import Project
 
 JOB_KINDS: dict[str, str] = {
+    # data
     "import": "mskstudio.io.importer:run_import",
     "import-clinical": "mskstudio.io.clinical:run_import_clinical",
     "demo-archive": "mskstudio.io.demo:run_demo_archive",
+    "export-annotations": "mskstudio.io.export_annotations:run_export_annotations",
+    # clustering and classification
+    "cluster": "mskstudio.ml.deepcluster:run_cluster",
+    "train": "mskstudio.ml.train:run_train",
+    "predict": "mskstudio.ml.predict:run_predict",
+    "explain": "mskstudio.ml.explain:run_explain",
+    # segmentation
+    "train-seg": "mskstudio.ml.segment:run_train_seg",
+    "prelabel": "mskstudio.ml.segment:run_prelabel",
+    # retrieval and deployment
+    "embed": "mskstudio.ml.embeddings:run_embed",
+    "eval-retrieval": "mskstudio.ml.retrieval_eval:run_eval_retrieval",
+    "noise-queue": "mskstudio.ml.noise:run_noise_queue",
+    "export-onnx": "mskstudio.ml.export:run_export_onnx",
 }
 
 

@@ -16,6 +16,10 @@ from .. import __version__
 COMMAND_MODULES = (
     "mskstudio.cli.cmd_project",
     "mskstudio.cli.cmd_data",
+    "mskstudio.cli.cmd_ml",
+    "mskstudio.cli.cmd_retrieval",
+    "mskstudio.cli.cmd_train",
+    "mskstudio.cli.cmd_annotate",
 )
 
 

@@ -1,0 +1,124 @@
+"""Retrieval: no same-patient neighbours, precision@k by hand, IVF recall, eval job, cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("faiss")
+
+
+@pytest.fixture
+def syn_project(new_project):
+    from mskstudio.ml.synthetic import add_synthetic_images
+
+    add_synthetic_images(new_project, 40, seed=3, size=48)   # 2 images per patient
+    return new_project
+
+
+def test_precision_and_vote_hand_computed():
+    from mskstudio.ml.retrieval_eval import retrieval_metrics
+
+    q = [0, 1]
+    nl = np.array([[0, 1, 1, 0, 0, 0, 1],
+                   [0, 0, 1, 1, 1, 0, 1]])
+    m = retrieval_metrics(q, nl, ks=(1, 3, 5, 7))
+    # k=1: q0 hit, q1 miss -> 0.5; vote: q0 right, q1 wrong
+    assert m[1] == {"precision": 0.5, "vote_acc": 0.5}
+    # k=3: q0 1/3, q1 1/3 -> 1/3; votes: q0 -> 1 (wrong), q1 -> 0 (wrong)
+    assert m[3]["precision"] == pytest.approx(1 / 3) and m[3]["vote_acc"] == 0.0
+    # k=5: q0 3/5, q1 3/5; votes q0 -> 0 (3 v 2, right), q1 -> 1 (3 v 2, right)
+    assert m[5]["precision"] == pytest.approx(0.6) and m[5]["vote_acc"] == 1.0
+    # k=7: q0 4/7, q1 4/7; votes q0 -> 0, q1 -> 1
+    assert m[7]["precision"] == pytest.approx(4 / 7) and m[7]["vote_acc"] == 1.0
+    # a 1:1 tie goes to the nearer neighbour's label
+    assert retrieval_metrics([1], np.array([[1, 0]]), ks=(2,))[2]["vote_acc"] == 1.0
+
+
+def test_similar_never_returns_same_patient(syn_project):
+    from mskstudio.ml import retrieval
+
+    patient = syn_project.images.patient_of()
+    for image_id in syn_project.images.ids()[:10]:
+        res = retrieval.similar(syn_project, "pixels", image_id, k=7, label_set="region")
+        assert len(res.hits) == 7
+        assert all(patient[h.image_id] != patient[image_id] for h in res.hits)
+        assert image_id not in [h.image_id for h in res.hits]
+        d = [h.distance for h in res.hits]
+        assert d == sorted(d)
+        assert sum(res.vote.counts.values()) == 7 and res.vote.winner in res.vote.counts
+        assert all(h.pseudonym and h.label for h in res.hits)
+
+
+def test_same_patient_filter_with_overfetch():
+    """Many near-duplicates of the query's own patient must be skipped, not returned."""
+    from mskstudio.ml.knn_index import KnnIndex
+    from mskstudio.ml.retrieval import search_other_patients
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal(16).astype(np.float32)
+    own = base + 0.001 * rng.standard_normal((30, 16)).astype(np.float32)   # patient 0, 30 images
+    others = rng.standard_normal((50, 16)).astype(np.float32)
+    x = np.concatenate([own, others])
+    patients = np.array([0] * 30 + list(range(1, 51)))
+    index = KnnIndex.build(x, kind="flat")
+    d, rows = search_other_patients(index, patients, x[:1], [0], 5, exclude_rows=[0])
+    assert (rows >= 30).all() and np.all(np.diff(d[0]) >= 0)
+
+
+def test_ivf_recall_vs_exact():
+    from mskstudio.ml.knn_index import KnnIndex, recall_at_k
+
+    rng = np.random.default_rng(1)
+    centres = rng.standard_normal((50, 64)).astype(np.float32)
+    x = centres[rng.integers(0, 50, 20_000)] + 0.5 * rng.standard_normal((20_000, 64)).astype(np.float32)
+    ivf = KnnIndex.build(x, kind="ivf", nlist=64)
+    assert ivf.kind == "ivf" and ivf.info["recall@10"] >= 0.99 and 1 <= ivf.info["nprobe"] <= 64
+    exact = KnnIndex.build(x, kind="flat")
+    q = x[rng.choice(len(x), 200, replace=False)] + 0.01
+    _, truth = exact.search(q, 10)
+    _, found = ivf.search(q, 10)
+    assert recall_at_k(found, truth, 10) >= 0.97        # held-out queries, not the tuning sample
+
+
+def test_eval_retrieval_job_and_embedding_cache(syn_project):
+    from mskstudio.jobrun import submit_and_run
+    from mskstudio.ml import embeddings as emb
+
+    res = submit_and_run(syn_project, "eval-retrieval", {"label_set": "region", "shuffles": 3})
+    base = res["summary"]["baseline_pixels32"]
+    assert set(base) == {"k1", "k3", "k5", "k7"}
+    assert len(base["k5"]["precision"]["values"]) == 3 and 0 <= base["k1"]["vote_acc"]["mean"] <= 1
+    for s in res["splits"]:
+        assert s["n_queries"] > 0 and s["n_gallery"] + s["n_queries"] == 40
+    assert res["n_images"] == 40 and res["n_patients"] == 20
+    path, ids_path, _ = emb.cache_files(syn_project, "pixels")
+    assert path.exists() and len(np.load(ids_path)) == 40
+    x, ids = emb.load(syn_project, "pixels", list(reversed(syn_project.images.ids())))
+    assert ids[0] == max(ids) and np.allclose(np.linalg.norm(x, axis=1), 1, atol=1e-5)
+
+
+def test_embed_job_model_run_and_roi(syn_project):
+    import io
+
+    import torch
+
+    from mskstudio.jobrun import submit_and_run
+    from mskstudio.ml import retrieval
+    from mskstudio.ml.embeddings import crop_square
+    from mskstudio.ml.models import build_backbone
+
+    bb, _ = build_backbone("resnet18")
+    buf = io.BytesIO()
+    torch.save({"arch": "resnet18", "backbone": bb.state_dict(), "input_size": 32}, buf)
+    run = syn_project.models.create("deepcluster", "resnet18")
+    syn_project.models.set_checkpoint(run, syn_project.blobs.put_bytes(buf.getvalue()))
+    res = submit_and_run(syn_project, "embed", {"run_id": run})
+    assert res["n"] == 40 and res["dim"] == 512
+    hit = retrieval.similar(syn_project, run, syn_project.images.ids()[0], k=3)
+    assert len(hit.hits) == 3 and hit.index["kind"] == "flat"
+    a = np.arange(100, dtype=np.float32).reshape(10, 10)
+    c = crop_square(a, (2, 2, 6, 4))          # 4 x 2 box -> side 4 * 1.3 = 5.2 -> 5 around (4, 3)
+    assert c.shape == (5, 5) and np.array_equal(c, a[0:5, 1:6])
+    edge = crop_square(a, (8, 8, 10, 10))     # runs off the image: zero-padded, not shrunk
+    assert edge.shape == (3, 3) and edge[-1, -1] == 0
