@@ -39,6 +39,12 @@ JOB_KINDS: dict[str, str] = {
     "export-onnx": "mskstudio.ml.export:run_export_onnx",
 }
 
+# Kinds that train or run networks over many images: the GUI runs them in a subprocess
+# (``mskstudio run-job``) so torch threads never starve its event loop. Kept beside
+# JOB_KINDS so a new kind is classified where it is registered.
+HEAVY_KINDS = frozenset({"cluster", "train", "predict", "train-seg", "prelabel", "embed",
+                         "eval-retrieval", "noise-queue", "export-onnx"})
+
 
 class UserError(Exception):
     """A mistake the user can fix (bad path, bad parameter): shown as one line, no traceback."""

@@ -1,0 +1,106 @@
+"""Menus and keyboard shortcuts of the main window (File, Edit, View, Jobs, Help).
+
+Every action is created here once, with its shortcut, so the menus show every
+shortcut and Help › Keyboard shortcuts can list them all from the menus themselves.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QMenu
+
+
+def _act(window, menu: QMenu, text: str, slot, shortcut=None, *, checkable=False, name=None) -> QAction:
+    a = QAction(text, window)
+    if shortcut is not None:
+        seqs = shortcut if isinstance(shortcut, list) else [shortcut]
+        a.setShortcuts([QKeySequence(s) for s in seqs])
+    a.setCheckable(checkable)
+    if checkable:
+        a.toggled.connect(slot)
+    else:
+        a.triggered.connect(lambda _checked=False: slot())
+    menu.addAction(a)
+    window.actions_by_name[name or text] = a
+    return a
+
+
+def build_menus(w) -> None:
+    """Create the menu bar of MainWindow ``w`` (actions land in ``w.actions_by_name``)."""
+    w.actions_by_name = {}
+    v = w.viewer
+    bar = w.menuBar()
+
+    m = bar.addMenu("&File")
+    _act(w, m, "&New project…", w.ask_new_project, QKeySequence.StandardKey.New, name="new")
+    _act(w, m, "&Open project…", w.ask_open_project, QKeySequence.StandardKey.Open, name="open")
+    w.recent_menu = m.addMenu("Open &recent")
+    w.recent_menu.aboutToShow.connect(w.fill_recent_menu)
+    m.addSeparator()
+    _act(w, m, "Import &DICOM folder…", w.ask_import_dicom, "Ctrl+I", name="import_dicom")
+    _act(w, m, "Import &clinical CSV…", w.ask_import_clinical, "Ctrl+Shift+I", name="import_clinical")
+    m.addSeparator()
+    _act(w, m, "Project &info", w.show_project_info, "Ctrl+Shift+P", name="project_info")
+    m.addSeparator()
+    _act(w, m, "&Quit", w.close, QKeySequence.StandardKey.Quit, name="quit")
+
+    m = bar.addMenu("&Edit")
+    undo = w.undo_group.createUndoAction(w, "&Undo")
+    undo.setShortcut(QKeySequence.StandardKey.Undo)
+    redo = w.undo_group.createRedoAction(w, "&Redo")
+    redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+    m.addActions([undo, redo])
+    w.actions_by_name.update(undo=undo, redo=redo)
+
+    m = bar.addMenu("&View")
+    _act(w, m, "&Next image", lambda: w.step_image(1), ["PgDown", "]"], name="next")
+    _act(w, m, "&Previous image", lambda: w.step_image(-1), ["PgUp", "["], name="previous")
+    _act(w, m, "Next &unlabelled image", w.next_unlabelled, "U", name="next_unlabelled")
+    m.addSeparator()
+    presets = m.addMenu("Window / level presets")
+    for i, name in enumerate(["DICOM window", "Bone", "Soft tissue", "Auto 1–99 %", "Full range"]):
+        _act(w, presets, name, lambda i=i: v.apply_preset(i), str(i + 1), name=f"preset{i + 1}")
+    _act(w, m, "&Invert", v.toggle_invert, "I", name="invert")
+    _act(w, m, "Toggle &overlays", v.toggle_overlays, "O", name="toggle_overlays")
+    m.addSeparator()
+    _act(w, m, "&Fit to window", v.fit, "F", name="fit")
+    _act(w, m, "Actual pixels (1:1)", v.actual_size, "Ctrl+1", name="actual_size")
+    _act(w, m, "Rotate 90° &right", lambda: v.rotate(1), "R", name="rotate_right")
+    _act(w, m, "Rotate 90° &left", lambda: v.rotate(-1), "Shift+R", name="rotate_left")
+    _act(w, m, "Flip &horizontal", lambda: v.flip(True), "H", name="flip_h")
+    _act(w, m, "Flip &vertical", lambda: v.flip(False), "V", name="flip_v")
+    m.addSeparator()
+    _act(w, m, "Pan / zoom tool", lambda: v.set_tool("pan"), "Esc", name="tool_pan")
+    _act(w, m, "&Ruler (mm)", lambda: v.set_tool("ruler"), "M", name="tool_ruler")
+    _act(w, m, "&Angle", lambda: v.set_tool("angle"), "A", name="tool_angle")
+    _act(w, m, "&Clear measurements", v.clear_measurements, "C", name="clear_measurements")
+    m.addSeparator()
+    w.docks_menu = m.addMenu("Panels")
+    _act(w, m, "Reset layout", w.reset_layout, name="reset_layout")
+
+    m = bar.addMenu("&Jobs")
+    _act(w, m, "Show &jobs", w.show_jobs, "Ctrl+J", name="show_jobs")
+    _act(w, m, "&Resume interrupted jobs", w.jobs_view.resume_interrupted, name="resume_jobs")
+    _act(w, m, "&Cancel all jobs", w.runner.cancel_all, name="cancel_all")
+
+    m = bar.addMenu("&Help")
+    _act(w, m, "&Keyboard shortcuts", w.show_shortcuts, "F1", name="shortcuts")
+    _act(w, m, "&About mskstudio", w.show_about, name="about")
+
+
+def shortcut_entries(w) -> list[tuple[str, str, str]]:
+    """(menu, action, shortcuts) for every action with a shortcut, walking the menus."""
+    out: list[tuple[str, str, str]] = []
+
+    def walk(menu: QMenu, path: str) -> None:
+        for a in menu.actions():
+            if a.menu() is not None:
+                walk(a.menu(), f"{path} › {a.menu().title().replace('&', '')}")
+            elif a.shortcuts():
+                keys = ", ".join(s.toString(QKeySequence.SequenceFormat.NativeText) for s in a.shortcuts())
+                out.append((path, a.text().replace("&", ""), keys))
+
+    for top in w.menuBar().actions():
+        if top.menu() is not None:
+            walk(top.menu(), top.menu().title().replace("&", ""))
+    return out

@@ -1,0 +1,359 @@
+"""The main window: wires docks, workspaces, menus, the job runner and the undo stack.
+
+Views live in ``gui/views``; this module only connects them.  Other views follow the
+window through ``project_changed`` and ``image_changed(int)`` and use ``project``,
+``runner``, ``undo_stack``, ``viewer`` and ``open_image(image_id)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import traceback
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, Qt, Signal
+from PySide6.QtGui import QUndoGroup, QUndoStack
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPlainTextEdit,
+    QTabWidget,
+)
+
+from ..store import Project, StoreError
+from . import settings as prefs
+from .actions import build_menus, shortcut_entries
+from .dialogs import info as dialogs
+from .qt_jobs import JobRunner
+from .views.case_browser import CaseBrowser
+from .views.case_panel import CasePanel
+from .views.jobs_view import JobsView
+from .views.viewer import Viewer
+
+# Optional workspaces ("Title", "module:Class"), constructed as Class(main_window).
+WORKSPACES = [
+    ("Clusters", "mskstudio.gui.views.cluster_board:ClusterBoard"),
+    ("Review", "mskstudio.gui.views.review:ReviewBoard"),
+    ("Dashboard", "mskstudio.gui.views.dashboard:Dashboard"),
+]
+# Optional docks ("Title", "module:Class", area), constructed as Class(main_window).
+OPTIONAL_DOCKS = [
+    ("Similar cases", "mskstudio.gui.views.gallery:Gallery", Qt.DockWidgetArea.RightDockWidgetArea),
+    ("Annotate", "mskstudio.gui.views.annotate:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea),
+]
+# Optional menus: "module:function" called as function(main_window) after the core menus.
+MENU_HOOKS = ["mskstudio.gui.model_menu:add_model_menu"]
+IMPORT_KINDS = {"import": "Import DICOM", "import-clinical": "Import clinical CSV"}
+
+
+class MainWindow(QMainWindow):
+    image_changed = Signal(int)
+    project_changed = Signal()
+
+    def __init__(self, project_path: str | Path | None = None, *, load_workspaces: bool = True):
+        super().__init__()
+        self.setWindowTitle("mskstudio")
+        self.project: Project | None = None
+        self.image_id: int | None = None
+        # One undo group: the project-wide stack (clinical edits, labels, clusters) and,
+        # while an annotation tool is active, the open image's stroke stack.
+        self.undo_group = QUndoGroup(self)
+        self.undo_stack = QUndoStack(self.undo_group)
+        self.undo_group.setActiveStack(self.undo_stack)
+        self.runner = JobRunner(parent=self)
+        self.errors: list[tuple[str, str, str]] = []
+        self.dialogs: list = []
+        self.workspace_errors: dict[str, str] = {}
+
+        self.viewer = Viewer()
+        self.workspace = QTabWidget()
+        self.workspace.setDocumentMode(True)
+        # A wide workspace must not force the window wider than the screen: the central
+        # area's own minimum wins over the tabs' minimum size hints.
+        self.workspace.setMinimumSize(320, 240)
+        self.add_workspace("Viewer", self.viewer)
+        self.setCentralWidget(self.workspace)
+        self.browser = CaseBrowser()
+        self.case_panel = CasePanel(self.undo_stack, on_change=self._store_edited)
+        self.jobs_view = JobsView(self.runner)
+        self.docks = {
+            "browser": self._dock("Cases", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea),
+            "case": self._dock("Case", self.case_panel, Qt.DockWidgetArea.RightDockWidgetArea),
+            "jobs": self._dock("Jobs", self.jobs_view, Qt.DockWidgetArea.BottomDockWidgetArea),
+        }
+        self.resizeDocks([self.docks["browser"], self.docks["case"]], [340, 400], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["jobs"]], [170], Qt.Orientation.Vertical)
+        build_menus(self)
+        for dock in self.docks.values():
+            self.docks_menu.addAction(dock.toggleViewAction())
+        self.status_project = QLabel("No project")
+        self.status_readout = QLabel("")
+        self.statusBar().addWidget(self.status_project)
+        self.statusBar().addPermanentWidget(self.status_readout)
+
+        self.browser.image_selected.connect(self.open_image)
+        self.viewer.readout_changed.connect(self.status_readout.setText)
+        self.viewer.load_failed.connect(lambda i, m, d: self.show_error(f"Cannot show image {i}", m, d))
+        self.runner.job_errored.connect(self._job_errored)
+        self.runner.job_returned.connect(self._job_returned)
+        if load_workspaces:
+            self.load_workspaces()
+        self._default_state = self.saveState()
+        self.restore_layout()
+        if project_path:
+            self.open_project(project_path)
+
+    # ---- layout ------------------------------------------------------------------------
+    def _dock(self, title: str, widget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{title.lower()}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def add_workspace(self, title: str, widget) -> int:
+        return self.workspace.addTab(widget, title)
+
+    def _construct(self, target: str, title: str):
+        """``module:name`` called with this window; None when the module does not exist yet.
+
+        Any other failure is shown (a tab with the traceback), never swallowed."""
+        module, name = target.split(":")
+        try:
+            return getattr(importlib.import_module(module), name)(self)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                return None  # not written yet: skip silently
+            self._workspace_failed(title, exc)
+        except Exception as exc:  # noqa: BLE001 - shown in its tab, never swallowed
+            self._workspace_failed(title, exc)
+        return None
+
+    def load_workspaces(self, entries=None, docks=None, menus=None) -> None:
+        """Optional workspaces (tabs), docks and menus written by other parts of the product."""
+        for title, target in WORKSPACES if entries is None else entries:
+            widget = self._construct(target, title)
+            if widget is not None:
+                self.add_workspace(title, widget)
+        for title, target, area in OPTIONAL_DOCKS if docks is None else docks:
+            widget = self._construct(target, title)
+            if widget is not None:
+                self.docks[title] = self._dock(title, widget, area)
+                self.docks_menu.addAction(self.docks[title].toggleViewAction())
+        for target in MENU_HOOKS if menus is None else menus:
+            self._construct(target, target)
+
+    def _workspace_failed(self, title: str, exc: BaseException) -> None:
+        details = "".join(traceback.format_exception(exc))
+        self.workspace_errors[title] = details
+        view = QPlainTextEdit(f"The {title} workspace failed to load:\n\n{details}", readOnly=True)
+        self.add_workspace(f"{title} ⚠", view)
+
+    def restore_layout(self) -> None:
+        s = prefs.settings()
+        geometry, state = s.value("window/geometry"), s.value("window/state")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1600, 1000)
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+
+    def save_layout(self) -> None:
+        s = prefs.settings()
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState())
+        s.sync()
+
+    def reset_layout(self) -> None:
+        self.restoreState(self._default_state)
+
+    # ---- project ------------------------------------------------------------------------
+    def open_project(self, path: str | Path) -> bool:
+        if self.runner.active_jobs():
+            self.show_error("Jobs are running",
+                            "Wait for the running jobs or cancel them before switching project.")
+            return False
+        try:
+            project = Project.open(Path(path))
+        except StoreError as exc:
+            self.show_error("Cannot open project", str(exc))
+            return False
+        self.set_project(project)
+        prefs.add_recent(str(path))
+        return True
+
+    def new_project(self, path: str | Path) -> bool:
+        try:
+            project = Project.create(Path(path))
+        except StoreError as exc:
+            self.show_error("Cannot create project", str(exc))
+            return False
+        self.set_project(project)
+        prefs.add_recent(str(project.root))
+        return True
+
+    def set_project(self, project: Project | None) -> None:
+        if self.project is not None:
+            self.project.close()
+        self.project = project
+        self.image_id = None
+        self.undo_stack.clear()
+        self.runner.set_project(project)
+        for view in (self.viewer, self.browser, self.case_panel, self.jobs_view):
+            view.set_project(project)
+        ro = f" — read-only: {project.readonly_reason}" if project is not None and project.readonly else ""
+        self.setWindowTitle(f"{project.name} — mskstudio{ro}" if project else "mskstudio")
+        self.status_project.setText(f"{project.root}{ro}" if project else "No project")
+        self.project_changed.emit()
+        if project is not None and self.browser.order:
+            self.open_image(self.browser.order[0])
+
+    def _store_edited(self) -> None:
+        self.browser.reload()
+        if self.image_id is not None:
+            self.browser.select_image(self.image_id)
+
+    # ---- images -------------------------------------------------------------------------
+    def open_image(self, image_id: int) -> None:
+        if self.project is None or image_id is None:
+            return
+        self.image_id = int(image_id)
+        self.viewer.open_image(self.image_id)
+        self.case_panel.show_image(self.image_id)
+        self.browser.select_image(self.image_id)
+        self.image_changed.emit(self.image_id)
+
+    def step_image(self, step: int) -> None:
+        nxt = self.browser.neighbour(self.image_id, step)
+        if nxt is not None:
+            self.open_image(nxt)
+
+    def next_unlabelled(self) -> None:
+        nxt = self.browser.next_unlabelled(self.image_id)
+        if nxt is None:
+            self.statusBar().showMessage("No unlabelled image left in this list", 4000)
+        else:
+            self.open_image(nxt)
+
+    # ---- asking (dialogs) then doing ---------------------------------------------------------
+    def ask_new_project(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "New project", str(Path.home() / "Untitled.mskproj"))
+        if path:
+            self.new_project(path)
+
+    def ask_open_project(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open project (a NAME.mskproj folder)")
+        if path:
+            self.open_project(path)
+
+    def fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for path in prefs.recent_projects():
+            self.recent_menu.addAction(path, lambda p=path: self.open_project(p))
+        if self.recent_menu.isEmpty():
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def ask_import_dicom(self) -> None:
+        if self._need_project():
+            folder = QFileDialog.getExistingDirectory(self, "Import DICOM folder")
+            if folder:
+                self.import_dicom(folder)
+
+    def ask_import_clinical(self) -> None:
+        if self._need_project():
+            path, _ = QFileDialog.getOpenFileName(self, "Import clinical CSV", "",
+                                                  "CSV files (*.csv);;All (*)")
+            if path:
+                self.import_clinical(path)
+
+    def import_dicom(self, folder: str, copy: bool = True) -> int:
+        return self.runner.submit("import", {"paths": [str(folder)], "copy": copy})
+
+    def import_clinical(self, path: str) -> int:
+        return self.runner.submit("import-clinical", {"path": str(path)})
+
+    def build_demo(self, path: str | Path, images: int = 600) -> int | None:
+        """Create the phantom demo project at ``path`` and fill it in the background."""
+        if not self.new_project(path):
+            return None
+        return self.runner.submit("demo-archive", {"images": images})
+
+    def _need_project(self) -> bool:
+        if self.project is None:
+            self.show_error("No project open", "Open or create a project first (File › Open project).")
+        return self.project is not None
+
+    # ---- jobs and messages ----------------------------------------------------------------
+    def _job_returned(self, job_id: int, result) -> None:
+        h = self.runner.handle(job_id)
+        if h is not None and h.kind == "demo-archive":
+            self.browser.reload()
+            self.project_changed.emit()
+            if self.browser.order:
+                self.open_image(self.browser.order[0])
+            return
+        if h is None or h.kind not in IMPORT_KINDS:
+            return
+        failures = self.project.db.query(
+            "SELECT path, reason FROM import_failures WHERE job_id = ? ORDER BY id", (job_id,))
+        title = f"{IMPORT_KINDS[h.kind]} — job {job_id}"
+        self.dialogs.append(dialogs.import_summary(self, title, result, failures))
+        current = self.image_id
+        self.browser.reload()
+        self.project_changed.emit()
+        if current is None and self.browser.order:
+            self.open_image(self.browser.order[0])
+        elif current is not None:
+            self.browser.select_image(current)
+
+    def _job_errored(self, job_id: int, message: str, details: str) -> None:
+        h = self.runner.handle(job_id)
+        self.show_error(f"Job {job_id} ({h.kind if h else '?'}) failed", message, details)
+
+    def show_error(self, title: str, message: str, details: str = "") -> None:
+        self.errors.append((title, message, details))
+        self.statusBar().showMessage(f"{title}: {message.splitlines()[0] if message else ''}", 8000)
+        self.dialogs.append(dialogs.error(self, title, message, details))
+
+    def show_jobs(self) -> None:
+        self.docks["jobs"].show()
+        self.docks["jobs"].raise_()
+
+    def show_project_info(self) -> None:
+        if self._need_project():
+            self.dialogs.append(dialogs.project_info(self, self.project))
+
+    def show_shortcuts(self):
+        d = dialogs.shortcuts(self, shortcut_entries(self))
+        self.dialogs.append(d)
+        return d
+
+    def show_about(self) -> None:
+        from .. import __version__
+
+        self.dialogs.append(dialogs.text(self, "About mskstudio", (
+            f"mskstudio {__version__}\nHuman-in-the-loop deep learning on musculoskeletal radiographs.\n\n"
+            "Not a medical device: for research use only.")))
+
+    # ---- closing -------------------------------------------------------------------------
+    def confirm(self, title: str, question: str) -> bool:
+        """Asks yes/no (tests replace this)."""
+        answer = QMessageBox.question(self, title, question)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def closeEvent(self, event) -> None:
+        active = self.runner.active_jobs()
+        if active and not self.confirm("Jobs are running",
+                                       f"{len(active)} job(s) are running. Cancel them and quit?"):
+            event.ignore()
+            return
+        self.runner.shutdown()
+        self.viewer.loader.wait(5000)
+        self.save_layout()
+        if self.project is not None:
+            self.project.close()
+        event.accept()

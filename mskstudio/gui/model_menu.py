@@ -1,0 +1,105 @@
+"""The "Model" menu: train, predict, explain, evaluate (opens the Dashboard).
+
+``add_model_menu(main_window)`` adds the menu to ``main_window.menuBar()`` and its
+actions to ``main_window.actions_by_name`` (``train``, ``predict``, ``explain``,
+``evaluate``, ``review``); returns the menu.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QInputDialog, QMenu
+
+from .views import review_queue as rq
+
+
+def _workspace(window, title: str):
+    tabs = getattr(window, "workspace", None)
+    if tabs is None:
+        return None
+    for i in range(tabs.count()):
+        if tabs.tabText(i) == title:
+            tabs.setCurrentIndex(i)
+            return tabs.widget(i)
+    return None
+
+
+def choose_run(window, title: str) -> int | None:
+    """Ask for a finished classifier run (None when there is none or the user cancels)."""
+    if not window._need_project():
+        return None
+    runs = rq.classifier_runs(window.project)
+    if not runs:
+        window.show_error("No classifier run", "Train a classifier first (Model › Train classifier…).")
+        return None
+    labels = [rq.run_label(r) for r in runs]
+    choice, ok = QInputDialog.getItem(window, title, "Classifier run", labels, 0, False)
+    return runs[labels.index(choice)]["id"] if ok else None
+
+
+def open_train_dialog(window):
+    if not window._need_project():
+        return None
+    from .dialogs.train_dialog import TrainDialog
+
+    d = TrainDialog(window)
+    window.dialogs.append(d)
+    d.show()
+    return d
+
+
+def predict(window, run_id: int | None = None) -> int | None:
+    run_id = run_id if run_id is not None else choose_run(window, "Predict")
+    if run_id is None:
+        return None
+    return window.runner.submit("predict", {"model_run": run_id})
+
+
+def explain_current(window, run_id: int | None = None) -> int | None:
+    """Grad-CAM of the image shown in the Viewer (cached for the Review board)."""
+    if window.image_id is None:
+        window.show_error("No image", "Open an image first; its Grad-CAM heat map is computed "
+                          "in the background.")
+        return None
+    run_id = run_id if run_id is not None else choose_run(window, "Explain")
+    if run_id is None:
+        return None
+    return window.runner.submit("explain", {"model_run": run_id, "image_ids": [window.image_id]})
+
+
+def evaluate(window) -> None:
+    board = _workspace(window, "Dashboard")
+    if board is None:
+        window.show_error("No dashboard", "The Dashboard workspace is not loaded.")
+    elif hasattr(board, "reload"):
+        board.reload()
+
+
+def review(window) -> None:
+    board = _workspace(window, "Review")
+    if board is None:
+        window.show_error("No review board", "The Review workspace is not loaded.")
+
+
+def add_model_menu(window) -> QMenu:
+    menu = window.menuBar().addMenu("&Model")
+    actions = getattr(window, "actions_by_name", None)
+    if actions is None:
+        actions = window.actions_by_name = {}
+    for name, text, slot, key in (
+            ("train", "&Train classifier…", lambda: open_train_dialog(window), "Ctrl+T"),
+            ("predict", "&Predict…", lambda: predict(window), None),
+            ("explain", "&Explain current image…", lambda: explain_current(window), None),
+            (None, None, None, None),
+            ("review", "&Review cases", lambda: review(window), None),
+            ("evaluate", "E&valuate (Dashboard)", lambda: evaluate(window), None)):
+        if name is None:
+            menu.addSeparator()
+            continue
+        a = QAction(text, window)
+        if key:
+            a.setShortcut(key)
+        a.triggered.connect(lambda _checked=False, s=slot: s())
+        menu.addAction(a)
+        actions[name] = a
+    return menu

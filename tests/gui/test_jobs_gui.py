@@ -1,0 +1,98 @@
+"""The job runner from the GUI: import with summary, cancel (thread and subprocess), errors, crash resume."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+def test_import_job_with_progress_and_summary(qtbot, window, phantom_archive, tmp_path):
+    w = window
+    src = tmp_path / "incoming"
+    src.mkdir()
+    dicoms = sorted((phantom_archive.parent / "dicom").rglob("*.dcm"))[:3]
+    for i, f in enumerate(dicoms):
+        shutil.copy(f, src / f"{i}.dcm")
+    (src / "broken.dcm").write_bytes(b"DICM" * 10)
+    progress = []
+    w.runner.job_progress.connect(lambda j, f, m, e: progress.append(f))
+    with qtbot.waitSignal(w.runner.job_finished, timeout=60000):
+        job_id = w.import_dicom(str(src))
+    h = w.runner.handle(job_id)
+    assert h.state == "done", h.error
+    assert isinstance(h.result, dict)
+    assert w.jobs_view.status_of(job_id) == "done"
+    assert progress and progress[-1] <= 1.0
+    summary = w.dialogs[-1]
+    assert "Import DICOM" in summary.windowTitle()
+    failures = w.project.db.query("SELECT path, reason FROM import_failures WHERE job_id=?", (job_id,))
+    assert any("broken" in f["path"] for f in failures)
+
+
+def test_cancel_thread_job(qtbot, window):
+    w = window
+    job_id = w.runner.submit("gui-test-sleep", {"steps": 200, "step_s": 0.02})
+    qtbot.waitUntil(lambda: w.runner.handle(job_id).fraction > 0, timeout=10000)
+    assert w.jobs_view.status_of(job_id) == "running"
+    with qtbot.waitSignal(w.runner.job_cancelled, timeout=10000):
+        w.runner.cancel(job_id)
+    qtbot.waitUntil(lambda: w.project.jobs.get(job_id)["status"] == "cancelled", timeout=5000)
+    assert w.jobs_view.status_of(job_id) == "cancelled"
+
+
+def test_cancel_subprocess_job_and_queue(qtbot, window):
+    w = window
+    first = w.runner.submit("gui-test-sleep", {"steps": 400, "step_s": 0.02}, lane="heavy")
+    second = w.runner.submit("gui-test-sleep", {"steps": 2, "step_s": 0.01}, lane="heavy")
+    assert w.runner.handle(second).state == "queued"  # one heavy job at a time
+    qtbot.waitUntil(lambda: w.runner.handle(first).fraction > 0, timeout=20000)
+    assert w.runner.handle(first).process is not None
+    with qtbot.waitSignal(w.runner.job_cancelled, timeout=15000):
+        w.runner.cancel(first)
+    assert w.project.jobs.get(first)["status"] == "cancelled"
+    qtbot.waitUntil(lambda: w.runner.handle(second).state == "done", timeout=20000)
+    assert w.runner.handle(second).result == {"steps": 2}
+
+
+def test_errors_are_shown_with_details(qtbot, window):
+    w = window
+    with qtbot.waitSignal(w.runner.job_errored, timeout=10000) as sig:
+        job_id = w.runner.submit("gui-test-fail", {})
+    assert sig.args[0] == job_id and "exploded" in sig.args[1]
+    assert "Traceback" in sig.args[2]
+    title, message, details = w.errors[-1]
+    assert "failed" in title and "exploded" in message and "RuntimeError" in details
+    assert w.project.jobs.get(job_id)["status"] == "error"
+    # the subprocess lane reports errors the same way
+    with qtbot.waitSignal(w.runner.job_errored, timeout=20000) as sig:
+        w.runner.submit("gui-test-fail", {}, lane="heavy")
+    assert "exploded" in sig.args[1]
+
+
+def test_interrupted_jobs_offered_for_resume(qtbot, qapp, project_copy):
+    from mskstudio.gui.main_window import MainWindow
+    from mskstudio.store import Project
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with Project.open(project_copy) as p:
+        job_id = p.jobs.submit("gui-test-sleep", {"steps": 3, "step_s": 0.01})
+        p.db.execute("UPDATE jobs SET status='running', pid=? WHERE id=?", (dead.pid, job_id))
+    w = MainWindow(project_copy, load_workspaces=False)  # the app restarts after the "crash"
+    qtbot.addWidget(w)
+    w.show()
+    assert w.project.jobs.get(job_id)["status"] == "interrupted"
+    assert not w.jobs_view.banner.isHidden()
+    assert w.jobs_view.interrupted_ids == [job_id]
+    with qtbot.waitSignal(w.runner.job_returned, timeout=15000):
+        new_ids = w.jobs_view.resume_interrupted()
+    assert w.project.jobs.params(new_ids[0])["resume_of"] == job_id
+    assert w.jobs_view.banner.isHidden()
+    w.jobs_view.offer_resume()
+    assert w.jobs_view.banner.isHidden()  # resumed once: not offered again
+    w.viewer.loader.wait(5000)
