@@ -87,14 +87,10 @@ def cmd_demo(args) -> int:
         sink.close()
     with project:
         info = project.summary()
-        last = project.db.one("SELECT result FROM jobs WHERE kind = 'demo-archive' AND status = 'done' "
-                              "ORDER BY id DESC LIMIT 1")
+        r = project.jobs.last_result("demo-archive")
     print(f"demo project ready: {info['path']}")
     print(f"  {info['patients']} patients, {info['studies']} studies, {info['images']} images")
-    if last and last["result"]:
-        import json
-
-        r = json.loads(last["result"])
+    if r is not None:
         print(f"  generated in {r.get('generate_s')} s, imported in {r.get('import_s')} s; "
               f"clinical rows {r['clinical']['imported']}/{r['clinical']['rows']}")
     if args.headless or not has_display():

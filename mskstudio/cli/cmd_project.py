@@ -68,10 +68,11 @@ def cmd_jobs(args) -> int:
         rows = project.jobs.list()
         print(f"{'id':>4}  {'kind':<16} {'status':<11} {'progress':>8}  message")
         for r in rows:
-            msg = (r["error"] or r["message"] or "").splitlines()[0][:70] if (r["error"] or r["message"]) else ""
+            text = r["error"] or r["message"] or ""
+            msg = text.splitlines()[0][:70] if text else ""
             print(f"{r['id']:>4}  {r['kind']:<16} {r['status']:<11} {r['progress']*100:7.0f}%  {msg}")
         if args.failures:
-            for f in project.db.query("SELECT job_id, path, reason FROM import_failures ORDER BY id"):
+            for f in project.jobs.failures():
                 print(f"  job {f['job_id']}: {f['path']}: {f['reason']}")
     return 0
 

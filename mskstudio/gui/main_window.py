@@ -298,8 +298,7 @@ class MainWindow(QMainWindow):
             return
         if h is None or h.kind not in IMPORT_KINDS:
             return
-        failures = self.project.db.query(
-            "SELECT path, reason FROM import_failures WHERE job_id = ? ORDER BY id", (job_id,))
+        failures = self.project.jobs.failures(job_id)
         title = f"{IMPORT_KINDS[h.kind]} — job {job_id}"
         self.dialogs.append(dialogs.import_summary(self, title, result, failures))
         current = self.image_id

@@ -155,9 +155,7 @@ def _number(text: str, column: str) -> float:
 
 
 def _reference_labels(project: Project, patient_id: int, fields: dict[str, Any]) -> None:
-    image_ids = [r[0] for r in project.db.query(
-        "SELECT i.id FROM images i JOIN studies s ON s.id = i.study_id WHERE s.patient_id = ?",
-        (patient_id,))]
+    image_ids = project.images.image_ids_of_patient(patient_id)
     if not image_ids:
         return
     for set_name, value in (("diagnosis", fields.get("diagnosis")), ("dignity", fields.get("dignity"))):

@@ -59,9 +59,9 @@ def _store_ground_truth(project: Project, manifest: Path) -> None:
     from .deid import pseudo_uid
     from .phantoms import read_manifest
 
-    by_hash = {r["original_sop_hash"]: r["id"] for r in project.db.query(
-        "SELECT id, original_sop_hash FROM images")}
-    set_id = project.labels.label_set(TRUTH_PREFIX + "region", description="phantom ground truth, for scoring only")
+    by_hash = project.images.ids_by_original_hash()
+    set_id = project.labels.label_set(TRUTH_PREFIX + "region",
+                                      description="phantom ground truth, for scoring only")
     groups: dict[str, list[int]] = {}
     for row in read_manifest(manifest):
         image_id = by_hash.get(pseudo_uid(project.secret, row["sop_uid"]))

@@ -49,10 +49,7 @@ def safe_name(text: str) -> str:
 
 
 def _image_info(project: Project) -> dict[int, dict[str, Any]]:
-    rows = project.db.query(
-        "SELECT i.id, i.sop_uid, i.frame, i.rows, i.cols, p.pseudonym FROM images i "
-        "JOIN studies s ON s.id = i.study_id JOIN patients p ON p.id = s.patient_id"
-    )
+    rows = project.images.identities()
     return {
         r["id"]: {
             "uid": r["sop_uid"] + (f".f{r['frame']}" if r["frame"] else ""),
@@ -81,7 +78,7 @@ def export_annotations(project: Project, outdir: Path, *, ctx: JobContext | None
             / (f"{safe_name(r['class_name'])}__{safe_name(r['annotator'])}__{r['source']}.png")
         )
         (outdir / rel).parent.mkdir(parents=True, exist_ok=True)
-        (outdir / rel).write_bytes(project.db.scalar("SELECT png FROM masks WHERE id = ?", (r["id"],)))
+        (outdir / rel).write_bytes(project.annotations.mask_png(r["id"]))
         csv_rows.append(
             {
                 "image_uid": im["uid"],
@@ -129,11 +126,7 @@ def coco_boxes(project: Project, info: dict[int, dict[str, Any]] | None = None) 
     info = info or _image_info(project)
     boxes = project.annotations.all_boxes()
     cats = {}
-    for r in project.db.query(
-        "SELECT c.id, c.name, s.name AS supercategory FROM classes c "
-        "JOIN label_sets s ON s.id = c.label_set_id WHERE s.kind IN ('mask', 'box') "
-        "ORDER BY c.id"
-    ):
+    for r in project.annotations.categories():
         cats[r["id"]] = {"id": r["id"], "name": r["name"], "supercategory": r["supercategory"]}
     image_ids = sorted({b["image_id"] for b in boxes})
     return {
@@ -182,9 +175,7 @@ def import_masks(
     from .phantoms import read_manifest
 
     manifest_path = Path(manifest_path)
-    by_hash = {
-        r["original_sop_hash"]: r["id"] for r in project.db.query("SELECT id, original_sop_hash FROM images")
-    }
+    by_hash = project.images.ids_by_original_hash()
     ann = project.annotations
     class_id = ann.class_id(class_name)
     stats = {"imported": 0, "unmatched": 0, "no_mask": 0, "bad_size": 0, "boxes": 0}
@@ -221,10 +212,7 @@ def manifest_image_id(
     from .deid import pseudo_uid
 
     if by_hash is None:
-        by_hash = {
-            r["original_sop_hash"]: r["id"]
-            for r in project.db.query("SELECT id, original_sop_hash FROM images")
-        }
+        by_hash = project.images.ids_by_original_hash()
     image_id = by_hash.get(pseudo_uid(project.secret, row["sop_uid"]))
     if image_id is None and row.get("file") and (Path(base) / row["file"]).is_file():
         # Some writers give the file a new SOP UID (e.g. when re-encoding); trust the file.

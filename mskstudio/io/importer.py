@@ -17,11 +17,12 @@ from __future__ import annotations
 import io
 import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..jobs import JobContext
 from ..store import Project
@@ -40,7 +41,7 @@ class ImportOptions:
     workers: int = 2
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "ImportOptions":
+    def from_params(cls, params: dict[str, Any]) -> ImportOptions:
         known = {k: params[k] for k in cls.__dataclass_fields__ if k in params}
         opts = cls(**known)
         if not opts.paths:
@@ -278,7 +279,7 @@ def _store_result(project: Project, opts: ImportOptions, result: dict, summary: 
     header = result["header"]
     images = project.images
     with project.db.transaction():
-        if project.db.one("SELECT 1 FROM images WHERE original_sop_hash = ?", (result["original_hash"],)):
+        if images.has_original_hash(result["original_hash"]):
             summary.duplicates += 1  # the same instance twice in this very import
             for frame in result["frames"]:
                 Path(frame["analysis"]).unlink(missing_ok=True)
@@ -297,8 +298,7 @@ def _store_result(project: Project, opts: ImportOptions, result: dict, summary: 
             final = images.analysis_path(image_id)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(frame["analysis"], final)
-            h, w = frame["analysis_shape"]
-            project.db.execute("UPDATE images SET analysis_shape = ? WHERE id = ?", (f"{h},{w}", image_id))
+            images.record_analysis_shape(image_id, frame["analysis_shape"])
     summary.imported += 1
 
 
@@ -318,7 +318,8 @@ def _image_fields(header, result: dict, frame: int, study_id: int, window) -> di
         "modality": header.modality or None, "manufacturer": header.manufacturer or None,
         "model": header.model or None, "body_part": header.body_part or None, "view": header.view or None,
         "laterality": header.laterality or None, "acquisition_date": header.acquisition_date or None,
-        "burned_in_annotation": None if header.burned_in_annotation is None else int(header.burned_in_annotation),
+        "burned_in_annotation": (None if header.burned_in_annotation is None
+                                 else int(header.burned_in_annotation)),
         "is_screenshot": int(header.samples_per_pixel == 3 or header.sop_class_uid.startswith(
             "1.2.840.10008.5.1.4.1.1.7")),
     }
@@ -331,7 +332,5 @@ def _record_failure(project: Project, ctx: JobContext, summary: ImportSummary, p
     else:
         summary.failed += 1
     summary.failures.append((path, reason))
-    with project.db.transaction() as c:
-        c.execute("INSERT INTO import_failures(job_id, path, reason) VALUES (?, ?, ?)",
-                  (ctx.job_id, path, reason))
+    project.jobs.record_failure(ctx.job_id, path, reason)
     ctx.log(f"skipped {path}: {reason}")

@@ -187,16 +187,7 @@ class Geometry:
 
 def roi_box(project: Project, image_id: int) -> tuple[float, float, float, float] | None:
     """Union (x0, y0, x1, y1) of the image's mask bounding boxes and boxes, or None."""
-    boxes: list[tuple[float, float, float, float]] = []
-    for r in project.db.query("SELECT bbox FROM masks WHERE image_id = ? AND bbox IS NOT NULL",
-                              (image_id,)):
-        try:
-            x0, y0, x1, y1 = (float(v) for v in str(r[0]).split(","))
-            boxes.append((x0, y0, x1, y1))
-        except ValueError:
-            continue
-    for r in project.db.query("SELECT x0, y0, x1, y1 FROM boxes WHERE image_id = ?", (image_id,)):
-        boxes.append((float(r[0]), float(r[1]), float(r[2]), float(r[3])))
+    boxes = [rect for _, rect in project.annotations.roi_rects(image_id)]
     if not boxes:
         return None
     a = np.asarray(boxes)

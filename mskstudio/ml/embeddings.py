@@ -46,17 +46,8 @@ def cache_files(project: Project, rep: int | str | None) -> tuple[Path, Path, Pa
 def roi_boxes(project: Project, image_ids: Sequence[int] | None = None) -> dict[int, tuple[float, ...]]:
     """image id -> (x0, y0, x1, y1) of its mask (human first) else its first box."""
     out: dict[int, tuple[float, ...]] = {}
-    for r in project.db.query(
-            "SELECT image_id, x0, y0, x1, y1 FROM boxes ORDER BY CASE source WHEN 'human' THEN 0 ELSE 1 END "
-            "DESC, id DESC"):
-        out[int(r[0])] = (r[1], r[2], r[3], r[4])
-    for r in project.db.query(
-            "SELECT image_id, bbox FROM masks WHERE bbox IS NOT NULL ORDER BY "
-            "CASE source WHEN 'adjudicated' THEN 0 WHEN 'human' THEN 1 WHEN 'import' THEN 2 ELSE 3 END DESC"):
-        try:
-            out[int(r[0])] = tuple(float(v) for v in str(r[1]).split(","))[:4]
-        except ValueError:
-            continue
+    for image_id, rect in project.annotations.roi_rects():  # weakest first: the last one wins
+        out[image_id] = rect
     if image_ids is not None:
         wanted = set(int(i) for i in image_ids)
         out = {k: v for k, v in out.items() if k in wanted}
@@ -210,7 +201,8 @@ def load(project: Project, rep: int | str | None, image_ids: Sequence[int] | Non
         kw = {} if stamp["rep"].startswith("pixels") else {"roi": roi, "backend": backend}
         new = compute(project, rep, missing, ctx, **kw)
         x = new if x is None or len(x) == 0 else np.concatenate([x, new])
-        ids = np.asarray(missing, np.int64) if ids is None else np.concatenate([ids, missing]).astype(np.int64)
+        ids = (np.asarray(missing, np.int64) if ids is None
+               else np.concatenate([ids, missing]).astype(np.int64))
         _save(emb_path, x)
         _save(ids_path, ids)
         meta_path.write_text(json.dumps({**stamp, "n": int(len(ids)), "dim": int(x.shape[1]),

@@ -127,7 +127,8 @@ def _classifier_module(ckpt: dict[str, Any], arch: str) -> tuple[torch.nn.Module
     head = ckpt.get("head") if isinstance(ckpt.get("head"), dict) else \
         {k.split(".", 1)[1]: v for k, v in full.items() if k.startswith(("head.", "fc."))}
     if not head or "weight" not in head:
-        raise ValueError("classifier checkpoint: no head weights found (expected 'head' or 'model' with head.*)")
+        raise ValueError(
+            "classifier checkpoint: no head weights found (expected 'head' or 'model' with head.*)")
     backbone, dim = build_backbone(arch)
     backbone.load_state_dict(bb)
     n_out = head["weight"].shape[0]
@@ -196,8 +197,7 @@ def data_summary(project: Project, row) -> dict[str, Any]:
     """Training data hash, label counts and split of a model run, from its row."""
     out: dict[str, Any] = {"data_hash": row["data_hash"], "label_set": None, "label_counts": {}}
     if row["label_set_id"] is not None:
-        ls = project.db.one("SELECT name FROM label_sets WHERE id = ?", (row["label_set_id"],))
-        out["label_set"] = ls["name"] if ls else None
+        out["label_set"] = project.labels.label_set_name(row["label_set_id"])
         out["label_counts"] = project.labels.counts(row["label_set_id"])
         if not out["data_hash"]:
             eff = project.labels.effective(row["label_set_id"])
@@ -267,10 +267,12 @@ def card_markdown(card: dict[str, Any]) -> str:
                 lines.append(f"- {k}: {json.dumps(v, default=str)}")
     else:
         lines.append("No metrics recorded for this run.")
-    lines += ["", "## Files", "", "| file | role | parity max abs diff | n | sha256 |", "|---|---|---|---|---|"]
+    lines += ["", "## Files", "",
+              "| file | role | parity max abs diff | n | sha256 |", "|---|---|---|---|---|"]
     for f in card["files"]:
         p = f["parity"]
-        lines.append(f"| {f['file']} | {f['role']} | {p['max_abs_diff']:.2e} | {p['n']} | {f['sha256'][:12]}… |")
+        lines.append(f"| {f['file']} | {f['role']} | {p['max_abs_diff']:.2e} | {p['n']} "
+                     f"| {f['sha256'][:12]}… |")
     lines += ["", "## Intended use", "", card["intended_use"], "", "## Limits", "", card["limits"], ""]
     return "\n".join(lines)
 

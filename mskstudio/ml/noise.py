@@ -45,18 +45,14 @@ class NoiseItem:
 
 def _given_labels(project: Project, set_id: int, cluster_run_id: int | None) -> dict[int, int]:
     if cluster_run_id is not None:
-        rows = project.db.query(
-            "SELECT image_id, class_id FROM labels WHERE label_set_id = ? AND source = 'cluster' "
-            "AND run_id = ?", (set_id, int(cluster_run_id)))
-        return {int(r[0]): int(r[1]) for r in rows}
+        return project.labels.of_run(set_id, int(cluster_run_id), source="cluster")
     given = project.labels.effective(set_id, sources=("cluster",))
     return given or project.labels.effective(set_id, sources=("import", "cluster", "model"))
 
 
 def _predictions(project: Project, run_id: int) -> dict[int, tuple[int | None, float | None, dict]]:
     out = {}
-    for r in project.db.query(
-            "SELECT image_id, class_id, confidence, probs FROM predictions WHERE model_run_id = ?", (run_id,)):
+    for r in project.models.predictions(run_id):
         probs = {int(k): float(v) for k, v in json.loads(r["probs"]).items()} if r["probs"] else {}
         out[int(r["image_id"])] = (r["class_id"], r["confidence"], probs)
     return out
@@ -135,7 +131,10 @@ def review_noise_item(project: Project, image_id: int, label_set: str, class_nam
 
 
 def run_noise_queue(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Job ``noise-queue``: params label_set, run_id ("pixels"), classifier_run_id, cluster_run_id, k, limit."""
+    """Job ``noise-queue``.
+
+    params: label_set, run_id ("pixels"), classifier_run_id, cluster_run_id, k, limit.
+    """
     items = noise_queue(project, params["label_set"], run_id=params.get("run_id", "pixels"),
                         classifier_run_id=params.get("classifier_run_id"),
                         cluster_run_id=params.get("cluster_run_id"), k=int(params.get("k", 10)), ctx=ctx)

@@ -101,23 +101,16 @@ def store_predictions(project: Project, model_run_id: int, image_ids: Sequence[i
     for k, image_id in enumerate(image_ids):
         probs = result["probs"][k]
         j = int(result["pred"][k])
-        rows.append((model_run_id, int(image_id), int(class_ids[j]), float(probs[j]),
+        rows.append((int(image_id), int(class_ids[j]), float(probs[j]),
                      json.dumps({str(c): round(float(q), 6) for c, q in zip(class_ids, probs, strict=True)}),
                      int(bool(result["rejected"][k]))))
-    with project.db.transaction() as c:
-        c.executemany(
-            "INSERT INTO predictions(model_run_id, image_id, class_id, confidence, probs, rejected) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(model_run_id, image_id) DO UPDATE SET "
-            "class_id = excluded.class_id, confidence = excluded.confidence, probs = excluded.probs, "
-            "rejected = excluded.rejected, created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", rows)
-    return len(rows)
+    return project.models.save_predictions(model_run_id, rows)
 
 
 def predictions(project: Project, model_run_id: int) -> list[dict[str, Any]]:
     """Stored predictions of a run (probs decoded to {class_id: p})."""
     out = []
-    for r in project.db.query("SELECT * FROM predictions WHERE model_run_id = ? ORDER BY image_id",
-                              (model_run_id,)):
+    for r in project.models.predictions(model_run_id):
         d = dict(r)
         d["probs"] = {int(k): v for k, v in json.loads(d["probs"] or "{}").items()}
         out.append(d)
@@ -141,7 +134,7 @@ def run_predict(project: Project, params: dict[str, Any], ctx: JobContext) -> di
                 class_id = result["reject_class_id"]
                 if class_id is None:
                     project.labels.remove_labels([image_id], ls, source="model") \
-                        if _has_model_label(project, image_id, ls) else None
+                        if project.labels.has_label(image_id, ls, source="model") else None
                     continue
             else:
                 class_id = result["class_ids"][int(result["pred"][k])]
@@ -158,8 +151,3 @@ def run_predict(project: Project, params: dict[str, Any], ctx: JobContext) -> di
     return {"model_run_id": run_id, "predicted": n, "labelled": labelled,
             "rejected": int(np.asarray(result["rejected"]).sum()), "counts": counts}
 
-
-def _has_model_label(project: Project, image_id: int, label_set_id: int) -> bool:
-    return bool(project.db.scalar(
-        "SELECT COUNT(*) FROM labels WHERE image_id = ? AND label_set_id = ? AND source = 'model'",
-        (image_id, label_set_id)))

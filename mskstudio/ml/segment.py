@@ -282,8 +282,7 @@ def run_train_seg(project: Project, params: dict[str, Any], ctx: JobContext) -> 
         sha = project.blobs.put_bytes(buf.getvalue())
         split = {str(pid): part_name for pid, part_name in part.items()}
         project.models.set_checkpoint(run_id, sha, metrics=metrics)
-        with project.db.transaction() as c:
-            c.execute("UPDATE model_runs SET split = ? WHERE id = ?", (_json(split), run_id))
+        project.models.set_fields(run_id, split=_json(split))
         project.models.set_status(run_id, "done")
     except BaseException as exc:
         from ..jobs import Cancelled
@@ -344,13 +343,7 @@ def run_prelabel(project: Project, params: dict[str, Any], ctx: JobContext) -> d
     model.to(device)
     ann = project.annotations
     class_id = ann.class_id(params.get("class") or ckpt.get("class") or "tumour")
-    covered = {
-        r[0]
-        for r in project.db.query(
-            "SELECT DISTINCT image_id FROM masks WHERE source IN ('human', 'adjudicated') AND class_id = ?",
-            (class_id,),
-        )
-    }
+    covered = set(ann.images_with_masks(("human", "adjudicated"), class_id=class_id))
     todo = [i for i in project.images.ids() if i not in covered]
     if params.get("max_images"):
         todo = todo[: int(params["max_images"])]

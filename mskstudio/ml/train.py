@@ -114,16 +114,6 @@ def data_hash(labels: dict[int, int], extra: dict[str, Any] | None = None) -> st
     return h.hexdigest()
 
 
-def _set_run_fields(project: Project, run_id: int, **fields: Any) -> None:
-    """data_hash / split on a model run (ModelRepo has no setter for them yet)."""
-    allowed = {"data_hash", "split", "name"}
-    if set(fields) - allowed:
-        raise ValueError(fields)
-    with project.db.transaction() as c:
-        for key, value in fields.items():
-            c.execute(f"UPDATE model_runs SET {key} = ? WHERE id = ?", (value, run_id))
-
-
 def _save_blob(project: Project, obj: Any) -> str:
     import torch
 
@@ -196,8 +186,8 @@ def run_train(project: Project, params: dict[str, Any], ctx: JobContext) -> dict
         run_id = project.models.create(KIND, p["arch"], name=p["name"] or f"{ls_name} {p['arch']}",
                                        params=p, parent_run_id=parent, label_set_id=ls_id,
                                        job_id=ctx.job_id)
-        _set_run_fields(project, run_id, split=json.dumps(split),
-                        data_hash=data_hash(labels, {"size": p["size"], "input": p["input"]}))
+        project.models.set_fields(run_id, split=json.dumps(split),
+                                  data_hash=data_hash(labels, {"size": p["size"], "input": p["input"]}))
     ctx.log(f"model run {run_id}: {len(ids)} images, {len(class_ids)} classes, "
             f"{len(split['test'])} held out, {len(split['folds'])} folds")
 

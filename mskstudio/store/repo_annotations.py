@@ -50,9 +50,9 @@ class AnnotationRepo:
     # ---- classes ----------------------------------------------------------------------
     def mask_set_id(self, name: str = MASK_SET) -> int:
         """The mask label set (created with the default lesion classes on first use)."""
-        row = self.p.db.one("SELECT id FROM label_sets WHERE name = ?", (name,))
-        if row:
-            return int(row[0])
+        found = self.p.labels.find_label_set(name)
+        if found is not None:
+            return found
         with self.p.db.transaction():
             set_id = self.p.labels.label_set(name, kind="mask", description="lesion masks and boxes")
             if name == MASK_SET:
@@ -69,6 +69,14 @@ class AnnotationRepo:
 
     def class_names(self) -> dict[int, str]:
         return {r["id"]: r["name"] for r in self.p.db.query("SELECT id, name FROM classes")}
+
+    def categories(self) -> list[sqlite3.Row]:
+        """id, name and supercategory (label set name) of every mask or box class, by id."""
+        return self.p.db.query(
+            "SELECT c.id, c.name, s.name AS supercategory FROM classes c "
+            "JOIN label_sets s ON s.id = c.label_set_id WHERE s.kind IN ('mask', 'box') "
+            "ORDER BY c.id"
+        )
 
     # ---- masks --------------------------------------------------------------------------
     def _spacing(self, image_id: int) -> tuple[float | None, float | None, int, int]:
@@ -157,10 +165,14 @@ class AnnotationRepo:
     def load_mask(self, mask_id: int) -> np.ndarray:
         from ..io.masks import decode_png
 
-        png = self.p.db.scalar("SELECT png FROM masks WHERE id = ?", (mask_id,))
+        png = self.mask_png(mask_id)
         if png is None:
             raise KeyError(f"no mask {mask_id}")
         return decode_png(png)
+
+    def mask_png(self, mask_id: int) -> bytes | None:
+        """The stored 1-bit PNG of a mask, or None."""
+        return self.p.db.scalar("SELECT png FROM masks WHERE id = ?", (mask_id,))
 
     def find_mask(
         self, image_id: int, class_id: int, *, annotator: str | None = None, source: str = "human"
@@ -193,15 +205,41 @@ class AnnotationRepo:
             args = (source,)
         return self.p.db.query(sql + " ORDER BY m.image_id, m.id", args)
 
-    def images_with_masks(self, sources: Sequence[str] = ("human", "import", "adjudicated")) -> list[int]:
+    def images_with_masks(self, sources: Sequence[str] = ("human", "import", "adjudicated"), *,
+                          class_id: int | None = None) -> list[int]:
+        """Images with a mask from ``sources`` (of class ``class_id`` if given), by id."""
         marks = ",".join("?" for _ in sources)
-        return [
-            r[0]
-            for r in self.p.db.query(
-                f"SELECT DISTINCT image_id FROM masks WHERE source IN ({marks}) ORDER BY image_id",
-                tuple(sources),
-            )
-        ]
+        sql = f"SELECT DISTINCT image_id FROM masks WHERE source IN ({marks})"
+        args: tuple = tuple(sources)
+        if class_id is not None:
+            sql += " AND class_id = ?"
+            args += (class_id,)
+        return [r[0] for r in self.p.db.query(sql + " ORDER BY image_id", args)]
+
+    def roi_rects(self, image_id: int | None = None) -> list[tuple[int, tuple[float, float, float, float]]]:
+        """(image id, (x0, y0, x1, y1)) of every box and non-empty mask, of one image or all.
+
+        Weakest first: boxes (non-human, then human; newest first within each), then
+        mask bounding boxes by rising source precedence (model, import, human,
+        adjudicated) — so the last rect of an image is its best single region of
+        interest, and all of them together give its union.
+        """
+        where, args = ("WHERE image_id = ?", (image_id,)) if image_id is not None else ("", ())
+        out: list[tuple[int, tuple[float, float, float, float]]] = []
+        for r in self.p.db.query(
+                f"SELECT image_id, x0, y0, x1, y1 FROM boxes {where} "
+                "ORDER BY CASE source WHEN 'human' THEN 0 ELSE 1 END DESC, id DESC", args):
+            out.append((int(r[0]), (float(r[1]), float(r[2]), float(r[3]), float(r[4]))))
+        mask_where = "WHERE bbox IS NOT NULL" + (" AND image_id = ?" if image_id is not None else "")
+        for r in self.p.db.query(
+                f"SELECT image_id, bbox FROM masks {mask_where} ORDER BY CASE source "
+                "WHEN 'adjudicated' THEN 0 WHEN 'human' THEN 1 WHEN 'import' THEN 2 ELSE 3 END DESC", args):
+            try:
+                x0, y0, x1, y1 = (float(v) for v in str(r[1]).split(","))
+            except ValueError:
+                continue  # a malformed bbox is no region
+            out.append((int(r[0]), (x0, y0, x1, y1)))
+        return out
 
     def delete_mask(self, mask_id: int) -> None:
         row = self.mask_row(mask_id)

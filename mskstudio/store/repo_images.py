@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ IMAGE_COLUMNS = (
 
 
 class ImageRepo:
-    def __init__(self, project: "Project"):
+    def __init__(self, project: Project):
         self.p = project
 
     # ---- identity -------------------------------------------------------------------
@@ -64,6 +65,14 @@ class ImageRepo:
     def known_original_hashes(self) -> set[str]:
         return {r[0] for r in self.p.db.query(
             "SELECT original_sop_hash FROM images WHERE original_sop_hash IS NOT NULL")}
+
+    def has_original_hash(self, original_hash: str) -> bool:
+        return self.p.db.one("SELECT 1 FROM images WHERE original_sop_hash = ?", (original_hash,)) is not None
+
+    def ids_by_original_hash(self) -> dict[str | None, int]:
+        """Keyed hash of the original SOP UID -> image id: how manifests find their images."""
+        return {r["original_sop_hash"]: r["id"] for r in self.p.db.query(
+            "SELECT id, original_sop_hash FROM images")}
 
     def add_image(self, fields: dict[str, Any], thumbnail_png: bytes | None) -> int:
         """Insert one image row (and its thumbnail) atomically; the blob must exist already."""
@@ -105,6 +114,18 @@ class ImageRepo:
             return mapping
         return {i: mapping[i] for i in image_ids}
 
+    def image_ids_of_patient(self, patient_id: int) -> list[int]:
+        return [r[0] for r in self.p.db.query(
+            "SELECT i.id FROM images i JOIN studies s ON s.id = i.study_id WHERE s.patient_id = ?",
+            (patient_id,))]
+
+    def identities(self) -> list[sqlite3.Row]:
+        """id, sop_uid, frame, rows, cols and patient pseudonym of every image (for exports)."""
+        return self.p.db.query(
+            "SELECT i.id, i.sop_uid, i.frame, i.rows, i.cols, p.pseudonym FROM images i "
+            "JOIN studies s ON s.id = i.study_id JOIN patients p ON p.id = s.patient_id"
+        )
+
     def table(self) -> list[sqlite3.Row]:
         """Light rows for the browser: one per image, no blobs."""
         return self.p.db.query(
@@ -137,9 +158,13 @@ class ImageRepo:
         tmp = path.with_suffix(".tmp.npy")
         np.save(tmp, array.astype(np.uint16, copy=False))
         tmp.replace(path)
+        self.record_analysis_shape(image_id, array.shape)
+
+    def record_analysis_shape(self, image_id: int, shape: tuple[int, ...]) -> None:
+        """Note the (rows, cols) of the image's analysis array, written before this call."""
         with self.p.db.transaction() as c:
             c.execute("UPDATE images SET analysis_shape = ? WHERE id = ?",
-                      (f"{array.shape[0]},{array.shape[1]}", image_id))
+                      (f"{shape[0]},{shape[1]}", image_id))
 
     def load_analysis(self, image_id: int) -> np.ndarray:
         """The 16-bit analysis array as float32 in [0, 1], bone bright; rebuilt if missing."""
@@ -168,7 +193,8 @@ class ImageRepo:
         row = self.p.db.one("SELECT * FROM clinical WHERE patient_id = ?", (patient_id,))
         return dict(row) if row else {}
 
-    def set_clinical(self, patient_id: int, fields: dict[str, Any], *, audit_action: str = "clinical.edit") -> None:
+    def set_clinical(self, patient_id: int, fields: dict[str, Any], *,
+                     audit_action: str = "clinical.edit") -> None:
         unknown = set(fields) - set(CLINICAL_FIELDS)
         if unknown:
             raise ValueError(f"unknown clinical fields: {sorted(unknown)}")
@@ -193,7 +219,8 @@ class ImageRepo:
                 ref_low: float | None = None, ref_high: float | None = None) -> None:
         with self.p.db.transaction() as c:
             c.execute(
-                "INSERT INTO labs(patient_id, name, value, unit, ref_low, ref_high) VALUES (?, ?, ?, ?, ?, ?) "
+                "INSERT INTO labs(patient_id, name, value, unit, ref_low, ref_high) "
+                "VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(patient_id, name) DO UPDATE SET value = excluded.value, unit = excluded.unit, "
                 "ref_low = excluded.ref_low, ref_high = excluded.ref_high",
                 (patient_id, name, value, unit, ref_low, ref_high),

@@ -20,7 +20,7 @@ class JobRepo:
     # row is refreshed at most this often (the live view gets every tick by signal).
     PROGRESS_WRITE_INTERVAL_S = 0.5
 
-    def __init__(self, project: "Project"):
+    def __init__(self, project: Project):
         self.p = project
         self._last_write: dict[int, float] = {}
 
@@ -86,6 +86,31 @@ class JobRepo:
                 (status, error, None if result is None else json.dumps(result, default=str),
                  status, job_id),
             )
+
+    def last_result(self, kind: str) -> Any:
+        """Decoded result of the latest finished ('done') job of ``kind``, or None."""
+        text = self.p.db.scalar(
+            "SELECT result FROM jobs WHERE kind = ? AND status = 'done' ORDER BY id DESC LIMIT 1", (kind,))
+        return json.loads(text) if text else None
+
+    def was_resumed(self, job_id: int) -> bool:
+        """Whether a later job was submitted to resume ``job_id``."""
+        return self.p.db.scalar(
+            "SELECT COUNT(*) FROM jobs WHERE json_extract(params, '$.resume_of') = ?", (job_id,)) > 0
+
+    # ---- import failures ----------------------------------------------------------------
+    def record_failure(self, job_id: int | None, path: str, reason: str) -> None:
+        """A file an import skipped, with why."""
+        with self.p.db.transaction() as c:
+            c.execute("INSERT INTO import_failures(job_id, path, reason) VALUES (?, ?, ?)",
+                      (job_id, path, reason))
+
+    def failures(self, job_id: int | None = None) -> list[sqlite3.Row]:
+        """(job_id, path, reason) rows of skipped files, of one job or all, oldest first."""
+        if job_id is None:
+            return self.p.db.query("SELECT job_id, path, reason FROM import_failures ORDER BY id")
+        return self.p.db.query(
+            "SELECT job_id, path, reason FROM import_failures WHERE job_id = ? ORDER BY id", (job_id,))
 
     def mark_interrupted(self) -> list[int]:
         """Jobs left 'running' by a process that no longer exists were interrupted by a crash."""

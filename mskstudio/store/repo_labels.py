@@ -7,7 +7,8 @@ overwrite what a human said: the *effective* label is chosen by source precedenc
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from ..domain import LABEL_SOURCES as SOURCES
 
@@ -20,21 +21,29 @@ PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f
 
 
 class LabelRepo:
-    def __init__(self, project: "Project"):
+    def __init__(self, project: Project):
         self.p = project
 
     # ---- label sets and classes ----------------------------------------------------
     def label_set(self, name: str, *, kind: str = "image", description: str | None = None) -> int:
         """Id of the label set ``name``, created on first use."""
-        row = self.p.db.one("SELECT id FROM label_sets WHERE name = ?", (name,))
-        if row:
-            return int(row[0])
+        found = self.find_label_set(name)
+        if found is not None:
+            return found
         with self.p.db.transaction() as c:
             c.execute("INSERT OR IGNORE INTO label_sets(name, kind, description) VALUES (?, ?, ?)",
                       (name, kind, description))
             set_id = int(c.execute("SELECT id FROM label_sets WHERE name = ?", (name,)).fetchone()[0])
             self.p.audit("label_set.create", "label_set", set_id, {"name": name, "kind": kind})
         return set_id
+
+    def find_label_set(self, name: str) -> int | None:
+        """Id of the label set ``name``, or None (never creates one)."""
+        set_id = self.p.db.scalar("SELECT id FROM label_sets WHERE name = ?", (name,))
+        return None if set_id is None else int(set_id)
+
+    def label_set_name(self, label_set_id: int) -> str | None:
+        return self.p.db.scalar("SELECT name FROM label_sets WHERE id = ?", (label_set_id,))
 
     def label_sets(self, kind: str | None = None) -> list[sqlite3.Row]:
         if kind:
@@ -43,7 +52,8 @@ class LabelRepo:
 
     def class_id(self, label_set_id: int, name: str, *, color: str | None = None,
                  is_reject: bool = False) -> int:
-        row = self.p.db.one("SELECT id FROM classes WHERE label_set_id = ? AND name = ?", (label_set_id, name))
+        row = self.p.db.one(
+            "SELECT id FROM classes WHERE label_set_id = ? AND name = ?", (label_set_id, name))
         if row:
             return int(row[0])
         with self.p.db.transaction() as c:
@@ -56,6 +66,9 @@ class LabelRepo:
             class_id = int(cur.lastrowid)
             self.p.audit("class.create", "class", class_id, {"label_set_id": label_set_id, "name": name})
         return class_id
+
+    def class_name(self, class_id: int) -> str | None:
+        return self.p.db.scalar("SELECT name FROM classes WHERE id = ?", (class_id,))
 
     def classes(self, label_set_id: int) -> list[sqlite3.Row]:
         return self.p.db.query(
@@ -109,14 +122,35 @@ class LabelRepo:
 
     def effective(self, label_set_id: int, *, sources: tuple[str, ...] = SOURCES) -> dict[int, int]:
         """image id -> class id of the highest-precedence label among ``sources``."""
+        return {k: v[0] for k, v in self.effective_with_source(label_set_id, sources=sources).items()}
+
+    def effective_with_source(self, label_set_id: int, *, sources: tuple[str, ...] = SOURCES
+                              ) -> dict[int, tuple[int, str]]:
+        """image id -> (class id, source) of the highest-precedence label among ``sources``."""
         marks = ",".join("?" for _ in sources)
         rows = self.p.db.query(
-            f"SELECT image_id, class_id FROM labels WHERE label_set_id = ? AND source IN ({marks}) "
+            f"SELECT image_id, class_id, source FROM labels WHERE label_set_id = ? AND source IN ({marks}) "
             f"ORDER BY image_id, {PRECEDENCE_SQL} DESC",
             (label_set_id, *sources),
         )
         # Ordered lowest precedence first, so the last write per image wins.
-        return {r[0]: r[1] for r in rows}
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def of_run(self, label_set_id: int, run_id: int, *, source: str = "cluster") -> dict[int, int]:
+        """image id -> class id of the ``source`` labels written by run ``run_id``."""
+        rows = self.p.db.query(
+            "SELECT image_id, class_id FROM labels WHERE label_set_id = ? AND source = ? AND run_id = ?",
+            (label_set_id, source, run_id))
+        return {int(r[0]): int(r[1]) for r in rows}
+
+    def has_label(self, image_id: int, label_set_id: int, *, source: str) -> bool:
+        return bool(self.p.db.scalar(
+            "SELECT COUNT(*) FROM labels WHERE image_id = ? AND label_set_id = ? AND source = ?",
+            (image_id, label_set_id, source)))
+
+    def labelled_image_ids(self) -> set[int]:
+        """Images with at least one label in any label set."""
+        return {r[0] for r in self.p.db.query("SELECT DISTINCT image_id FROM labels")}
 
     def counts(self, label_set_id: int) -> dict[str, int]:
         eff = self.effective(label_set_id)

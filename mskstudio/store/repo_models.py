@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
 
 NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 STATUSES = ("running", "done", "cancelled", "error", "interrupted")
+# Columns ``set_fields`` may write, each value given as stored (JSON already encoded).
+SETTABLE_FIELDS = ("data_hash", "split", "metrics", "params", "name")
 RESUMABLE = ("running", "cancelled", "interrupted", "error")
 
 
@@ -65,6 +68,15 @@ class ModelRepo:
                 c.execute("UPDATE model_runs SET params = ? WHERE id = ?",
                           (json.dumps(params, sort_keys=True, default=str), run_id))
 
+    def set_fields(self, run_id: int, **fields: Any) -> None:
+        """Write ``SETTABLE_FIELDS`` columns of a run as given, in one transaction."""
+        unknown = set(fields) - set(SETTABLE_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown model run fields: {sorted(unknown)}")
+        with self.p.db.transaction() as c:
+            for key, value in fields.items():
+                c.execute(f"UPDATE model_runs SET {key} = ? WHERE id = ?", (value, run_id))
+
     def set_status(self, run_id: int, status: str, *, job_id: int | None = None) -> None:
         if status not in STATUSES:
             raise ValueError(f"unknown model run status {status!r}")
@@ -90,6 +102,23 @@ class ModelRepo:
         return self.p.db.one(
             f"SELECT * FROM model_runs WHERE kind = ? AND status IN ({marks}) "
             "AND checkpoint_sha IS NOT NULL ORDER BY id DESC LIMIT 1", (kind, *RESUMABLE))
+
+    # ---- predictions -----------------------------------------------------------------
+    def save_predictions(self, run_id: int, rows: Iterable[tuple[int, int, float, str, int]]) -> int:
+        """Upsert (image_id, class_id, confidence, probs JSON, rejected) rows of a run; returns how many."""
+        rows = [(run_id, *r) for r in rows]
+        with self.p.db.transaction() as c:
+            c.executemany(
+                "INSERT INTO predictions(model_run_id, image_id, class_id, confidence, probs, rejected) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(model_run_id, image_id) DO UPDATE SET "
+                "class_id = excluded.class_id, confidence = excluded.confidence, probs = excluded.probs, "
+                f"rejected = excluded.rejected, created_at = {NOW}", rows)
+        return len(rows)
+
+    def predictions(self, run_id: int) -> list[sqlite3.Row]:
+        """Stored prediction rows of a run by image id (``probs`` still JSON text)."""
+        return self.p.db.query(
+            "SELECT * FROM predictions WHERE model_run_id = ? ORDER BY image_id", (run_id,))
 
     def referenced_blobs(self) -> set[str]:
         return {r[0] for r in self.p.db.query(

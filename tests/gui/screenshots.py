@@ -61,7 +61,7 @@ def main(project: str, outdir: str) -> list[Path]:
     heat = np.exp(-((yy - 40) ** 2 + (xx - 30) ** 2) / 60.0).astype(np.float32)
     v.set_overlay("heatmap", heat, 0.35)
     v.set_boxes([{"x0": cols * 0.35, "y0": rows * 0.5, "x1": cols * 0.62, "y1": rows * 0.78,
-                  "label": "lesion (model 0.91)"}])
+                  "label": "overlay layers (illustration)"}])
     empty = Path(tempfile.mkdtemp(prefix="mskstudio-shots-empty-"))
     w.runner.submit("import", {"paths": [str(empty)], "copy": True})
     _wait(app, lambda: not w.runner.active_jobs(), 20)

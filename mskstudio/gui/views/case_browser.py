@@ -110,8 +110,7 @@ class CaseBrowser(QWidget):
         """Re-read rows and filter choices (after an import, a flag edit, …)."""
         p = self.project
         self.rows = p.images.table() if p is not None else []
-        self.labelled_any = ({r[0] for r in p.db.query("SELECT DISTINCT image_id FROM labels")}
-                             if p is not None else set())
+        self.labelled_any = p.labels.labelled_image_ids() if p is not None else set()
         self._fill(self.diagnosis, sorted({r["diagnosis"] for r in self.rows if r["diagnosis"]}))
         self._fill(self.centre, sorted({r["centre"] for r in self.rows if r["centre"]}))
         self._fill(self.view_filter, sorted({r["view"] for r in self.rows if r["view"]}))

@@ -121,8 +121,7 @@ class JobsView(QWidget):
             self.banner.hide()
 
     def _resumed(self, job_id: int) -> bool:
-        return self.project.db.scalar(
-            "SELECT COUNT(*) FROM jobs WHERE json_extract(params, '$.resume_of') = ?", (job_id,)) > 0
+        return self.project.jobs.was_resumed(job_id)
 
     def resume_interrupted(self) -> list[int]:
         ids = []
