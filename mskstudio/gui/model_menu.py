@@ -1,4 +1,5 @@
-"""The "Model" menu: train, predict, explain, evaluate (opens the Dashboard).
+"""The "Model" menu: train, predict, explain, evaluate (opens the Dashboard); segment,
+pre-label, export to ONNX and export annotations.
 
 ``add_model_menu(main_window)`` adds the menu to ``main_window.menuBar()`` and its
 actions to ``main_window.actions_by_name`` (``train``, ``predict``, ``explain``,
@@ -8,7 +9,7 @@ actions to ``main_window.actions_by_name`` (``train``, ``predict``, ``explain``,
 from __future__ import annotations
 
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QInputDialog, QMenu
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu
 
 from .views import review_queue as rq
 
@@ -81,6 +82,62 @@ def review(window) -> None:
         window.show_error("No review board", "The Review workspace is not loaded.")
 
 
+SEG_ARCHS = ("unet-resnet34", "unetpp-resnet34", "unet-resnet18", "unetpp-resnet18")
+
+
+def train_segmenter(window) -> int | None:
+    """Ask architecture, input size and epochs; train on the project's masks in the background."""
+    if not window._need_project():
+        return None
+    if not window.project.annotations.all_masks():
+        window.show_error("No masks", "Draw lesion masks first (Annotate dock) or import them.")
+        return None
+    arch, ok = QInputDialog.getItem(window, "Train segmenter", "Architecture", SEG_ARCHS, 0, False)
+    if not ok:
+        return None
+    size, ok = QInputDialog.getInt(window, "Train segmenter", "Input size (px)", 256, 64, 1024, 32)
+    if not ok:
+        return None
+    epochs, ok = QInputDialog.getInt(window, "Train segmenter", "Epochs", 30, 1, 1000)
+    if not ok:
+        return None
+    return window.runner.submit("train-seg", {"arch": arch, "size": size, "epochs": epochs})
+
+
+def _choose_model_run(window, kinds: tuple[str, ...], title: str) -> int | None:
+    if not window._need_project():
+        return None
+    runs = [r for k in kinds for r in window.project.models.list(k)
+            if r["status"] == "done" and r["checkpoint_sha"]]
+    if not runs:
+        window.show_error("No model", f"No finished {' or '.join(kinds)} run in this project yet.")
+        return None
+    labels = [f"#{r['id']} {r['kind']} {r['arch']} — {r['name']}" for r in runs]
+    choice, ok = QInputDialog.getItem(window, title, "Model run", labels, 0, False)
+    return runs[labels.index(choice)]["id"] if ok else None
+
+
+def prelabel(window) -> int | None:
+    """Model masks for every image without a human mask; surgeons then edit and accept them."""
+    run_id = _choose_model_run(window, ("segmenter",), "Pre-label unlabelled images")
+    return None if run_id is None else window.runner.submit("prelabel", {"run_id": run_id})
+
+
+def export_onnx(window) -> int | None:
+    run_id = _choose_model_run(window, ("classifier", "segmenter", "deepcluster"), "Export to ONNX")
+    if run_id is None:
+        return None
+    outdir = QFileDialog.getExistingDirectory(window, "Export ONNX model and model card to")
+    return window.runner.submit("export-onnx", {"run_id": run_id, "outdir": outdir}) if outdir else None
+
+
+def export_annotations(window) -> int | None:
+    if not window._need_project():
+        return None
+    outdir = QFileDialog.getExistingDirectory(window, "Export masks (PNG), boxes (COCO) and lesions.csv to")
+    return window.runner.submit("export-annotations", {"outdir": outdir}) if outdir else None
+
+
 def add_model_menu(window) -> QMenu:
     menu = window.menuBar().addMenu("&Model")
     actions = getattr(window, "actions_by_name", None)
@@ -92,7 +149,13 @@ def add_model_menu(window) -> QMenu:
             ("explain", "&Explain current image…", lambda: explain_current(window), None),
             (None, None, None, None),
             ("review", "&Review cases", lambda: review(window), None),
-            ("evaluate", "E&valuate (Dashboard)", lambda: evaluate(window), None)):
+            ("evaluate", "E&valuate (Dashboard)", lambda: evaluate(window), None),
+            (None, None, None, None),
+            ("train_seg", "Train &segmenter…", lambda: train_segmenter(window), None),
+            ("prelabel", "Pre-&label unlabelled images…", lambda: prelabel(window), None),
+            (None, None, None, None),
+            ("export_onnx", "Export to &ONNX…", lambda: export_onnx(window), None),
+            ("export_annotations", "Export &annotations…", lambda: export_annotations(window), None)):
         if name is None:
             menu.addSeparator()
             continue
