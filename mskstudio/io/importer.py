@@ -92,7 +92,10 @@ def iter_candidate_files(paths: list[str]) -> Iterator[tuple[Path, str | None]]:
             yield root, "no such file or folder"
             continue
         if root.is_file():
-            yield from emit(root)
+            if root.name.upper() == "DICOMDIR":  # a CD's index given directly: its files
+                yield from _dicomdir_files(root, emit)
+            else:
+                yield from emit(root)
             continue
         errors: list[OSError] = []
         for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append, followlinks=False):
