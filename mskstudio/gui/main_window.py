@@ -38,6 +38,7 @@ WORKSPACES = [
     ("Clusters", "mskstudio.gui.views.cluster_board:ClusterBoard"),
     ("Review", "mskstudio.gui.views.review:ReviewBoard"),
     ("Dashboard", "mskstudio.gui.views.dashboard:Dashboard"),
+    ("Label noise", "mskstudio.gui.views.noise_board:NoiseBoard"),
 ]
 # Optional docks ("Title", "module:Class", area), constructed as Class(main_window).
 OPTIONAL_DOCKS = [

@@ -146,7 +146,9 @@ class ImageRepo:
             raise KeyError(image_id)
         if row["blob_sha"]:
             return self.p.blobs.path(row["blob_sha"])
-        return Path(row["source_path"])
+        if row["source_path"]:
+            return Path(row["source_path"])
+        raise FileNotFoundError(f"image {image_id} has no DICOM file (neither a blob nor a source path)")
 
     # ---- analysis cache (derived, rebuildable) ---------------------------------------
     def analysis_path(self, image_id: int) -> Path:

@@ -153,7 +153,12 @@ class Viewer(OverlayLayers, QWidget):
         self.window = None
         self._apply_display_transform(fit=not keep_view)
         self._update_corners()
-        self.loader.request(image_id, project.images.dicom_path(image_id), int(row["frame"] or 0))
+        try:
+            path = project.images.dicom_path(image_id)
+        except FileNotFoundError as exc:  # e.g. analysis-only images: the thumbnail stays
+            self.load_failed.emit(image_id, str(exc), "")
+            return
+        self.loader.request(image_id, path, int(row["frame"] or 0))
 
     def _decoded(self, generation: int, image_id: int, rad) -> None:
         if not self.loader.is_current(generation) or image_id != self.image_id:
