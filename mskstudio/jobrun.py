@@ -12,8 +12,9 @@ import json
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Any, Callable
+from typing import Any
 
 from .jobs import Cancelled, CancelToken, JobContext, JobSink
 from .store import Project

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 
 class Cancelled(Exception):
@@ -83,7 +84,7 @@ class JobContext:
         *,
         lo: float = 0.0,
         hi: float = 1.0,
-        _root: "JobContext | None" = None,
+        _root: JobContext | None = None,
         job_id: int | None = None,
     ):
         self.sink = sink or _NullSink()
@@ -97,12 +98,12 @@ class JobContext:
         self.last_message = ""
 
     @classmethod
-    def null(cls) -> "JobContext":
+    def null(cls) -> JobContext:
         """A context that reports nowhere and is never cancelled (for plain calls)."""
         return cls()
 
     @property
-    def root(self) -> "JobContext":
+    def root(self) -> JobContext:
         return self._root or self
 
     def progress(self, fraction: float, message: str = "") -> None:
@@ -131,7 +132,7 @@ class JobContext:
     def cancelled(self) -> bool:
         return self.token.cancelled
 
-    def sub(self, a: float, b: float) -> "JobContext":
+    def sub(self, a: float, b: float) -> JobContext:
         """A child context whose 0..1 maps onto this context's a..b."""
         if not 0.0 <= a <= b <= 1.0:
             raise ValueError(f"sub-range must satisfy 0 <= a <= b <= 1, got {a}, {b}")

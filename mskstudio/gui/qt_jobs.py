@@ -39,7 +39,6 @@ from ..jobrun import HEAVY_KINDS
 from ..jobs import Cancelled, CancelToken
 
 
-
 class JobHandle(QObject):
     started = Signal()
     progress = Signal(float, str, object)   # fraction, message, eta seconds or None

@@ -151,11 +151,15 @@ def _filter(src: Dataset, secret: bytes, report: DeidReport, prefix: str = "") -
     out = Dataset()
     for elem in src:  # iterating converts raw elements, so VRs are resolved
         kw = elem.keyword
-        name = f"{prefix}{kw}" if kw else f"{prefix}{elem.tag} private" if elem.tag.is_private else f"{prefix}{elem.tag}"
+        name = (f"{prefix}{kw}" if kw
+                else f"{prefix}{elem.tag} private" if elem.tag.is_private
+                else f"{prefix}{elem.tag}")
         if elem.tag.is_private or not kw:
             report.removed.append(name)
         elif kw in UID_REPLACE:
-            val = [pseudo_uid(secret, u) for u in elem.value] if elem.VM > 1 else pseudo_uid(secret, elem.value) if elem.value else elem.value
+            val = ([pseudo_uid(secret, u) for u in elem.value] if elem.VM > 1
+                   else pseudo_uid(secret, elem.value) if elem.value
+                   else elem.value)
             out.add(DataElement(elem.tag, elem.VR, val))
             report.replaced.append(name)
         elif kw not in KEEP:
@@ -179,7 +183,9 @@ def deidentify(ds: Dataset, secret: bytes) -> tuple[Dataset, DeidReport]:
     # Patient characteristics: age must be derived before the birth date disappears.
     if not str(ds.get("PatientAge", "") or "").strip():
         born = _date(ds.get("PatientBirthDate"))
-        when = next((d for d in (_date(ds.get(k)) for k in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")) if d), None)
+        when = next((d for d in (_date(ds.get(k))
+                                 for k in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")) if d),
+                    None)
         if born and when and (age := _age_string(born, when)):
             out.PatientAge = age
             report.added.append("PatientAge")

@@ -203,9 +203,11 @@ def _check_image(path, ds: Dataset, *, pixels_read: bool) -> None:
     if ts == pydicom.uid.JPEGExtended12Bit and int(_f(ds, "BitsStored", 8)) > 8:
         # Neither pillow nor pydicom's gdcm plugin decode 12-bit lossy JPEG; only the
         # GPL pylibjpeg-libjpeg does, which we deliberately do not ship.
-        _fail(path, f"unsupported transfer syntax {ts} (12-bit JPEG Extended): needs pylibjpeg-libjpeg (GPL, not bundled)")
+        _fail(path, f"unsupported transfer syntax {ts} (12-bit JPEG Extended): "
+                    "needs pylibjpeg-libjpeg (GPL, not bundled)")
     if not dec.is_available:
-        _fail(path, f"unsupported transfer syntax {ts} ({ts.name}): install {_INSTALL_HINT.get(ts, 'a decoder plugin')}")
+        _fail(path, f"unsupported transfer syntax {ts} ({ts.name}): "
+                    f"install {_INSTALL_HINT.get(ts, 'a decoder plugin')}")
 
 
 def _has_pixel_tag(path) -> bool:
@@ -223,7 +225,9 @@ def _age_years(ds: Dataset) -> float | None:
         n, unit = float(m.group(1)), m.group(2) or "Y"
         return round(n / {"D": 365.25, "W": 52.1775, "M": 12.0, "Y": 1.0}[unit], 3)
     born = _parse_date(ds.get("PatientBirthDate"))
-    when = next((d for d in (_parse_date(ds.get(k)) for k in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")) if d), None)
+    when = next((d for d in (_parse_date(ds.get(k))
+                             for k in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")) if d),
+                None)
     if born and when and when >= born:
         return round((when - born).days / 365.25, 3)
     return None
@@ -251,7 +255,7 @@ def _windows(ds: Dataset) -> list[Window]:
     centers, widths = _as_list(ds.get("WindowCenter")), _as_list(ds.get("WindowWidth"))
     names = _as_list(ds.get("WindowCenterWidthExplanation"))
     out = []
-    for i, (c, w) in enumerate(zip(centers, widths)):
+    for i, (c, w) in enumerate(zip(centers, widths, strict=False)):
         try:
             c, w = float(c), float(w)
         except (TypeError, ValueError):
@@ -311,7 +315,7 @@ def _header_values(ds: Dataset) -> dict:
     else (PN with character sets, SQ, binary VRs) goes through pydicom."""
     out = {}
     little = ds.original_encoding[1] if ds.original_encoding[1] is not None else True
-    for kw, tag in zip(_HEADER_KEYWORDS, _HEADER_TAGS):
+    for kw, tag in zip(_HEADER_KEYWORDS, _HEADER_TAGS, strict=True):
         raw = ds.get_item(tag)
         if raw is None:
             continue

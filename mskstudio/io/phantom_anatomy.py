@@ -258,7 +258,6 @@ def apply_lesion(L: Layers, fr: Frame, diagnosis: str, site: LesionSite, rng):
     S = S * tj                                   # now +S always points to the joint
     k, z = site.size, site.conspicuity
     cort, med, soft = L.cort[sl], L.med[sl], L.soft[sl]
-    inside = np.abs(Q) < R
     texel = smooth_noise(S.shape, max(0.9 * fr.k, 1.0), rng)
     m = np.zeros(S.shape, bool)
 

@@ -84,7 +84,8 @@ def to_stored(img: np.ndarray, bits: int, mono1: bool, signed: bool, rng) -> tup
     v = np.rint(lo + np.clip(img, 0, 1) * (hi - lo))
     if mono1:
         v = top - v
-    slope, intercept = (1.0, 0.0) if rng.random() < 0.5 else (float(rng.choice([0.5, 1.0, 2.0])), float(rng.choice([-1024.0, -512.0, 100.0])))
+    slope, intercept = ((1.0, 0.0) if rng.random() < 0.5
+                        else (float(rng.choice([0.5, 1.0, 2.0])), float(rng.choice([-1024.0, -512.0, 100.0]))))
     if signed:
         v -= 1 << (bits - 1)
         intercept += slope * (1 << (bits - 1))   # same modality values as the unsigned image

@@ -60,7 +60,7 @@ def _sblob(name, c, ax, ay, depth, dens=1.0, ang=0.0):
 def _chain(prefix, start, ang_deg, lengths, radii, flex=0.0, gap=2.0, ct=1.2):
     """A ray of bones (metacarpal + phalanges) separated by joint spaces."""
     out, (x, y), a = [], start, math.radians(ang_deg)
-    for i, (ln, r) in enumerate(zip(lengths, radii)):
+    for i, (ln, r) in enumerate(zip(lengths, radii, strict=False)):
         dx, dy = math.sin(a), -math.cos(a)
         end = (x + dx * ln, y + dy * ln)
         out.append(Tube(f"{prefix}{i}", (x, y), end, r, r * 0.8, ct=ct, fa=r * 0.35, fb=r * 0.25))
@@ -212,7 +212,8 @@ def knee(view, rng, k):
              Blob("condyle_m", (78, 106), 19 * k, 14 * k, ct=2), Blob("condyle_l", (122, 106), 19 * k, 14 * k, ct=2),
              Tube("tibia", (100, 128), (98, 400), 17 * k, 14 * k, 4, fa=22 * k),
              Tube("fibula", (143, 142), (140, 400), 7 * k, 5 * k, 2, fa=3.5 * k),
-             Blob("patella", (100, 88), 22 * k, 26 * k, depth=8, dens=0.35), _soft("leg", (100, -50), (100, 330), 60 * k, 50 * k)]
+             Blob("patella", (100, 88), 22 * k, 26 * k, depth=8, dens=0.35),
+             _soft("leg", (100, -50), (100, 330), 60 * k, 50 * k)]
         return Layout((200, 250), p, {"femur": 1.0, "tibia": 0.0, "fibula": 0.0})
     flex = rng.uniform(0, 15)
     tb = (100 + 270 * math.sin(math.radians(flex)), 400)
@@ -230,7 +231,8 @@ def lower_leg(view, rng, k):
     p = [Tube("femur", (90, -100), (90, 10), 14 * k, 14 * k, 4, fb=22 * k),
          Tube("tibia", (90, 32), (86 if ap else 98, 400), 14 * k, 11 * k, 4.5, fa=20 * k, fb=10 * k),
          Tube("fibula", (fx[0], 46), (fx[1], 408), 6 * k, 5.5 * k, 2, fa=3 * k, fb=5 * k),
-         Blob("talus", (86 if ap else 100, 420), 24 * k, 12 * k, ct=2), _soft("leg", (90, 0), (88, 440), 55 * k, 33 * k)]
+         Blob("talus", (86 if ap else 100, 420), 24 * k, 12 * k, ct=2),
+         _soft("leg", (90, 0), (88, 440), 55 * k, 33 * k)]
     if not ap:
         p.append(Blob("patella", (130, 0), 10 * k, 20 * k, 8))
     return Layout((180, 430), p, {"tibia": 0.0, "fibula": 1.0})
@@ -241,7 +243,8 @@ def ankle_foot(view, rng, k):
         p = [Tube("tibia", (95, -200), (95, 150), 12 * k, 12 * k, 3.5, fb=12 * k),
              Tube("malleolus", (70, 140), (72, 172), 7 * k, 6 * k, 2),
              Tube("fibula", (142, -200), (138, 180), 5 * k, 6 * k, 2, fb=3 * k),
-             Blob("talus", (100, 172), 27 * k, 14 * k, p=2.5, ct=2), Blob("calcaneus", (100, 214), 30 * k, 20 * k, dens=0.7),
+             Blob("talus", (100, 172), 27 * k, 14 * k, p=2.5, ct=2),
+             Blob("calcaneus", (100, 214), 30 * k, 20 * k, dens=0.7),
              _soft("ankle", (98, -50), (98, 260), 38 * k, 40 * k)]
         return Layout((200, 240), p, {"tibia": 1.0, "fibula": 1.0})
     p = [Tube("tibia", (95, -200), (95, 86), 12 * k, 12 * k, 3.5, fb=12 * k),
@@ -252,7 +255,8 @@ def ankle_foot(view, rng, k):
          _sblob("foot", (160, 140), 130, 40, 60, ang=8)]
     for i in range(4):
         y = 130 + 6 * i
-        p += [Tube(f"mt{i}", (182, y), (255, y + 30 - 4 * i), 5 * k, 4 * k, 1.5, fa=2), Tube(f"ph{i}", (259, y + 31 - 4 * i), (288, y + 34 - 4 * i), 4, 3, 1.2)]
+        p += [Tube(f"mt{i}", (182, y), (255, y + 30 - 4 * i), 5 * k, 4 * k, 1.5, fa=2),
+              Tube(f"ph{i}", (259, y + 31 - 4 * i), (288, y + 34 - 4 * i), 4, 3, 1.2)]
     return Layout((300, 210), p, {"tibia": 1.0, "fibula": 1.0})
 
 
@@ -264,8 +268,10 @@ def spine(view, rng, k):
         if view == "AP":
             xc = 100 + curve * math.sin(i / n * math.pi)
             p += [Blob(f"body{i}", (xc, yc), 25 * k, 16 * k, p=4, ct=1.8, depth=30, dens=1.6),
-                  Blob(f"ped{i}a", (xc - 17 * k, yc - 5), 4.5, 7, ct=1.5), Blob(f"ped{i}b", (xc + 17 * k, yc - 5), 4.5, 7, ct=1.5),
-                  Blob(f"spin{i}", (xc, yc + 10), 4, 9, ct=1.2), Tube(f"tpa{i}", (xc - 20, yc), (xc - 45, yc - 3), 4, 3, 1.2),
+                  Blob(f"ped{i}a", (xc - 17 * k, yc - 5), 4.5, 7, ct=1.5),
+                  Blob(f"ped{i}b", (xc + 17 * k, yc - 5), 4.5, 7, ct=1.5),
+                  Blob(f"spin{i}", (xc, yc + 10), 4, 9, ct=1.2),
+                  Tube(f"tpa{i}", (xc - 20, yc), (xc - 45, yc - 3), 4, 3, 1.2),
                   Tube(f"tpb{i}", (xc + 20, yc), (xc + 45, yc - 3), 4, 3, 1.2)]
         else:
             xc = 85 + 10 * math.sin(i / (n - 1) * math.pi)
@@ -293,7 +299,8 @@ def chest(view, rng, k):
 def abdomen(view, rng, k):
     p = [_sblob("body", (190, 215), 185, 240, 130), _sblob("liver", (120, 90), 85, 60, 60, 0.35)]
     p += [Blob(f"vert{i}", (190, 40 + 48 * i), 24, 16, p=4, depth=30, dens=1.4) for i in range(7)]
-    p += [Blob("ilium_r", (95, 380), 72, 50, -25, ct=2, depth=7), Blob("ilium_l", (285, 380), 72, 50, 25, ct=2, depth=7),
+    p += [Blob("ilium_r", (95, 380), 72, 50, -25, ct=2, depth=7),
+          Blob("ilium_l", (285, 380), 72, 50, 25, ct=2, depth=7),
           Tube("rib11", (170, 30), (60, 70), 5, 5, 1.5), Tube("rib12", (210, 30), (320, 70), 5, 5, 1.5)]
     for i in range(int(rng.integers(12, 26))):     # bowel gas
         c = (rng.uniform(80, 300), rng.uniform(130, 360))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import math
 import multiprocessing as mp
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,8 @@ DIGNITY = {"healthy": "none", "osteomyelitis": "none", "ewing_sarcoma": "maligna
 LESION_REGIONS = {
     "ewing_sarcoma": {"femur": 3, "lower_leg": 2, "shoulder_humerus": 2, "pelvis_hip": 1, "wrist_forearm": 1},
     "osteosarcoma": {"knee": 4, "shoulder_humerus": 2, "femur": 2, "lower_leg": 1},
-    "osteomyelitis": {"lower_leg": 2, "ankle_foot": 2, "femur": 1, "knee": 1, "hand": 1, "wrist_forearm": 1, "elbow": 1},
+    "osteomyelitis": {"lower_leg": 2, "ankle_foot": 2, "femur": 1, "knee": 1, "hand": 1, "wrist_forearm": 1,
+                      "elbow": 1},
     "enchondroma": {"hand": 5, "shoulder_humerus": 1, "femur": 1, "knee": 1},
     "osteochondroma": {"knee": 4, "shoulder_humerus": 2, "femur": 1, "lower_leg": 1, "wrist_forearm": 1},
     "non_ossifying_fibroma": {"knee": 3, "lower_leg": 3, "femur": 1, "ankle_foot": 1},
@@ -143,7 +144,7 @@ def render_case(case: PhantomCase, shape: tuple[int, int], rng) -> tuple[np.ndar
     ref = float(np.percentile(att[::4, ::4], 99.7)) + 1e-3
     g = 2.4 * float(case.exposure)
     img = ((1 - np.exp(-g * att / ref)) / (1 - math.exp(-g))).astype(np.float32)
-    from mskstudio.io.phantom_dicom import CENTRES   # centre look: scatter, vendor processing, tone
+    from mskstudio.io.phantom_dicom import CENTRES  # centre look: scatter, vendor processing, tone
     c = CENTRES[case.centre]
     img = img * (1 - c.scatter) + c.scatter * anat.blur(img, 24)  # all python floats: stay float32
     img = img + c.edge * (img - anat.blur(img, 6))
@@ -157,7 +158,8 @@ def render_case(case: PhantomCase, shape: tuple[int, int], rng) -> tuple[np.ndar
         if mask is not None:
             mask &= inside
     if case.region not in ("chest", "abdomen") or rng.random() < 0.7:
-        anat.burn_marker(img, case.laterality or ("R" if rng.random() < 0.5 else "L"), fr.mmpp / case.patient_scale, rng)
+        anat.burn_marker(img, case.laterality or ("R" if rng.random() < 0.5 else "L"),
+                         fr.mmpp / case.patient_scale, rng)
     img = np.clip(img, 0, 1).astype(np.float32)
     if ws != (h, w):
         img = np.asarray(Image.fromarray(img, "F").resize((w, h), Image.BICUBIC))
@@ -251,7 +253,8 @@ def plan_archive(n_images, seed, size, non_msk_fraction=0.08, lesion_fraction=0.
         region = _choice(rng, LESION_REGIONS[diag]) if diag != "healthy" else healthy.draw()
         age, sex = _age(diag, rng), ("M" if rng.random() < (0.6 if DIGNITY[diag] == "malignant" else 0.5) else "F")
         year0 = int(rng.integers(2012, 2023))
-        patient = fake_patient(rng, pi, sex, f"{year0 - age}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}", seed)
+        patient = fake_patient(rng, pi, sex,
+                               f"{year0 - age}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}", seed)
         sites = sorted(LAYOUTS[region]("AP", rng, 1.0).sites)
         pos = _choice(rng, POSITIONS[diag]) if diag != "healthy" else ""
         knobs = dict(patient_scale=rng.uniform(0.85, 1.12), bone_scale=rng.uniform(0.9, 1.1),
@@ -260,10 +263,13 @@ def plan_archive(n_images, seed, size, non_msk_fraction=0.08, lesion_fraction=0.
                      lesion_conspicuity=rng.uniform(0.45, 1.0), lesion_jitter=rng.uniform(-1, 1))
         knobs = {k: (v if isinstance(v, str) else float(v) if k != "lesion_side" else int(v)) for k, v in knobs.items()}
         home, lat = str(rng.choice(list(CENTRES))), ("" if region in MIDLINE else str(rng.choice(["L", "R"])))
-        src = {"malignant": {"histology": 0.9, "tumour_board": 0.1}, "benign": {"follow_up": 0.5, "histology": 0.3, "tumour_board": 0.2}}
-        source = _choice(rng, src.get(DIGNITY[diag], {"histology": 0.4, "tumour_board": 0.3, "follow_up": 0.3}) if diag != "healthy" else {"follow_up": 1})
+        src = {"malignant": {"histology": 0.9, "tumour_board": 0.1},
+               "benign": {"follow_up": 0.5, "histology": 0.3, "tumour_board": 0.2}}
+        source = _choice(rng, src.get(DIGNITY[diag], {"histology": 0.4, "tumour_board": 0.3, "follow_up": 0.3})
+                         if diag != "healthy" else {"follow_up": 1})
         clinical.append({"patient_id": patient["id"], "age": age, "sex": sex, "site": region, "position": pos,
-                         "diagnosis": diag, "dignity": DIGNITY[diag], "diagnosis_source": source, **_labs(diag, age, rng)})
+                         "diagnosis": diag, "dignity": DIGNITY[diag], "diagnosis_source": source,
+                         **_labs(diag, age, rng)})
         studies = [(region, v) for _ in range(int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2]))) for v in ("AP", "LAT")]
         if n_junk < non_msk_fraction * (len(jobs) + len(studies)):
             kind = junk.draw()
@@ -300,7 +306,8 @@ def plan_archive(n_images, seed, size, non_msk_fraction=0.08, lesion_fraction=0.
             jobs.append({"case": case, "patient": patient, "study": study, "shape": _shape(reg, view, size, rng),
                          "series_uid": make_uid(seed, "series", idx), "series_number": 1 + si % 2, "instance": 1,
                          "signed": bool(signed), "seed": seed})
-        n_lesion += sum(1 for j in jobs if j["case"].patient_key == patient["id"] and j["case"].is_msk) if diag != "healthy" else 0
+        n_lesion += (sum(1 for j in jobs if j["case"].patient_key == patient["id"] and j["case"].is_msk)
+                     if diag != "healthy" else 0)
     return jobs, clinical
 
 
@@ -338,7 +345,7 @@ def _write_one(job: dict) -> dict:
         Image.fromarray(mask.astype(np.uint8) * 255).save(out / case.mask, optimize=False)
     row = {k: v for k, v in asdict(case).items() if k in MANIFEST_COLUMNS}
     box = case.box or ("", "", "", "")
-    row.update(dict(zip(("box_x0", "box_y0", "box_x1", "box_y1"), box)))
+    row.update(dict(zip(("box_x0", "box_y0", "box_x1", "box_y1"), box, strict=False)))
     return row
 
 
@@ -388,7 +395,8 @@ def make_contact_sheet(out_png: Path, seed: int = 0) -> Path:
 
     typical = {"ewing_sarcoma": ("femur", "femur", "diaphysis"), "osteomyelitis": ("lower_leg", "tibia", "metaphysis"),
                "osteosarcoma": ("knee", "femur", "metaphysis"), "enchondroma": ("hand", "f2_1", "diaphysis"),
-               "osteochondroma": ("knee", "tibia", "metaphysis"), "non_ossifying_fibroma": ("lower_leg", "tibia", "metaphysis")}
+               "osteochondroma": ("knee", "tibia", "metaphysis"),
+               "non_ossifying_fibroma": ("lower_leg", "tibia", "metaphysis")}
     tiles = [PhantomCase(r, view=v) for v in ("AP", "LAT") for r in REGIONS]
     tiles += [PhantomCase(r, laterality="", is_msk=0) for r in NON_MSK]
     tiles += [PhantomCase(r, diagnosis=d, dignity=DIGNITY[d], position=p, lesion_bone=b, lesion_conspicuity=0.9,
@@ -408,7 +416,8 @@ def make_contact_sheet(out_png: Path, seed: int = 0) -> Path:
         if mask is not None:
             x0, y0, x1, y1 = (int(v * s) for v in mask_box(mask))
             draw.rectangle([x + x0, y + y0, x + x1, y + y1], outline=(255, 40, 40))
-        label = case.diagnosis if case.diagnosis not in ("healthy", "") else f"{case.region} {case.view if case.is_msk else ''}"
+        label = (case.diagnosis if case.diagnosis not in ("healthy", "")
+                 else f"{case.region} {case.view if case.is_msk else ''}")
         draw.text(((i % cols) * T + 4, y + T + 1), label, fill=(255, 220, 120), font=font)
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)

@@ -105,7 +105,7 @@ def evaluate_representations(reps: dict[str, np.ndarray], labels: np.ndarray, gr
             summary[name][f"k{k}"] = {m: _stats([r[k][m] for r in runs]) for m in ("precision", "vote_acc")}
     return {"summary": summary, "splits": splits, "ks": list(ks), "shuffles": shuffles,
             "n_images": int(len(labels)), "n_patients": int(len(np.unique(groups))),
-            "class_counts": {int(c): int(n) for c, n in zip(*np.unique(labels, return_counts=True))}}
+            "class_counts": {int(c): int(n) for c, n in zip(*np.unique(labels, return_counts=True), strict=True)}}
 
 
 def _stats(values: list[float]) -> dict[str, Any]:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Iterator
 
 APPLICATION_ID = 0x4D534B31  # "MSK1": identifies our files among other SQLite databases
 BUSY_TIMEOUT_MS = 30_000
@@ -120,9 +120,7 @@ class Database:
     def close(self) -> None:
         with self._lock:
             for conn in self._all:
-                try:
+                with suppress(sqlite3.ProgrammingError):  # closed already from its own thread
                     conn.close()
-                except sqlite3.ProgrammingError:
-                    pass  # closed already from its own thread
             self._all.clear()
         self._local = threading.local()

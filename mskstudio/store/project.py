@@ -69,7 +69,7 @@ class Project:
 
     # ---- life cycle ---------------------------------------------------------------
     @classmethod
-    def create(cls, root: Path, *, name: str | None = None) -> "Project":
+    def create(cls, root: Path, *, name: str | None = None) -> Project:
         root = Path(root).absolute()
         if root.suffix != SUFFIX:
             root = root.with_name(root.name + SUFFIX)
@@ -102,7 +102,7 @@ class Project:
         return project
 
     @classmethod
-    def open(cls, root: Path) -> "Project":
+    def open(cls, root: Path) -> Project:
         """Open (and migrate) a project; a newer schema or read-only folder opens read-only."""
         root = Path(root).absolute()
         db_path = root / DB_NAME
@@ -140,13 +140,13 @@ class Project:
         return project
 
     @classmethod
-    def _open_readonly(cls, root: Path, reason: str) -> "Project":
+    def _open_readonly(cls, root: Path, reason: str) -> Project:
         return cls(root, Database(root / DB_NAME, readonly=True), readonly=True, readonly_reason=reason)
 
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> "Project":
+    def __enter__(self) -> Project:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .db import APPLICATION_ID, StoreError
 
@@ -102,7 +102,8 @@ CREATE TABLE clinical (
     position         TEXT,
     diagnosis        TEXT,               -- reference standard entity
     dignity          TEXT CHECK (dignity IN ('benign','intermediate','malignant','none') OR dignity IS NULL),
-    diagnosis_source TEXT CHECK (diagnosis_source IN ('histology','tumour_board','follow_up') OR diagnosis_source IS NULL),
+    diagnosis_source TEXT CHECK (diagnosis_source IN ('histology','tumour_board','follow_up')
+                                 OR diagnosis_source IS NULL),
     report           TEXT,
     updated_at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );

@@ -98,7 +98,8 @@ def test_multiframe_each_frame_addressable():
     assert full.shape[0] == 15
     for k in (0, 7, 14):
         for name in ("rtdose.dcm", "rtdose_rle.dcm", "rtdose_expb.dcm"):
-            np.testing.assert_array_equal(read_radiograph(TEST_FILES / name, frame=k).modality, full[k].astype(np.float32))
+            np.testing.assert_array_equal(read_radiograph(TEST_FILES / name, frame=k).modality,
+                                          full[k].astype(np.float32))
     with pytest.raises(DicomReadError, match="frame 15 out of range"):
         read_radiograph(TEST_FILES / "rtdose.dcm", frame=15)
 
@@ -170,7 +171,8 @@ def test_monochrome1_renders_like_monochrome2():
 def test_spacing_sources(tmp_path):
     v = np.zeros((4, 4), np.uint16)
     cases = [({"PixelSpacing": [0.1, 0.12], "ImagerPixelSpacing": [0.2, 0.2]}, (0.1, 0.12), "pixel"),
-             ({"ImagerPixelSpacing": [0.2, 0.25], "EstimatedRadiographicMagnificationFactor": 1.25}, (0.16, 0.2), "imager_corrected"),
+             ({"ImagerPixelSpacing": [0.2, 0.25], "EstimatedRadiographicMagnificationFactor": 1.25}, (0.16, 0.2),
+              "imager_corrected"),
              ({"ImagerPixelSpacing": [0.2, 0.2]}, (0.2, 0.2), "imager"),
              ({}, None, None)]
     for i, (attrs, spacing, source) in enumerate(cases):

@@ -67,7 +67,8 @@ def test_clinical_csv(archive):
         clin = list(reader)
     assert head[:8] == ["patient_id", "age", "sex", "site", "position", "diagnosis", "dignity", "diagnosis_source"]
     for lab in ("ALP", "LDH", "CRP", "WBC"):
-        assert [f"lab_{lab}", f"lab_{lab}_unit", f"lab_{lab}_low", f"lab_{lab}_high"] == head[head.index(f"lab_{lab}"):head.index(f"lab_{lab}") + 4]
+        assert [f"lab_{lab}", f"lab_{lab}_unit", f"lab_{lab}_low", f"lab_{lab}_high"] == \
+            head[head.index(f"lab_{lab}"):head.index(f"lab_{lab}") + 4]
     assert {c["patient_id"] for c in clin} == {r["patient_key"] for r in rows}
     assert all(c["dignity"] == ph.DIGNITY[c["diagnosis"]] for c in clin)
     assert all(c["diagnosis_source"] in ("histology", "tumour_board", "follow_up") for c in clin)
@@ -117,7 +118,8 @@ def test_masks_and_boxes(archive):
         img = ds.pixel_array.astype(np.float64)
         assert mask.shape == img.shape
         ys, xs = np.nonzero(mask)
-        assert (xs.min(), ys.min(), xs.max(), ys.max()) == tuple(int(r[k]) for k in ("box_x0", "box_y0", "box_x1", "box_y1"))
+        assert (xs.min(), ys.min(), xs.max(), ys.max()) == tuple(int(r[k])
+                                                                 for k in ("box_x0", "box_y0", "box_x1", "box_y1"))
         # lesion pixels vs a ring of surrounding pixels (same box, grown): mean or texture differs
         x0, y0, x1, y1 = xs.min(), ys.min(), xs.max(), ys.max()
         g = max(x1 - x0, y1 - y0) // 2 + 2
@@ -150,7 +152,7 @@ def test_render_case_shapes():
     rng = np.random.default_rng(0)
     case = ph.PhantomCase("knee", diagnosis="osteosarcoma", position="metaphysis", lesion_bone="femur")
     img, mask = ph.render_case(case, (300, 240), rng)
-    assert img.shape == (300, 240) and img.dtype == np.float32 and 0 <= img.min() and img.max() <= 1
+    assert img.shape == (300, 240) and img.dtype == np.float32 and img.min() >= 0 and img.max() <= 1
     assert mask is not None and mask.shape == img.shape and mask.any()
     img, mask = ph.render_case(ph.PhantomCase("screenshot", is_msk=0, laterality=""), (200, 260), rng)
     assert mask is None and img.shape == (200, 260)

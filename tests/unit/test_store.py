@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mskstudio.store import Project, StoreError
-from mskstudio.store import schema
+from mskstudio.store import Project, StoreError, schema
 from mskstudio.store.db import APPLICATION_ID, connect
 
 
@@ -31,20 +30,17 @@ def test_new_project_has_house_settings(new_project):
 
 
 def test_foreign_keys_are_enforced(new_project):
-    with pytest.raises(sqlite3.IntegrityError):
-        with new_project.db.transaction() as c:
-            c.execute("INSERT INTO studies(patient_id, study_uid) VALUES (999, '1.2.3')")
+    with pytest.raises(sqlite3.IntegrityError), new_project.db.transaction() as c:
+        c.execute("INSERT INTO studies(patient_id, study_uid) VALUES (999, '1.2.3')")
     assert new_project.db.scalar("SELECT COUNT(*) FROM studies") == 0
 
 
 def test_audit_log_is_append_only(new_project):
     new_project.audit("test.action", "thing", 1, {"a": 1})
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        with new_project.db.transaction() as c:
-            c.execute("DELETE FROM audit")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        with new_project.db.transaction() as c:
-            c.execute("UPDATE audit SET action = 'x'")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"), new_project.db.transaction() as c:
+        c.execute("DELETE FROM audit")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"), new_project.db.transaction() as c:
+        c.execute("UPDATE audit SET action = 'x'")
     actions = [r["action"] for r in new_project.audit_log()]
     assert actions[:2] == ["test.action", "project.create"]
 
