@@ -14,7 +14,7 @@ Double-click (or "Open in Viewer") shows the image in the main viewer.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QSize, Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
@@ -31,12 +31,9 @@ from PySide6.QtWidgets import (
 )
 
 from . import noise_rows as nr
+from .board_keys import BoardKeys
 from .noise_commands import NoiseReviewCommand
 
-NEXT_KEYS = {Qt.Key.Key_Right, Qt.Key.Key_BracketRight, Qt.Key.Key_PageDown}
-PREV_KEYS = {Qt.Key.Key_Left, Qt.Key.Key_BracketLeft, Qt.Key.Key_PageUp}
-KEEP_KEYS = {Qt.Key.Key_Return, Qt.Key.Key_Enter}
-DIGITS = {getattr(Qt.Key, f"Key_{n}"): n for n in range(1, 10)}
 THUMB = 64
 
 
@@ -52,7 +49,7 @@ def _square(pix: QPixmap) -> QPixmap:
     return out
 
 
-class NoiseBoard(QWidget):
+class NoiseBoard(BoardKeys, QWidget):
     def __init__(self, window, parent=None):
         super().__init__(parent)
         self.window_ = window
@@ -117,9 +114,7 @@ class NoiseBoard(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(split, 1)
-        self.installEventFilter(self)
-        for w in self.findChildren(QWidget):
-            w.installEventFilter(self)
+        self.install_key_filter()
 
         sig = getattr(window, "project_changed", None)
         if sig is not None:
@@ -130,32 +125,12 @@ class NoiseBoard(QWidget):
             runner.job_errored.connect(self._job_errored)
         self.reload()
 
-    # ---- keys: the board's own keys win over the window's shortcuts while it has focus ----
-    def _key_action(self, ev):
-        if ev.modifiers() & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier
-                             | Qt.KeyboardModifier.MetaModifier):
-            return None
-        key = ev.key()
-        if key in KEEP_KEYS:
-            return self.keep_given
-        if key in NEXT_KEYS:
-            return lambda: self.step(1)
-        if key in PREV_KEYS:
-            return lambda: self.step(-1)
-        if key in DIGITS and nr.key_class(self.classes, DIGITS[key]) is not None:
-            return lambda n=DIGITS[key]: self.label_with_number(n)
-        return None
+    # ---- keys (BoardKeys): Enter keeps the cluster label ------------------------------------
+    def accept_current(self) -> None:
+        self.keep_given()
 
-    def eventFilter(self, obj, ev) -> bool:
-        t = ev.type()
-        if t in (QEvent.Type.ShortcutOverride, QEvent.Type.KeyPress):
-            action = self._key_action(ev)
-            if action is not None:
-                ev.accept()
-                if t == QEvent.Type.KeyPress:
-                    action()
-                return True
-        return False
+    def digit_allowed(self, n: int) -> bool:
+        return nr.key_class(self.classes, n) is not None
 
     # ---- choices ------------------------------------------------------------------------
     @property

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -35,14 +35,11 @@ from PySide6.QtWidgets import (
 
 from ..commands import SetLabelCommand
 from . import review_queue as rq
+from .board_keys import ENTER_KEYS, BoardKeys
 from .viewer import Viewer
 
 CMAPS = ("inferno", "viridis", "magma", "plasma", "turbo")
 OVERLAY = "gradcam"
-NEXT_KEYS = {Qt.Key.Key_Right, Qt.Key.Key_BracketRight, Qt.Key.Key_PageDown}
-PREV_KEYS = {Qt.Key.Key_Left, Qt.Key.Key_BracketLeft, Qt.Key.Key_PageUp}
-ACCEPT_KEYS = {Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_A}
-DIGITS = {getattr(Qt.Key, f"Key_{n}"): n for n in range(1, 10)}
 
 
 def heat_rgba(heat: np.ndarray, cmap: str = "inferno") -> np.ndarray:
@@ -57,7 +54,9 @@ def heat_rgba(heat: np.ndarray, cmap: str = "inferno") -> np.ndarray:
     return rgba
 
 
-class ReviewBoard(QWidget):
+class ReviewBoard(BoardKeys, QWidget):
+    ACCEPT_KEYS = ENTER_KEYS | {Qt.Key.Key_A}
+
     def __init__(self, window, parent=None):
         super().__init__(parent)
         self.window_ = window
@@ -171,7 +170,7 @@ class ReviewBoard(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(split, 1)
-        self._install_key_filter()
+        self.install_key_filter()
 
         for name, slot in (("project_changed", self.reload), ):
             sig = getattr(window, name, None)
@@ -183,37 +182,12 @@ class ReviewBoard(QWidget):
             runner.job_errored.connect(self._job_errored)
         self.reload()
 
-    # ---- keys: the board's own keys win over the window's shortcuts while it has focus ----
-    def _install_key_filter(self) -> None:
-        self.installEventFilter(self)
-        for w in self.findChildren(QWidget):
-            w.installEventFilter(self)
+    # ---- keys (BoardKeys) ---------------------------------------------------------------
+    def accept_current(self) -> None:
+        self.accept_prediction()
 
-    def _key_action(self, ev):
-        if ev.modifiers() & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier
-                             | Qt.KeyboardModifier.MetaModifier):
-            return None
-        key = ev.key()
-        if key in ACCEPT_KEYS:
-            return self.accept_prediction
-        if key in NEXT_KEYS:
-            return lambda: self.step(1)
-        if key in PREV_KEYS:
-            return lambda: self.step(-1)
-        if key in DIGITS and self.data is not None and DIGITS[key] <= len(self.data.classes):
-            return lambda n=DIGITS[key]: self.label_with_number(n)
-        return None
-
-    def eventFilter(self, obj, ev) -> bool:
-        t = ev.type()
-        if t in (QEvent.Type.ShortcutOverride, QEvent.Type.KeyPress):
-            action = self._key_action(ev)
-            if action is not None:
-                ev.accept()
-                if t == QEvent.Type.KeyPress:
-                    action()
-                return True
-        return False
+    def digit_allowed(self, n: int) -> bool:
+        return self.data is not None and n <= len(self.data.classes)
 
     # ---- runs and the queue ----------------------------------------------------------------
     @property
