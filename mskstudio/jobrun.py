@@ -98,13 +98,13 @@ def run_job(project: Project, job_id: int, *, sink: JobSink | None = None,
     try:
         result = fn(project, params, ctx)
     except Cancelled:
-        project.jobs.finish(job_id, "cancelled")
+        project.jobs.finish(job_id, "cancelled", message=ctx.last_message or None)
         raise
     except BaseException as exc:
         detail = "".join(traceback.format_exception(exc))
-        project.jobs.finish(job_id, "error", error=f"{exc}\n\n{detail}")
+        project.jobs.finish(job_id, "error", error=f"{exc}\n\n{detail}", message=ctx.last_message or None)
         raise
-    project.jobs.finish(job_id, "done", result=result)
+    project.jobs.finish(job_id, "done", result=result, message=ctx.last_message or None)
     return result
 
 

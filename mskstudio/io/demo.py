@@ -49,6 +49,7 @@ def run_demo_archive(project: Project, params: dict[str, Any], ctx: JobContext) 
         if not keep:
             shutil.rmtree(archive, ignore_errors=True)
     project.set_meta("demo", "phantoms")
+    ctx.progress(1.0, f"{imported['imported']} images imported, {clinical['imported']} clinical records")
     return {"images": n_images, "size": size, "import": imported, "clinical": clinical,
             **{k: round(v, 1) for k, v in timings.items()}}
 

@@ -75,16 +75,20 @@ class JobRepo:
             out.setdefault(r["name"], []).append((r["step"], r["value"]))
         return out
 
-    def finish(self, job_id: int, status: str, *, error: str | None = None, result: Any = None) -> None:
+    def finish(self, job_id: int, status: str, *, error: str | None = None, result: Any = None,
+               message: str | None = None) -> None:
+        """Final status; ``message`` is the last progress message, which the throttled
+        progress writes may not have stored yet."""
         if status not in FINISHED:
             raise ValueError(f"not a final job status: {status}")
         self._last_write.pop(job_id, None)
         with self.p.db.transaction() as c:
             c.execute(
                 f"UPDATE jobs SET status = ?, error = ?, result = ?, finished_at = {NOW}, "
+                "message = COALESCE(?, message), "
                 "progress = CASE WHEN ? = 'done' THEN 1.0 ELSE progress END WHERE id = ?",
                 (status, error, None if result is None else json.dumps(result, default=str),
-                 status, job_id),
+                 message, status, job_id),
             )
 
     def last_result(self, kind: str) -> Any:

@@ -94,6 +94,7 @@ def test_job_rows_record_outcomes(new_project, kinds):
     assert result == {"answer": 42}
     row = new_project.jobs.list()[0]
     assert (row["status"], row["progress"]) == ("done", 1.0)
+    assert row["message"] == "step 2"  # the last message, though progress writes are throttled
     assert new_project.jobs.metrics(row["id"])["loss"] == [(0, 1.0), (1, 0.5), (2, pytest.approx(1 / 3))]
     with pytest.raises(RuntimeError):
         jobrun.submit_and_run(new_project, "t-boom", {})
