@@ -1,0 +1,102 @@
+"""The seed-study loop on the phantom demo: cluster → label whole clusters → train a region
+classifier on the cluster-derived labels → score it against the true regions on a
+patient-level hold-out it never trained on.
+
+The "radiologist" is simulated: each cluster gets its majority true region (non-MSK
+clusters are discarded into the reject class), one action per cluster, so the number of
+actions is the number of clusters. Truth labels are read only to play that role and to
+score; training sees only the cluster labels.
+
+    .venv/bin/python tests/bench/bench_classifier.py [--project P] [--images 600] [--epochs 6]
+        [--init scratch|run:ID] [--cluster-run ID]
+
+Targets (issue 7): top-1 ≥ 97 %, top-2 ≥ 99.5 % on the hold-out. Prints figures only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mskstudio.io.demo import build_demo
+from mskstudio.io.phantoms import NON_MSK
+from mskstudio.jobrun import submit_and_run
+from mskstudio.ml.evaluate import proportion
+from mskstudio.store import Project
+
+
+def simulated_review(project: Project, run_id: int, truth: dict[int, str]) -> tuple[int, int]:
+    """Label (or discard) every cluster by its majority true region; returns (actions, images)."""
+    actions = images = 0
+    for cluster in project.clusters.clusters(run_id):
+        members = project.clusters.member_ids(cluster["id"])
+        majority = collections.Counter(truth[i] for i in members if i in truth).most_common(1)
+        if not majority:
+            continue
+        region = majority[0][0]
+        if region in NON_MSK:
+            project.clusters.discard(cluster["id"], "region")
+        else:
+            project.clusters.label_cluster(cluster["id"], "region", region)
+        actions += 1
+        images += len(members)
+    return actions, images
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--project", help="an existing demo project (default: build one in a temp folder)")
+    ap.add_argument("--images", type=int, default=600)
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--folds", type=int, default=2)
+    ap.add_argument("--init", default="scratch")
+    ap.add_argument("--cluster-run", type=int, help="reuse this cluster run instead of 'cluster now'")
+    args = ap.parse_args()
+
+    root = Path(args.project) if args.project else Path(tempfile.mkdtemp()) / "bench.mskproj"
+    project = Project.open(root) if args.project else build_demo(root, images=args.images)
+    truth_set = project.labels.find_label_set("truth:region")
+    names = {c["id"]: c["name"] for c in project.labels.classes(truth_set)}
+    truth = {i: names[c] for i, c in project.labels.effective(truth_set).items()}
+    print(f"project {root}: {len(truth)} images with true regions")
+
+    t = time.perf_counter()
+    run_id = args.cluster_run or submit_and_run(
+        project, "cluster", {"mode": "fast", "k": max(10, len(truth) // 20), "input_size": args.size}
+    )["cluster_run_id"]
+    print(f"clusters: run {run_id} ({time.perf_counter() - t:.0f} s)")
+    actions, images = simulated_review(project, run_id, truth)
+    print(f"review: {actions} cluster actions labelled {images} images "
+          f"({images / max(actions, 1):.1f} images per action)")
+
+    t = time.perf_counter()
+    result = submit_and_run(project, "train", {
+        "label_set": "region", "arch": "resnet18", "init": args.init, "size": args.size,
+        "k": args.folds, "epochs": args.epochs, "batch_size": 32, "reject": "class", "seed": 0})
+    minutes = (time.perf_counter() - t) / 60
+    metrics = project.models.metrics(result["model_run_id"])
+    hold = metrics["holdout"]
+    classes = metrics["classes"]
+    probs = np.asarray(hold["probs"])
+    truth_names = ["rejected" if truth[i] in NON_MSK else truth[i] for i in hold["image_ids"]]
+    order = np.argsort(-probs, axis=1)
+    top1 = sum(classes[o[0]] == t for o, t in zip(order, truth_names, strict=True))
+    top2 = sum(t in (classes[o[0]], classes[o[1]]) for o, t in zip(order, truth_names, strict=True))
+    n = len(truth_names)
+    for name, hits, target in (("top-1", top1, 0.97), ("top-2", top2, 0.995)):
+        p = proportion(hits, n)
+        print(f"hold-out vs true regions {name}: {hits}/{n} = {p['value']:.3f} "
+              f"(95% CI {p['ci'][0]:.3f}–{p['ci'][1]:.3f}; target ≥ {target})")
+    acc = hold["accuracy"]
+    print(f"hold-out vs cluster labels: accuracy {acc['value']:.3f} (n={n}); "
+          f"training {minutes:.1f} CPU-min, {args.epochs} epochs × {args.folds} folds at {args.size} px")
+
+
+if __name__ == "__main__":
+    main()
