@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..jobs import JobContext
+from .classifier import CHECKPOINT_FORMAT
 
 if TYPE_CHECKING:
     import torch
@@ -97,6 +98,33 @@ def roi_loader(project: Project, boxes: dict[int, tuple[float, ...]]):
 
 
 # ---- networks ------------------------------------------------------------------------------
+def classifier_trunk(project: Project, run_id: int) -> torch.nn.Module:
+    """Penultimate features of a trained classifier: its fold models' encoders side by side.
+
+    The folds learned different feature spaces, so their features are concatenated (and
+    later L2-normalised as a whole) rather than averaged."""
+    import torch
+
+    from .classifier import load_ensemble
+
+    loaded = load_ensemble(project, run_id)
+    stages = [loaded[k] for k in ("main", "stage1", "stage2") if k in loaded]
+    encoders = [m.encoder for ens in stages for m in ens.models]
+
+    class Trunk(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoders = torch.nn.ModuleList(encoders)
+
+        def forward(self, x):  # x is already normalised by extract_features
+            return torch.cat([e(x) for e in self.encoders], dim=1)
+
+    trunk = Trunk().eval()
+    trunk.feature_dim = sum(m.feature_dim for ens in stages for m in ens.models)
+    trunk.arch, trunk.input_size = stages[0].arch, stages[0].size
+    return trunk
+
+
 def embedding_module(project: Project, run_id: int) -> torch.nn.Module:
     """The penultimate-layer network of a model run (DeepCluster backbone, classifier trunk …)."""
     from .models import build_backbone, load_backbone, load_checkpoint
@@ -107,6 +135,8 @@ def embedding_module(project: Project, run_id: int) -> torch.nn.Module:
     ckpt = load_checkpoint(project, int(run_id))
     if isinstance(ckpt.get("backbone"), dict) and "arch" in ckpt and row["kind"] == "deepcluster":
         return load_backbone(project, int(run_id))
+    if row["kind"] == "classifier" and ckpt.get("format") == CHECKPOINT_FORMAT:
+        return classifier_trunk(project, int(run_id))
     arch = ckpt.get("arch") or ckpt.get("backbone_arch") or row["arch"]
     backbone, dim = build_backbone(arch)
     state = ckpt.get("backbone") if isinstance(ckpt.get("backbone"), dict) else None

@@ -162,3 +162,17 @@ def test_cascade_training_scores_the_holdout_as_a_cascade(trained):
     out = predict_probs(project, res["model_run_id"], project.images.ids()[:5])
     assert out["probs"].shape == (5, 4)
     assert out["probs"].sum(1) == pytest.approx(np.ones(5))
+
+
+def test_classifier_run_gives_retrieval_embeddings(trained):
+    """The classifier's checkpoint feeds retrieval: its fold encoders' features, side by side."""
+    from mskstudio.ml import embeddings
+    from mskstudio.ml.classifier import load_ensemble
+
+    project, run_id = trained["project"], trained["result"]["model_run_id"]
+    ids = project.images.ids()[:12]
+    folds = load_ensemble(project, run_id)["main"].models
+    x = embeddings.compute(project, run_id, ids)
+    assert x.shape == (12, sum(m.feature_dim for m in folds))
+    assert np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-4)
+    assert np.unique(x.round(4), axis=0).shape[0] > 1  # images get different embeddings
