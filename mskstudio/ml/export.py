@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..jobs import JobContext
+from .classifier import CHECKPOINT_FORMAT
 
 if TYPE_CHECKING:
     import torch
@@ -53,7 +54,9 @@ def wrap_for_export(module: torch.nn.Module, role: str = "embedder") -> torch.nn
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             y = self.inner((x - INPUT_MEAN) / INPUT_STD)
-            return torch.softmax(y, dim=1) if role == "classifier" else y
+            if role == "classifier":
+                return torch.softmax(y, dim=1)
+            return torch.sigmoid(y) if role == "segmenter" else y
 
     return Wrapped(module).eval()
 
@@ -137,6 +140,31 @@ def _classifier_module(ckpt: dict[str, Any], arch: str) -> tuple[torch.nn.Module
     return torch.nn.Sequential(backbone, lin).eval(), classes or [str(i) for i in range(n_out)]
 
 
+def _fold_ensemble(project: Project, run_id: int) -> tuple[torch.nn.Module, int, list[str]]:
+    """A trained classifier run as one module: the mean of its fold models' logits.
+
+    Takes normalised input (``wrap_for_export`` adds the normalisation), so it calls each
+    fold's encoder and head directly instead of ``forward``, which normalises itself."""
+    import torch
+
+    from .classifier import load_ensemble
+
+    loaded = load_ensemble(project, run_id)
+    if "main" not in loaded:
+        raise ValueError(f"model run {run_id} is a two-stage cascade; export of cascades is not supported")
+    ens = loaded["main"]
+
+    class FoldMean(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.folds = torch.nn.ModuleList(ens.models)
+
+        def forward(self, x):
+            return torch.stack([m.head(m.encoder(x)) for m in self.folds]).mean(0)
+
+    return FoldMean().eval(), int(ens.size), list(ens.class_names)
+
+
 def load_run_module(project: Project, run_id: int, role: str = "embedder"
                     ) -> tuple[torch.nn.Module, int, dict[str, Any]]:
     """(unwrapped module, input size, metadata) of a model run for ``role``."""
@@ -154,6 +182,9 @@ def load_run_module(project: Project, run_id: int, role: str = "embedder"
     if role == "embedder":
         module = embedding_module(project, int(run_id))
         meta["feature_dim"] = getattr(module, "feature_dim", None)
+        return module, int(getattr(module, "input_size", None) or size), meta
+    if role == "classifier" and ckpt.get("format") == CHECKPOINT_FORMAT:
+        module, size, meta["classes"] = _fold_ensemble(project, int(run_id))
         return module, size, meta
     if role == "classifier":
         module, classes = _classifier_module(ckpt, ckpt.get("arch") or row["arch"])
@@ -162,6 +193,10 @@ def load_run_module(project: Project, run_id: int, role: str = "embedder"
     if role == "segmenter":
         if isinstance(ckpt.get("module"), torch.nn.Module):
             return ckpt["module"].eval(), size, meta
+        if "state_dict" in ckpt and "arch" in ckpt:  # what train-seg writes
+            from .segment import load_segmenter
+
+            return load_segmenter(project, int(run_id))[0], size, meta
         raise ValueError(f"model run {run_id}: segmenter checkpoints without a pickled 'module' are "
                          "not supported yet; use export_module(segmenter, ...)")
     raise ValueError(f"unknown role {role!r}; known: {', '.join(ROLES)}")
@@ -246,6 +281,41 @@ def model_card(project: Project, run_id: int, files: list[dict[str, Any]],
     }
 
 
+def _fmt(v: Any) -> str:
+    """A metric for people: value with its 95 % CI and n where the record has them."""
+    if isinstance(v, dict) and ("value" in v or "mean" in v):
+        value = v.get("value", v.get("mean"))
+        ci = v.get("ci") or v.get("ci95")
+        n = f", n = {v['n']}" if "n" in v else ""
+        return f"{value:.3g}" + (f" (95 % CI {ci[0]:.3g} – {ci[1]:.3g}{n})" if ci else n)
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _metric_lines(metrics: dict[str, Any]) -> list[str]:
+    """Headline metrics in Markdown; the JSON card keeps the full record (curves, arrays)."""
+    hold = metrics.get("holdout")
+    if isinstance(hold, dict) and "accuracy" in hold:  # a classifier's hold-out report
+        lines = [f"Hold-out (patients never used in training), n = {hold.get('n')}:", "",
+                 f"- accuracy: {_fmt(hold['accuracy'])}", f"- top-2 accuracy: {_fmt(hold['top2_accuracy'])}"]
+        macro = hold.get("macro", {})
+        if "auc" in macro:
+            lines.append(f"- macro one-vs-rest AUC: {_fmt(macro['auc'])}")
+        lines += ["", "| class | n | sensitivity | specificity | PPV | F1 |", "|---|---|---|---|---|---|"]
+        for name, c in hold.get("per_class", {}).items():
+            lines.append(f"| {name} | {c['support']} | {_fmt(c['sensitivity'])} | {_fmt(c['specificity'])} "
+                         f"| {_fmt(c['ppv'])} | {_fmt(c['f1'])} |")
+        return lines
+    out = []
+    for key, value in metrics.items():  # e.g. a segmenter's IoU/Dice, a DeepCluster run's NMI
+        if isinstance(value, (int, float, str)) or (isinstance(value, dict) and ("value" in value or "mean" in value)):
+            out.append(f"- {key}: {_fmt(value)}")
+        elif isinstance(value, dict):
+            flat = {k: v for k, v in value.items() if isinstance(v, (int, float))}
+            if flat:
+                out.append(f"- {key}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in flat.items()))
+    return out
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     td = card["training_data"]
     lines = [f"# Model card: {card['name']}", "",
@@ -258,15 +328,7 @@ def card_markdown(card: dict[str, Any]) -> str:
               f"- Data hash: `{td['data_hash']}`", f"- Label set: {td['label_set']}",
               "- Label counts: " + (", ".join(f"{k}: {v}" for k, v in td["label_counts"].items()) or "—"),
               f"- Split: {json.dumps(td['split']) if td['split'] else '—'}", "", "## Metrics", ""]
-    if card["metrics"]:
-        for k, v in card["metrics"].items():
-            if isinstance(v, dict) and "ci95" in v:
-                lo, hi = v["ci95"]
-                lines.append(f"- {k}: {v.get('mean', v.get('value'))} (95 % CI {lo} – {hi})")
-            else:
-                lines.append(f"- {k}: {json.dumps(v, default=str)}")
-    else:
-        lines.append("No metrics recorded for this run.")
+    lines += _metric_lines(card["metrics"]) or ["No metrics recorded for this run."]
     lines += ["", "## Files", "",
               "| file | role | parity max abs diff | n | sha256 |", "|---|---|---|---|---|"]
     for f in card["files"]:

@@ -176,3 +176,16 @@ def test_classifier_run_gives_retrieval_embeddings(trained):
     assert x.shape == (12, sum(m.feature_dim for m in folds))
     assert np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-4)
     assert np.unique(x.round(4), axis=0).shape[0] > 1  # images get different embeddings
+
+
+def test_trained_run_exports_to_onnx_with_parity_and_card(trained, tmp_path):
+    from mskstudio.ml.export import export_run
+
+    project, run_id = trained["project"], trained["result"]["model_run_id"]
+    result = export_run(project, run_id, tmp_path)
+    roles = {f["role"]: f for f in result["files"]}
+    assert set(roles) == {"classifier", "embedder"}
+    assert all(f["parity"]["max_abs_diff"] < 1e-4 and f["parity"]["n"] > 0 for f in roles.values())
+    card = (tmp_path / "model_card.md").read_text()
+    hold = project.models.metrics(run_id)["holdout"]
+    assert f"n = {hold['n']}" in card and f"accuracy: {hold['accuracy']['value']:.3g} (95 % CI" in card
