@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .roi import MARGIN as ROI_MARGIN  # one margin for every ROI crop
+
 if TYPE_CHECKING:
     import torch
 
     from ..store import Project
 
 CHECKPOINT_FORMAT = "mskstudio-classifier-1"
-ROI_MARGIN = 0.15
 
 
 # ---- architectures ------------------------------------------------------------------------
@@ -185,30 +186,20 @@ class Geometry:
         return out
 
 
-def roi_box(project: Project, image_id: int) -> tuple[float, float, float, float] | None:
-    """Union (x0, y0, x1, y1) of the image's mask bounding boxes and boxes, or None."""
-    boxes = [rect for _, rect in project.annotations.roi_rects(image_id)]
-    if not boxes:
-        return None
-    a = np.asarray(boxes)
-    return float(a[:, 0].min()), float(a[:, 1].min()), float(a[:, 2].max()), float(a[:, 3].max())
-
-
 def geometry(project: Project, image_id: int, shape: tuple[int, int], mode: str = "image",
              margin: float = ROI_MARGIN) -> Geometry:
     """Whole image, or (``mode="roi"``) a square around the ROI plus ``margin`` each side.
 
     An image without a mask or box falls back to the whole image.
     """
+    from .roi import image_roi_rect, square_roi
+
     h, w = shape
     if mode == "roi":
-        box = roi_box(project, image_id)
-        if box is not None:
-            x0, y0, x1, y1 = box
-            side = max(x1 - x0, y1 - y0, 8.0) * (1 + 2 * margin)
-            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-            s = int(round(side))
-            return Geometry(int(round(cy - s / 2)), int(round(cx - s / 2)), s, s, (h, w))
+        rect = image_roi_rect(project, image_id, shape)
+        if rect is not None:
+            x0, y0, x1, y1 = square_roi(rect, margin)
+            return Geometry(y0, x0, y1 - y0, x1 - x0, (h, w))
     elif mode != "image":
         raise ValueError(f"unknown input mode {mode!r} (image or roi)")
     return Geometry(0, 0, h, w, (h, w))

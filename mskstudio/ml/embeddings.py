@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from ..store import Project
 
 PIXEL_SIZE = 32
-ROI_MARGIN = 0.15
 
 
 def rep_key(rep: int | str | None) -> str:
@@ -44,60 +43,19 @@ def cache_files(project: Project, rep: int | str | None) -> tuple[Path, Path, Pa
 
 
 # ---- ROI ---------------------------------------------------------------------------------
-def roi_boxes(project: Project, image_ids: Sequence[int] | None = None) -> dict[int, tuple[float, ...]]:
-    """image id -> (x0, y0, x1, y1) of its mask (human first) else its first box."""
-    out: dict[int, tuple[float, ...]] = {}
-    for image_id, rect in project.annotations.roi_rects():  # weakest first: the last one wins
-        out[image_id] = rect
-    if image_ids is not None:
-        wanted = set(int(i) for i in image_ids)
-        out = {k: v for k, v in out.items() if k in wanted}
-    return out
-
-
-def crop_square(array: np.ndarray, box: Sequence[float], margin: float = ROI_MARGIN) -> np.ndarray:
-    """Square crop around ``box`` (x0, y0, x1, y1) grown by ``margin``, padded with 0 at the edges."""
-    x0, y0, x1, y1 = box
-    side = max(x1 - x0, y1 - y0, 1.0) * (1.0 + 2 * margin)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    s = int(round(side))
-    left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
-    out = np.zeros((s, s), array.dtype)
-    h, w = array.shape
-    sx0, sy0 = max(left, 0), max(top, 0)
-    sx1, sy1 = min(left + s, w), min(top + s, h)
-    if sx1 > sx0 and sy1 > sy0:
-        out[sy0 - top:sy1 - top, sx0 - left:sx1 - left] = array[sy0:sy1, sx0:sx1]
-    return out
-
-
-def roi_loader(project: Project, boxes: dict[int, tuple[float, ...]]):
-    """A ``load(image_id) -> float32 array`` that crops to the ROI where one exists.
-
-    Uses ``mskstudio.ml.roi.roi_crop(project, image_id, array)`` when the segmentation
-    module provides it, so the crop rule lives in one place; else ``crop_square``.
-    """
-    try:
-        from . import roi as roi_module  # type: ignore[attr-defined]
-
-        shared = getattr(roi_module, "roi_crop", None)
-    except ImportError:
-        shared = None
+def roi_loader(project: Project):
+    """A ``load(image_id) -> float32 array`` that crops to the ROI where one exists (the
+    square around the image's masks and boxes + margin, as the classifier sees it)."""
+    from .roi import crop_roi, image_roi_rect
 
     def load(image_id: int) -> np.ndarray:
         arr = project.images.load_analysis(image_id)
-        if shared is not None:
-            try:
-                return np.asarray(shared(project, image_id, arr), np.float32)
-            except Exception:  # noqa: BLE001 - fall back to our own crop rule
-                pass
-        box = boxes.get(int(image_id))
-        return crop_square(arr, box) if box is not None else arr
+        rect = image_roi_rect(project, image_id, arr.shape)
+        return crop_roi(arr, rect)[0] if rect is not None else arr
 
     return load
 
 
-# ---- networks ------------------------------------------------------------------------------
 def classifier_trunk(project: Project, run_id: int) -> torch.nn.Module:
     """Penultimate features of a trained classifier: its fold models' encoders side by side.
 
@@ -179,7 +137,7 @@ def model_embeddings(project: Project, run_id: int, image_ids: Sequence[int],
     ctx = ctx or JobContext.null()
     module = embedding_module(project, run_id)
     size = getattr(module, "input_size", None) or 224
-    loader = roi_loader(project, roi_boxes(project, image_ids)) if roi else None
+    loader = roi_loader(project) if roi else None
     dataset = AnalysisDataset(project, image_ids, size, augment=None, preload=False, loader=loader)
     if backend == "onnx":
         from .onnx_runtime import onnx_module_for_run

@@ -67,6 +67,19 @@ def scale_rect(
     return (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
 
 
+def image_roi_rect(project, image_id: int, shape: tuple[int, int]) -> tuple[float, ...] | None:
+    """The image's region of interest on an array of ``shape`` (the analysis cache): the union
+    of its masks' bounding boxes and its boxes, which are stored on the full DICOM grid.
+    None when the image has neither. The one rule the classifier and retrieval share."""
+    rects = [rect for _, rect in project.annotations.roi_rects(image_id)]
+    if not rects:
+        return None
+    a = np.asarray(rects, dtype=float)
+    union = (a[:, 0].min(), a[:, 1].min(), a[:, 2].max(), a[:, 3].max())
+    row = project.images.get(image_id)
+    return scale_rect(union, (int(row["rows"]), int(row["cols"])), shape)
+
+
 def lesion_roi(
     project, image_id: int, *, margin: float = MARGIN, mask_id: int | None = None, box_id: int | None = None
 ) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:

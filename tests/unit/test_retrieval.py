@@ -105,7 +105,6 @@ def test_embed_job_model_run_and_roi(syn_project):
 
     from mskstudio.jobrun import submit_and_run
     from mskstudio.ml import retrieval
-    from mskstudio.ml.embeddings import crop_square
     from mskstudio.ml.models import build_backbone
 
     bb, _ = build_backbone("resnet18")
@@ -117,8 +116,25 @@ def test_embed_job_model_run_and_roi(syn_project):
     assert res["n"] == 40 and res["dim"] == 512
     hit = retrieval.similar(syn_project, run, syn_project.images.ids()[0], k=3)
     assert len(hit.hits) == 3 and hit.index["kind"] == "flat"
-    a = np.arange(100, dtype=np.float32).reshape(10, 10)
-    c = crop_square(a, (2, 2, 6, 4))          # 4 x 2 box -> side 4 * 1.3 = 5.2 -> 5 around (4, 3)
-    assert c.shape == (5, 5) and np.array_equal(c, a[0:5, 1:6])
-    edge = crop_square(a, (8, 8, 10, 10))     # runs off the image: zero-padded, not shrunk
-    assert edge.shape == (3, 3) and edge[-1, -1] == 0
+
+
+
+def test_roi_crop_maps_dicom_boxes_onto_the_analysis_array(new_project):
+    """Boxes and masks live on the full DICOM grid; the analysis cache is smaller. The crop
+    that retrieval and the classifier take must land on the same anatomy."""
+    from mskstudio.ml.classifier import input_loader
+    from mskstudio.ml.embeddings import roi_loader
+
+    p = new_project
+    study = p.images.study_id(p.images.patient_id("P-roi"), "1.2.3")
+    image = p.images.add_image({"study_id": study, "sop_uid": "1.2.3.4", "rows": 1000, "cols": 800}, None)
+    analysis = np.zeros((100, 80), np.uint16)
+    analysis[40:50, 30:40] = 65535  # the lesion, at a tenth of its DICOM coordinates
+    p.images.save_analysis(image, analysis)
+    cls = p.annotations.classes()[0]["id"]
+    p.annotations.add_box(image, cls, (300, 400, 400, 500), annotator="tester")  # x0, y0, x1, y1 on DICOM
+    crop = roi_loader(p)(image)
+    # 10 x 10 analysis pixels grown by 15 % each side: a 13-px square centred on the lesion.
+    assert crop.shape == (13, 13)
+    assert crop[6, 6] == 1.0 and crop.sum() == 100.0  # the whole lesion, and only it, is inside
+    assert np.array_equal(input_loader(p, "roi")(image), crop)  # the classifier sees the same square
