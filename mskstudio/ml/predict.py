@@ -129,19 +129,20 @@ def run_predict(project: Project, params: dict[str, Any], ctx: JobContext) -> di
     labelled = 0
     if params.get("label", True) and row["label_set_id"] is not None:
         ls = int(row["label_set_id"])
-        for k, image_id in enumerate(ids):
-            if result["rejected"][k]:
-                class_id = result["reject_class_id"]
-                if class_id is None:
-                    project.labels.remove_labels([image_id], ls, source="model") \
-                        if project.labels.has_label(image_id, ls, source="model") else None
-                    continue
-            else:
-                class_id = result["class_ids"][int(result["pred"][k])]
-            project.labels.set_labels([image_id], ls, int(class_id), source="model", run_id=run_id,
-                                      confidence=float(result["probs"][k].max()), audit=False,
-                                      author=f"model:{run_id}")
-            labelled += 1
+        with project.db.transaction():  # one commit for all labels, not one per image
+            for k, image_id in enumerate(ids):
+                if result["rejected"][k]:
+                    class_id = result["reject_class_id"]
+                    if class_id is None:
+                        project.labels.remove_labels([image_id], ls, source="model") \
+                            if project.labels.has_label(image_id, ls, source="model") else None
+                        continue
+                else:
+                    class_id = result["class_ids"][int(result["pred"][k])]
+                project.labels.set_labels([image_id], ls, int(class_id), source="model", run_id=run_id,
+                                          confidence=float(result["probs"][k].max()), audit=False,
+                                          author=f"model:{run_id}")
+                labelled += 1
         project.audit("predict.labels", "model_run", run_id, {"n": labelled, "label_set_id": ls})
     ctx.progress(1.0, "done")
     counts: dict[str, int] = {}
