@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 from .cluster_commands import ClusterActionCommand
 from .cluster_detail import ClusterDetail
 from .cluster_montage import ThumbCache, montage
+from .workspace import follow_window
 
 SORTS = (("Largest first", "size"), ("Most spread first", "spread"), ("Unlabelled first", "unlabelled"))
 DEFAULT_LABEL_SET = "finding"
@@ -130,13 +131,7 @@ class ClusterBoard(QWidget):
         QShortcut(QKeySequence("M"), self, self.merge_selected)
         QShortcut(QKeySequence("S"), self, lambda: self.split_selected(self.split_n.value()))
 
-        changed = getattr(window, "project_changed", None)
-        if changed is not None:
-            changed.connect(self.reload)
-        runner = getattr(window, "runner", None)
-        if runner is not None and hasattr(runner, "job_returned"):
-            runner.job_returned.connect(self._job_returned)
-        self.reload()
+        follow_window(window, self.reload, on_returned=self._job_returned)
 
     # ---- data ---------------------------------------------------------------------------
     @property

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from . import dashboard_data as dd
 from . import review_queue as rq
+from .workspace import follow_window
 
 PALETTE = ("#4363d8", "#e6194b", "#3cb44b", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
            "#9a6324", "#469990")
@@ -175,13 +176,7 @@ class Dashboard(QWidget):
         layout.addLayout(top)
         layout.addWidget(body, 1)
 
-        sig = getattr(window, "project_changed", None)
-        if sig is not None:
-            sig.connect(self.reload)
-        runner = getattr(window, "runner", None)
-        if runner is not None:
-            runner.job_returned.connect(self._job_returned)
-        self.reload()
+        follow_window(window, self.reload, on_returned=self._job_returned)
 
     # ---- runs ----------------------------------------------------------------------------
     @property

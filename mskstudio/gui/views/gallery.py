@@ -26,6 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .workspace import follow_window
+
 THUMB = 128
 
 
@@ -69,12 +71,7 @@ class Gallery(QWidget):
         self.compute.clicked.connect(self._compute)
         if hasattr(main_window, "image_changed"):
             main_window.image_changed.connect(self.show_image)
-        if hasattr(main_window, "project_changed"):
-            main_window.project_changed.connect(self.reload_runs)
-        runner = getattr(main_window, "runner", None)
-        if runner is not None and hasattr(runner, "job_returned"):
-            runner.job_returned.connect(lambda *_: self.refresh())
-        self.reload_runs()
+        follow_window(main_window, self.reload_runs, on_returned=lambda *_: self.refresh())
 
     # ---- state -------------------------------------------------------------------------
     @property

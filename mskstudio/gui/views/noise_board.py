@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from . import noise_rows as nr
 from .board_keys import BoardKeys
 from .noise_commands import NoiseReviewCommand
+from .workspace import follow_window
 
 THUMB = 64
 
@@ -116,14 +117,7 @@ class NoiseBoard(BoardKeys, QWidget):
         layout.addWidget(split, 1)
         self.install_key_filter()
 
-        sig = getattr(window, "project_changed", None)
-        if sig is not None:
-            sig.connect(self.reload)
-        runner = getattr(window, "runner", None)
-        if runner is not None:
-            runner.job_returned.connect(self._job_returned)
-            runner.job_errored.connect(self._job_errored)
-        self.reload()
+        follow_window(window, self.reload, on_returned=self._job_returned, on_errored=self._job_errored)
 
     # ---- keys (BoardKeys): Enter keeps the cluster label ------------------------------------
     def accept_current(self) -> None:

@@ -37,6 +37,7 @@ from ..commands import SetLabelCommand
 from . import review_queue as rq
 from .board_keys import ENTER_KEYS, BoardKeys
 from .viewer import Viewer
+from .workspace import follow_window
 
 CMAPS = ("inferno", "viridis", "magma", "plasma", "turbo")
 OVERLAY = "gradcam"
@@ -172,15 +173,7 @@ class ReviewBoard(BoardKeys, QWidget):
         layout.addWidget(split, 1)
         self.install_key_filter()
 
-        for name, slot in (("project_changed", self.reload), ):
-            sig = getattr(window, name, None)
-            if sig is not None:
-                sig.connect(slot)
-        runner = getattr(window, "runner", None)
-        if runner is not None:
-            runner.job_returned.connect(self._job_returned)
-            runner.job_errored.connect(self._job_errored)
-        self.reload()
+        follow_window(window, self.reload, on_returned=self._job_returned, on_errored=self._job_errored)
 
     # ---- keys (BoardKeys) ---------------------------------------------------------------
     def accept_current(self) -> None:
