@@ -22,6 +22,13 @@ import numpy as np
 Z95 = 1.959963984540054
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of [N, C] logits (shifted by the row maximum for stability)."""
+    z = logits - logits.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
 def wilson_ci(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval for k successes in n trials ((nan, nan) when n = 0)."""
     if n <= 0:

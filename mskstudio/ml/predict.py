@@ -18,15 +18,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..jobs import JobContext
+from .evaluate import softmax
 
 if TYPE_CHECKING:
     from ..store import Project
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
 
 
 def _ensemble_probs(project: Project, ens, image_ids: Sequence[int], ctx: JobContext,
@@ -56,7 +51,7 @@ def _ensemble_probs(project: Project, ens, image_ids: Sequence[int], ctx: JobCon
     n_cls = len(ens.class_ids)
     if not out:
         return np.zeros((0, n_cls)), np.zeros(0)
-    return _softmax(np.concatenate(out)), np.concatenate(conf)
+    return softmax(np.concatenate(out)), np.concatenate(conf)
 
 
 def predict_probs(project: Project, model_run_id: int, image_ids: Sequence[int],

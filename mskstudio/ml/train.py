@@ -35,6 +35,7 @@ from ..domain import is_truth_set
 from ..jobs import Cancelled, JobContext
 from . import evaluate as ev
 from .classifier import CHECKPOINT_FORMAT, ROI_MARGIN
+from .evaluate import softmax
 from .splits import check_split, make_split, split_summary
 from .train_loop import (  # noqa: F401 - class_weights is part of this module's API
     FoldData,
@@ -45,7 +46,6 @@ from .train_loop import (  # noqa: F401 - class_weights is part of this module's
     jsonable,
     logits_of,
     save_blob,
-    softmax,
     train_fold,
 )
 
