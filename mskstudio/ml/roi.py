@@ -78,35 +78,3 @@ def image_roi_rect(project, image_id: int, shape: tuple[int, int]) -> tuple[floa
     union = (a[:, 0].min(), a[:, 1].min(), a[:, 2].max(), a[:, 3].max())
     row = project.images.get(image_id)
     return scale_rect(union, (int(row["rows"]), int(row["cols"])), shape)
-
-
-def lesion_roi(
-    project, image_id: int, *, margin: float = MARGIN, mask_id: int | None = None, box_id: int | None = None
-) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
-    """ROI of the analysis image around a stored mask or box (by id, else the image's first
-    adjudicated/human/import mask, else its first box); None when there is none."""
-    from ..store.repo_annotations import parse_bbox
-
-    row = project.images.get(image_id)
-    full = (row["rows"], row["cols"])
-    rect = None
-    if mask_id is not None:
-        rect = parse_bbox(project.annotations.mask_row(mask_id)["bbox"])
-    elif box_id is not None:
-        b = project.annotations.box(box_id)
-        rect = (b["x0"], b["y0"], b["x1"], b["y1"])
-    else:
-        order = {"adjudicated": 0, "human": 1, "import": 2, "model": 3}
-        masks = sorted(
-            (m for m in project.annotations.masks_of(image_id) if m["bbox"]), key=lambda m: order[m["source"]]
-        )
-        if masks:
-            rect = parse_bbox(masks[0]["bbox"])
-        else:
-            boxes = project.annotations.boxes_of(image_id)
-            if boxes:
-                rect = (boxes[0]["x0"], boxes[0]["y0"], boxes[0]["x1"], boxes[0]["y1"])
-    if rect is None:
-        return None
-    image = project.images.load_analysis(image_id)
-    return crop_roi(image, scale_rect(rect, full, image.shape), margin)
