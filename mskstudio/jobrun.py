@@ -30,6 +30,7 @@ JOB_KINDS: dict[str, str] = {
     "train": "mskstudio.ml.train:run_train",
     "predict": "mskstudio.ml.predict:run_predict",
     "explain": "mskstudio.ml.explain:run_explain",
+    "pointing-game": "mskstudio.ml.pointing:run_pointing_game",
     # segmentation
     "train-seg": "mskstudio.ml.segment:run_train_seg",
     "prelabel": "mskstudio.ml.segment:run_prelabel",
@@ -43,7 +44,7 @@ JOB_KINDS: dict[str, str] = {
 # Kinds that train or run networks over many images: the GUI runs them in a subprocess
 # (``mskstudio run-job``) so torch threads never starve its event loop. Kept beside
 # JOB_KINDS so a new kind is classified where it is registered.
-HEAVY_KINDS = frozenset({"cluster", "train", "predict", "train-seg", "prelabel", "embed",
+HEAVY_KINDS = frozenset({"cluster", "train", "predict", "pointing-game", "train-seg", "prelabel", "embed",
                          "eval-retrieval", "noise-queue", "export-onnx"})
 
 

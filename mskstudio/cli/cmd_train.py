@@ -59,6 +59,14 @@ def register(sub) -> None:
     p.add_argument("--png", metavar="FOLDER", help="also write heatmap PNGs here")
     p.set_defaults(func=cmd_explain)
 
+    p = sub.add_parser("pointing-game", help="share of held-out lesion images whose Grad-CAM peak is on the lesion")
+    add_project_arg(p)
+    p.add_argument("model_run", type=int)
+    p.add_argument("--tolerance-mm", type=float, default=5.0, help="grow the lesion mask by this much (mm)")
+    p.add_argument("--all-cases", action="store_true", help="also score misclassified images")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_pointing_game)
+
     p = sub.add_parser("evaluate", help="show a classifier run's metrics (per fold and hold-out)")
     add_project_arg(p)
     p.add_argument("model_run", type=int)
@@ -100,6 +108,28 @@ def cmd_explain(args) -> int:
         if args.png:
             _write_pngs(project, args)
     print_json(result)
+    return 0
+
+
+def cmd_pointing_game(args) -> int:
+    with open_writable(args.project) as project:
+        result = run_sync(project, "pointing-game", {"model_run": args.model_run,
+                                                     "tolerance_mm": args.tolerance_mm,
+                                                     "only_correct": not args.all_cases}, label="pointing game")
+    if args.json:
+        print_json(result)
+        return 0
+    hit = result["pointing"]
+    chance = result["chance_mean"]
+    print(f"model run {result['model_run_id']}: {result['held_out_lesion_images']} held-out lesion images, "
+          f"{result['correctly_classified']} classified correctly"
+          + ("" if result["only_correct"] else "; all of them scored"))
+    if hit["n"]:
+        print(f"  Grad-CAM peak on the lesion (+{result['tolerance_mm']:g} mm): {hit['k']}/{hit['n']} = "
+              f"{hit['value']:.3f} (95% CI {hit['ci'][0]:.3f}-{hit['ci'][1]:.3f}); "
+              f"a random body point: {chance:.3f}")
+    else:
+        print("  nothing to score: no correctly classified held-out image has a lesion mask")
     return 0
 
 

@@ -94,13 +94,22 @@ def cam_for_models(models, x, target_index: int, *, arch: str, method: str = "gr
     return (mean - lo) / (hi - lo) if hi > lo else np.zeros_like(mean)
 
 
-def explain(project: Project, model_run_id: int, image_id: int, class_id: int | None = None, *,
-            method: str = "gradcam", layer: str | None = None, use_cache: bool = True) -> np.ndarray:
-    """Heatmap [H, W] in [0, 1] over the analysis array of ``image_id``."""
+def model_input(project: Project, ens, image_id: int):
+    """(x [1, 1, S, S] tensor, geometry) of an image as the ensemble sees it."""
     import torch
 
     from .classifier import geometry
     from .datasets import letterbox
+
+    array = project.images.load_analysis(image_id)
+    geo = geometry(project, image_id, array.shape, ens.input_mode, ens.margin)
+    return torch.from_numpy(letterbox(geo.crop(array), ens.size))[None, None], geo
+
+
+def explain(project: Project, model_run_id: int, image_id: int, class_id: int | None = None, *,
+            method: str = "gradcam", layer: str | None = None, use_cache: bool = True) -> np.ndarray:
+    """Heatmap [H, W] in [0, 1] over the analysis array of ``image_id``."""
+    import torch
 
     loaded = loaded_run(project, model_run_id)
     tag = f"{image_id}-{method}-{layer or 'default'}-{class_id if class_id is not None else 'pred'}.npy"
@@ -116,9 +125,7 @@ def explain(project: Project, model_run_id: int, image_id: int, class_id: int | 
         index_of[healthy] = 0
     else:
         index_of = {c: j for j, c in enumerate(ens.class_ids)}
-    array = project.images.load_analysis(image_id)
-    geo = geometry(project, image_id, array.shape, ens.input_mode, ens.margin)
-    x = torch.from_numpy(letterbox(geo.crop(array), ens.size))[None, None]
+    x, geo = model_input(project, ens, image_id)
     if class_id is None:
         with torch.no_grad():
             target = int(ens.logits(x).argmax(1)[0])
