@@ -322,7 +322,7 @@ def _score_task(base: FoldData, split, task_targets, names, results, p, device, 
     """Per-fold validation, pooled out-of-fold, ensemble hold-out; the reject rule."""
     n_boot = int(p["n_boot"])
     out: dict[str, Any] = {"folds": []}
-    oof_y, oof_p = [], []
+    oof_ids, oof_y, oof_p = [], [], []
     for r in results:
         y = [task_targets[i] for i in r["val_ids"]]
         probs = softmax(np.asarray(r["val_logits"])) if len(y) else np.zeros((0, len(names)))
@@ -330,10 +330,15 @@ def _score_task(base: FoldData, split, task_targets, names, results, p, device, 
                                                               seed=p["seed"]) if len(y) else {"n": 0},
                              "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"],
                              "history": r["history"], "seconds": r["seconds"]})
+        oof_ids += list(r["val_ids"])
         oof_y += y
         oof_p.append(probs)
     oof_probs = np.concatenate(oof_p) if oof_p else np.zeros((0, len(names)))
     out["oof"] = ev.classification_report(oof_y, oof_probs, names, n_boot=n_boot, seed=p["seed"])
+    # Per-image out-of-fold probabilities, like the hold-out's: the dashboard lists the cases
+    # of a confusion cell and draws ROC curves from either report.
+    out["oof"].update(image_ids=[int(i) for i in oof_ids], probs=oof_probs.round(5).tolist(),
+                      y_true=list(map(int, oof_y)))
     extra: dict[str, Any] = {}
     # Out-of-distribution rule (flat task only: the cascade's stages have no reject class).
     if class_ids is not None:

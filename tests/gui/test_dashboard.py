@@ -65,6 +65,9 @@ def test_dashboard_shows_the_runs_confusion_matrix_and_lists_cell_cases(dash, qt
     dash.which.setCurrentIndex(dash.which.findData("oof"))
     oof = dash.project.models.metrics(run_id)["main"]["oof"]
     assert dash.confusion_values() == oof["confusion"]
+    r, c = np.unravel_index(int(np.argmax(oof["confusion"])), np.shape(oof["confusion"]))
+    dash.select_cell(int(r), int(c))
+    assert len(dash.listed_cases()) == oof["confusion"][r][c] > 0
 
 
 def test_exports_csv_png_svg(dash, tmp_path):

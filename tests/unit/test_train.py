@@ -77,6 +77,15 @@ def test_tiny_run_beats_chance_on_the_holdout(trained):
     assert hold["accuracy"]["ci"][0] <= hold["accuracy"]["value"] <= hold["accuracy"]["ci"][1]
     assert len(m["main"]["folds"]) == 2 and m["main"]["oof"]["n"] + hold["n"] == 80
     assert "top2_accuracy" in hold and "confusion" in hold and "auc" in hold["macro"]
+    # out-of-fold probabilities are kept per image: the validation parts, each image once
+    oof = m["main"]["oof"]
+    val_ids = [i for fold in json.loads(project.models.get(result["model_run_id"])["split"])["folds"]
+               for i in fold["val"]]
+    assert sorted(oof["image_ids"]) == sorted(val_ids) and len(oof["probs"]) == oof["n"]
+    cm = np.zeros_like(np.asarray(oof["confusion"]))
+    for t, p in zip(oof["y_true"], np.asarray(oof["probs"]).argmax(1), strict=True):
+        cm[t, p] += 1
+    assert cm.tolist() == oof["confusion"]
 
 
 def test_run_record_split_and_checkpoint(trained):

@@ -254,7 +254,7 @@ class Dashboard(QWidget):
                 self.roc.plot(fpr, tpr, pen=pen, name=label)
                 drawn += 1
         if self.metrics_a and not drawn:
-            text = pg.TextItem("ROC needs per-case probabilities:\nshown for the hold-out only",
+            text = pg.TextItem("ROC needs per-case probabilities:\nthis report has none (older run)",
                                color="#bbb", anchor=(0.5, 0.5))
             text.setPos(0.5, 0.5)
             self.roc.addItem(text)
@@ -328,8 +328,8 @@ class Dashboard(QWidget):
             item = QListWidgetItem(f"#{i}  truth {self.classes[row]} → predicted {self.classes[col]}")
             item.setData(Qt.ItemDataRole.UserRole, i)
             self.cases.addItem(item)
-        if self.which_key != "holdout":
-            self.cases_title.setText("Case lists need per-case predictions: switch to the hold-out")
+        if not self.rep.get("image_ids"):  # runs trained before out-of-fold cases were kept
+            self.cases_title.setText("This report has no per-case predictions: switch to the hold-out")
         else:
             self.cases_title.setText(f"{len(ids)} case(s): truth {self.classes[row]}, predicted "
                                      f"{self.classes[col]} — double-click opens in the Viewer")
