@@ -1,4 +1,4 @@
-"""The "Model" menu: train, predict, explain, evaluate (opens the Dashboard); segment,
+"""The "Model" menu: train, predict, explain, evaluate (opens the Dashboard), pointing game; segment,
 pre-label, export to ONNX and export annotations.
 
 ``add_model_menu(main_window)`` adds the menu to ``main_window.menuBar()`` and its
@@ -66,6 +66,14 @@ def explain_current(window, run_id: int | None = None) -> int | None:
     if run_id is None:
         return None
     return window.runner.submit("explain", {"model_run": run_id, "image_ids": [window.image_id]})
+
+
+def pointing_game(window, run_id: int | None = None) -> int | None:
+    """Score where the run's Grad-CAM peaks on its held-out lesion images (shown in the Dashboard)."""
+    run_id = run_id if run_id is not None else choose_run(window, "Pointing game")
+    if run_id is None:
+        return None
+    return window.runner.submit("pointing-game", {"model_run": run_id})
 
 
 def evaluate(window) -> None:
@@ -150,6 +158,7 @@ def add_model_menu(window) -> QMenu:
             (None, None, None, None),
             ("review", "&Review cases", lambda: review(window), None),
             ("evaluate", "E&valuate (Dashboard)", lambda: evaluate(window), None),
+            ("pointing_game", "Pointing &game (Grad-CAM vs lesion masks)…", lambda: pointing_game(window), None),
             (None, None, None, None),
             ("train_seg", "Train &segmenter…", lambda: train_segmenter(window), None),
             ("prelabel", "Pre-&label unlabelled images…", lambda: prelabel(window), None),

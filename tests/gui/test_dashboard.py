@@ -8,8 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PySide6.QtWidgets import QInputDialog
 
 from mskstudio.gui.views import dashboard_data as dd
+from mskstudio.gui.views import review_queue as rq
+from mskstudio.ml.evaluate import proportion
 
 pytestmark = pytest.mark.gui
 
@@ -101,6 +104,7 @@ def test_two_runs_side_by_side(dash, window):
                               label_set_id=row["label_set_id"])
     metrics = project.models.metrics(a)
     metrics["holdout"]["accuracy"] = {"value": 0.5, "ci": [0.25, 0.75], "k": 6, "n": 12}
+    metrics["pointing_game"] = {"tolerance_mm": 5.0, "pointing": proportion(4, 5), "chance_mean": 0.02}
     project.models.set_checkpoint(b, row["checkpoint_sha"], metrics=metrics)
     project.models.set_status(b, "done")
     dash.reload()
@@ -110,6 +114,8 @@ def test_two_runs_side_by_side(dash, window):
     assert by["init"] == ["scratch", "run:99"]
     assert by["accuracy"][1] == "0.500 [0.250, 0.750]"
     assert by["n"] == [str(metrics["holdout"]["n"])] * 2
+    lo, hi = proportion(4, 5)["ci"]
+    assert by["Grad-CAM on lesion (±5 mm)"] == ["", f"0.800 [{lo:.3f}–{hi:.3f}] n=5"]
     out = Path(os.environ.get("MSKSTUDIO_SHOTS", project.root.parent))
     out.mkdir(parents=True, exist_ok=True)
     cm = np.asarray(metrics["holdout"]["confusion"])
@@ -154,6 +160,12 @@ def test_model_menu_and_train_dialog_validate_then_submit(window, monkeypatch):
     d.loss_weighting.setCurrentIndex(d.loss_weighting.findData("median"))
     job_id = d.submit()
     assert job_id is not None and started == [job_id] and d.problems.text() == ""
+    submitted = []
+    monkeypatch.setattr(window.runner, "submit", lambda kind, params: submitted.append((kind, params)) or 7)
+    monkeypatch.setattr(QInputDialog, "getItem", staticmethod(lambda *a, **k: (a[3][0], True)))
+    window.actions_by_name["pointing_game"].trigger()
+    first_run = rq.classifier_runs(window.project)[0]["id"]
+    assert submitted == [("pointing-game", {"model_run": first_run})]
     row = window.project.jobs.get(job_id)
     params = window.project.jobs.params(job_id)
     assert row["kind"] == "train" and row["status"] == "submitted"

@@ -132,13 +132,24 @@ def comparison_rows(runs: list[tuple[str, dict[str, Any], dict[str, Any]]],
     for k, (_t, m, p) in enumerate(runs):
         lines = [("init", str(p.get("init", "scratch"))), ("architecture", str(p.get("arch", "?"))),
                  ("frozen encoder", "yes" if p.get("freeze_encoder") else "no"),
-                 *summary(report(m, which))]
+                 *summary(report(m, which)), *pointing_lines(m)]
         for name, value in lines:
             if name not in rows:
                 rows[name] = [""] * len(runs)
                 order.append(name)
             rows[name][k] = value
     return [header, *[[name, *rows[name]] for name in order]]
+
+
+def pointing_lines(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """The run's pointing game (Model › Pointing game), when it was scored."""
+    pg_ = metrics.get("pointing_game")
+    if not pg_ or not pg_["pointing"]["n"]:
+        return []
+    hit = pg_["pointing"]
+    return [(f"Grad-CAM on lesion (±{pg_['tolerance_mm']:g} mm)",
+             f"{hit['value']:.3f} [{hit['ci'][0]:.3f}–{hit['ci'][1]:.3f}] n={hit['n']}"),
+            ("  chance (random body point)", f"{pg_['chance_mean']:.3f}")]
 
 
 def learning_curves(metrics: dict[str, Any]) -> dict[str, dict[str, list[tuple[int, float]]]]:
