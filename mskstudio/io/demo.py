@@ -22,6 +22,7 @@ DEMO_IMAGES = 600
 def run_demo_archive(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job ``demo-archive``: generate a phantom archive and import it into ``project``."""
     from .clinical import run_import_clinical
+    from .export_annotations import import_masks
     from .importer import run_import
     from .phantoms import generate_archive
 
@@ -45,12 +46,16 @@ def run_demo_archive(project: Project, params: dict[str, Any], ctx: JobContext) 
         clinical = run_import_clinical(project, {"path": str(manifest.parent / "clinical.csv")},
                                        ctx.sub(0.95, 1.0))
         _store_ground_truth(project, manifest)
+        # The phantom surgeons' lesion outlines and boxes (source 'import'), as an archive
+        # with a tumour board's masks would bring: segmentation, ROI input and the
+        # pointing game have something to learn from and be scored against.
+        masks = import_masks(project, manifest, boxes=True)
     finally:
         if not keep:
             shutil.rmtree(archive, ignore_errors=True)
     project.set_meta("demo", "phantoms")
     ctx.progress(1.0, f"{imported['imported']} images imported, {clinical['imported']} clinical records")
-    return {"images": n_images, "size": size, "import": imported, "clinical": clinical,
+    return {"images": n_images, "size": size, "import": imported, "clinical": clinical, "masks": masks,
             **{k: round(v, 1) for k, v in timings.items()}}
 
 
