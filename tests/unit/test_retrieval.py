@@ -66,6 +66,31 @@ def test_same_patient_filter_with_overfetch():
     assert (rows >= 30).all() and np.all(np.diff(d[0]) >= 0)
 
 
+def test_split_scan_is_the_exact_flat_answer(monkeypatch):
+    """One query scanned as row blocks on several threads = IndexFlatIP over all rows."""
+    from mskstudio.ml import knn_index
+    from mskstudio.ml.knn_index import KnnIndex, normalise_rows
+    from mskstudio.ml.retrieval import search_other_patients
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3000, 16)).astype(np.float32)
+    monkeypatch.setattr(knn_index, "SPLIT_MIN_ROWS", 500)
+    monkeypatch.setattr(knn_index, "scan_threads", lambda: 4)
+    index = KnnIndex.build(x, kind="flat")
+    assert index._row_blocks() == [(0, 750), (750, 1500), (1500, 2250), (2250, 3000)]
+    q = x[[5, 900, 2999]] + 0.05 * rng.standard_normal((3, 16)).astype(np.float32)
+    sims, truth = index.index.search(normalise_rows(q), 1000)   # k larger than a block
+    d, rows = index.search(q, 1000)
+    assert np.array_equal(rows, truth) and np.allclose(d, 1.0 - sims, atol=1e-6)
+    # the same-patient filter over-fetches through the split path: still never the own patient
+    patients = np.arange(3000) // 10
+    d, rows = search_other_patients(index, patients, q, [0, 90, 299], 5, exclude_rows=[5, 900, 2999])
+    assert (rows >= 0).all() and all((patients[r] != own).all() for r, own in zip(rows, [0, 90, 299], strict=True))
+    monkeypatch.setattr(knn_index, "SPLIT_MIN_ROWS", 10**9)   # one block: faiss's own search
+    assert index._row_blocks() == []
+    assert np.array_equal(search_other_patients(index, patients, q, [0, 90, 299], 5)[1], rows)
+
+
 def test_ivf_recall_vs_exact():
     from mskstudio.ml.knn_index import KnnIndex, recall_at_k
 
