@@ -13,6 +13,7 @@ pylibjpeg / pyjpegls / python-gdcm plugins.  No Qt here.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import warnings
@@ -36,13 +37,14 @@ from .pixels import (  # noqa: F401 - re-exported: callers read and render throu
     resize_area,
     thumbnail_png,
 )
+from .stored_products import StoredFrame
 
 PathLike = str | os.PathLike
 
 __all__ = [
     "DicomReadError", "Window", "HeaderInfo", "Radiograph", "is_dicom_file", "scan_header",
-    "read_dataset", "read_radiograph", "analysis_array", "analysis_and_thumbnail", "thumbnail_png", "resize_area",
-    "decoder_for",
+    "read_dataset", "read_radiograph", "read_stored_frame", "analysis_array", "analysis_and_thumbnail",
+    "thumbnail_png", "resize_area", "decoder_for",
 ]
 
 
@@ -131,6 +133,11 @@ def is_dicom_file(path: PathLike) -> bool:
             head = f.read(132)
     except OSError:
         return False
+    return looks_like_dicom(head)
+
+
+def looks_like_dicom(head: bytes) -> bool:
+    """``is_dicom_file`` on the first 132 bytes already read."""
     if len(head) >= 132 and head[128:132] == b"DICM":
         return True
     if len(head) < 8:
@@ -146,27 +153,32 @@ def _fail(path, reason: str):
     raise DicomReadError(path, reason)
 
 
-def _open(path: PathLike, *, stop_before_pixels: bool, specific_tags=None) -> Dataset:
-    """dcmread with validation; every failure becomes a DicomReadError with a short reason."""
+def _open(path: PathLike, *, stop_before_pixels: bool, specific_tags=None, data: bytes | None = None) -> Dataset:
+    """dcmread with validation; every failure becomes a DicomReadError with a short reason.
+    ``data``: the file's bytes, already read (the importer reads each file once)."""
     p = Path(path)
     try:
-        size = p.stat().st_size
+        size = p.stat().st_size if data is None else len(data)
     except OSError as e:
         _fail(path, f"cannot open file ({e.strerror or e})")
     if size == 0:
         _fail(path, "0-byte file")
+
+    def source():
+        return p if data is None else io.BytesIO(data)
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                ds = pydicom.dcmread(p, stop_before_pixels=stop_before_pixels, specific_tags=specific_tags)
+                ds = pydicom.dcmread(source(), stop_before_pixels=stop_before_pixels, specific_tags=specific_tags)
             except InvalidDicomError:
                 # Old ACR-NEMA style files lack the preamble; pydicom only reads them
                 # with force=True, which also "reads" any garbage, so sniff first and
                 # demand a recognisable SOP Class afterwards.
-                if not is_dicom_file(p):
+                if not (is_dicom_file(p) if data is None else looks_like_dicom(data[:132])):
                     _fail(path, "not a DICOM file (no DICM preamble)")
-                ds = pydicom.dcmread(p, stop_before_pixels=stop_before_pixels,
+                ds = pydicom.dcmread(source(), stop_before_pixels=stop_before_pixels,
                                      specific_tags=specific_tags, force=True)
                 if "SOPClassUID" not in ds and "PixelData" not in ds and "Rows" not in ds:
                     _fail(path, "not a DICOM file (no DICM preamble)")
@@ -330,9 +342,10 @@ def _header_values(ds: Dataset) -> dict:
     return out
 
 
-def scan_header(path: PathLike) -> HeaderInfo:
-    """Header-only read (no pixels): everything the importer stores."""
-    raw = _open(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+def scan_header(path: PathLike, *, data: bytes | None = None) -> HeaderInfo:
+    """Header-only read (no pixels): everything the importer stores.  ``data``: the
+    file's bytes if already in memory (then the file is not opened again)."""
+    raw = _open(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS, data=data)
     _check_image(path, raw, pixels_read=False)
     ds = _header_values(raw)
     spacing, source = _spacing(ds)
@@ -357,9 +370,10 @@ def scan_header(path: PathLike) -> HeaderInfo:
 
 
 # ---------------------------------------------------------------- full read + decode
-def read_dataset(path: PathLike) -> Dataset:
-    """Full read, validated as an image DICOM whose pixel data we can decode."""
-    ds = _open(path, stop_before_pixels=False)
+def read_dataset(path: PathLike, *, data: bytes | None = None) -> Dataset:
+    """Full read, validated as an image DICOM whose pixel data we can decode
+    (from ``data``, the file's bytes, where given)."""
+    ds = _open(path, stop_before_pixels=False, data=data)
     _check_image(path, ds, pixels_read=True)
     ds.filename = str(path)
     return ds
@@ -412,22 +426,7 @@ def read_radiograph(path_or_dataset: PathLike | Dataset, frame: int = 0) -> Radi
         _fail(path, f"frame {frame} out of range (file has {n_frames})")
     photometric = _s(ds, "PhotometricInterpretation").upper()
     notes: list[str] = []
-    plugin = decoder_for(ds)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            kw = {"decoding_plugin": plugin} if plugin else {}
-            # index= decodes just this frame; YBR is converted to RGB by pydicom.
-            arr = pixel_array(ds, index=frame if n_frames > 1 else None, **kw)
-    except ValueError as e:
-        msg = str(e)
-        if "less than expected" in msg or "truncat" in msg.lower():
-            _fail(path, "truncated pixel data")
-        _fail(path, f"cannot decode pixel data: {msg[:120]}")
-    except Exception as e:  # plugin errors surface as RuntimeError with a long text
-        ts = UID(ds.file_meta.TransferSyntaxUID)
-        detail = str(e).strip().splitlines()[-1].strip() if str(e).strip() else type(e).__name__
-        _fail(path, f"cannot decode {ts.name} pixel data: {detail[:120]}")
+    arr = _decode_frame(ds, path, frame, n_frames)
 
     if photometric == "PALETTE COLOR":
         arr = apply_color_lut(arr, ds)
@@ -453,6 +452,71 @@ def read_radiograph(path_or_dataset: PathLike | Dataset, frame: int = 0) -> Radi
         spacing_mm=spacing, spacing_source=source, bits_stored=int(_f(ds, "BitsStored", ds.BitsAllocated)),
         photometric=photometric, frame=frame, n_frames=n_frames, voi_lut=voi, notes=notes,
     )
+
+
+def _decode_frame(ds: Dataset, path, frame: int, n_frames: int, **options) -> np.ndarray:
+    """One frame through pydicom's pixel handlers; failures become DicomReadErrors."""
+    plugin = decoder_for(ds)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kw = {"decoding_plugin": plugin} if plugin else {}
+            # index= decodes just this frame; YBR is converted to RGB by pydicom.
+            return pixel_array(ds, index=frame if n_frames > 1 else None, **kw, **options)
+    except ValueError as e:
+        msg = str(e)
+        if "less than expected" in msg or "truncat" in msg.lower():
+            _fail(path, "truncated pixel data")
+        _fail(path, f"cannot decode pixel data: {msg[:120]}")
+    except Exception as e:  # plugin errors surface as RuntimeError with a long text
+        ts = UID(ds.file_meta.TransferSyntaxUID)
+        detail = str(e).strip().splitlines()[-1].strip() if str(e).strip() else type(e).__name__
+        _fail(path, f"cannot decode {ts.name} pixel data: {detail[:120]}")
+
+
+def read_stored_frame(ds: Dataset, frame: int = 0) -> StoredFrame | None:
+    """A grey frame's raw stored values with its linear Modality LUT, windows and
+    inversion, for ``stored_products`` (shrink first, LUTs after); None for what
+    only ``read_radiograph`` handles (colour, palette, a ModalityLUTSequence).
+
+    Native (uncompressed) pixel data comes back as a read-only view on the
+    dataset's bytes, not a copy.  The unused high bits (BitsStored < BitsAllocated)
+    are then checked rather than masked: only if some value lies outside the
+    stored range is the frame decoded again with pydicom's correction."""
+    path = getattr(ds, "filename", None) or "<dataset>"
+    photometric = _s(ds, "PhotometricInterpretation").upper()
+    if (photometric not in ("MONOCHROME1", "MONOCHROME2") or int(_f(ds, "SamplesPerPixel", 1)) != 1
+            or "ModalityLUTSequence" in ds):
+        return None
+    n_frames = int(_f(ds, "NumberOfFrames", 1) or 1)
+    if not 0 <= frame < n_frames:
+        _fail(path, f"frame {frame} out of range (file has {n_frames})")
+    native = decoder_for(ds) == ""
+    options = {"view_only": True, "correct_unused_bits": False} if native else {}
+    arr = _decode_frame(ds, path, frame, n_frames, **options)
+    bits_stored = int(_f(ds, "BitsStored", ds.BitsAllocated))
+    if native and not _within_stored_bits(arr, bits_stored):
+        arr = _decode_frame(ds, path, frame, n_frames)
+    if arr.ndim != 2 or arr.dtype.kind not in "ui":
+        return None
+    windows = _windows(ds)
+    voi, voi_win = _voi_lut(ds)
+    if not windows and voi_win is not None:
+        windows = [voi_win]
+    return StoredFrame(
+        values=arr, slope=_f(ds, "RescaleSlope", 1.0), intercept=_f(ds, "RescaleIntercept", 0.0),
+        invert=photometric == "MONOCHROME1" or _s(ds, "PresentationLUTShape").upper() == "INVERSE",
+        windows=windows, voi_lut=voi,
+    )
+
+
+def _within_stored_bits(arr: np.ndarray, bits_stored: int) -> bool:
+    """True when no unused high bit disturbs a value (then masking changes nothing)."""
+    if arr.dtype.kind not in "ui" or bits_stored >= arr.dtype.itemsize * 8:
+        return True
+    lo, hi = (-(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1) if arr.dtype.kind == "i" \
+        else (0, (1 << bits_stored) - 1)
+    return lo <= int(arr.min()) and int(arr.max()) <= hi
 
 
 def _modality(arr: np.ndarray, ds: Dataset) -> np.ndarray:

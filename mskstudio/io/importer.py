@@ -1,11 +1,14 @@
 """Import a DICOM archive into a project (job kind ``import``).
 
 Flow: walk the folders (plain files, files without suffix, DICOMDIR references) →
-decode in worker processes (header, de-identification, blob, thumbnail, 16-bit
-analysis cache) → the main process writes one transaction per file.
+decode in worker processes (``import_worker``: header, de-identification, blob,
+thumbnail, 16-bit analysis cache) → the main process fsyncs the blobs of a batch
+of files and writes the batch in one transaction (``store/blobs.py`` says why that
+order is crash-safe).
 
 * Resumable: a file whose SOPInstanceUID is already in the project is skipped, so a
-  re-run after a kill imports exactly what is missing.
+  re-run after a kill imports exactly what is missing (a kill loses at most the
+  uncommitted batch: ``COMMIT_EVERY`` files or ``COMMIT_SECONDS`` of work).
 * One bad file never stops the import: its path and reason go into
   ``import_failures`` and the summary.
 * Workers are *spawned*, not forked: the GUI and torch run threads, and forking a
@@ -14,22 +17,24 @@ analysis cache) → the main process writes one transaction per file.
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from ..jobs import JobContext
+from ..jobs import Cancelled, JobContext
 from ..store import Project
+from .import_worker import init_worker, process_file
 
-ANALYSIS_LONG_SIDE = 512
-THUMB_SIZE = 256
 MAX_FAILURES_IN_RESULT = 50
+# One transaction (and one fsync barrier) per this many files or seconds: fewer
+# commits and syncs, while a kill still loses only a few seconds of work.
+COMMIT_EVERY = 16
+COMMIT_SECONDS = 2.0
 
 
 @dataclass
@@ -125,86 +130,6 @@ def _dicomdir_files(path: Path, emit) -> Iterator[tuple[Path, str | None]]:
         yield path, f"unreadable DICOMDIR ({exc})"
 
 
-# ----------------------------------------------------------------------------- worker side
-_WORKER: dict[str, Any] = {}
-
-
-def _init_worker(secret: bytes, blob_root: str, incoming: str, known: set[str], opts: ImportOptions) -> None:
-    from ..store.blobs import BlobStore
-
-    _WORKER.update(secret=secret, blobs=BlobStore(Path(blob_root)), incoming=Path(incoming),
-                   known=known, opts=opts)
-
-
-def _process_file(path: str) -> dict[str, Any]:
-    """Decode one file; returns {'status': 'ok'|'duplicate'|'non_dicom'|'failed', ...}."""
-    from .deid import pseudo_uid
-    from .dicom import DicomReadError, is_dicom_file
-
-    try:
-        if os.path.getsize(path) == 0:
-            return {"status": "failed", "path": path, "reason": "0-byte file"}
-        if not is_dicom_file(path):
-            return {"status": "non_dicom", "path": path, "reason": "not a DICOM file"}
-        return _decode_and_store(path, pseudo_uid)
-    except DicomReadError as exc:
-        return {"status": "failed", "path": path, "reason": exc.reason}
-    except MemoryError:
-        return {"status": "failed", "path": path, "reason": "too large to decode in memory"}
-    except OSError as exc:
-        return {"status": "failed", "path": path, "reason": exc.strerror or str(exc)}
-    except Exception as exc:  # any decoder bug: recorded against this file, the import goes on
-        return {"status": "failed", "path": path, "reason": f"{type(exc).__name__}: {exc}"}
-
-
-def _decode_and_store(path: str, pseudo_uid) -> dict[str, Any]:
-    import numpy as np
-
-    from .deid import deidentify
-    from .dicom import analysis_and_thumbnail, read_dataset, read_radiograph, scan_header
-
-    secret, opts = _WORKER["secret"], _WORKER["opts"]
-    header = scan_header(path)
-    original_hash = pseudo_uid(secret, header.sop_uid)
-    if original_hash in _WORKER["known"]:
-        return {"status": "duplicate", "path": path}
-    ds = read_dataset(path)
-    frames = []
-    for frame in range(header.n_frames):
-        rad = read_radiograph(ds, frame=frame)
-        analysis, thumb = analysis_and_thumbnail(rad, ANALYSIS_LONG_SIDE, THUMB_SIZE)
-        tmp = _WORKER["incoming"] / f"{original_hash}-{frame}.npy"
-        np.save(tmp, analysis)
-        frames.append({"frame": frame, "thumb": thumb, "analysis": str(tmp),
-                       "analysis_shape": analysis.shape})
-    if opts.deidentify:
-        clean, _report = deidentify(ds, secret)
-        buffer = io.BytesIO()
-        clean.save_as(buffer, enforce_file_format=True)
-        blob_sha, source_path = _WORKER["blobs"].put_bytes(buffer.getvalue()), None
-        stored = _deidentified_header(header, secret)
-    else:
-        blob_sha = _WORKER["blobs"].put_file(Path(path)) if opts.copy else None
-        source_path = None if opts.copy else os.path.abspath(path)
-        stored = header
-    return {"status": "ok", "path": path, "original_hash": original_hash, "header": stored,
-            "original_patient_id": header.patient_id, "blob_sha": blob_sha,
-            "source_path": source_path, "frames": frames}
-
-
-def _deidentified_header(header, secret: bytes):
-    """The header as the de-identified file has it: the same keyed functions deid uses."""
-    from .deid import centre_code, pseudo_uid, pseudonym
-
-    pid = pseudonym(secret, header.patient_id)
-    return replace(
-        header, patient_id=pid, patient_name=pid,
-        institution=centre_code(secret, header.institution) if header.institution.strip() else "",
-        sop_uid=pseudo_uid(secret, header.sop_uid), study_uid=pseudo_uid(secret, header.study_uid),
-        series_uid=pseudo_uid(secret, header.series_uid), study_description="",
-    )
-
-
 # ----------------------------------------------------------------------------- main side
 def run_import(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job ``import``: params {paths, copy, deidentify, keep_map, workers}."""
@@ -223,12 +148,20 @@ def run_import(project: Project, params: dict[str, Any], ctx: JobContext) -> dic
     incoming = project.cache_path("analysis", "incoming", "x").parent
     init_args = (project.secret, str(project.blobs.root), str(incoming),
                  project.images.known_original_hashes(), opts)
+    batch = _Batch(project, opts, summary)
+    done = summary.failed
     try:
-        for result in _results(files, init_args, opts.workers, ctx):
-            _store_result(project, opts, result, summary, ctx)
-            done = summary.imported + summary.duplicates + summary.non_dicom + summary.failed
-            ctx.progress(done / max(summary.files_seen, 1),
-                         f"{summary.imported} imported, {summary.failed + summary.non_dicom} skipped")
+        try:
+            for result in _results(files, init_args, opts.workers, ctx):
+                batch.add(result, ctx)
+                done += 1
+                ctx.progress(done / max(summary.files_seen, 1),
+                             f"{summary.imported + len(batch.pending)} imported, "
+                             f"{summary.failed + summary.non_dicom} skipped")
+            batch.commit()
+        except Cancelled:
+            batch.commit()  # keep what is finished; the re-run imports the rest
+            raise
     finally:
         summary.seconds = time.monotonic() - started
         project.audit("import", "job", ctx.job_id,
@@ -241,13 +174,13 @@ def run_import(project: Project, params: dict[str, Any], ctx: JobContext) -> dic
 def _results(files: list[str], init_args: tuple, workers: int, ctx: JobContext) -> Iterator[dict]:
     """Results in completion order; a bounded number in flight so cancel is quick."""
     if workers <= 1 or len(files) < 8:
-        _init_worker(*init_args)
+        init_worker(*init_args)
         for path in files:
             ctx.check_cancelled()
-            yield _process_file(path)
+            yield process_file(path)
         return
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                   initializer=_init_worker, initargs=init_args)
+                                   initializer=init_worker, initargs=init_args)
     pending: set[Future] = set()
     queue = iter(files)
     try:
@@ -256,7 +189,7 @@ def _results(files: list[str], init_args: tuple, workers: int, ctx: JobContext) 
                 path = next(queue, None)
                 if path is None:
                     break
-                pending.add(executor.submit(_process_file, path))
+                pending.add(executor.submit(process_file, path))
             if not pending:
                 break
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
@@ -269,16 +202,46 @@ def _results(files: list[str], init_args: tuple, workers: int, ctx: JobContext) 
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _store_result(project: Project, opts: ImportOptions, result: dict, summary: ImportSummary,
-                  ctx: JobContext) -> None:
-    status = result["status"]
-    if status == "duplicate":
-        summary.duplicates += 1
-        return
-    if status in ("failed", "non_dicom"):
-        _record_failure(project, ctx, summary, result["path"], result["reason"],
-                        non_dicom=status == "non_dicom")
-        return
+class _Batch:
+    """Decoded files waiting for their common fsync barrier and transaction."""
+
+    def __init__(self, project: Project, opts: ImportOptions, summary: ImportSummary):
+        self.project, self.opts, self.summary = project, opts, summary
+        self.pending: list[dict] = []
+        self.started = 0.0
+
+    def add(self, result: dict, ctx: JobContext) -> None:
+        status = result["status"]
+        if status == "duplicate":
+            self.summary.duplicates += 1
+        elif status in ("failed", "non_dicom"):
+            _record_failure(self.project, ctx, self.summary, result["path"], result["reason"],
+                            non_dicom=status == "non_dicom")
+        else:
+            if not self.pending:
+                self.started = time.monotonic()
+            self.pending.append(result)
+        if len(self.pending) >= COMMIT_EVERY or (
+                self.pending and time.monotonic() - self.started >= COMMIT_SECONDS):
+            self.commit()
+
+    def commit(self) -> None:
+        if not self.pending:
+            return
+        _commit_batch(self.project, self.opts, self.pending, self.summary)
+        self.pending = []
+
+
+def _commit_batch(project: Project, opts: ImportOptions, results: list[dict], summary: ImportSummary) -> None:
+    """Blobs durable first, then the rows that name them, in one transaction."""
+    project.blobs.sync({r["blob_sha"] for r in results if r["blob_sha"]})
+    with project.db.transaction():
+        for result in results:
+            _store_result(project, opts, result, summary)
+
+
+def _store_result(project: Project, opts: ImportOptions, result: dict, summary: ImportSummary) -> None:
+    """Rows for one decoded file; runs inside the batch's transaction."""
     header = result["header"]
     images = project.images
     with project.db.transaction():

@@ -44,13 +44,8 @@ class Radiograph:
     def auto_window(self, lo_pct: float = 1.0, hi_pct: float = 99.0) -> Window:
         # Percentiles of a strided subsample (~256k pixels): np.percentile on a full
         # 7.5 Mpx image costs ~100 ms; the subsample agrees to well under a grey level.
-        a = self.modality
-        step = max(1, int(np.sqrt(a.size / 262144)))
-        lo, hi = np.percentile(a[::step, ::step], [lo_pct, hi_pct])
-        lo, hi = float(lo), float(hi)
-        # Chosen so the DICOM linear window maps lo -> 0 and hi -> 1 exactly.
-        width = max(hi - lo + 1.0, 1.0)
-        return Window(lo + 0.5 + (width - 1.0) / 2.0, width, f"auto {lo_pct:g}-{hi_pct:g}%")
+        lo, hi = np.percentile(window_sample(self.modality), [lo_pct, hi_pct])
+        return window_between(float(lo), float(hi), lo_pct, hi_pct)
 
     def default_window(self) -> Window:
         return self.windows[0] if self.windows else self.auto_window()
@@ -72,6 +67,18 @@ class Radiograph:
         y *= 255.0
         y += 0.5
         return y.astype(np.uint8)
+
+
+def window_sample(a: np.ndarray) -> np.ndarray:
+    """The strided subsample (~256k pixels) every auto window is measured on."""
+    step = max(1, int(np.sqrt(a.size / 262144)))
+    return a[::step, ::step]
+
+
+def window_between(lo: float, hi: float, lo_pct: float, hi_pct: float) -> Window:
+    # Chosen so the DICOM linear window maps lo -> 0 and hi -> 1 exactly.
+    width = max(hi - lo + 1.0, 1.0)
+    return Window(lo + 0.5 + (width - 1.0) / 2.0, width, f"auto {lo_pct:g}-{hi_pct:g}%")
 
 
 def _apply_window(x: np.ndarray, w: Window) -> np.ndarray:
@@ -164,5 +171,6 @@ def thumbnail_png(rad: Radiograph, size: int = 256, *, window: Window | None = N
     thumb = Radiograph(small, rad.invert, rad.windows, voi_lut=rad.voi_lut)
     window = window or rad.default_window()
     buf = io.BytesIO()
-    Image.fromarray(thumb.render_u8(window)).save(buf, format="PNG", optimize=False)
+    # zlib level 1: ~2 ms instead of ~12 ms for a noisy 256-px radiograph, ~15 % larger.
+    Image.fromarray(thumb.render_u8(window)).save(buf, format="PNG", optimize=False, compress_level=1)
     return buf.getvalue()

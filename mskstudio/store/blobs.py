@@ -3,13 +3,24 @@
 A blob is written to a temporary file in the same folder and ``os.replace``d into
 place before the database row that names it commits, so a crash can leave an
 orphan blob (harmless, collectable) but never a row pointing at a missing file.
+
+Bulk writers (the importer) may defer durability: ``put_chunks(..., durable=False)``
+writes without fsync and starts the kernel's writeback, and ``sync(shas)`` fsyncs
+those blobs and their folders right before the one transaction whose rows name them
+commits.  The invariant "no committed row names a blob that is not on disk" holds as
+with per-file fsync: a row reaches the disk only in its COMMIT, after ``sync`` returned
+for every blob it names (fsync flushes a file whichever process wrote it).  A crash
+before the commit leaves orphans, and the re-run writes them again.  A blob that
+already existed is synced too: an earlier killed run may have written it unsynced.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,6 +42,31 @@ class BlobStore:
         if not self.exists(sha):
             self._write_atomically(sha, lambda f: f.write(data))
         return sha
+
+    def put_chunks(self, chunks: Iterable[bytes], *, durable: bool = True) -> str:
+        """Store the concatenation of ``chunks`` (no joined copy is made); returns its sha.
+
+        ``durable=False`` skips the fsync: the caller must ``sync`` the sha before
+        committing a row that names it (see the module doc)."""
+        chunks = list(chunks)
+        digest = hashlib.sha256()
+        for chunk in chunks:
+            digest.update(chunk)
+        sha = digest.hexdigest()
+        if not self.exists(sha):
+            self._write_atomically(sha, lambda f: f.writelines(chunks), durable=durable)
+        return sha
+
+    def sync(self, shas: Iterable[str]) -> None:
+        """Make the named blobs, and their folder entries, durable (fsync)."""
+        folders: set[Path] = set()
+        for sha in shas:
+            path = self.path(sha)
+            _fsync_path(path)
+            folders.add(path.parent)
+        if os.name == "posix":  # folders cannot be opened for fsync on Windows (NTFS journals renames)
+            for folder in sorted(folders):
+                _fsync_path(folder)
 
     def put_file(self, source: Path) -> str:
         """Copy a file in, hashing while reading so the file is read once."""
@@ -58,7 +94,7 @@ class BlobStore:
     def read_bytes(self, sha: str) -> bytes:
         return self.path(sha).read_bytes()
 
-    def _write_atomically(self, sha: str, write) -> None:
+    def _write_atomically(self, sha: str, write, *, durable: bool = True) -> None:
         final = self.path(sha)
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".incoming-")
@@ -66,7 +102,10 @@ class BlobStore:
             with os.fdopen(fd, "wb") as out:
                 write(out)
                 out.flush()
-                os.fsync(out.fileno())
+                if durable:
+                    os.fsync(out.fileno())
+                else:
+                    _start_writeback(out.fileno())
             os.replace(tmp, final)
         except BaseException:
             if os.path.exists(tmp):
@@ -91,3 +130,22 @@ def _copy_hashing(src: BinaryIO, out: BinaryIO, digest) -> None:
     while chunk := src.read(CHUNK):
         digest.update(chunk)
         out.write(chunk)
+
+
+def _start_writeback(fd: int) -> None:
+    # On Linux DONTNEED starts asynchronous writeback of the dirty pages (and drops
+    # the clean ones: nobody reads a fresh blob soon), so the disk works while the
+    # writer computes.  Elsewhere it is a hint or absent, and ``sync`` does the writing.
+    if hasattr(os, "posix_fadvise"):
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def _fsync_path(path: Path) -> None:
+    # fsync flushes the file's data whichever descriptor wrote it; Windows needs
+    # a writable handle for it, POSIX does not (and folders only open read-only).
+    fd = os.open(path, os.O_RDONLY if os.name == "posix" else os.O_RDWR)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from pathlib import Path
@@ -21,10 +22,14 @@ from mskstudio.io.dicom import (
     is_dicom_file,
     read_dataset,
     read_radiograph,
+    read_stored_frame,
     resize_area,
     scan_header,
     thumbnail_png,
 )
+from mskstudio.io.phantoms import PhantomCase, render_case
+from mskstudio.io.pixels import analysis_and_thumbnail, fit_long_side, window_sample
+from mskstudio.io.stored_products import analysis_and_thumbnail_from_stored, block_mean, shrink_stored
 
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 
@@ -204,6 +209,122 @@ def test_resize_and_products():
     assert a.shape == (200, 300) and a.dtype == np.uint16 and a.max() == 65535 and a.min() == 0
     assert analysis_array(rad, long_side=150).shape == (100, 150)
     assert Image.open(io.BytesIO(thumbnail_png(rad, size=60))).size == (60, 40)
+
+
+# ---------------------------------------------------------------- fast import products
+# The importer shrinks stored integers first and applies rescale, window and
+# inversion to the small image; the reference windows the full-resolution float
+# image, then resizes.  Where the block factor divides the size they differ only
+# where a block straddles a clipping edge of the window.  Elsewhere both resizes
+# approximate a true area average differently (the fast one more closely:
+# test_fast_shrink_is_closer_to_true_area_mean), so the bound is wider.
+# Bounds are fractions of the 16-bit range: (mean, 99th percentile).
+TOLERANCE = {"exact-blocks": (1e-4, 0.002), "partial-blocks": (0.005, 0.04)}
+
+
+@functools.lru_cache(maxsize=1)
+def _phantom_stored() -> np.ndarray:
+    """A realistic radiograph (bone, soft tissue, noise), 12-bit; 1537x1283 is not
+    divisible by the block factor 3, so partial edge blocks are exercised."""
+    img, _ = render_case(PhantomCase(region="knee", diagnosis="osteosarcoma"), (1537, 1283), 0)
+    return np.round(img * 4095).astype(np.uint16)
+
+
+FAST_CASES = {
+    "monochrome2": lambda v: _synthetic(v),
+    "monochrome1": lambda v: _synthetic((4095 - v).astype(np.uint16), PhotometricInterpretation="MONOCHROME1"),
+    "signed": lambda v: _synthetic((v.astype(np.int32) - 2048).astype(np.int16)),
+    "rescaled": lambda v: _synthetic(v, RescaleSlope=0.25, RescaleIntercept=-1000),
+    "decreasing rescale": lambda v: _synthetic(v, RescaleSlope=-2, RescaleIntercept=8190),
+    # Unused high bits set: pydicom masks them; the fast path must notice and do the same.
+    "garbage high bits": lambda v: _synthetic(v | np.uint16(0xA000)),
+    "stored window": lambda v: _synthetic(v, WindowCenter=1800, WindowWidth=1200),
+}
+
+
+def _assert_fast_matches_reference(ds: Dataset, tolerance: tuple[float, float], frame: int = 0) -> np.ndarray:
+    stored = read_stored_frame(ds, frame)
+    assert stored is not None
+    rad = read_radiograph(ds, frame=frame)
+    # Same auto window as the reference measures on the full-resolution modality image.
+    fast_window = stored.auto_window(window_sample(stored.values), 0.5, 99.5)
+    ref_window = rad.auto_window(0.5, 99.5)
+    assert fast_window.center == pytest.approx(ref_window.center, rel=1e-4, abs=1e-3)
+    assert fast_window.width == pytest.approx(ref_window.width, rel=1e-4)
+    fast, fast_thumb = analysis_and_thumbnail_from_stored(stored)
+    reference = analysis_array(rad)  # full decode -> LUT + window -> resize
+    assert fast.dtype == np.uint16 and fast.shape == reference.shape
+    diff = np.abs(fast.astype(np.int64) - reference.astype(np.int64)) / 65535.0
+    assert diff.mean() < tolerance[0] and np.percentile(diff, 99) < tolerance[1], \
+        (diff.mean(), np.percentile(diff, 99))
+    _, ref_thumb = analysis_and_thumbnail(rad)
+    fast_png, ref_png = (np.asarray(Image.open(io.BytesIO(t)), dtype=np.int64) for t in (fast_thumb, ref_thumb))
+    assert fast_png.shape == ref_png.shape and np.abs(fast_png - ref_png).mean() < 1.0
+    return fast
+
+
+SHAPES = {"partial-blocks": (1537, 1283), "exact-blocks": (1536, 1281)}  # 1536 / 512 = 3
+
+
+@pytest.mark.parametrize("case", sorted(FAST_CASES))
+@pytest.mark.parametrize("blocks", sorted(SHAPES))
+def test_fast_analysis_cache_matches_reference(case, blocks):
+    rows, cols = SHAPES[blocks]
+    values = np.ascontiguousarray(_phantom_stored()[:rows, :cols])
+    fast = _assert_fast_matches_reference(FAST_CASES[case](values), TOLERANCE[blocks])
+    assert fast.max() > 60000 and fast.min() < 5000  # a real picture, not a flat one
+
+
+def test_fast_analysis_cache_multiframe():
+    v = _phantom_stored()[:1024, :768]
+    frames = np.stack([v, v[::-1], v // 2 + 1000])
+    ds = _synthetic(frames[0])
+    ds.NumberOfFrames = 3
+    ds.PixelData = frames.astype("<u2").tobytes()
+    results = [_assert_fast_matches_reference(ds, TOLERANCE["exact-blocks"], frame=k) for k in range(3)]
+    assert not np.array_equal(results[0], results[1])  # each frame really is its own
+    assert not np.array_equal(results[0], results[2])
+
+
+def _true_area_mean(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Exact area average: output (i, j) is the mean over its footprint, fractional pixels weighted."""
+    def weights(n: int, m: int) -> np.ndarray:
+        edges = np.arange(m + 1) * (n / m)
+        pixel = np.arange(n)
+        overlap = np.clip(np.minimum(edges[1:, None], pixel + 1) - np.maximum(edges[:-1, None], pixel), 0, None)
+        return overlap / overlap.sum(axis=1, keepdims=True)
+
+    return weights(values.shape[0], shape[0]) @ values.astype(np.float64) @ weights(values.shape[1], shape[1]).T
+
+
+def test_fast_shrink_is_closer_to_true_area_mean():
+    values = _phantom_stored()  # 1537 x 1283: no whole factor fits
+    shape = fit_long_side(values.shape, 512)
+    truth = _true_area_mean(values, shape)
+    fast_error = np.abs(shrink_stored(values, shape) - truth).mean()
+    reference_error = np.abs(resize_area(values.astype(np.float32), shape) - truth).mean()
+    assert fast_error < reference_error
+    assert fast_error < 0.003 * 4095
+
+
+def test_block_mean_partial_blocks_exact():
+    values = np.arange(7 * 5, dtype=np.uint16).reshape(7, 5) * 1000
+    mean = block_mean(values, 3, 2)
+    assert mean.shape == (3, 3)
+    assert mean[0, 0] == pytest.approx(values[:3, :2].mean())
+    assert mean[2, 2] == pytest.approx(values[6:, 4:].mean())  # a 1x1 corner block
+    assert mean[1, 2] == pytest.approx(values[3:6, 4:].mean())
+    signed = (values.astype(np.int32) - 20000).astype(np.int16)
+    assert block_mean(signed, 3, 2)[2, 1] == pytest.approx(signed[6:, 2:4].mean())
+
+
+def test_stored_frame_only_for_grey_linear_images():
+    assert read_stored_frame(pydicom.dcmread(TEST_FILES / "SC_rgb_gdcm_KY.dcm")) is None
+    ds = _synthetic(np.zeros((4, 4), np.uint16))
+    item = Dataset()
+    item.LUTDescriptor, item.LUTData, item.ModalityLUTType = [4096, 0, 16], list(range(4096)), "US"
+    ds.ModalityLUTSequence = [item]
+    assert read_stored_frame(ds) is None  # non-linear modality LUTs keep the full float path
 
 
 # ---------------------------------------------------------------- bad input

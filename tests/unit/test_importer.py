@@ -164,15 +164,16 @@ def test_kill_mid_import_then_rerun_completes_without_duplicates(tmp_path, good_
         from mskstudio.io.importer import run_import
         from mskstudio.jobs import JobContext
         import time, mskstudio.io.importer as imp
-        slow = imp._store_result
+        imp.COMMIT_EVERY = 3  # several committed batches before the kill
+        slow = imp._commit_batch
         def slowed(*a, **k):
             slow(*a, **k); print("stored", flush=True); time.sleep(0.3)
-        imp._store_result = slowed
+        imp._commit_batch = slowed
         p = Project.open({str(root)!r})
         run_import(p, {{"paths": [{str(many)!r}], "workers": 1}}, JobContext.null())
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    for _ in range(5):
+    for _ in range(3):
         proc.stdout.readline()
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
@@ -216,3 +217,55 @@ def test_cancel_stops_import(new_project, tmp_path):
                        sink=CancelAfterFive(), token=token)
     assert new_project.images.count() < 30
     assert new_project.db.scalar("SELECT status FROM jobs") == "cancelled"
+
+
+# ---------------------------------------------------------------- blob writing
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm",
+                                  "MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_padded.dcm"])
+def test_blob_chunks_are_the_bytes_pydicom_writes(name):
+    import io
+
+    from mskstudio.io.deid import deidentify
+    from mskstudio.io.dicom_bytes import dataset_file_chunks
+
+    clean, _ = deidentify(pydicom.dcmread(_testfile(name)), b"secret")
+    expected = io.BytesIO()
+    clean.save_as(expected, enforce_file_format=True)
+    chunks = dataset_file_chunks(clean)
+    assert b"".join(chunks) == expected.getvalue()
+    if "PixelData" in clean:  # the pixel data is passed through, not copied
+        assert any(chunk is clean.PixelData for chunk in chunks)
+
+
+def test_blob_chunks_odd_length_and_fallbacks():
+    import copy
+    import io
+
+    from mskstudio.io.dicom_bytes import dataset_file_chunks
+
+    ds = pydicom.dcmread(_testfile("CT_small.dcm"))
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.Rows, ds.Columns = 8, 8, 7, 3, 3
+    ds.PixelRepresentation = 0
+    ds.PixelData = bytes(range(9))  # odd length: padded to even on write
+    plain = copy.deepcopy(ds)
+    ds.DataSetTrailingPadding = b"\0\0"  # an element after Pixel Data: pydicom writes it all
+    for variant in (plain, ds):
+        expected = io.BytesIO()
+        variant.save_as(expected, enforce_file_format=True)
+        assert b"".join(dataset_file_chunks(variant)) == expected.getvalue()
+
+
+def test_batched_blobs_match_the_blob_store(tmp_path):
+    import hashlib
+
+    from mskstudio.store.blobs import BlobStore
+
+    store = BlobStore(tmp_path / "blobs")
+    chunks = [b"head", os.urandom(1 << 20), b"tail"]
+    sha = store.put_chunks(chunks, durable=False)
+    data = b"".join(chunks)
+    assert sha == hashlib.sha256(data).hexdigest() == store.put_bytes(data)  # same name, same file
+    assert store.read_bytes(sha) == data
+    assert store.put_chunks([data], durable=False) == sha  # content already there: nothing rewritten
+    store.sync({sha})
+    assert store.orphans({sha}) == [] and not list(store.path(sha).parent.glob(".incoming-*"))

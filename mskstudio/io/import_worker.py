@@ -1,0 +1,107 @@
+"""The importer's per-file work, run in worker processes (or inline for one worker).
+
+One file, one read: its bytes are read once and parsed from memory (header for
+the duplicate check, then the full dataset); the pixel data bytes object is then
+shared, never copied, by the decode (a read-only view for uncompressed data),
+the de-identified dataset, its serialisation, the sha256 and the blob write.
+Products (16-bit analysis cache, thumbnail) come from the stored integers,
+shrunk before any float LUT work (``stored_products``).  What goes back to the
+main process is small: header fields, thumbnail PNG bytes, the path of the
+analysis .npy already written, the blob's sha.  Blobs are written without fsync;
+the main process syncs a batch before committing it (``BlobStore.sync``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+ANALYSIS_LONG_SIDE = 512
+THUMB_SIZE = 256
+
+_WORKER: dict[str, Any] = {}
+
+
+def init_worker(secret: bytes, blob_root: str, incoming: str, known: set[str], opts) -> None:
+    from ..store.blobs import BlobStore
+
+    _WORKER.update(secret=secret, blobs=BlobStore(Path(blob_root)), incoming=Path(incoming),
+                   known=known, opts=opts)
+
+
+def process_file(path: str) -> dict[str, Any]:
+    """Decode one file; returns {'status': 'ok'|'duplicate'|'non_dicom'|'failed', ...}."""
+    from .dicom import DicomReadError, is_dicom_file
+
+    try:
+        if os.path.getsize(path) == 0:
+            return {"status": "failed", "path": path, "reason": "0-byte file"}
+        if not is_dicom_file(path):  # sniffed before reading: a 3 GB non-DICOM file is never read
+            return {"status": "non_dicom", "path": path, "reason": "not a DICOM file"}
+        return _decode_and_store(path)
+    except DicomReadError as exc:
+        return {"status": "failed", "path": path, "reason": exc.reason}
+    except MemoryError:
+        return {"status": "failed", "path": path, "reason": "too large to decode in memory"}
+    except OSError as exc:
+        return {"status": "failed", "path": path, "reason": exc.strerror or str(exc)}
+    except Exception as exc:  # any decoder bug: recorded against this file, the import goes on
+        return {"status": "failed", "path": path, "reason": f"{type(exc).__name__}: {exc}"}
+
+
+def _decode_and_store(path: str) -> dict[str, Any]:
+    from .deid import deidentify, pseudo_uid
+    from .dicom import read_dataset, scan_header
+    from .dicom_bytes import dataset_file_chunks
+
+    secret, opts, blobs = _WORKER["secret"], _WORKER["opts"], _WORKER["blobs"]
+    data = Path(path).read_bytes()
+    header = scan_header(path, data=data)
+    original_hash = pseudo_uid(secret, header.sop_uid)
+    if original_hash in _WORKER["known"]:
+        return {"status": "duplicate", "path": path}
+    ds = read_dataset(path, data=data)
+    frames = [_frame_products(ds, frame, original_hash) for frame in range(header.n_frames)]
+    if opts.deidentify:
+        clean, _report = deidentify(ds, secret)
+        blob_sha, source_path = blobs.put_chunks(dataset_file_chunks(clean), durable=False), None
+        stored = _deidentified_header(header, secret)
+    else:
+        blob_sha = blobs.put_chunks([data], durable=False) if opts.copy else None
+        source_path = None if opts.copy else os.path.abspath(path)
+        stored = header
+    return {"status": "ok", "path": path, "original_hash": original_hash, "header": stored,
+            "original_patient_id": header.patient_id, "blob_sha": blob_sha,
+            "source_path": source_path, "frames": frames}
+
+
+def _frame_products(ds, frame: int, original_hash: str) -> dict[str, Any]:
+    """Analysis array (written to the incoming folder) and thumbnail of one frame."""
+    import numpy as np
+
+    from .dicom import analysis_and_thumbnail, read_radiograph, read_stored_frame
+    from .stored_products import analysis_and_thumbnail_from_stored
+
+    stored = read_stored_frame(ds, frame)
+    if stored is not None:
+        analysis, thumb = analysis_and_thumbnail_from_stored(stored, ANALYSIS_LONG_SIDE, THUMB_SIZE)
+    else:  # colour, palette or a ModalityLUTSequence: the full float pipeline
+        analysis, thumb = analysis_and_thumbnail(read_radiograph(ds, frame=frame), ANALYSIS_LONG_SIDE, THUMB_SIZE)
+    tmp = _WORKER["incoming"] / f"{original_hash}-{frame}.npy"
+    np.save(tmp, analysis)
+    return {"frame": frame, "thumb": thumb, "analysis": str(tmp), "analysis_shape": analysis.shape}
+
+
+def _deidentified_header(header, secret: bytes):
+    """The header as the de-identified file has it: the same keyed functions deid uses."""
+    from .deid import centre_code, pseudo_uid, pseudonym
+
+    pid = pseudonym(secret, header.patient_id)
+    return replace(
+        header, patient_id=pid, patient_name=pid,
+        institution=centre_code(secret, header.institution) if header.institution.strip() else "",
+        sop_uid=pseudo_uid(secret, header.sop_uid), study_uid=pseudo_uid(secret, header.study_uid),
+        series_uid=pseudo_uid(secret, header.series_uid), study_description="",
+    )
