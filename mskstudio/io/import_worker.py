@@ -81,14 +81,9 @@ def _frame_products(ds, frame: int, original_hash: str) -> dict[str, Any]:
     """Analysis array (written to the incoming folder) and thumbnail of one frame."""
     import numpy as np
 
-    from .dicom import analysis_and_thumbnail, read_radiograph, read_stored_frame
-    from .stored_products import analysis_and_thumbnail_from_stored
+    from .stored_products import frame_products
 
-    stored = read_stored_frame(ds, frame)
-    if stored is not None:
-        analysis, thumb = analysis_and_thumbnail_from_stored(stored, ANALYSIS_LONG_SIDE, THUMB_SIZE)
-    else:  # colour, palette or a ModalityLUTSequence: the full float pipeline
-        analysis, thumb = analysis_and_thumbnail(read_radiograph(ds, frame=frame), ANALYSIS_LONG_SIDE, THUMB_SIZE)
+    analysis, thumb = frame_products(ds, frame, ANALYSIS_LONG_SIDE, THUMB_SIZE)
     tmp = _WORKER["incoming"] / f"{original_hash}-{frame}.npy"
     np.save(tmp, analysis)
     return {"frame": frame, "thumb": thumb, "analysis": str(tmp), "analysis_shape": analysis.shape}

@@ -169,18 +169,27 @@ class ImageRepo:
                       (f"{shape[0]},{shape[1]}", image_id))
 
     def load_analysis(self, image_id: int) -> np.ndarray:
-        """The 16-bit analysis array as float32 in [0, 1], bone bright; rebuilt if missing."""
+        """The 16-bit analysis array as float32 in [0, 1], bone bright; rebuilt if missing
+        or unreadable (the cache is derived data, not fsynced: a power cut may truncate it)."""
         path = self.analysis_path(image_id)
         if not path.exists():
             self.rebuild_analysis(image_id)
-        return np.load(path).astype(np.float32) / 65535.0
+        try:
+            array = np.load(path)
+        except (ValueError, EOFError, OSError):
+            self.rebuild_analysis(image_id)
+            array = np.load(path)
+        return array.astype(np.float32) / 65535.0
 
     def rebuild_analysis(self, image_id: int) -> None:
-        from ..io.dicom import analysis_array, read_radiograph
+        from ..io.dicom import read_dataset
+        from ..io.import_worker import ANALYSIS_LONG_SIDE
+        from ..io.stored_products import frame_products
 
         row = self.p.db.one("SELECT frame FROM images WHERE id = ?", (image_id,))
-        rad = read_radiograph(self.dicom_path(image_id), frame=row["frame"] if row else 0)
-        self.save_analysis(image_id, analysis_array(rad))
+        ds = read_dataset(self.dicom_path(image_id))
+        analysis, _thumb = frame_products(ds, row["frame"] if row else 0, ANALYSIS_LONG_SIDE)
+        self.save_analysis(image_id, analysis)
 
     # ---- flags ------------------------------------------------------------------------
     def set_flag(self, image_id: int, flag: str, value: bool | int) -> None:

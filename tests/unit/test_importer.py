@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
@@ -269,3 +270,14 @@ def test_batched_blobs_match_the_blob_store(tmp_path):
     assert store.put_chunks([data], durable=False) == sha  # content already there: nothing rewritten
     store.sync({sha})
     assert store.orphans({sha}) == [] and not list(store.path(sha).parent.glob(".incoming-*"))
+
+
+def test_truncated_analysis_cache_is_rebuilt_equal_to_the_imported_one(phantom_project):
+    image_id = phantom_project.images.ids()[0]
+    imported = phantom_project.images.load_analysis(image_id)
+    path = phantom_project.images.analysis_path(image_id)
+    path.write_bytes(path.read_bytes()[:100])  # a power cut mid-write of derived data
+    rebuilt = phantom_project.images.load_analysis(image_id)
+    np.testing.assert_array_equal(rebuilt, imported)
+    path.unlink()
+    np.testing.assert_array_equal(phantom_project.images.load_analysis(image_id), imported)
