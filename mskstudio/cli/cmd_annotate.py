@@ -39,9 +39,17 @@ def register(sub) -> None:
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_prelabel)
 
-    p = sub.add_parser("export-annotations", help="write masks (PNG), boxes (COCO JSON) and lesions.csv")
+    p = sub.add_parser(
+        "export-annotations", help="write masks (PNG), boxes (COCO JSON), lesions.csv and DICOM SEG files"
+    )
     add_project_arg(p)
     p.add_argument("outdir", help="output folder")
+    p.add_argument(
+        "--no-seg",
+        dest="seg",
+        action="store_false",
+        help="skip the DICOM SEG files (seg/<image uid>.dcm, one per annotated image)",
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import-masks", help="import ground-truth masks listed in a manifest.csv (phantoms)")
@@ -94,7 +102,7 @@ def cmd_export(args) -> int:
 
         # Export only reads the store (plus one audit line when writable): no job row needed,
         # and a read-only project can be exported.
-        result = export_annotations(project, Path(args.outdir).absolute())
+        result = export_annotations(project, Path(args.outdir).absolute(), seg=args.seg)
     print_json(result)
     return 0
 

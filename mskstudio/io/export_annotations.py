@@ -5,11 +5,11 @@ Export layout (``OUTDIR``)::
     masks/<image uid>/<class>__<annotator>__<source>.png   1-bit, full DICOM size
     boxes_coco.json                                         COCO detection (boxes only)
     lesions.csv                                             one row per mask, with mm measurements
+    seg/<image uid>.dcm                                     DICOM SEG (binary), one segment per class
 
 Images are named by their pseudonymous SOP instance UID (the de-identified one stored
-in the project), never by anything that identifies the patient.
-
-DICOM SEG export is not implemented yet.
+in the project), never by anything that identifies the patient.  The SEG objects are
+built in ``dicom_seg`` (one per annotated image; see there which mask a class exports).
 """
 
 from __future__ import annotations
@@ -61,8 +61,10 @@ def _image_info(project: Project) -> dict[int, dict[str, Any]]:
     }
 
 
-def export_annotations(project: Project, outdir: Path, *, ctx: JobContext | None = None) -> dict[str, Any]:
-    """Write masks, COCO boxes and the lesion CSV under ``outdir``; returns counts and paths."""
+def export_annotations(
+    project: Project, outdir: Path, *, seg: bool = True, ctx: JobContext | None = None
+) -> dict[str, Any]:
+    """Write masks, COCO boxes, the lesion CSV and (``seg``) DICOM SEG files under ``outdir``."""
     outdir = Path(outdir)
     (outdir / "masks").mkdir(parents=True, exist_ok=True)
     info = _image_info(project)
@@ -96,7 +98,8 @@ def export_annotations(project: Project, outdir: Path, *, ctx: JobContext | None
             }
         )
         if ctx is not None and i % 20 == 0:
-            ctx.progress(0.9 * (i + 1) / max(len(rows), 1), "masks")
+            ctx.progress(0.6 * (i + 1) / max(len(rows), 1), "masks")
+    seg_files = export_seg(project, outdir / "seg", rows, info, ctx=ctx) if seg else []
     with open(outdir / "lesions.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=LESION_COLUMNS)
         w.writeheader()
@@ -108,7 +111,7 @@ def export_annotations(project: Project, outdir: Path, *, ctx: JobContext | None
             "annotations.export",
             "project",
             None,
-            {"outdir": str(outdir), "masks": len(rows), "boxes": len(coco["annotations"])},
+            {"outdir": str(outdir), "masks": len(rows), "boxes": len(coco["annotations"]), "seg": len(seg_files)},
         )
     if ctx is not None:
         ctx.progress(1.0, "done")
@@ -118,7 +121,28 @@ def export_annotations(project: Project, outdir: Path, *, ctx: JobContext | None
         "outdir": str(outdir),
         "csv": str(outdir / "lesions.csv"),
         "coco": str(outdir / "boxes_coco.json"),
+        "seg": len(seg_files),
     }
+
+
+def export_seg(
+    project: Project, folder: Path, rows: list, info: dict[int, dict[str, Any]], *, ctx: JobContext | None = None
+) -> list[Path]:
+    """One DICOM SEG per annotated image under ``folder``, named by the image's pseudonymous UID."""
+    from .dicom_seg import write_seg
+
+    by_image: dict[int, list] = {}
+    for r in rows:
+        by_image.setdefault(r["image_id"], []).append(r)
+    written = []
+    for i, (image_id, image_rows) in enumerate(sorted(by_image.items())):
+        if ctx is not None:
+            ctx.check_cancelled()
+            ctx.progress(0.6 + 0.35 * i / max(len(by_image), 1), "DICOM SEG")
+        path = folder / f"{safe_name(info[image_id]['uid'])}.dcm"
+        if write_seg(project, image_id, path, mask_rows=image_rows):
+            written.append(path)
+    return written
 
 
 def coco_boxes(project: Project, info: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -153,7 +177,7 @@ def coco_boxes(project: Project, info: dict[int, dict[str, Any]] | None = None) 
 
 
 def run_export_annotations(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    return export_annotations(project, Path(params["outdir"]), ctx=ctx)
+    return export_annotations(project, Path(params["outdir"]), seg=bool(params.get("seg", True)), ctx=ctx)
 
 
 # ---- import ---------------------------------------------------------------------------
