@@ -105,6 +105,64 @@ def bench_qt(n_dabs: int = 300) -> list[float] | None:
     return times
 
 
+def bench_stroke_end(
+    background: bool, strokes: int = 15, dabs: int = 30, *, wait_for_writes: bool = True
+) -> tuple[list[float], list[float], list[float]] | None:
+    """GUI-thread ms of each stroke end (``release``: diff, undo push, save hand-off) on the
+    real controller, saving inline (before) or through the background writer (after).
+    Also returns the ms until the store holds the stroke (the writer's latency) and the ms
+    of every dab; with ``wait_for_writes=False`` the next stroke is drawn while the writer
+    still saves the last one (do the writer's GIL-holding stretches delay dabs?)."""
+    try:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        import pyqtgraph as pg
+        from PySide6.QtWidgets import QApplication
+
+        from mskstudio.gui.views.annotate import AnnotateController
+        from mskstudio.store import Project
+    except Exception as exc:  # noqa: BLE001
+        print(f"stroke-end part skipped: {exc}")
+        return None
+    import tempfile
+
+    app = QApplication.instance() or QApplication([])
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Project.create(f"{tmp}/bench.mskproj")
+        sid = project.images.study_id(project.images.patient_id("P-bench"), "2.25.1")
+        image_id = project.images.add_image(
+            {"study_id": sid, "sop_uid": "2.25.2", "rows": H, "cols": W,
+             "spacing_row_mm": 0.1, "spacing_col_mm": 0.1}, None)
+        canvas = pg.ItemGroup()
+        ctl = AnnotateController(background_save=background)
+        ctl.attach_canvas(canvas, project)
+        ctl.set_image(image_id)
+        ctl.mask[1000:1400, 1500:2100] = True  # an outlined lesion: PNG and measurements have work to do
+        ctl.set_tool("brush")
+        ctl.set_radius(RADIUS)
+        rng = np.random.default_rng(2)
+        gui_ms, stored_ms, dab_ms = [], [], []
+        for _ in range(strokes):
+            x, y = rng.uniform(2300, 3600), rng.uniform(1600, 2600)  # beside the lesion: every stroke paints
+            ctl.handle("press", (x, y))
+            for _ in range(dabs):
+                x, y = x + rng.normal(0, 6), y + rng.normal(0, 6)
+                t = time.perf_counter()
+                ctl.handle("move", (x, y))
+                dab_ms.append((time.perf_counter() - t) * 1000)
+                time.sleep(0.004)  # mouse events arrive a few ms apart
+            t = time.perf_counter()
+            ctl.handle("release", (x, y))
+            gui_ms.append((time.perf_counter() - t) * 1000)
+            if wait_for_writes:
+                ctl.flush()  # not GUI work: the next stroke starts after the write
+                stored_ms.append((time.perf_counter() - t) * 1000)
+            app.processEvents()
+        ctl.flush()
+        ctl.saver.shutdown()
+        project.close()
+    return gui_ms, stored_ms, dab_ms
+
+
 def main() -> None:
     t = bench_numpy()
     print(
@@ -127,6 +185,22 @@ def main() -> None:
         f"undo diffs of 100 strokes x 30 dabs: {mb:.2f} MB (target < 50 MB; one full mask copy "
         f"is {H * W / 1e6:.0f} MB), finish() {finish_ms:.2f} ms/stroke"
     )
+    before, after = bench_stroke_end(False), bench_stroke_end(True)
+    if before and after:
+        b50, a50 = np.percentile(before[0], 50), np.percentile(after[0], 50)
+        print(
+            f"stroke end on the GUI thread ({W}x{H}, 15 strokes): inline save p50 {b50:.1f} ms "
+            f"(max {max(before[0]):.1f}); background writer p50 {a50:.1f} ms (max {max(after[0]):.1f}), "
+            f"{b50 / max(a50, 1e-6):.0f}x less; the store holds the stroke after p50 "
+            f"{np.percentile(after[1], 50):.0f} ms"
+        )
+    busy = bench_stroke_end(True, wait_for_writes=False)
+    if after and busy:
+        print(
+            f"controller dab (no repaint) while idle p95 {np.percentile(after[2], 95):.2f} ms "
+            f"(max {max(after[2]):.1f}); while the writer saves the previous stroke "
+            f"p95 {np.percentile(busy[2], 95):.2f} ms (max {max(busy[2]):.1f})"
+        )
     q = bench_qt()
     if q:
         print(

@@ -7,42 +7,54 @@ rectangle of each dab, and an invisible input catcher that takes the left button
 while a drawing tool is active (the view box keeps wheel zoom and right-drag W/L).
 
 Each image has its own QUndoStack (in one QUndoGroup) of ``MaskEditCommand``s that
-store only the changed rectangle; the mask is saved to the store when a stroke ends
-(and on undo/redo), so there is no "save" to forget.  The edited mask is the current
-user's ``human`` mask of the current class.
+store only the changed rectangle; the history survives switching images (it starts
+afresh when the class or the edited source changes).  The mask is saved when a stroke
+ends (and on undo/redo), so there is no "save" to forget: a ``MaskSaver`` writes it on
+a background thread, in order, and is flushed before a mask is read back, when the
+image or project changes and when the window closes.  The edited mask is the current
+user's ``human`` mask of the current class — or, after "Redraw" in the adjudication
+view, the ``adjudicated`` one.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QKeySequence, QUndoGroup, QUndoStack
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QPushButton,
     QSpinBox,
+    QTabWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from ...io import masks as M
-from .annotate_tools import AddBoxCommand, InputCatcher, MaskEditCommand, OverlayPainter
+from .annotate_tools import AddBoxCommand, InputCatcher, MaskEditCommand, MaskSaver, OverlayPainter, SaveRequest
 
 TOOLS = ("brush", "eraser", "polygon", "fill", "lasso", "box")
 
 
 class AnnotateController(QObject):
-    mask_saved = Signal(int, int)  # image id, mask id
+    mask_saved = Signal(int, int)  # image id, mask id (after the background write)
+    save_failed = Signal(int, str, str)  # image id, message, details
     boxes_changed = Signal(int)  # image id
     tool_changed = Signal(str)
+    source_changed = Signal(str)  # the edited mask's source: human | adjudicated
 
     def __init__(self, parent=None, *, undo_group: QUndoGroup | None = None,
-                 base_stack: QUndoStack | None = None):
+                 base_stack: QUndoStack | None = None, background_save: bool = True):
         super().__init__(parent)
+        self.saver = MaskSaver(self, background=background_save)
+        self.saver.saved.connect(self.mask_saved)
+        self.saver.failed.connect(self.save_failed)
+        self.source = "human"
         # Inside the main window the group is the window's own (Edit › Undo): strokes of
         # the open image are undone while a tool is active, project edits otherwise.
         self.base_stack = base_stack
@@ -57,6 +69,7 @@ class AnnotateController(QObject):
         self.mask: np.ndarray | None = None
         self.undo_group = undo_group or QUndoGroup(self)
         self.stacks: dict[int, QUndoStack] = {}
+        self._stack_keys: dict[int, tuple[int, str]] = {}  # image -> (class, source) of its history
         self.painter: OverlayPainter | None = None
         self.catcher: InputCatcher | None = None
         self._recorder: M.StrokeRecorder | None = None
@@ -74,21 +87,38 @@ class AnnotateController(QObject):
     def attach_canvas(self, canvas, project=None) -> None:
         self.canvas = canvas
         self.project = project
+        self.saver.set_project(project)
 
     def set_project(self, project) -> None:
+        self.saver.set_project(project)  # pending saves of the old project land first
         self.project = project
         for stack in self.stacks.values():  # strokes of another project cannot be undone here
             self.undo_group.removeStack(stack)
             stack.deleteLater()
         self.stacks.clear()
+        self._stack_keys.clear()
         self.image_id = None
         self.class_id = None
+        self.source = "human"
         self._activate_stack()
+
+    def flush(self) -> bool:
+        """Block until every stroke is in the store (True), or the writer timed out (False)."""
+        return self.saver.flush()
 
     def set_class(self, class_id: int) -> None:
         self.class_id = int(class_id)
         if self.image_id is not None:
             self._load_mask()
+
+    def edit_source(self, source: str) -> None:
+        """Edit the user's ``human`` mask (default) or ``adjudicated`` mask of the current class."""
+        if source not in ("human", "adjudicated"):
+            raise ValueError(f"masks of source {source!r} are not edited by hand")
+        self.source = source
+        if self.image_id is not None:
+            self._load_mask()
+        self.source_changed.emit(source)
 
     def set_tool(self, tool: str | None) -> None:
         if tool is not None and tool not in TOOLS:
@@ -111,8 +141,13 @@ class AnnotateController(QObject):
         self.radius = max(0.5, float(radius))
 
     def set_image(self, image_id: int, project=None) -> None:
-        if project is not None:
+        if project is not None and project is not self.project:
+            self.saver.set_project(project)
             self.project = project
+        self.flush()
+        if self.source != "human" and image_id != self.image_id:
+            self.source = "human"  # a redraw belongs to the image it was started on
+            self.source_changed.emit(self.source)
         row = self.project.images.get(image_id)
         self.image_id = int(image_id)
         self.shape = (int(row["rows"]), int(row["cols"]))
@@ -135,19 +170,31 @@ class AnnotateController(QObject):
         return self.stacks.get(self.image_id) if self.image_id is not None else None
 
     def _load_mask(self) -> None:
+        self.flush()  # the store must hold every stroke before it is read back
         ann = self.project.annotations
-        mask_id = ann.find_mask(self.image_id, self.class_id, source="human")
+        mask_id = ann.find_mask(self.image_id, self.class_id, source=self.source)
         self.mask = ann.load_mask(mask_id) if mask_id else np.zeros(self.shape, bool)
         color = next((c["color"] for c in ann.classes() if c["id"] == self.class_id), None) or "#e6194b"
         self.painter.set_color(color)
         self.painter.full_update(self.mask)
-        # Undo history belongs to one (image, class): a class switch starts a fresh history.
-        if self.stack is not None:
+        # Undo history belongs to one (image, class, source): returning to an image keeps
+        # it (the reloaded mask equals the one the strokes left), a class switch clears it.
+        key = (self.class_id, self.source)
+        if self.stack is not None and self._stack_keys.get(self.image_id) != key:
             self.stack.clear()
+            self._stack_keys[self.image_id] = key
+
+    def current_mask(self) -> np.ndarray:
+        return self.mask
 
     def save(self, mask: np.ndarray) -> None:
-        mask_id = self.project.annotations.save_mask(self.image_id, self.class_id, mask)
-        self.mask_saved.emit(self.image_id, mask_id)
+        """Hand a snapshot to the background writer (the GUI thread only copies the array)."""
+        adjudicated = self.source == "adjudicated"
+        self.saver.submit(SaveRequest(
+            self.image_id, self.class_id, self.source, mask.copy(),
+            action="mask.adjudicate" if adjudicated else "mask.save",
+            details={"method": "redraw"} if adjudicated else {},
+        ))
 
     def repaint(self, rect) -> None:
         self.painter.update_rect(self.mask, rect)
@@ -185,7 +232,7 @@ class AnnotateController(QObject):
             if diff is not None:
                 self.stack.push(
                     MaskEditCommand(
-                        "Erase" if self._erase else "Brush", self.mask, diff, self.save, self.repaint
+                        "Erase" if self._erase else "Brush", self.current_mask, diff, self.save, self.repaint
                     )
                 )
 
@@ -244,7 +291,7 @@ class AnnotateController(QObject):
         self.repaint(op(self.mask))
         diff = rec.finish()
         if diff is not None:
-            self.stack.push(MaskEditCommand(text, self.mask, diff, self.save, self.repaint))
+            self.stack.push(MaskEditCommand(text, self.current_mask, diff, self.save, self.repaint))
 
     def _box(self, kind: str, x: float, y: float) -> None:
         if kind == "press":
@@ -325,8 +372,18 @@ class AnnotatePanel(QWidget):
         self.accept_btn.clicked.connect(self.accept_model_mask)
         row.addWidget(self.accept_btn)
         layout.addLayout(row)
+        # Shown while the adjudicated mask is edited (Redraw in the adjudication view).
+        row = QHBoxLayout()
+        self.source_label = QLabel("Editing the <b>adjudicated</b> (final) mask")
+        self.back_btn = QPushButton("Back to my mask")
+        self.back_btn.clicked.connect(lambda: controller.edit_source("human"))
+        row.addWidget(self.source_label, 1)
+        row.addWidget(self.back_btn)
+        layout.addLayout(row)
         layout.addStretch(1)
         controller.tool_changed.connect(self._tool_changed)
+        controller.source_changed.connect(self._source_changed)
+        self._source_changed(controller.source)
 
     def refresh_classes(self) -> None:
         if self.ctl.project is None:
@@ -355,10 +412,15 @@ class AnnotatePanel(QWidget):
             b.setChecked(name == tool)
             b.blockSignals(False)
 
+    def _source_changed(self, source: str) -> None:
+        self.source_label.setVisible(source == "adjudicated")
+        self.back_btn.setVisible(source == "adjudicated")
+
     def accept_model_mask(self) -> None:
         ctl = self.ctl
         if ctl.image_id is None:
             return
+        ctl.flush()  # a pending stroke must not land on top of the accepted mask
         rows = [
             r
             for r in ctl.project.annotations.masks_of(ctl.image_id, source="model")
@@ -370,27 +432,91 @@ class AnnotatePanel(QWidget):
 
 
 class AnnotateDock(QWidget):
-    """The "Annotate" dock of the main window: the panel, driving the main viewer."""
+    """The "Annotate" dock of the main window: a Draw tab (the panel, driving the main
+    viewer) and an Adjudicate tab (two readers' masks of the open image)."""
+
+    TABS = ("draw", "adjudicate")
 
     def __init__(self, window):
+        from .adjudicate import AdjudicationPanel
+
         super().__init__()
         self.window = window
         self.controller = AnnotateController(self, undo_group=window.undo_group,
                                              base_stack=window.undo_stack)
         self.controller.attach(window.viewer)
+        self.controller.save_failed.connect(lambda _i, msg, details: window.show_error(
+            "Mask not saved", msg, details))
         self.panel = AnnotatePanel(self.controller, self, undo_shortcuts=False)
+        self.adjudication = AdjudicationPanel(self, radiograph_of=self._shown_radiograph)
+        self.adjudication.redraw_requested.connect(self.redraw_final)
+        self.adjudication.decided.connect(lambda *_: self._final_changed())
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.panel, "Draw")
+        self.tabs.addTab(self.adjudication, "Adjudicate")
+        self.tabs.currentChanged.connect(lambda _i: self._follow_image())
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.panel)
+        layout.addWidget(self.tabs)
         window.project_changed.connect(self._project_changed)
+        window.image_changed.connect(lambda _id: self._follow_image())
+        # Pending strokes must be in the store before the window closes its project: the
+        # filter sees the close event before MainWindow.closeEvent runs.
+        window.installEventFilter(self)
         self._project_changed()
+
+    def eventFilter(self, obj, event) -> bool:
+        if obj is self.window and event.type() == QEvent.Type.Close:
+            self.controller.flush()
+        return False
+
+    def _shown_radiograph(self, image_id: int):
+        """The main viewer's decoded image, window and inversion, if it shows ``image_id``."""
+        v = self.window.viewer
+        if v.image_id != image_id or v.rad is None:
+            return None
+        return v.rad, v.window, v.display_invert
+
+    def show_tab(self, name: str) -> None:
+        """Show the dock with its ``draw`` or ``adjudicate`` tab in front (the Annotate menu)."""
+        self.tabs.setCurrentIndex(self.TABS.index(name))
+        dock = self.parentWidget()
+        if dock is not None:
+            dock.show()
+            dock.raise_()
 
     def _project_changed(self) -> None:
         project = self.window.project
         self.controller.set_project(project)
         if project is not None and not project.readonly:
             self.panel.refresh_classes()
+        self.adjudication.set_project(project)
         self.setEnabled(project is not None and not project.readonly)
         viewer = self.window.viewer
         if project is not None and viewer.rad is not None and viewer.image_id is not None:
             self.controller.set_image(viewer.image_id, project=project)  # already on screen
+        self._follow_image()
+
+    def _follow_image(self) -> None:
+        """Refresh the adjudication view for the window's image, only while it is in front."""
+        if self.tabs.currentWidget() is self.adjudication and self.window.project is not None:
+            self.controller.flush()  # compare what the store holds, the last stroke included
+            self.adjudication.show_image(self.window.image_id)
+
+    def _final_changed(self) -> None:
+        if self.controller.source == "adjudicated" and self.controller.image_id is not None:
+            self.controller._load_mask()  # the overlay shows the new final mask
+
+    def redraw_final(self, image_id: int, class_id: int) -> None:
+        """Edit the adjudicated mask of (image, class) with the drawing tools."""
+        if self.controller.image_id != image_id:
+            self.window.open_image(image_id)
+            self.controller.set_image(image_id, project=self.window.project)
+        self.panel.classes.blockSignals(True)  # edit_source below loads the mask, once
+        self.panel.classes.setCurrentIndex(max(0, self.panel.classes.findData(class_id)))
+        self.panel.classes.blockSignals(False)
+        self.controller.class_id = int(class_id)
+        self.controller.edit_source("adjudicated")
+        if self.controller.tool is None:
+            self.controller.set_tool("brush")
+        self.show_tab("draw")
