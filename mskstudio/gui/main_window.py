@@ -46,7 +46,8 @@ OPTIONAL_DOCKS = [
     ("Annotate", "mskstudio.gui.views.annotate:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea),
 ]
 # Optional menus: "module:function" called as function(main_window) after the core menus.
-MENU_HOOKS = ["mskstudio.gui.model_menu:add_model_menu"]
+MENU_HOOKS = ["mskstudio.gui.model_menu:add_model_menu",
+              "mskstudio.gui.views.adjudicate:add_adjudication_menu"]  # the Annotate menu
 IMPORT_KINDS = {"import": "Import DICOM", "import-clinical": "Import clinical CSV"}
 
 
