@@ -56,6 +56,7 @@ class Project:
         "clusters": "repo_clusters:ClusterRepo",
         "models": "repo_models:ModelRepo",
         "annotations": "repo_annotations:AnnotationRepo",
+        "measurements": "repo_measurements:MeasurementRepo",
     }
 
     def __getattr__(self, name: str) -> Any:

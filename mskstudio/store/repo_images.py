@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import math
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -238,3 +240,52 @@ class ImageRepo:
             )
             self.p.audit("lab.edit", "patient", patient_id,
                          {"name": name, "value": value, "unit": unit, "range": [ref_low, ref_high]})
+
+    def add_lab(self, patient_id: int, name: str, value: float | None, unit: str | None = None,
+                ref_low: float | None = None, ref_high: float | None = None, taken_on: str | None = None,
+                *, audit_action: str = "lab.add") -> None:
+        """A new lab for the patient; refuses a name the patient has already (any letter case)."""
+        name = check_lab(name, value, ref_low, ref_high, taken_on)
+        with self.p.db.transaction() as c:
+            clash = c.execute("SELECT name FROM labs WHERE patient_id = ? AND lower(name) = lower(?)",
+                              (patient_id, name)).fetchone()
+            if clash is not None:
+                raise ValueError(f"{clash[0]} is recorded already for this patient: edit its value in the table")
+            c.execute(
+                "INSERT INTO labs(patient_id, name, value, unit, ref_low, ref_high, taken_on) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (patient_id, name, value, unit or None, ref_low, ref_high, taken_on or None),
+            )
+            self.p.audit(audit_action, "patient", patient_id,
+                         {"name": name, "value": value, "unit": unit, "range": [ref_low, ref_high],
+                          "taken_on": taken_on})
+
+    def delete_lab(self, patient_id: int, name: str, *, audit_action: str = "lab.delete") -> dict[str, Any] | None:
+        """Remove a lab; returns what it held (for undo), None when there was no such lab."""
+        row = self.p.db.one("SELECT * FROM labs WHERE patient_id = ? AND name = ?", (patient_id, name))
+        if row is None:
+            return None
+        removed = dict(row)
+        with self.p.db.transaction() as c:
+            c.execute("DELETE FROM labs WHERE id = ?", (row["id"],))
+            self.p.audit(audit_action, "patient", patient_id, {k: v for k, v in removed.items() if k != "id"})
+        return removed
+
+
+def check_lab(name: str, value: float | None, ref_low: float | None, ref_high: float | None,
+              taken_on: str | None) -> str:
+    """The cleaned lab name, or ValueError with a message meant for the user."""
+    name = (name or "").strip()
+    if not name:
+        raise ValueError("The lab needs a name (e.g. ALP)")
+    for label, number in (("value", value), ("normal low", ref_low), ("normal high", ref_high)):
+        if number is not None and not math.isfinite(number):
+            raise ValueError(f"The {label} must be a finite number")
+    if ref_low is not None and ref_high is not None and ref_low > ref_high:
+        raise ValueError(f"The normal low ({ref_low:g}) is above the normal high ({ref_high:g})")
+    if taken_on:
+        try:
+            datetime.date.fromisoformat(taken_on)
+        except ValueError:
+            raise ValueError(f"The date {taken_on!r} is not a date as YYYY-MM-DD") from None
+    return name

@@ -67,31 +67,85 @@ def test_migrates_v0_fixture_to_latest(tmp_path):
 def test_failed_migration_rolls_back_and_keeps_backup(tmp_path, monkeypatch):
     root = tmp_path / "p.mskproj"
     Project.create(root).close()
+    released = list(schema.MIGRATIONS)
 
-    def upgrade_to_2(conn):
+    def upgrade_to_next(conn):
         conn.execute("ALTER TABLE images ADD COLUMN new_col TEXT")
         raise RuntimeError("boom in the middle of a migration")
 
-    monkeypatch.setattr(schema, "MIGRATIONS", [schema.upgrade_to_1, upgrade_to_2])
+    monkeypatch.setattr(schema, "MIGRATIONS", [*released, upgrade_to_next])
     with pytest.raises(RuntimeError, match="boom"):
         Project.open(root)
-    backup = root / "project.v1.backup.db"
+    backup = root / f"project.v{len(released)}.backup.db"
     assert backup.exists()
-    monkeypatch.setattr(schema, "MIGRATIONS", [schema.upgrade_to_1])
+    monkeypatch.setattr(schema, "MIGRATIONS", released)
     with Project.open(root) as project:
         cols = [r[1] for r in project.db.query("PRAGMA table_info(images)")]
         assert "new_col" not in cols
-        assert project.db.scalar("PRAGMA user_version") == 1
+        assert project.db.scalar("PRAGMA user_version") == len(released)
 
 
 def test_successful_migration_step(tmp_path, monkeypatch):
     root = tmp_path / "p.mskproj"
     Project.create(root).close()
+    released = list(schema.MIGRATIONS)
     monkeypatch.setattr(schema, "MIGRATIONS", [
-        schema.upgrade_to_1, lambda conn: conn.execute("ALTER TABLE images ADD COLUMN extra TEXT")])
+        *released, lambda conn: conn.execute("ALTER TABLE images ADD COLUMN extra TEXT")])
     with Project.open(root) as project:
-        assert project.db.scalar("PRAGMA user_version") == 2
+        assert project.db.scalar("PRAGMA user_version") == len(released) + 1
         assert "extra" in [r[1] for r in project.db.query("PRAGMA table_info(images)")]
+
+
+def _v1_project(root: Path, monkeypatch) -> dict:
+    """A project as schema 1 left it: a patient with a lab and an image with pixel spacing."""
+    with monkeypatch.context() as m:
+        m.setattr(schema, "MIGRATIONS", [schema.upgrade_to_1])
+        with Project.create(root) as project:
+            pid = project.images.patient_id("P-OLD")
+            study = project.images.study_id(pid, "1.2.3")
+            image = project.images.add_image({"study_id": study, "sop_uid": "1.2.3.4", "rows": 100, "cols": 80,
+                                              "spacing_row_mm": 0.2, "spacing_col_mm": 0.1,
+                                              "spacing_source": "pixel"}, b"png")
+            project.images.set_lab(pid, "ALP", 312.0, "U/L", 40.0, 130.0)
+            assert project.db.scalar("PRAGMA user_version") == 1
+    return {"patient": pid, "image": image}
+
+
+def test_v1_project_upgrades_to_2_keeping_data_and_a_backup(tmp_path, monkeypatch):
+    root = tmp_path / "old.mskproj"
+    ids = _v1_project(root, monkeypatch)
+    with Project.open(root) as project:
+        assert project.db.scalar("PRAGMA user_version") == schema.latest_version() >= 2
+        # data survives: the lab (now with an empty date) and the image
+        (lab,) = project.images.labs(ids["patient"])
+        assert (lab["name"], lab["value"], lab["ref_high"], lab["taken_on"]) == ("ALP", 312.0, 130.0, None)
+        assert project.images.get(ids["image"])["spacing_col_mm"] == 0.1
+        # the new table works: a ruler 10 columns by 10 rows with spacing 0.2 (row) × 0.1 (col) mm
+        mid = project.measurements.add(ids["image"], "ruler", [(0, 0), (10, 10)])
+        (saved,) = project.measurements.for_image(ids["image"])
+        assert saved["id"] == mid and saved["spacing_source"] == "PixelSpacing"
+        assert saved["length_mm"] == pytest.approx((1.0 ** 2 + 2.0 ** 2) ** 0.5)
+    # the backup is the schema-1 database as it was, before the upgrade
+    backup = root / "project.v1.backup.db"
+    conn = sqlite3.connect(backup)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("SELECT value FROM labs WHERE name = 'ALP'").fetchone()[0] == 312.0
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert "measurements" not in tables
+    finally:
+        conn.close()
+
+
+def test_v1_project_in_a_read_only_folder_still_opens(tmp_path, monkeypatch):
+    """It cannot be migrated there: it opens read-only at schema 1 and shows no measurements."""
+    root = tmp_path / "old.mskproj"
+    ids = _v1_project(root, monkeypatch)
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)
+    with Project.open(root) as project:
+        assert project.readonly and project.db.scalar("PRAGMA user_version") == 1
+        assert project.measurements.for_image(ids["image"]) == []
+        assert [r["name"] for r in project.images.labs(ids["patient"])] == ["ALP"]
 
 
 def test_newer_schema_opens_read_only(tmp_path):
