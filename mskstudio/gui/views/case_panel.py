@@ -1,8 +1,9 @@
-"""Case panel: clinical record (units, normal ranges), labs, labels with provenance, DICOM tags, flags.
+"""Case panel: clinical record (units, normal ranges), labs, labels with provenance, DICOM tags,
+measurements, flags.
 
 Editors *ask*; every change goes to the window's undo stack as a command from
-``gui/commands.py`` that *does* it through the store (audited there), so edits
-commit at once and Ctrl+Z takes them back.
+``gui/commands.py`` or ``case_commands.py`` that *does* it through the store (audited
+there), so edits commit at once and Ctrl+Z takes them back.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPlainTextEdit,
+    QPushButton,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -26,7 +28,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..commands import SetClinicalCommand, SetFlagCommand, SetLabCommand
+from ...store.repo_measurements import APPROXIMATE_SOURCES
+from ..commands import SetClinicalCommand, SetFlagCommand
+from .case_commands import DeleteMeasurementsCommand, measurement_events
+from .lab_editor import LabEditor
 
 # field: (label, unit, normal range text, kind or choices)
 CLINICAL = {
@@ -109,9 +114,6 @@ class CasePanel(QWidget):
         self._report_filter = _FocusOut(lambda: self._commit_text("report", self.report.toPlainText()))
         self.report.installEventFilter(self._report_filter)
         form.addRow("Report", self.report)
-        self.labs = _table(["Lab", "Value", "Unit", "Normal range", ""])
-        self.labs.itemChanged.connect(self._lab_edited)
-        form.addRow(self.labs)
         flags = QHBoxLayout()
         self.flag_boxes: dict[str, QCheckBox] = {}
         for flag, label in FLAGS:
@@ -121,6 +123,9 @@ class CasePanel(QWidget):
             flags.addWidget(box)
         form.addRow("Flags", flags)
         self.tabs.addTab(clinical, "Clinical")
+        self.lab_editor = LabEditor(undo_stack, on_change=self._changed)
+        self.labs = self.lab_editor.table
+        self.tabs.addTab(self.lab_editor, "Labs")
 
         self.labels = _table(["Label set", "Class", "Source", "Author", "When", "Run", "Conf."])
         self.labels.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -128,6 +133,19 @@ class CasePanel(QWidget):
         self.tags = _table(["Tag", "Keyword", "VR", "Value"])
         self.tags.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.tabs.addTab(self.tags, "DICOM")
+        self.measures = _table(["#", "Kind", "Value", "Pixels", "Spacing", "Author", "When"])
+        self.measures.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.delete_measure = QPushButton("Delete measurement")
+        self.delete_measure.clicked.connect(self.delete_selected_measurements)
+        self.measures.itemSelectionChanged.connect(
+            lambda: self.delete_measure.setEnabled(bool(self.measures.selectionModel().selectedRows())))
+        measures = QWidget()
+        box = QVBoxLayout(measures)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.addWidget(self.measures, 1)
+        box.addWidget(self.delete_measure, 0, Qt.AlignmentFlag.AlignLeft)
+        self.tabs.addTab(measures, "Measurements")
+        measurement_events.changed.connect(self._measurements_changed)
         self.tabs.currentChanged.connect(lambda _i: self._load_tags())
         self._tags_for: int | None = None
 
@@ -154,6 +172,8 @@ class CasePanel(QWidget):
             r = self.row
             if r is None:
                 self.header.setText("No image")
+                self.lab_editor.show_labs(None, None)
+                self.measures.setRowCount(0)
                 return
             self.header.setText(f"<b>{r['pseudonym']}</b> · image {r['id']} · {r['centre'] or 'no centre'}")
             rec = p.images.clinical(r["patient_id"])
@@ -167,7 +187,8 @@ class CasePanel(QWidget):
                 else:
                     w.setText(text)
             self.report.setPlainText(rec.get("report") or "")
-            self._fill_labs(p.images.labs(r["patient_id"]))
+            self.lab_editor.show_labs(p, r["patient_id"])
+            self._fill_measurements()
             self._fill_labels(p.labels.labels_of(r["id"]))
             for flag, box in self.flag_boxes.items():
                 box.setChecked(bool(r[flag]))
@@ -176,21 +197,38 @@ class CasePanel(QWidget):
         finally:
             self._loading = False
 
-    def _fill_labs(self, labs) -> None:
-        self.labs.setRowCount(0)
-        for lab in labs:
-            i = self.labs.rowCount()
-            self.labs.insertRow(i)
-            lo, hi, v = lab["ref_low"], lab["ref_high"], lab["value"]
-            rng = f"{'' if lo is None else f'{lo:g}'}–{'' if hi is None else f'{hi:g}'}"
-            flag = "" if v is None else ("↓ low" if lo is not None and v < lo else
-                                         "↑ high" if hi is not None and v > hi else "")
-            cells = [_item(lab["name"]), _item("" if v is None else f"{v:g}", editable=True),
-                     _item(lab["unit"]), _item(rng), _item(flag)]
-            for c, it in enumerate(cells):
-                if flag and c in (1, 4):
-                    it.setForeground(QBrush(QColor("#ff8a65")))
-                self.labs.setItem(i, c, it)
+    def _fill_measurements(self) -> None:
+        """The open image's rulers and angles: mm where there is spacing, always pixels, and the spacing source."""
+        rows = self.project.measurements.for_image(self.image_id) if self.row is not None else []
+        self.measures.setRowCount(0)
+        for m in rows:
+            i = self.measures.rowCount()
+            self.measures.insertRow(i)
+            if m["kind"] == "angle":
+                value, pixels = f"{m['angle_deg']:.1f}°", ""
+            else:
+                approx = "≈" if m["spacing_source"] in APPROXIMATE_SOURCES else ""
+                value = "—" if m["length_mm"] is None else f"{approx}{m['length_mm']:.1f} mm"
+                pixels = f"{m['length_px']:.1f} px"
+            when = (m["updated_at"] or "")[:16].replace("T", " ")
+            for c, text in enumerate([m["id"], m["kind"], value, pixels, m["spacing_source"], m["author"], when]):
+                it = _item(text)
+                if c == 0:
+                    it.setData(Qt.ItemDataRole.UserRole, m["id"])
+                self.measures.setItem(i, c, it)
+        self.delete_measure.setEnabled(False)
+        self.tabs.setTabText(self.tabs.indexOf(self.measures.parentWidget()),
+                             f"Measurements ({len(rows)})" if rows else "Measurements")
+
+    def _measurements_changed(self, project, image_id) -> None:
+        if project is self.project and image_id == self.image_id and self.row is not None:
+            self._fill_measurements()
+
+    def delete_selected_measurements(self) -> None:
+        ids = [int(self.measures.item(ix.row(), 0).data(Qt.ItemDataRole.UserRole))
+               for ix in self.measures.selectionModel().selectedRows()]
+        if ids and self.project is not None and not self.project.readonly:
+            self.undo_stack.push(DeleteMeasurementsCommand(self.project, self.image_id, ids))
 
     def _fill_labels(self, labels) -> None:
         self.labels.setRowCount(0)
@@ -255,19 +293,6 @@ class CasePanel(QWidget):
             return
         self.undo_stack.push(SetClinicalCommand(self.project, pid, field, value, old,
                                                 on_change=self._changed))
-
-    def _lab_edited(self, item: QTableWidgetItem) -> None:
-        if self._loading or self.row is None or item.column() != 1:
-            return
-        name = self.labs.item(item.row(), 0).text()
-        text = item.text().strip().replace(",", ".")
-        try:
-            value = float(text) if text else None
-        except ValueError:
-            self.refresh()
-            return
-        self.undo_stack.push(SetLabCommand(self.project, self.row["patient_id"], name, value,
-                                           on_change=self._changed))
 
     def _set_flag(self, flag: str, value: bool) -> None:
         if self._loading or self.row is None or bool(self.row[flag]) == value:
