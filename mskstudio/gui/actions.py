@@ -73,7 +73,8 @@ def build_menus(w) -> None:
     _act(w, m, "Pan / zoom tool", lambda: v.set_tool("pan"), "Esc", name="tool_pan")
     _act(w, m, "&Ruler (mm)", lambda: v.set_tool("ruler"), "M", name="tool_ruler")
     _act(w, m, "&Angle", lambda: v.set_tool("angle"), "A", name="tool_angle")
-    _act(w, m, "&Clear measurements", v.clear_measurements, "C", name="clear_measurements")
+    _act(w, m, "&Delete measurements on this image", v.delete_all_measurements, "C",
+         name="delete_measurements")
     m.addSeparator()
     w.docks_menu = m.addMenu("Panels")
     _act(w, m, "Reset layout", w.reset_layout, name="reset_layout")
