@@ -5,6 +5,10 @@ queues the id; a zero-delay timer loads queued thumbnails (newest requests first
 what is on screen now) within a small time budget per event-loop turn and announces
 them with ``dataChanged``.  With uniform item sizes the view asks only for the visible
 rows, so 50 000 images cost one list of ints and a cache of a few thousand pixmaps.
+
+The model is a ``QStringListModel`` (the captions are its strings) so that ``rowCount``
+and ``index`` stay in C++: a Python ``rowCount`` is called about four times per item
+while the view lays out, 200 000 Python calls (~0.3 s) for a 50 000-image project.
 """
 
 from __future__ import annotations
@@ -12,18 +16,17 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QSize, Qt, QTimer
+from PySide6.QtCore import QModelIndex, QSize, QStringListModel, Qt, QTimer
 from PySide6.QtGui import QColor, QImage, QPixmap
 
 ImageIdRole = Qt.ItemDataRole.UserRole + 1
 
 
-class ThumbnailModel(QAbstractListModel):
+class ThumbnailModel(QStringListModel):
     def __init__(self, parent=None, *, icon_size: int = 128, cache_size: int = 3000):
         super().__init__(parent)
         self.project = None
         self.ids: list[int] = []
-        self.captions: dict[int, str] = {}
         self.icon_size = icon_size
         self.cache: OrderedDict[int, QPixmap] = OrderedDict()
         self.cache_size = cache_size
@@ -41,18 +44,22 @@ class ThumbnailModel(QAbstractListModel):
     def set_project(self, project) -> None:
         self.project = project
         self.cache.clear()
-        self.set_items([], {})
+        self.set_items([], [])
 
-    def set_items(self, ids: list[int], captions: dict[int, str]) -> None:
-        self.beginResetModel()
+    def set_items(self, ids: list[int], captions: list[str]) -> None:
+        """Show ``ids`` in this order, with one caption per id."""
+        if len(captions) != len(ids):
+            raise ValueError("one caption per image id")
         self.ids = list(ids)
-        self.captions = captions
         self._row_of = {i: r for r, i in enumerate(self.ids)}
         self._queue.clear()
-        self.endResetModel()
+        self.setStringList(captions)  # resets the model
 
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.ids)
+    def flags(self, index: QModelIndex) -> Qt.ItemFlag:
+        # Captions are not editable and nothing is dragged (QStringListModel allows both).
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemNeverHasChildren
 
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
@@ -71,9 +78,9 @@ class ThumbnailModel(QAbstractListModel):
                 self._timer.start()
             return self.placeholder
         if role == Qt.ItemDataRole.DisplayRole:
-            return self.captions.get(image_id, str(image_id))
+            return super().data(index, role)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"image {image_id}  {self.captions.get(image_id, '')}"
+            return f"image {image_id}  {super().data(index, Qt.ItemDataRole.DisplayRole)}"
         if role == ImageIdRole:
             return image_id
         if role == Qt.ItemDataRole.SizeHintRole:
