@@ -71,6 +71,7 @@ class MainWindow(QMainWindow):
         self.workspace_errors: dict[str, str] = {}
 
         self.viewer = Viewer()
+        self.viewer.measurement_undo_stack = self.undo_stack
         self.workspace = QTabWidget()
         self.workspace.setDocumentMode(True)
         # A wide workspace must not force the window wider than the screen: the central

@@ -66,11 +66,11 @@ class StoredFrame:
         # A decreasing rescale swaps the tails: modality's low percentile is the
         # stored high one.
         pcts = (lo_pct, hi_pct) if self.slope >= 0 else (100.0 - lo_pct, 100.0 - hi_pct)
-        lo, hi = (float(self.to_modality(np.float64(v))) for v in _percentiles(sample, pcts))
+        lo, hi = (float(self.to_modality(np.float64(v))) for v in integer_percentiles(sample, pcts))
         return window_between(lo, hi, lo_pct, hi_pct)
 
 
-def _percentiles(sample: np.ndarray, pcts: tuple[float, float]) -> list[float]:
+def integer_percentiles(sample: np.ndarray, pcts: tuple[float, float]) -> list[float]:
     """np.percentile(sample, pcts) (linear method) for integers, via a histogram:
     ~1 ms instead of ~10 ms for a partition of the float sample."""
     if sample.dtype.kind not in "ui":

@@ -16,6 +16,13 @@ def _wait_full(qtbot, w, image_id):
     qtbot.waitUntil(lambda: w.viewer.rad is not None and w.viewer.image_id == image_id, timeout=15000)
 
 
+def _reference(w):
+    """The float decode of the window's image, independent of the viewer's display path."""
+    from mskstudio.io.dicom import read_radiograph
+
+    return read_radiograph(w.project.images.dicom_path(w.image_id), frame=int(w.viewer.row["frame"] or 0))
+
+
 def test_grid_and_tree_selection_open_the_image(qtbot, window):
     w = window
     b = w.browser
@@ -26,7 +33,7 @@ def test_grid_and_tree_selection_open_the_image(qtbot, window):
     assert sig.args == [target]
     _wait_full(qtbot, w, target)
     row = w.project.images.get(target)
-    assert w.viewer.rad.modality.shape == (row["rows"], row["cols"])
+    assert w.viewer.rad.shape == (row["rows"], row["cols"])
     assert w.case_panel.image_id == target
     # the tree followed the grid; choosing another leaf in the tree opens that image
     other = b.order[0]
@@ -87,7 +94,7 @@ def test_window_level_presets_and_drag(qtbot, window):
     bone = tuple(v.img.levels)
     assert bone != before and v.window.explanation == "bone"
     window.actions_by_name["preset5"].trigger()  # full range
-    assert v.window_levels()[0] == pytest.approx(float(v.rad.modality.min()))
+    assert v.window_levels()[0] == pytest.approx(float(_reference(window).modality.min()))
     assert v.img.levels[0] == pytest.approx((v.window_levels()[0] - v._offset) / v._scale)
     # right-drag changes window (width) and level (center) with live feedback
     w0, c0 = v.window.width, v.window.center
@@ -132,8 +139,10 @@ def test_ruler_measures_millimetres(qtbot, window):
     ang = v.add_angle((0, 0), (10, 10), (20, 0))
     if sr == sc:
         assert ang.degrees == pytest.approx(90.0)
-    window.actions_by_name["clear_measurements"].trigger()
-    assert v.measurements == []
+    window.actions_by_name["delete_measurements"].trigger()  # one undoable step
+    assert v.measurements == [] and window.project.measurements.for_image(window.image_id) == []
+    window.undo_stack.undo()
+    assert len(v.measurements) == len(window.project.measurements.for_image(window.image_id)) > 0
 
 
 def test_spacing_warning(qtbot, window):
@@ -157,7 +166,7 @@ def test_readout_rotation_and_zoom(qtbot, window):
     x, y = v.to_image(v.canvas.mapToScene(QPointF(c + 0.5, r + 0.5)))
     assert (int(x), int(y)) == (c, r)
     text = v.readout(x, y)
-    value = float(v.rad.modality[int(y), int(x)])
+    value = float(_reference(window).modality[int(y), int(x)])
     assert f"value {value:.1f}" in text and "mm" in text
     window.actions_by_name["rotate_right"].trigger()
     assert v.to_image(v.canvas.mapToScene(QPointF(x, y))) == pytest.approx((x, y))
@@ -207,4 +216,147 @@ def test_thumbnail_first_then_full_image(qtbot, window):
     v = w.viewer
     assert v.img.image.dtype == np.uint16
     # full bit depth: the displayed array maps back to the modality values exactly
-    assert np.allclose(v._offset + v._scale * v._pyramid[1].astype(np.float64), v.rad.modality, atol=v._scale)
+    assert np.allclose(v._offset + v._scale * v._pyramid[1].astype(np.float64), _reference(w).modality,
+                       atol=v._scale)
+
+
+def test_display_pyramid_levels_are_rounded_block_means():
+    """The worker-built pyramid: each level the rounded 2×2 mean of the one above (odd edges repeated)."""
+    from mskstudio.gui.views.image_loader import PYRAMID_MIN_SIDE, display_pyramid, halve_u16
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 65536, (37, 50), dtype=np.uint16)
+    padded = np.pad(a.astype(np.float64), ((0, 1), (0, 0)), mode="edge")
+    expected = np.floor(padded.reshape(19, 2, 25, 2).mean(axis=(1, 3)) + 0.5)
+    assert np.array_equal(halve_u16(a), expected.astype(np.uint16))
+    full = rng.integers(0, 4096, (1500, 700), dtype=np.uint16)
+    levels = display_pyramid(full)
+    assert sorted(levels) == [1, 2, 4, 8] and levels[1] is full
+    assert max(levels[8].shape) <= PYRAMID_MIN_SIDE < max(levels[4].shape)
+    assert all(np.array_equal(levels[f * 2], halve_u16(levels[f])) for f in (1, 2, 4))
+    # values known to stay below 2**14 are summed in uint16: the same means, up to the top value
+    narrow = rng.integers(16000, 16384, (41, 60), dtype=np.uint16)
+    narrow[:2, :2] = 16383
+    assert np.array_equal(halve_u16(narrow, top=16383), halve_u16(narrow)) and halve_u16(narrow, 16383)[0, 0] == 16383
+    assert all(np.array_equal(a, b) for a, b in zip(display_pyramid(full, top=4095).values(), levels.values(),
+                                                     strict=True))
+
+
+# ---- the stored-integer display path ---------------------------------------------------------
+def _synthetic_path(tmp_path, values: np.ndarray, **attrs):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1"  # CR
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = generate_uid(), generate_uid(), "CR"
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows, ds.Columns = values.shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+    ds.PixelRepresentation = 1 if values.dtype.kind == "i" else 0
+    for k, v in attrs.items():
+        setattr(ds, k, v)
+    ds.PixelData = values.astype(values.dtype.newbyteorder("<")).tobytes()
+    path = tmp_path / "x.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _stored_12bit() -> np.ndarray:
+    """A 12-bit radiograph-like image (a smooth ramp plus noise), 1100x900: sampled with stride 2."""
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:1100, 0:900]
+    img = 600 + 2.5 * xx + 0.8 * yy + rng.normal(0, 40, yy.shape)
+    return np.clip(np.round(img), 0, 4095).astype(np.uint16)
+
+
+DISPLAY_CASES = {
+    "monochrome2 with a stored window": lambda v: dict(values=v, WindowCenter=1800, WindowWidth=1200),
+    "monochrome1": lambda v: dict(values=(4095 - v).astype(np.uint16), PhotometricInterpretation="MONOCHROME1"),
+    "signed": lambda v: dict(values=(v.astype(np.int32) - 2048).astype(np.int16)),
+    "rescaled": lambda v: dict(values=v, RescaleSlope=0.25, RescaleIntercept=-1000),
+    "decreasing rescale": lambda v: dict(values=v, RescaleSlope=-2, RescaleIntercept=8190),
+}
+
+
+def _assert_same_display(fast, slow, modality: np.ndarray) -> None:
+    """The stored-integer products ``fast`` against the float path's ``slow`` for one image."""
+    def back(d, level):  # modality values of one pyramid level
+        return d.offset + d.scale * d.pyramid[level].astype(np.float64)
+
+    assert fast.rad.exact is None and slow.rad.exact is not None  # each went its own path
+    assert fast.scale > 0 and sorted(fast.pyramid) == sorted(slow.pyramid)
+    # the display maps back to the modality image exactly (float32 rounding aside) ...
+    np.testing.assert_allclose(back(fast, 1), modality, rtol=1e-6, atol=1e-3)
+    # ... and shows what the float path shows: the same integers where the float path is
+    # exact (unit scale); else the float path's quantisation differs, and each halving rounds
+    # the block means to each path's own display unit (half a unit per halving, at most)
+    exact = slow.scale == fast.scale == 1.0
+    for level in fast.pyramid:
+        halvings = level.bit_length() - 1
+        atol = 1e-3 if exact else slow.scale + halvings * (fast.scale + slow.scale) / 2
+        np.testing.assert_allclose(back(fast, level), back(slow, level), rtol=1e-6, atol=atol)
+    if exact:
+        assert np.array_equal(fast.pyramid[1].astype(np.int64) - slow.pyramid[1], np.full(modality.shape,
+                              round(slow.offset - fast.offset)))
+    assert [name for name, _ in fast.presets] == [name for name, _ in slow.presets]
+    for (_, a), (_, b) in zip(fast.presets, slow.presets, strict=True):
+        assert a.explanation == b.explanation
+        assert (a.center, a.width) == pytest.approx((b.center, b.width), rel=1e-6, abs=1e-3)
+    assert fast.rad.invert == slow.rad.invert and fast.rad.default_window() == pytest.approx(
+        slow.rad.default_window())
+    # readout and crops come from the display array, one value or one region at a time
+    r, c = modality.shape[0] // 3, modality.shape[1] // 2
+    assert fast.rad.modality_at(r, c) == pytest.approx(float(modality[r, c]), rel=1e-6, abs=1e-3)
+    np.testing.assert_allclose(fast.rad.modality_region(5, 40, 7, 30), modality[5:40, 7:30], rtol=1e-6, atol=1e-3)
+    crop = fast.rad.region(5, 40, 7, 30)
+    window = fast.presets[1][1]
+    assert np.abs(crop.render_u8(window).astype(int) - slow.rad.region(5, 40, 7, 30).render_u8(window)).max() <= 1
+
+
+@pytest.mark.parametrize("case", list(DISPLAY_CASES))
+def test_stored_integer_display_matches_float_path(tmp_path, case):
+    from mskstudio.gui.views.image_loader import decode_for_display, prepare_display
+    from mskstudio.io.dicom import read_radiograph
+
+    attrs = DISPLAY_CASES[case](_stored_12bit())
+    path = _synthetic_path(tmp_path, attrs.pop("values"), **attrs)
+    rad = read_radiograph(path)
+    _assert_same_display(decode_for_display(path), prepare_display(rad), rad.modality)
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_RLE.dcm", "JPEG2000.dcm"])
+def test_stored_integer_display_of_pydicom_files(name):
+    """Signed CT with an intercept, and compressed grey files (decoded to integers, then the same path)."""
+    from pydicom.data import get_testdata_file
+
+    from mskstudio.gui.views.image_loader import decode_for_display, prepare_display
+    from mskstudio.io.dicom import read_radiograph
+
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"{name} is not among pydicom's installed test files")
+    rad = read_radiograph(path)
+    _assert_same_display(decode_for_display(path), prepare_display(rad), rad.modality)
+
+
+def test_colour_images_take_the_float_path():
+    from pydicom.data import get_testdata_file
+
+    from mskstudio.gui.views.image_loader import decode_for_display
+    from mskstudio.gui.views.viewer_tools import to_display_u16, window_presets
+    from mskstudio.io.dicom import read_radiograph
+
+    path = get_testdata_file("SC_rgb_rle.dcm", download=False)
+    if path is None:
+        pytest.skip("SC_rgb_rle.dcm is not among pydicom's installed test files")
+    rad = read_radiograph(path)
+    shown = decode_for_display(path)
+    assert shown.rad.exact is not None and np.array_equal(shown.rad.exact, rad.modality)
+    assert shown.presets == window_presets(rad)
+    full, offset, scale = to_display_u16(rad.modality)
+    assert np.array_equal(shown.pyramid[1], full) and (shown.offset, shown.scale) == (offset, scale)
+    assert shown.rad.modality_at(3, 4) == float(rad.modality[3, 4])

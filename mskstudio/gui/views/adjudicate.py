@@ -14,8 +14,6 @@ Annotate menu that opens it.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QAction, QImage, QPainter
@@ -136,8 +134,8 @@ class AdjudicationPanel(QWidget):
 
     def __init__(self, parent=None, *, radiograph_of=None):
         super().__init__(parent)
-        # radiograph_of(image_id) -> (Radiograph, Window | None, invert) when the full image is
-        # already decoded (the main viewer's), else None: the picture then uses the analysis cache.
+        # radiograph_of(image_id) -> (image_loader.ShownRadiograph, Window | None, invert) when the
+        # full image is already decoded (the main viewer's), else None: the picture then uses the analysis cache.
         self.radiograph_of = radiograph_of
         self.project = None
         self.image_id: int | None = None
@@ -292,7 +290,7 @@ class AdjudicationPanel(QWidget):
         shown = self.radiograph_of(self.image_id) if self.radiograph_of is not None else None
         if shown is not None:
             rad, window, invert = shown
-            part = replace(rad, modality=rad.modality[y0:y1, x0:x1])
+            part = rad.region(y0, y1, x0, x1)  # float modality of the crop only
             gray = part.render_u8(window or rad.default_window(), invert)
             return resize_area(gray.astype(np.float32), shape).astype(np.uint8)
         try:

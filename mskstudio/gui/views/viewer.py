@@ -1,10 +1,12 @@
 """The radiograph viewer: full bit depth, window/level, measurements and overlay layers.
 
-The image shown is the modality float image (modality LUT applied); the window is the
-ImageItem's levels and MONOCHROME1 is shown through an inverted lookup table, so bone
-is always bright.  Everything lives under one ``canvas`` item in full-resolution pixel
-coordinates (x = column, y = row) carrying the display rotation/flip, so measurements,
-overlays and the pixel readout never depend on how the image is turned.
+The image shown is a uint16 display array with modality = offset + scale * display
+(modality LUT applied; for uncompressed and compressed grey frames it is the stored
+integers themselves, shifted where needed); the window is the ImageItem's levels and
+MONOCHROME1 is shown through an inverted lookup table, so bone is always bright.
+Everything lives under one ``canvas`` item in full-resolution pixel coordinates
+(x = column, y = row) carrying the display rotation/flip, so measurements, overlays
+and the pixel readout never depend on how the image is turned.
 
 Opening an image shows its thumbnail (upscaled) at once; the full image is decoded on
 a worker thread and swapped in when ready (``image_loaded`` is emitted then).
@@ -19,14 +21,15 @@ from PySide6.QtGui import QTransform
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ...io.dicom import Window
-from .image_loader import ImageLoader, png_to_gray
+from .image_loader import DisplayImage, ImageLoader, halve_u16, png_to_gray
+from .viewer_measure import MeasurementLayer
 from .viewer_overlays import OverlayLayers
-from .viewer_tools import Measurement, WLViewBox, _halve, to_display_u16, window_presets
+from .viewer_tools import Measurement, WLViewBox
 
 INVERT_LUT = np.arange(255, -1, -1, dtype=np.uint8)
 
 
-class Viewer(OverlayLayers, QWidget):
+class Viewer(MeasurementLayer, OverlayLayers, QWidget):
     image_loaded = Signal(int)          # full-resolution image ready
     window_changed = Signal(float, float)
     readout_changed = Signal(str)
@@ -37,7 +40,7 @@ class Viewer(OverlayLayers, QWidget):
         self.project = None
         self.image_id: int | None = None
         self.row = None
-        self.rad = None
+        self.rad = None  # image_loader.ShownRadiograph once the full image is decoded
         self.window: Window | None = None
         self.presets: list[tuple[str, Window]] = []
         self.user_invert = False
@@ -139,7 +142,7 @@ class Viewer(OverlayLayers, QWidget):
         keep_view = (self.row is not None
                      and (row["rows"], row["cols"]) == (self.row["rows"], self.row["cols"]))
         self.image_id, self.row, self.rad = image_id, row, None
-        self.clear_measurements()
+        self.load_measurements()
         self.clear_overlays()
         png = project.images.thumbnail(image_id)
         thumb = png_to_gray(png) if png else None
@@ -160,15 +163,17 @@ class Viewer(OverlayLayers, QWidget):
             return
         self.loader.request(image_id, path, int(row["frame"] or 0))
 
-    def _decoded(self, generation: int, image_id: int, rad) -> None:
+    def _decoded(self, generation: int, image_id: int, shown: DisplayImage) -> None:
+        # Display array, presets and pyramid were made on the loader's worker thread:
+        # here only one screen-sized level goes to pyqtgraph.
         if not self.loader.is_current(generation) or image_id != self.image_id:
             return
-        self.rad = rad
-        self.presets = window_presets(rad)
+        self.rad = shown.rad
+        self.presets = shown.presets
         self.img.setTransform(QTransform())
         self.window = self.presets[0][1]
-        full, self._offset, self._scale = to_display_u16(rad.modality)
-        self._pyramid, self._lod = {1: full}, 0
+        self._offset, self._scale = shown.offset, shown.scale
+        self._pyramid, self._lod = dict(shown.pyramid), 0
         self._update_lod()
         self._apply_lut()
         self._update_corners()
@@ -206,7 +211,7 @@ class Viewer(OverlayLayers, QWidget):
             return
         while f not in self._pyramid:
             g = max(k for k in self._pyramid if k < f)
-            self._pyramid[g * 2] = _halve(self._pyramid[g])
+            self._pyramid[g * 2] = halve_u16(self._pyramid[g])
         self._lod = f
         self.img.setImage(self._pyramid[f], levels=self._levels(), autoLevels=False)
         self.img.setTransform(QTransform.fromScale(f, f))
@@ -325,8 +330,8 @@ class Viewer(OverlayLayers, QWidget):
         sp = self.spacing()
         if sp:
             text += f"  ({col * sp[1]:.1f}, {row * sp[0]:.1f}) mm"
-        if self.rad is not None and self.rad.modality.shape == (self.row["rows"], self.row["cols"]):
-            value = float(self.rad.modality[row, col])
+        if self.rad is not None and self.rad.shape == (self.row["rows"], self.row["cols"]):
+            value = self.rad.modality_at(row, col)
             slope = self.row["rescale_slope"] or 1.0
             stored = (value - (self.row["rescale_intercept"] or 0.0)) / slope
             text += f"  stored {stored:.0f}  value {value:.1f}"
@@ -337,49 +342,3 @@ class Viewer(OverlayLayers, QWidget):
         self.corner_br.setText(text)
         self._place_corners()
         self.readout_changed.emit(text)
-
-    # ---- measurements ----------------------------------------------------------------------
-    def set_tool(self, tool: str) -> None:
-        if tool not in ("pan", "ruler", "angle"):
-            raise ValueError(tool)
-        self.tool = tool
-        self._pending_angle = []
-        self.vb.setMouseEnabled(True, True)
-
-    def _estimated(self) -> bool:
-        return self.row is not None and self.row["spacing_source"] == "imager"
-
-    def add_ruler(self, p0, p1) -> Measurement:
-        m = Measurement(self.canvas, [tuple(p0), tuple(p1)], self.spacing(), self._estimated())
-        self.measurements.append(m)
-        return m
-
-    def add_angle(self, a, vertex, c) -> Measurement:
-        m = Measurement(self.canvas, [tuple(a), tuple(vertex), tuple(c)], self.spacing(), self._estimated())
-        self.measurements.append(m)
-        return m
-
-    def tool_drag(self, start_scene, scene_pos, phase: str) -> None:
-        if self.row is None or self.tool != "ruler":
-            return
-        p = self.to_image(scene_pos)
-        if phase == "start":
-            self._drag_item = self.add_ruler(self.to_image(start_scene), p)
-        elif self._drag_item is not None:
-            self._drag_item.update([self._drag_item.points[0], p])
-            if phase == "finish":
-                self._drag_item = None
-
-    def tool_click(self, scene_pos) -> None:
-        if self.row is None:
-            return
-        self._pending_angle.append(self.to_image(scene_pos))
-        if len(self._pending_angle) == 3:
-            self.add_angle(*self._pending_angle)
-            self._pending_angle = []
-
-    def clear_measurements(self) -> None:
-        for m in self.measurements:
-            m.remove()
-        self.measurements = []
-        self._pending_angle = []

@@ -2,47 +2,66 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt
-from PySide6.QtGui import QColor, QPen
-from PySide6.QtWidgets import QGraphicsLineItem
+from PySide6.QtGui import QBrush, QColor, QPen
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsLineItem, QGraphicsRectItem, QMenu
 
 from ...io.dicom import Window
+from ...io.pixels import window_between, window_sample
+from ...store.repo_measurements import APPROXIMATE_SOURCES, angle_degrees, ruler_length
 
 MEASURE_COLOR = QColor("#ffd23f")
+SELECTED_COLOR = QColor("#4fc3f7")
 
 
-def _percentile_window(a: np.ndarray, lo_pct: float, hi_pct: float, name: str) -> Window:
-    step = max(1, int(math.sqrt(a.size / 262144)))
-    lo, hi = (float(v) for v in np.percentile(a[::step, ::step], [lo_pct, hi_pct]))
+# Percentile bands of the presets, in modality units (MONOCHROME2 first, then MONOCHROME1):
+# radiograph values are not Hounsfield units, so bone and soft tissue are bands of the image
+# itself; bone is the bright end after display inversion (the low end of a MONOCHROME1 image).
+_BONE_BAND = {False: (45.0, 99.5), True: (0.5, 55.0)}
+_SOFT_BAND = {False: (1.0, 65.0), True: (35.0, 99.0)}
+AUTO_BAND = (1.0, 99.0)
+
+
+def preset_percentiles(invert: bool) -> tuple[float, ...]:
+    """The percentiles ``presets_from`` needs, measured on ``pixels.window_sample`` of the image."""
+    return (*_BONE_BAND[invert], *_SOFT_BAND[invert], *AUTO_BAND)
+
+
+def presets_from(windows: list[Window], invert: bool, values: list[float], lo: float, hi: float
+                 ) -> list[tuple[str, Window]]:
+    """The five keyboard presets (keys 1-5), then any further stored DICOM windows.
+
+    1 stored DICOM window (or auto where none), 2 bone, 3 soft tissue, 4 auto 1-99 %,
+    5 full range.  ``values`` are the modality values at ``preset_percentiles(invert)``
+    and (lo, hi) the image's modality range: the float decode measures them on the
+    modality image, the stored-integer path on its display integers.
+    """
+    bone_lo, bone_hi, soft_lo, soft_hi, auto_lo, auto_hi = (float(v) for v in values)
+    auto = window_between(auto_lo, auto_hi, *AUTO_BAND)
+    first = windows[0] if windows else auto
+    presets = [
+        (f"DICOM {first.explanation}".strip() if windows else "Default (auto)", first),
+        ("Bone", _band_window(bone_lo, bone_hi, "bone")),
+        ("Soft tissue", _band_window(soft_lo, soft_hi, "soft tissue")),
+        ("Auto 1-99 %", auto),
+        ("Full range", _band_window(lo, hi, "full range")),
+    ]
+    presets += [(f"DICOM {w.explanation or i + 2}", w) for i, w in enumerate(windows[1:])]
+    return presets
+
+
+def _band_window(lo: float, hi: float, name: str) -> Window:
     return Window((lo + hi) / 2.0, max(hi - lo, 1.0), name)
 
 
 def window_presets(rad) -> list[tuple[str, Window]]:
-    """The five keyboard presets (keys 1-5), then any further stored DICOM windows.
-
-    1 stored DICOM window (or auto where none), 2 bone, 3 soft tissue, 4 auto 1-99 %,
-    5 full range.  Radiograph values are not Hounsfield units, so bone and soft tissue
-    are percentile bands of the image itself: bone is the bright end after display
-    inversion (the low end of a MONOCHROME1 image), soft tissue the darker band.
-    """
+    """``presets_from`` a decoded float Radiograph: one np.percentile over its window sample
+    (the sample ``Radiograph.auto_window`` measures, so preset 4 is ``rad.auto_window()``)."""
     a = rad.modality
-    stored = list(rad.windows)
-    first = stored[0] if stored else rad.auto_window(1.0, 99.0)
-    bone_band, soft_band = ((0.5, 55.0), (35.0, 99.0)) if rad.invert else ((45.0, 99.5), (1.0, 65.0))
-    lo, hi = float(np.min(a)), float(np.max(a))
-    presets = [
-        (f"DICOM {first.explanation}".strip() if stored else "Default (auto)", first),
-        ("Bone", _percentile_window(a, *bone_band, "bone")),
-        ("Soft tissue", _percentile_window(a, *soft_band, "soft tissue")),
-        ("Auto 1-99 %", rad.auto_window(1.0, 99.0)),
-        ("Full range", Window((lo + hi) / 2.0, max(hi - lo, 1.0), "full range")),
-    ]
-    presets += [(f"DICOM {w.explanation or i + 2}", w) for i, w in enumerate(stored[1:])]
-    return presets
+    values = np.percentile(window_sample(a), preset_percentiles(rad.invert))
+    return presets_from(list(rad.windows), rad.invert, list(values), float(np.min(a)), float(np.max(a)))
 
 
 def to_display_u16(modality: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -68,13 +87,6 @@ def to_display_u16(modality: np.ndarray) -> tuple[np.ndarray, float, float]:
     return u.astype(np.uint16), float(offset), float(scale)
 
 
-def _halve(a: np.ndarray) -> np.ndarray:
-    """2x2 block mean (edge-padded to even size), uint16 in and out."""
-    h, w = a.shape
-    if h % 2 or w % 2:
-        a = np.pad(a, ((0, h % 2), (0, w % 2)), mode="edge")
-    m = a.reshape(a.shape[0] // 2, 2, a.shape[1] // 2, 2).astype(np.uint32).sum(axis=(1, 3))
-    return ((m + 2) >> 2).astype(np.uint16)
 
 
 class WLViewBox(pg.ViewBox):
@@ -112,79 +124,192 @@ class WLViewBox(pg.ViewBox):
         if ev.button() == Qt.MouseButton.RightButton:
             ev.accept()  # no context menu: right button is window/level
             return
+        if ev.button() == Qt.MouseButton.LeftButton:
+            self.viewer.select_measurement(None)  # a click beside every measurement drops the selection
         super().mouseClickEvent(ev)
 
 
-def _pen(width: float = 2.0) -> QPen:
-    pen = QPen(MEASURE_COLOR, width)
+def _pen(color: QColor = MEASURE_COLOR, width: float = 2.0) -> QPen:
+    pen = QPen(color, width)
     pen.setCosmetic(True)
     return pen
+
+
+class _Handle(QGraphicsRectItem):
+    """A measurement endpoint: the same size on screen at any zoom, dragged with the left button."""
+
+    HALF = 4.5
+
+    def __init__(self, owner: Measurement, index: int):
+        super().__init__(-self.HALF, -self.HALF, 2 * self.HALF, 2 * self.HALF, owner.parent)
+        self.owner, self.index = owner, index
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+        self.setCursor(Qt.CursorShape.SizeAllCursor)
+        self.setZValue(10)
+
+    def mousePressEvent(self, ev):
+        if ev.button() != Qt.MouseButton.LeftButton:
+            ev.ignore()  # the right button stays window/level
+            return
+        ev.accept()
+        self.owner.drag_started()
+
+    def mouseMoveEvent(self, ev):
+        p = self.parentItem().mapFromScene(ev.scenePos())
+        self.owner.move_point(self.index, (p.x(), p.y()))
+
+    def mouseReleaseEvent(self, ev):
+        self.owner.drag_finished()
+
+    def contextMenuEvent(self, ev):
+        ev.accept()
+        self.owner.context_menu(ev.screenPos())
+
+
+class _Label(pg.TextItem):
+    """The value; a click selects the measurement, a right click opens its menu."""
+
+    def __init__(self, owner: Measurement):
+        super().__init__(color=MEASURE_COLOR, anchor=(0, 1), fill=pg.mkBrush(0, 0, 0, 160))
+        self.owner = owner
+
+    def mouseClickEvent(self, ev):
+        if ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            self.owner.select()
+        elif ev.button() == Qt.MouseButton.RightButton:
+            ev.accept()
+            self.owner.context_menu(ev.screenPos())
 
 
 class Measurement:
     """A ruler (2 points) or an angle (3 points, vertex in the middle) in image pixels.
 
     Coordinates are (x=column, y=row) of the full-resolution image; lengths use the
-    pixel spacing (row, col) in mm, or pixels where there is none.
+    pixel spacing (row, col) in mm, or pixels where there is none.  ``source`` is where
+    that spacing came from (PixelSpacing, ImagerPixelSpacing, estimated, none); mm from
+    the last two are approximate and shown with "≈".  A saved measurement has an id;
+    ``host`` (the viewer) hears about selection, endpoint drags and menu requests.
     """
 
-    def __init__(self, parent, points: list[tuple[float, float]], spacing, estimated: bool):
-        self.parent, self.points = parent, list(points)
-        self.spacing, self.estimated = spacing, estimated
+    def __init__(self, parent, points: list[tuple[float, float]], spacing, source: str = "none", *,
+                 measurement_id: int | None = None, host=None, author: str | None = None):
+        self.parent, self.points = parent, [tuple(p) for p in points]
+        self.spacing, self.source = spacing, source
+        self.measurement_id, self.host, self.author = measurement_id, host, author
+        self.selected = False
+        self._drag_from: list[tuple[float, float]] | None = None
         self.lines = [QGraphicsLineItem(parent) for _ in range(max(1, len(points) - 1))]
-        for line in self.lines:
-            line.setPen(_pen())
-        self.label = pg.TextItem(color=MEASURE_COLOR, anchor=(0, 1), fill=pg.mkBrush(0, 0, 0, 160))
+        self.handles = [_Handle(self, i) for i in range(len(points))]
+        self.label = _Label(self)
         self.label.setParentItem(parent)
+        self._restyle()
         self.update(self.points)
+
+    @classmethod
+    def from_row(cls, parent, row, host=None) -> Measurement:
+        spacing = ((row["spacing_row_mm"], row["spacing_col_mm"]) if row["spacing_row_mm"] else None)
+        return cls(parent, row["points"], spacing, row["spacing_source"], measurement_id=row["id"],
+                   host=host, author=row["author"])
+
+    def apply_row(self, row) -> None:
+        """Follow the stored state (after an undo, a redo or an edit elsewhere)."""
+        if self._drag_from is not None:
+            return  # the user is dragging this one: the drag's end will save it
+        self.spacing = (row["spacing_row_mm"], row["spacing_col_mm"]) if row["spacing_row_mm"] else None
+        self.source, self.author = row["spacing_source"], row["author"]
+        self.update(row["points"])
 
     @property
     def kind(self) -> str:
         return "angle" if len(self.points) == 3 else "ruler"
 
-    def length(self, a, b) -> tuple[float, str]:
-        dx, dy = b[0] - a[0], b[1] - a[1]
-        if self.spacing is None:
-            return math.hypot(dx, dy), "px"
-        return math.hypot(dx * self.spacing[1], dy * self.spacing[0]), "mm"
+    @property
+    def estimated(self) -> bool:
+        return self.source in APPROXIMATE_SOURCES
 
     @property
     def mm(self) -> float | None:
         if self.kind != "ruler" or self.spacing is None:
             return None
-        return self.length(*self.points)[0]
+        return ruler_length(self.points, self.spacing)[1]
 
     @property
     def degrees(self) -> float | None:
-        if self.kind != "angle":
-            return None
-        a, v, c = self.points
-        sr, sc = self.spacing or (1.0, 1.0)
-        u = ((a[0] - v[0]) * sc, (a[1] - v[1]) * sr)
-        w = ((c[0] - v[0]) * sc, (c[1] - v[1]) * sr)
-        nu, nw = math.hypot(*u), math.hypot(*w)
-        if nu == 0 or nw == 0:
-            return 0.0
-        cos = max(-1.0, min(1.0, (u[0] * w[0] + u[1] * w[1]) / (nu * nw)))
-        return math.degrees(math.acos(cos))
+        return angle_degrees(self.points, self.spacing) if self.kind == "angle" else None
 
     def text(self) -> str:
         if self.kind == "angle":
             return f"{self.degrees:.1f}°"
-        value, unit = self.length(*self.points)
-        return f"{'≈' if self.estimated and unit == 'mm' else ''}{value:.1f} {unit}"
+        px, mm = ruler_length(self.points, self.spacing)
+        if mm is None:
+            return f"{px:.1f} px"
+        return f"{'≈' if self.estimated else ''}{mm:.1f} mm"
 
     def update(self, points) -> None:
-        self.points = list(points)
+        self.points = [tuple(p) for p in points]
         for line, (a, b) in zip(self.lines, zip(self.points, self.points[1:], strict=False), strict=False):
             line.setLine(a[0], a[1], b[0], b[1])
+        for handle, p in zip(self.handles, self.points, strict=False):
+            handle.setPos(QPointF(*p))
         anchor = self.points[1] if self.kind == "angle" else self.points[-1]
         self.label.setPos(QPointF(*anchor))
         self.label.setText(self.text())
 
+    # ---- interaction -----------------------------------------------------------------------
+    def set_selected(self, selected: bool) -> None:
+        self.selected = selected
+        self._restyle()
+
+    def _restyle(self) -> None:
+        color = SELECTED_COLOR if self.selected else MEASURE_COLOR
+        for line in self.lines:
+            line.setPen(_pen(color, 2.5 if self.selected else 2.0))
+        for handle in self.handles:
+            handle.setPen(_pen(color, 1.5))
+            handle.setBrush(QBrush(color) if self.selected else QBrush(QColor(0, 0, 0, 120)))
+        self.label.setColor(color)
+
+    def select(self) -> None:
+        if self.host is not None:
+            self.host.select_measurement(self)
+
+    def context_menu(self, screen_pos) -> None:
+        if self.host is not None:
+            self.host.show_measurement_menu(self, screen_pos)
+
+    def drag_started(self) -> None:
+        self._drag_from = list(self.points)
+        self.select()
+
+    def move_point(self, index: int, point: tuple[float, float]) -> None:
+        if self._drag_from is None:
+            return
+        points = list(self.points)
+        points[index] = point
+        self.update(points)
+
+    def drag_finished(self) -> None:
+        before, self._drag_from = self._drag_from, None
+        if before is not None and before != self.points and self.host is not None:
+            self.host.measurement_moved(self, before)
+
     def remove(self) -> None:
         scene = self.parent.scene()
-        for item in (*self.lines, self.label):
+        for item in (*self.lines, *self.handles, self.label):
             item.setParentItem(None)
             if scene is not None and item.scene() is scene:
                 scene.removeItem(item)
+
+
+def measurement_menu(viewer, m: Measurement) -> QMenu:
+    """The context menu of one measurement (built apart from ``exec`` so tests can trigger it)."""
+    menu = QMenu(viewer)
+    who = f" · {m.author}" if m.author else ""
+    title = menu.addAction(f"{m.kind.capitalize()} {m.text()}{who}")
+    title.setEnabled(False)
+    menu.addSeparator()
+    delete = menu.addAction("Delete measurement", lambda: viewer.delete_measurements([m]))
+    delete.setShortcut(Qt.Key.Key_Delete)
+    menu.addAction("Delete all measurements on this image", viewer.delete_all_measurements)
+    return menu
