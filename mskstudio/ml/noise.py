@@ -6,7 +6,8 @@ Three opinions per image of a label set:
   run if asked), else the effective non-human label;
 * the **kNN vote** of its k nearest images of *other patients* in an embedding
   space (a model run, or the raw-pixel baseline), voting with their given labels;
-* the **classifier** prediction (table ``predictions`` of a classifier run), if any.
+* the **classifier** prediction of a classifier run, if any: out of sample where the
+  run has it (out-of-fold and hold-out probabilities), else its stored prediction.
 
 Score = mean over the available opinions of ``1 - p(given label)`` (kNN: the share
 of neighbours that agree; classifier: its probability), so 1 means "everybody else
@@ -50,11 +51,27 @@ def _given_labels(project: Project, set_id: int, cluster_run_id: int | None) -> 
     return given or project.labels.effective(set_id, sources=("import", "cluster", "model"))
 
 
-def _predictions(project: Project, run_id: int) -> dict[int, tuple[int | None, float | None, dict]]:
+def _predictions(project: Project, run_id: int, set_id: int) -> dict[int, tuple[int | None, float | None, dict]]:
+    """The classifier's opinion per image, out of sample wherever the run has one.
+
+    A classifier fits its training labels, noise included, so its stored prediction for
+    a training image mostly repeats the given label.  The run's out-of-fold
+    probabilities (each CV image scored by the fold that did not train on it) and its
+    hold-out probabilities replace those; stored predictions remain for the rest."""
     out = {}
     for r in project.models.predictions(run_id):
         probs = {int(k): float(v) for k, v in json.loads(r["probs"]).items()} if r["probs"] else {}
         out[int(r["image_id"])] = (r["class_id"], r["confidence"], probs)
+    metrics = project.models.metrics(run_id) or {}
+    class_of = {r["name"]: int(r["id"]) for r in project.labels.classes(set_id)}
+    for rep in (((metrics.get("main") or {}).get("oof")) or {}, metrics.get("holdout") or {}):
+        names = list(rep.get("classes") or metrics.get("classes") or [])
+        if not rep.get("image_ids") or not rep.get("probs") or not all(n in class_of for n in names):
+            continue  # an older run without per-image probabilities, or a cascade's reordered classes
+        for image_id, row in zip(rep["image_ids"], rep["probs"], strict=True):
+            probs = {class_of[n]: float(p) for n, p in zip(names, row, strict=True)}
+            best = max(probs, key=probs.get)
+            out[int(image_id)] = (best, probs[best], probs)
     return out
 
 
@@ -86,7 +103,7 @@ def noise_queue(project: Project, label_set: str, *, run_id: int | str | None = 
             counts = {c: labs.count(c) for c in labs}
             best = max(counts.values())
             knn_cls[j] = next(c for c in labs if counts[c] == best)
-    preds = _predictions(project, int(classifier_run_id)) if classifier_run_id is not None else {}
+    preds = _predictions(project, int(classifier_run_id), set_id) if classifier_run_id is not None else {}
     n_classes = max(len(names), 2)
     items = []
     for j, image_id in enumerate(ids):

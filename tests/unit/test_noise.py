@@ -81,3 +81,28 @@ def test_queue_only_disagreements_and_review(noisy_project):
     res = submit_and_run(p, "noise-queue", {"label_set": "region", "classifier_run_id": run, "k": 7})
     assert top.image_id not in [it["image_id"] for it in res["items"]]
     assert res["n"] == len(queue) - 1
+
+
+def test_classifier_opinion_is_out_of_sample_when_the_run_has_it(noisy_project):
+    """A stored (in-sample) prediction repeats the noisy label; the out-of-fold row wins."""
+    from mskstudio.ml.noise import noise_queue
+    from mskstudio.ml.synthetic import REGIONS
+
+    p, flipped, run = noisy_project
+    set_id = p.labels.label_set("region")
+    names = {r["id"]: r["name"] for r in p.labels.classes(set_id)}
+    image_id = min(flipped)
+    given = p.labels.effective(set_id, sources=("cluster",))[image_id]
+    other = next(r for r in REGIONS if r != names[given])
+    with p.db.transaction() as c:  # the memorised training label, confidently
+        c.execute("UPDATE predictions SET class_id = ?, confidence = 0.95, probs = ? "
+                  "WHERE model_run_id = ? AND image_id = ?",
+                  (given, json.dumps({given: 0.95}), run, image_id))
+    classes = list(REGIONS)
+    oof_row = [0.8 if c == other else 0.2 / (len(classes) - 1) for c in classes]
+    p.models.set_fields(run, metrics=json.dumps({"classes": classes, "main": {"oof": {
+        "classes": classes, "image_ids": [image_id], "probs": [oof_row], "y_true": [0]}}}))
+    item = next(it for it in noise_queue(p, "region", run_id=None, classifier_run_id=run, include_agreeing=True)
+                if it.image_id == image_id)
+    assert item.classifier == other and item.disagree
+    assert item.classifier_p_given == pytest.approx(oof_row[classes.index(names[given])])
