@@ -60,7 +60,7 @@ def _analysis_spacing_mm(row, analysis_shape: tuple[int, int]) -> float | None:
 
 
 def pointing_game(project: Project, run_id: int, *, tolerance_mm: float = TOLERANCE_MM,
-                  image_ids: list[int] | None = None, only_correct: bool = True,
+                  image_ids: list[int] | None = None, only_correct: bool = True, layer: str | None = None,
                   ctx: JobContext | None = None) -> dict[str, Any]:
     """Score a classifier run's Grad-CAM on its hold-out lesion images (see the module doc).
 
@@ -96,7 +96,7 @@ def pointing_game(project: Project, run_id: int, *, tolerance_mm: float = TOLERA
         correct += right
         if only_correct and not right:
             continue
-        heat = explain(project, run_id, image_id, predicted)
+        heat = explain(project, run_id, image_id, predicted, layer=layer)
         spacing = _analysis_spacing_mm(project.images.get(image_id), heat.shape)
         radius = tolerance_mm / spacing if spacing else 0.0
         lesion = grown_mask(resize_mask(masks[image_id], heat.shape), radius)
@@ -107,6 +107,7 @@ def pointing_game(project: Project, run_id: int, *, tolerance_mm: float = TOLERA
     return {
         "model_run_id": run_id,
         "tolerance_mm": tolerance_mm,
+        "layer": layer or "default",
         "held_out_lesion_images": len(cases),
         "correctly_classified": correct,
         "only_correct": only_correct,
@@ -121,7 +122,8 @@ def run_pointing_game(project: Project, params: dict[str, Any], ctx: JobContext)
     run_id = int(params["model_run"])
     tolerance = params.get("tolerance_mm")
     result = pointing_game(project, run_id, tolerance_mm=TOLERANCE_MM if tolerance is None else float(tolerance),
-                           only_correct=bool(params.get("only_correct", True)), ctx=ctx)
+                           only_correct=bool(params.get("only_correct", True)), layer=params.get("layer"),
+                           ctx=ctx)
     summary = {k: v for k, v in result.items() if k != "images"}
     metrics = json.loads(project.models.get(run_id)["metrics"] or "{}")
     metrics["pointing_game"] = summary
