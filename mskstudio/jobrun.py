@@ -34,6 +34,7 @@ JOB_KINDS: dict[str, str] = {
     # segmentation
     "train-seg": "mskstudio.ml.segment:run_train_seg",
     "prelabel": "mskstudio.ml.segment:run_prelabel",
+    "train-seg-box": "mskstudio.ml.train_box_seg:run_train_box_seg",
     # retrieval and deployment
     "embed": "mskstudio.ml.embeddings:run_embed",
     "eval-retrieval": "mskstudio.ml.retrieval_eval:run_eval_retrieval",
@@ -46,6 +47,7 @@ JOB_KINDS: dict[str, str] = {
 # JOB_KINDS so a new kind is classified where it is registered.
 HEAVY_KINDS = frozenset({"cluster", "train", "predict", "pointing-game", "train-seg", "prelabel", "embed",
                          "eval-retrieval", "noise-queue", "export-onnx"})
+HEAVY_KINDS = HEAVY_KINDS | {"train-seg-box"}  # the box-prompted ROI segmenter (ml/train_box_seg.py)
 
 
 class UserError(Exception):

@@ -12,14 +12,20 @@ def register(sub) -> None:
     p = sub.add_parser("train-seg", help="train a lesion segmenter (U-Net / UNet++) on the project's masks")
     add_project_arg(p)
     p.add_argument(
-        "--arch",
-        default="unet-resnet34",
-        choices=("unet-resnet34", "unetpp-resnet34", "unet-resnet18", "unetpp-resnet18"),
+        "--box",
+        action="store_true",
+        help="train the box-prompted ROI segmenter (segments inside a box; refines prelabel) instead",
     )
-    p.add_argument("--size", type=int, default=256, help="square input size, multiple of 32")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument(
+        "--arch",
+        default=None,
+        choices=("unet-resnet34", "unetpp-resnet34", "unet-resnet18", "unetpp-resnet18", "unet-small"),
+        help="default: unet-resnet34 (whole image), unet-small (--box)",
+    )
+    p.add_argument("--size", type=int, default=None, help="square input size (default 256; --box: crop 96)")
+    p.add_argument("--epochs", type=int, default=None, help="default 30 (whole image), 20 (--box)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
     p.add_argument("--folds", type=int, default=1, help="patient folds (>= 2: cross-validation)")
     p.add_argument("--class", dest="class_name", default=None, help="train on one mask class only")
     p.add_argument(
@@ -35,6 +41,12 @@ def register(sub) -> None:
     p = sub.add_parser("prelabel", help="predict masks (source 'model') for images without a human mask")
     add_project_arg(p)
     p.add_argument("--run", type=int, default=None, help="segmenter run id (default: the latest finished)")
+    p.add_argument(
+        "--refine-run",
+        type=int,
+        default=None,
+        help="box-segmenter run that re-segments each found region (default: the latest; 0: none)",
+    )
     p.add_argument("--class", dest="class_name", default=None)
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_prelabel)
@@ -62,24 +74,26 @@ def register(sub) -> None:
 
 
 def cmd_train_seg(args) -> int:
-    with open_writable(args.project) as project:
-        result = run_sync(
-            project,
+    common = {
+        "arch": args.arch,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "class": args.class_name,
+        "device": args.device,
+        "seed": args.seed,
+    }
+    if args.box:
+        kind, params = "train-seg-box", {**common, "crop": args.size}
+    else:
+        kind, params = (
             "train-seg",
-            {
-                "arch": args.arch,
-                "size": args.size,
-                "epochs": args.epochs,
-                "batch_size": args.batch_size,
-                "lr": args.lr,
-                "folds": args.folds,
-                "class": args.class_name,
-                "encoder_run_id": args.encoder_run,
-                "device": args.device,
-                "seed": args.seed,
-            },
-            label="train-seg",
+            {**common, "size": args.size, "folds": args.folds, "encoder_run_id": args.encoder_run},
         )
+    # Unset options fall back to the job's own defaults (they differ between the two kinds).
+    params = {k: v for k, v in params.items() if v is not None or k in ("class", "device", "encoder_run_id")}
+    with open_writable(args.project) as project:
+        result = run_sync(project, kind, params, label=kind)
     print_json(result)
     return 0
 
@@ -89,7 +103,7 @@ def cmd_prelabel(args) -> int:
         result = run_sync(
             project,
             "prelabel",
-            {"run_id": args.run, "class": args.class_name, "device": args.device},
+            {"run_id": args.run, "refine_run_id": args.refine_run, "class": args.class_name, "device": args.device},
             label="prelabel",
         )
     print_json(result)
