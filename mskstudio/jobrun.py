@@ -45,9 +45,8 @@ JOB_KINDS: dict[str, str] = {
 # Kinds that train or run networks over many images: the GUI runs them in a subprocess
 # (``mskstudio run-job``) so torch threads never starve its event loop. Kept beside
 # JOB_KINDS so a new kind is classified where it is registered.
-HEAVY_KINDS = frozenset({"cluster", "train", "predict", "pointing-game", "train-seg", "prelabel", "embed",
-                         "eval-retrieval", "noise-queue", "export-onnx"})
-HEAVY_KINDS = HEAVY_KINDS | {"train-seg-box"}  # the box-prompted ROI segmenter (ml/train_box_seg.py)
+HEAVY_KINDS = frozenset({"cluster", "train", "predict", "pointing-game", "train-seg", "train-seg-box",
+                         "prelabel", "embed", "eval-retrieval", "noise-queue", "export-onnx"})
 
 
 class UserError(Exception):
