@@ -35,6 +35,7 @@ JOB_KINDS: dict[str, str] = {
     "train-seg": "mskstudio.ml.segment:run_train_seg",
     "prelabel": "mskstudio.ml.segment:run_prelabel",
     "train-seg-box": "mskstudio.ml.train_box_seg:run_train_box_seg",
+    "fill-boxes": "mskstudio.ml.segment_roi:run_fill_boxes",  # light: one image, ~0.1 s a box
     # retrieval and deployment
     "embed": "mskstudio.ml.embeddings:run_embed",
     "eval-retrieval": "mskstudio.ml.retrieval_eval:run_eval_retrieval",

@@ -112,6 +112,17 @@ def train_segmenter(window) -> int | None:
     return window.runner.submit("train-seg", {"arch": arch, "size": size, "epochs": epochs})
 
 
+def train_box_segmenter(window) -> int | None:
+    """The box-prompted segmenter behind "Fill boxes with model" (Annotate dock)."""
+    if not window._need_project():
+        return None
+    if not window.project.annotations.all_masks():
+        window.show_error("No masks", "Draw lesion masks first (Annotate dock) or import them.")
+        return None
+    epochs, ok = QInputDialog.getInt(window, "Train box segmenter", "Epochs", 24, 1, 1000)
+    return window.runner.submit("train-seg-box", {"epochs": epochs}) if ok else None
+
+
 def _choose_model_run(window, kinds: tuple[str, ...], title: str) -> int | None:
     if not window._need_project():
         return None
@@ -161,6 +172,7 @@ def add_model_menu(window) -> QMenu:
             ("pointing_game", "Pointing &game (Grad-CAM vs lesion masks)…", lambda: pointing_game(window), None),
             (None, None, None, None),
             ("train_seg", "Train &segmenter…", lambda: train_segmenter(window), None),
+            ("train_seg_box", "Train &box segmenter…", lambda: train_box_segmenter(window), None),
             ("prelabel", "Pre-&label unlabelled images…", lambda: prelabel(window), None),
             (None, None, None, None),
             ("export_onnx", "Export to &ONNX…", lambda: export_onnx(window), None),

@@ -19,7 +19,8 @@ Jobs (``JOB_KINDS``):
   on the full grid, beside two baselines measured on the same boxes: the filled box and
   Otsu's threshold inside the box.  Stored as a ``model_runs`` row of kind ``box-segmenter``.
 
-Public API for the GUI ("fill box with model"): ``segment_in_box``.
+Public API for the GUI ("fill box with model"): ``segment_in_box``, and the job
+``fill-boxes`` (``run_fill_boxes``) that writes the result as a model mask.
 """
 
 from __future__ import annotations
@@ -234,6 +235,42 @@ def segment_in_box(project: Project, run_id: int | None, image_id: int, box_xyxy
         raise ValueError("no finished box-segmenter run; train one first (train-seg --box)")
     model, ckpt = load_box_segmenter(project, run_id)
     return segment_box(model, ckpt, load_pixels(project, image_id), tuple(float(v) for v in box_xyxy))
+
+
+def run_fill_boxes(project: Project, params: dict[str, Any], ctx) -> dict[str, Any]:
+    """Job ``fill-boxes``: segment inside the boxes of one image ("fill box with model").
+
+    params: ``image_id``; optional ``box_ids`` (default: every box of the image),
+    ``class_id`` (only boxes of that class), ``run_id`` (default: the latest box model).
+    Writes one ``model`` mask per box class (the union over its boxes; it replaces the
+    image's earlier model proposal of that class, as pre-labelling does) and returns their
+    ids; the surgeon accepts or edits them."""
+    image_id = int(params["image_id"])
+    run_id = params.get("run_id") or latest_box_segmenter(project)
+    if run_id is None:
+        raise ValueError("no finished box-segmenter run; train one first (Model › Train box segmenter…)")
+    boxes = project.annotations.boxes_of(image_id)
+    if params.get("box_ids"):
+        wanted = {int(b) for b in params["box_ids"]}
+        boxes = [b for b in boxes if b["id"] in wanted]
+    if params.get("class_id") is not None:
+        boxes = [b for b in boxes if b["class_id"] == int(params["class_id"])]
+    if not boxes:
+        raise ValueError(f"image {image_id} has no box to fill: draw one with the Box tool (X)")
+    model, ckpt = load_box_segmenter(project, int(run_id))
+    pixels = load_pixels(project, image_id)
+    by_class: dict[int, np.ndarray] = {}
+    for b in ctx.steps(boxes, "segmenting box {i}/{n}"):
+        mask = segment_box(model, ckpt, pixels, (b["x0"], b["y0"], b["x1"], b["y1"]))
+        cid = int(b["class_id"])
+        by_class[cid] = by_class[cid] | mask if cid in by_class else mask
+    mask_ids = {cid: project.annotations.save_mask(
+        image_id, cid, mask, annotator="model", source="model", run_id=int(run_id),
+        action="mask.predict", details={"boxes": [int(b["id"]) for b in boxes if b["class_id"] == cid]})
+        for cid, mask in by_class.items()}
+    return {"image_id": image_id, "run_id": int(run_id), "boxes": len(boxes),
+            "masks": {str(c): m for c, m in mask_ids.items()},
+            "pixels": {str(c): int(m.sum()) for c, m in by_class.items()}}
 
 
 # ---- training data ----------------------------------------------------------------------------------

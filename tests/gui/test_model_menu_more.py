@@ -28,6 +28,8 @@ def test_segmentation_and_export_entries_submit_jobs(window, monkeypatch, tmp_pa
     project.annotations.save_mask(image_id, project.annotations.classes()[0]["id"], mask, annotator="tester")
     window.actions_by_name["train_seg"].trigger()
     assert submitted[-1] == ("train-seg", {"arch": "unet-resnet34", "size": 256, "epochs": 30})
+    window.actions_by_name["train_seg_box"].trigger()
+    assert submitted[-1] == ("train-seg-box", {"epochs": 24})
 
     window.actions_by_name["export_annotations"].trigger()
     assert submitted[-1] == ("export-annotations", {"outdir": str(tmp_path)})

@@ -283,6 +283,18 @@ class AnnotateController(QObject):
 
         self._region_edit("Fill", op, M.bbox(region))
 
+    def merge_mask(self, other: np.ndarray, text: str = "Fill box with model") -> None:
+        """OR ``other`` into the mask being edited: one undoable edit, saved like a stroke."""
+        if self.mask is None or other.shape != self.mask.shape:
+            return
+        rect = M.bbox(other & ~self.mask)
+
+        def op(m):
+            m |= other
+            return rect
+
+        self._region_edit(text, op, rect)
+
     def _region_edit(self, text: str, op, rect) -> None:
         if rect is None:
             return
@@ -330,7 +342,10 @@ SHORTCUTS = {"brush": "B", "eraser": "E", "polygon": "P", "fill": "G", "lasso": 
 
 
 class AnnotatePanel(QWidget):
-    """Tool buttons, mask class, brush radius, undo/redo and "accept model mask" for a controller."""
+    """Tool buttons, mask class, brush radius, undo/redo, "accept model mask" and "fill boxes
+    with model" (``fill_requested``: the dock runs it as a job) for a controller."""
+
+    fill_requested = Signal()
 
     def __init__(self, controller: AnnotateController, parent=None, *, undo_shortcuts: bool = True):
         super().__init__(parent)
@@ -371,6 +386,11 @@ class AnnotatePanel(QWidget):
         self.accept_btn = QPushButton("Accept model mask")
         self.accept_btn.clicked.connect(self.accept_model_mask)
         row.addWidget(self.accept_btn)
+        self.fill_btn = QPushButton("Fill boxes with model")
+        self.fill_btn.setToolTip("Segment inside this image's boxes of the class with the box segmenter "
+                                 "(Model › Train box segmenter…); one undoable edit")
+        self.fill_btn.clicked.connect(self.fill_requested.emit)
+        row.addWidget(self.fill_btn)
         layout.addLayout(row)
         # Shown while the adjudicated mask is edited (Redraw in the adjudication view).
         row = QHBoxLayout()
@@ -448,6 +468,9 @@ class AnnotateDock(QWidget):
         self.controller.save_failed.connect(lambda _i, msg, details: window.show_error(
             "Mask not saved", msg, details))
         self.panel = AnnotatePanel(self.controller, self, undo_shortcuts=False)
+        self.panel.fill_requested.connect(self.fill_boxes)
+        self._fill_jobs: dict[int, tuple[int, int]] = {}  # job id -> (image id, class id)
+        window.runner.job_returned.connect(self._fill_returned)
         self.adjudication = AdjudicationPanel(self, radiograph_of=self._shown_radiograph)
         self.adjudication.redraw_requested.connect(self.redraw_final)
         self.adjudication.decided.connect(lambda *_: self._final_changed())
@@ -502,6 +525,36 @@ class AnnotateDock(QWidget):
         if self.tabs.currentWidget() is self.adjudication and self.window.project is not None:
             self.controller.flush()  # compare what the store holds, the last stroke included
             self.adjudication.show_image(self.window.image_id)
+
+    def fill_boxes(self) -> int | None:
+        """Submit ``fill-boxes`` for the open image's boxes of the current class."""
+        from ...ml.segment_roi import latest_box_segmenter
+
+        ctl, w = self.controller, self.window
+        if ctl.image_id is None or w.project is None:
+            return None
+        if latest_box_segmenter(w.project) is None:
+            w.show_error("No box segmenter", "Train one first: Model › Train box segmenter… "
+                         "(it learns from the project's lesion masks).")
+            return None
+        if not any(b["class_id"] == ctl.class_id for b in w.project.annotations.boxes_of(ctl.image_id)):
+            w.show_error("No box", "Draw a box around the lesion first (Box tool, X), in the chosen class.")
+            return None
+        ctl.flush()
+        job_id = w.runner.submit("fill-boxes", {"image_id": ctl.image_id, "class_id": ctl.class_id})
+        self._fill_jobs[job_id] = (ctl.image_id, ctl.class_id)
+        return job_id
+
+    def _fill_returned(self, job_id: int, result) -> None:
+        """Merge the stored model mask into the edited mask, if the user is still on it;
+        otherwise it waits as a model proposal ("Accept model mask")."""
+        image_id, class_id = self._fill_jobs.pop(job_id, (None, None))
+        ctl = self.controller
+        if image_id is None or (ctl.image_id, ctl.class_id, ctl.source) != (image_id, class_id, "human"):
+            return
+        mask_id = (result or {}).get("masks", {}).get(str(class_id))
+        if mask_id is not None:
+            ctl.merge_mask(self.window.project.annotations.load_mask(int(mask_id)))
 
     def _final_changed(self) -> None:
         if self.controller.source == "adjudicated" and self.controller.image_id is not None:
