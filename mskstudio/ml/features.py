@@ -81,6 +81,51 @@ def extract_features(project: Project, model: int | torch.nn.Module, image_ids: 
     return out
 
 
+def recalibrate_batchnorm(model: torch.nn.Module, dataset: Any, *, batch_size: int = 64,
+                          device: str | None = None, workers: int = 0, check=None) -> int:
+    """Replace BatchNorm running statistics by their average over ``dataset`` (clean images, no augmentation).
+
+    Training updates the running statistics from augmented batches with momentum 0.1,
+    so eval-mode features (what k-means, retrieval and the classifier see) are computed
+    with statistics that lag behind the weights and describe other inputs; after a few
+    SGD steps they can be far off (Caron et al. extract features with the trained
+    network, whose statistics have converged over a long ImageNet epoch).  One no-grad
+    pass in train mode with ``momentum=None`` (equal-weight average of the batch statistics) fixes them.
+    Returns the number of BatchNorm layers recalibrated.
+    """
+    import torch
+
+    from .datasets import make_loader
+    from .models import normalise, pick_device
+
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns or len(dataset) == 0:
+        return 0
+    dev = pick_device(device)
+    saved = [m.momentum for m in bns]
+    was_training = model.training
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.to(dev).train()
+    cuda = dev.type == "cuda"
+    try:
+        with torch.no_grad():
+            for x, _ in make_loader(dataset, batch_size=batch_size, workers=workers, device=dev):
+                if check:
+                    check()
+                x = normalise(x.to(dev, non_blocking=True))
+                if cuda:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(dev.type, enabled=cuda):
+                    model(x)
+    finally:
+        for m, mom in zip(bns, saved, strict=True):
+            m.momentum = mom
+        model.train(was_training)
+    return len(bns)
+
+
 # ---- PCA whitening -------------------------------------------------------------------
 @dataclass
 class PCAWhitener:

@@ -84,6 +84,39 @@ def test_head_reset_is_fresh():
     assert not np.allclose(a.weight.detach().numpy(), b.weight.detach().numpy())
 
 
+def test_head_warm_up_fits_pseudo_labels_on_frozen_features():
+    import torch
+
+    from mskstudio.ml.deepcluster import reset_head, warm_up_head
+
+    x, y = _blobs(n_per=40, d=16, k=5, seed=2)
+    head = reset_head(16, 5)
+    before = float((head(torch.from_numpy(x)).argmax(1).numpy() == y).mean())
+    acc = warm_up_head(head, x, y, steps=100, device="cpu")
+    after = float((head(torch.from_numpy(x)).argmax(1).numpy() == y).mean())
+    assert acc == pytest.approx(after) and after > 0.95 > before + 0.3
+
+
+def test_batchnorm_recalibration_uses_exact_clean_statistics():
+    import torch
+
+    from mskstudio.ml.features import recalibrate_batchnorm
+    from mskstudio.ml.models import normalise
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3))
+    images = [torch.rand(1, 8, 8) * (1 + i % 3) for i in range(10)]
+    data = [(im, 0) for im in images]
+    net[1].running_mean.fill_(5.0)  # stale statistics, as after training on augmented batches
+    net.eval()
+    assert recalibrate_batchnorm(net, data, batch_size=5, device="cpu") == 1  # equal batches
+    with torch.no_grad():
+        conv = net[0](normalise(torch.stack(images)))
+    expected = conv.mean((0, 2, 3))
+    assert torch.allclose(net[1].running_mean, expected, atol=1e-5)
+    assert net[1].momentum == 0.1 and not net.training, "momentum and eval mode are restored"
+
+
 def test_backbone_registry_is_one_channel():
     import torch
 
