@@ -93,6 +93,9 @@ def cmd_demo(args) -> int:
     if r is not None:
         print(f"  generated in {r.get('generate_s')} s, imported in {r.get('import_s')} s; "
               f"clinical rows {r['clinical']['imported']}/{r['clinical']['rows']}")
+        if r.get("masks"):
+            print(f"  lesion masks and boxes of the phantom surgeons: {r['masks']['imported']} masks, "
+                  f"{r['masks']['boxes']} boxes")
     if args.headless or not has_display():
         headless_tour(Path(info["path"]))
         return 0
