@@ -207,8 +207,10 @@ class Project:
             "label_sets": {
                 r["name"]: r["n"]
                 for r in self.db.query(
+                    # image label sets only: the mask-class set holds classes, not labels
                     "SELECT s.name, COUNT(l.id) AS n FROM label_sets s "
-                    "LEFT JOIN labels l ON l.label_set_id = s.id GROUP BY s.id ORDER BY s.name"
+                    "LEFT JOIN labels l ON l.label_set_id = s.id WHERE s.kind = 'image' "
+                    "GROUP BY s.id ORDER BY s.name"
                 )
             },
             "cluster_runs": count("cluster_runs"),
