@@ -28,7 +28,6 @@ from PySide6.QtCore import (
     QObject,
     QProcess,
     QProcessEnvironment,
-    QRunnable,
     QThreadPool,
     QTimer,
     Signal,
@@ -90,11 +89,12 @@ class _QtSink:
         self.h.log.emit(str(message))
 
 
-class _ThreadJob(QRunnable):
+class _ThreadJob:
+    """A light-lane job.  A plain callable handed to the pool, not a QRunnable subclass,
+    so no Python-subclassed Qt object is deleted on a worker thread (see image_loader)."""
+
     def __init__(self, root, handle: JobHandle):
-        super().__init__()
         self.root, self.h = root, handle
-        self.setAutoDelete(True)
 
     def run(self) -> None:  # worker thread
         from ..jobrun import run_job
@@ -178,7 +178,7 @@ class JobRunner(QObject):
             self.heavy_queue.append(h)
             self._next_heavy()
         else:
-            self.pool.start(_ThreadJob(self.project.root, h))
+            self.pool.start(_ThreadJob(self.project.root, h).run)
         return h
 
     def handle(self, job_id: int) -> JobHandle | None:

@@ -19,7 +19,7 @@ import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QThreadPool, Signal
 from PySide6.QtGui import QImage
 
 from ...io.pixels import Radiograph, Window, window_sample
@@ -224,9 +224,12 @@ class _Signals(QObject):
     failed = Signal(int, int, str, str)  # generation, image id, message, details
 
 
-class _DecodeTask(QRunnable):
+class _DecodeTask:
+    """One decode request.  A plain callable, not a QRunnable subclass: the pool wraps it
+    in a C++ runnable, so no Python-subclassed QObject is deleted on the worker thread
+    while the GUI thread's garbage collector may be looking at it (that crashed)."""
+
     def __init__(self, loader: ImageLoader, generation: int, image_id: int, path, frame: int):
-        super().__init__()
         self.loader, self.gen, self.image_id = loader, generation, image_id
         self.path, self.frame = path, frame
 
@@ -253,7 +256,7 @@ class ImageLoader:
 
     def request(self, image_id: int, path, frame: int = 0) -> int:
         self.generation += 1
-        self.pool.start(_DecodeTask(self, self.generation, image_id, path, frame))
+        self.pool.start(_DecodeTask(self, self.generation, image_id, path, frame).run)
         return self.generation
 
     def is_current(self, generation: int) -> bool:
