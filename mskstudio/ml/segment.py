@@ -20,7 +20,6 @@ letterbox so a prediction maps back onto the full DICOM grid.
 
 from __future__ import annotations
 
-import io
 import random
 import time
 from collections.abc import Sequence
@@ -37,10 +36,13 @@ from .segment_data import (  # noqa: F401
     background_crop,
     dice_bce_loss,
     iou_dice_batch,
+    mark_stopped,
     patient_folds,
     patient_split,
     prepare,
     resize_mask,
+    run_minutes,
+    store_finished_run,
     training_masks,
     unprepare,
 )
@@ -197,7 +199,6 @@ def _fit(
 
 
 def run_train_seg(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    import torch
 
     from .models import load_checkpoint, pick_device
 
@@ -263,43 +264,24 @@ def run_train_seg(project: Project, params: dict[str, Any], ctx: JobContext) -> 
             "images": len(ids),
             "mean_fold_test_iou": float(np.nanmean([f["test"]["iou"] for f in fold_metrics])),
             "mean_fold_test_dice": float(np.nanmean([f["test"]["dice"] for f in fold_metrics])),
-            # CPU time of this process (all its threads): on a shared machine wall time mostly
-            # measures the neighbours; both are kept.
-            "cpu_minutes": round((time.process_time() - cpu0) / 60, 2),
-            "wall_minutes": round((time.time() - t0) / 60, 2),
+            **run_minutes(t0, cpu0),
             "device": str(device),
         }
-        buf = io.BytesIO()
-        torch.save(
-            {
-                "arch": p["arch"],
-                "state_dict": state,
-                "input_size": int(p["size"]),
-                "threshold": p["threshold"],
-                "background_threshold": p["background_threshold"],
-                "class": p["class"],
-                "metrics": metrics,
-            },
-            buf,
-        )
-        sha = project.blobs.put_bytes(buf.getvalue())
-        split = {str(pid): part_name for pid, part_name in part.items()}
-        project.models.set_checkpoint(run_id, sha, metrics=metrics)
-        project.models.set_fields(run_id, split=_json(split))
-        project.models.set_status(run_id, "done")
+        checkpoint = {
+            "arch": p["arch"],
+            "state_dict": state,
+            "input_size": int(p["size"]),
+            "threshold": p["threshold"],
+            "background_threshold": p["background_threshold"],
+            "class": p["class"],
+            "metrics": metrics,
+        }
+        store_finished_run(project, run_id, checkpoint, metrics, part)
     except BaseException as exc:
-        from ..jobs import Cancelled
-
-        project.models.set_status(run_id, "cancelled" if isinstance(exc, Cancelled) else "error")
+        mark_stopped(project, run_id, exc)
         raise
     ctx.progress(1.0, f"test IoU {metrics['test_iou']:.3f}")
     return {"run_id": run_id, **{k: v for k, v in metrics.items() if k != "folds"}}
-
-
-def _json(obj) -> str:
-    import json
-
-    return json.dumps(obj, sort_keys=True)
 
 
 # ---- inference ------------------------------------------------------------------------------------

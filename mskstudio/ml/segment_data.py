@@ -257,3 +257,35 @@ def iou_dice_batch(pred: np.ndarray, target: np.ndarray) -> tuple[list[float], l
 
     pairs = [iou_dice(p, t) for p, t in zip(pred, target, strict=True)]
     return [a for a, _ in pairs], [b for _, b in pairs]
+
+
+# ---- model run bookkeeping (train-seg and train-seg-box) ----------------------------------
+def store_finished_run(project: Project, run_id: int, checkpoint: dict, metrics: dict,
+                       part: dict[int, str]) -> None:
+    """Checkpoint blob, metrics, the patient split (patient -> part) and status 'done'."""
+    import io
+    import json
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(checkpoint, buf)
+    project.models.set_checkpoint(run_id, project.blobs.put_bytes(buf.getvalue()), metrics=metrics)
+    project.models.set_fields(run_id, split=json.dumps({str(k): v for k, v in part.items()}, sort_keys=True))
+    project.models.set_status(run_id, "done")
+
+
+def mark_stopped(project: Project, run_id: int, exc: BaseException) -> None:
+    """A run that did not finish: 'cancelled' when the user asked, else 'error'."""
+    from ..jobs import Cancelled
+
+    project.models.set_status(run_id, "cancelled" if isinstance(exc, Cancelled) else "error")
+
+
+def run_minutes(t0: float, cpu0: float) -> dict[str, float]:
+    """CPU minutes of this process (all its threads) and wall minutes since (t0, cpu0): on a
+    shared machine wall time mostly measures the neighbours, so both are kept."""
+    import time
+
+    return {"cpu_minutes": round((time.process_time() - cpu0) / 60, 2),
+            "wall_minutes": round((time.time() - t0) / 60, 2)}

@@ -7,7 +7,6 @@ model and for the baselines), and IoU / Dice are measured on the full DICOM grid
 
 from __future__ import annotations
 
-import io
 import random
 import time
 from collections.abc import Sequence
@@ -16,7 +15,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import segment_roi as sr
-from .segment_data import dice_bce_loss, iou_dice_batch, patient_split, training_masks
+from .segment_data import (
+    dice_bce_loss,
+    iou_dice_batch,
+    mark_stopped,
+    patient_split,
+    run_minutes,
+    store_finished_run,
+    training_masks,
+)
 
 if TYPE_CHECKING:
     from ..jobs import JobContext
@@ -171,12 +178,7 @@ def run_train_box_seg(project: Project, params: dict[str, Any], ctx: JobContext)
     )
     try:
         state, fit = fit_box_model(train, val, p, device, ctx.sub(0.1, 0.9))
-        # CPU time of this process (all its threads) and wall time: on a shared machine the
-        # wall clock mostly measures the neighbours.
-        minutes = {
-            "cpu_minutes": round((time.process_time() - cpu0) / 60, 2),
-            "wall_minutes": round((time.time() - t0) / 60, 2),
-        }
+        minutes = run_minutes(t0, cpu0)
         ckpt = {
             "arch": p["arch"],
             "in_channels": 2,
@@ -206,21 +208,9 @@ def run_train_box_seg(project: Project, params: dict[str, Any], ctx: JobContext)
             "device": str(device),
         }
         ckpt["metrics"] = metrics
-        buf = io.BytesIO()
-        torch.save(ckpt, buf)
-        project.models.set_checkpoint(run_id, project.blobs.put_bytes(buf.getvalue()), metrics=metrics)
-        project.models.set_fields(run_id, split=_json({str(k): v for k, v in part.items()}))
-        project.models.set_status(run_id, "done")
+        store_finished_run(project, run_id, ckpt, metrics, part)
     except BaseException as exc:
-        from ..jobs import Cancelled
-
-        project.models.set_status(run_id, "cancelled" if isinstance(exc, Cancelled) else "error")
+        mark_stopped(project, run_id, exc)
         raise
     ctx.progress(1.0, f"held-out box IoU {metrics['test_iou']:.3f} (filled box {metrics['test_box_fill_iou']:.3f})")
     return {"run_id": run_id, **{k: v for k, v in metrics.items() if k != "test"}}
-
-
-def _json(obj) -> str:
-    import json
-
-    return json.dumps(obj, sort_keys=True)
