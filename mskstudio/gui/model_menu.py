@@ -93,12 +93,19 @@ def review(window) -> None:
 SEG_ARCHS = ("unet-resnet34", "unetpp-resnet34", "unet-resnet18", "unetpp-resnet18")
 
 
-def train_segmenter(window) -> int | None:
-    """Ask architecture, input size and epochs; train on the project's masks in the background."""
+def _project_with_masks(window) -> bool:
+    """A project is open and has lesion masks to learn from (else the user is told)."""
     if not window._need_project():
-        return None
+        return False
     if not window.project.annotations.all_masks():
         window.show_error("No masks", "Draw lesion masks first (Annotate dock) or import them.")
+        return False
+    return True
+
+
+def train_segmenter(window) -> int | None:
+    """Ask architecture, input size and epochs; train on the project's masks in the background."""
+    if not _project_with_masks(window):
         return None
     arch, ok = QInputDialog.getItem(window, "Train segmenter", "Architecture", SEG_ARCHS, 0, False)
     if not ok:
@@ -114,12 +121,11 @@ def train_segmenter(window) -> int | None:
 
 def train_box_segmenter(window) -> int | None:
     """The box-prompted segmenter behind "Fill boxes with model" (Annotate dock)."""
-    if not window._need_project():
+    from ..ml.segment_roi import DEFAULTS
+
+    if not _project_with_masks(window):
         return None
-    if not window.project.annotations.all_masks():
-        window.show_error("No masks", "Draw lesion masks first (Annotate dock) or import them.")
-        return None
-    epochs, ok = QInputDialog.getInt(window, "Train box segmenter", "Epochs", 24, 1, 1000)
+    epochs, ok = QInputDialog.getInt(window, "Train box segmenter", "Epochs", DEFAULTS["epochs"], 1, 1000)
     return window.runner.submit("train-seg-box", {"epochs": epochs}) if ok else None
 
 
