@@ -43,7 +43,7 @@ WORKSPACES = [
 # Optional docks ("Title", "module:Class", area), constructed as Class(main_window).
 OPTIONAL_DOCKS = [
     ("Similar cases", "mskstudio.gui.views.gallery:Gallery", Qt.DockWidgetArea.RightDockWidgetArea),
-    ("Annotate", "mskstudio.gui.views.annotate:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea),
+    ("Annotate", "mskstudio.gui.views.annotate_dock:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea),
 ]
 # Optional menus: "module:function" called as function(main_window) after the core menus.
 MENU_HOOKS = ["mskstudio.gui.model_menu:add_model_menu",

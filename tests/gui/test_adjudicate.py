@@ -20,7 +20,7 @@ def _disc(shape, cy, cx, r):
 @pytest.fixture
 def adjudication(window, qtbot):
     window.load_workspaces(entries=[], menus=[], docks=[
-        ("Annotate", "mskstudio.gui.views.annotate:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea)])
+        ("Annotate", "mskstudio.gui.views.annotate_dock:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea)])
     add_adjudication_menu(window)
     dock = window.docks["Annotate"].widget()
     project, image_id = window.project, window.image_id

@@ -16,7 +16,7 @@ def test_fill_box_with_the_box_segmenter(window, qtbot, phantom_archive):
     from mskstudio.ml.train_box_seg import run_train_box_seg
 
     window.load_workspaces(entries=[], menus=[], docks=[
-        ("Annotate", "mskstudio.gui.views.annotate:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea)])
+        ("Annotate", "mskstudio.gui.views.annotate_dock:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea)])
     dock = window.docks["Annotate"].widget()
     ctl, project = dock.controller, window.project
 
