@@ -7,6 +7,7 @@ registered in-process (thread lane) and through ``jobhost.py`` (subprocess lane)
 from __future__ import annotations
 
 import contextlib
+import gc
 import shutil
 import sys
 from pathlib import Path
@@ -29,6 +30,20 @@ def _test_job_kinds(monkeypatch):
 
     for kind, target in gui_testjobs.KINDS.items():
         monkeypatch.setitem(jobrun.JOB_KINDS, kind, target)
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_between_tests(qapp):
+    """Collect each GUI test's garbage at its end, while no decoder or job thread runs.
+
+    Twice, on a fresh clone's first run, the interpreter crashed (SIGSEGV) in the
+    collector when it happened to run during a later test's window set-up while that
+    window's image decoder was busy on its worker thread; the garbage was the Qt objects
+    of earlier tests' windows. The root cause is not pinned down (see the issue note);
+    collecting here puts the collection at a quiet point."""
+    yield
+    qapp.processEvents()
+    gc.collect()
 
 
 @pytest.fixture(scope="session")
