@@ -212,14 +212,22 @@ def _check_image(path, ds: Dataset, *, pixels_read: bool) -> None:
         dec = get_decoder(ts)
     except NotImplementedError:
         _fail(path, f"unsupported transfer syntax {ts}: not an image transfer syntax pydicom knows")
-    if ts == pydicom.uid.JPEGExtended12Bit and int(_f(ds, "BitsStored", 8)) > 8:
+    if ts == pydicom.uid.JPEGExtended12Bit and int(_f(ds, "BitsStored", 8)) > 8 \
+            and not gpl_jpeg_available():
         # Neither pillow nor pydicom's gdcm plugin decode 12-bit lossy JPEG; only the
-        # GPL pylibjpeg-libjpeg does, which we deliberately do not ship.
+        # GPL pylibjpeg-libjpeg does, which we do not ship: the user may opt in.
         _fail(path, f"unsupported transfer syntax {ts} (12-bit JPEG Extended): "
-                    "needs pylibjpeg-libjpeg (GPL, not bundled)")
+                    "needs pylibjpeg-libjpeg (GPL, not bundled; pip install 'mskstudio[gpl-codecs]')")
     if not dec.is_available:
         _fail(path, f"unsupported transfer syntax {ts} ({ts.name}): "
                     f"install {_INSTALL_HINT.get(ts, 'a decoder plugin')}")
+
+
+def gpl_jpeg_available() -> bool:
+    """True when the user installed the optional GPL pylibjpeg-libjpeg (12-bit lossy JPEG)."""
+    import importlib.util
+
+    return importlib.util.find_spec("libjpeg") is not None
 
 
 def _has_pixel_tag(path) -> bool:
