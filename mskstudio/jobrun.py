@@ -27,6 +27,7 @@ JOB_KINDS: dict[str, str] = {
     "export-annotations": "mskstudio.io.export_annotations:run_export_annotations",
     # clustering and classification
     "cluster": "mskstudio.ml.deepcluster:run_cluster",
+    "recluster": "mskstudio.ml.deepcluster:run_recluster",  # light: stored features, ~1 s
     "train": "mskstudio.ml.train:run_train",
     "predict": "mskstudio.ml.predict:run_predict",
     "explain": "mskstudio.ml.explain:run_explain",

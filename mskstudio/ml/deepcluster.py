@@ -8,7 +8,8 @@ clusters re-assigned, NMI with the previous epoch's assignment logged as metric
 ``nmi_consecutive``, (4) a fresh linear head (k outputs), warmed up on the frozen
 features (``head_warmup_steps``), (5) one epoch of SGD on ``samples_per_epoch`` x N
 images sampled uniformly over clusters with augmentation, (6) BatchNorm statistics
-recomputed on the clean images (``bn_recalibrate``), a checkpoint blob and the
+recomputed on the clean images after the epoch (``bn_recalibrate``; before the
+first epoch too when the weights came from a file), a checkpoint blob and the
 ``model_runs`` row (kind 'deepcluster') pointing at it.
 
 Why (4) and (6): on a few thousand images an epoch is a few dozen SGD steps, not the
@@ -25,6 +26,8 @@ one, or ``resume_of`` = an earlier job id) continues after the last complete epo
 After the last epoch the trained backbone clusters once more and the result is
 stored as a cluster run.
 
+Job kind ``recluster`` -> ``run_recluster``: a new k on a run's stored features, no network.
+
 ``mode="fast"`` ("cluster now"): features -> PCA -> k-means once with the backbone
 named by ``init`` (``"auto"``: the latest finished DeepCluster run, else a random
 network, whose features already separate gross anatomy) after optional
@@ -37,6 +40,7 @@ Input: one channel, letterboxed to ``input_size``, normalised with the constants
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import time
@@ -231,7 +235,11 @@ def _train(project: Project, p: dict[str, Any], ids: list[int], dataset, backbon
             ectx = ctx.sub((epoch - start) / total, (epoch - start + 1) / total)
             t0 = time.perf_counter()
             dataset.augment = None
-            if p["bn_recalibrate"] and epoch == start:
+            if p["bn_recalibrate"] and epoch == start and p.get("init_report") is not None:
+                # Only a weights file brings statistics of other images.  A random network's
+                # BatchNorm (mean 0, variance 1) passes the image's own contrast through, and
+                # recalibrating it first made the first clustering worse (2,000-image phantom
+                # project, 96 px, k = 50: NMI vs true regions 0.61 -> 0.38).
                 _recalibrate(backbone, dataset, p, device, ctx)
             feats = extract_features(project, backbone, ids, ectx.sub(0.0, 0.35), size=p["input_size"],
                                      batch_size=p["batch_size"], device=str(device),
@@ -243,6 +251,11 @@ def _train(project: Project, p: dict[str, Any], ids: list[int], dataset, backbon
                 history.append(nmi(prev, km.assign))
                 ctx.metric("nmi_consecutive", history[-1], epoch)
             ctx.metric("empty_clusters_reassigned", km.n_reassigned, epoch)
+            # Agreement with the labels a person (or the import) gave, per epoch: the curve tells a
+            # reviewer whether more epochs still help.  The labels never reach the training.
+            for name, m in ground_truth_metrics(project, ids, km.assign).items():
+                ctx.metric(f"{name}/nmi_per_epoch", m["nmi"], epoch)
+                ctx.metric(f"{name}/purity_per_epoch", m["purity"], epoch)
             # A new head for the new pseudo-labels (DeepCluster resets the top layer).
             head = reset_head(dim, p["k"]).to(device)
             if p["head_warmup_steps"]:
@@ -375,10 +388,61 @@ def cluster_and_store(project: Project, backbone, ids: list[int], p: dict[str, A
     x = PCAWhitener.fit(feats, p["pca_dim"]).transform(feats)
     ctx.check_cancelled()
     km = kmeans(x, p["k"], niter=p["kmeans_iter"], seed=p["seed"])
+    return _store_run(project, ids, x, km, p, ctx, t0, model_run_id=model_run_id,
+                      nmi_history=nmi_history, job_id=job_id)
+
+
+# k-means settings of a re-clustering: every point assigned, centroids trained for
+# RECLUSTER_ITER iterations on a sample of RECLUSTER_SAMPLE points (at least
+# RECLUSTER_MIN_PER_CENTROID per centroid), so a reviewer who wants coarser or finer
+# clusters gets them in about a second (tests/bench/bench_cluster.py section 2 compares
+# them with full k-means against known clusters).
+RECLUSTER_SAMPLE = 10_000
+RECLUSTER_MIN_PER_CENTROID = 16
+RECLUSTER_ITER = 10
+
+
+def recluster_points_per_centroid(k: int) -> int:
+    return max(RECLUSTER_MIN_PER_CENTROID, -(-RECLUSTER_SAMPLE // k))
+
+
+def run_recluster(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Job ``recluster``: k-means with a new ``k`` on the stored features of cluster ``run``.
+
+    No network runs: the features the run was made from are reused, so the new run has
+    the same backbone (``model_run_id``) and label set.  Cluster labels belong to their
+    run, so the new run starts unlabelled; individual human labels stay where they are.
+    """
+    t0 = time.perf_counter()
+    source = int(params["run"])
+    row = project.clusters.run(source)
+    if row is None:
+        raise ValueError(f"no cluster run {source}")
+    stored = project.clusters.features(source)
+    if stored is None:
+        raise ValueError(f"cluster run {source} has no stored features (its cache was cleared); "
+                         "cluster again instead")
+    feats, rows = stored
+    ids = sorted(rows, key=rows.get)
+    k = int(params.get("k") or default_k(len(ids)))
+    if not 2 <= k <= len(ids):
+        raise ValueError(f"k must be between 2 and the number of images ({len(ids)}), not {k}")
+    p = {**DEFAULTS, **json.loads(row["params"] or "{}"), "k": k, "reclustered_from": source,
+         "seed": int(params.get("seed") or 0)}
+    ctx.progress(0.1, f"k-means of {len(ids)} images into {k}")
+    km = kmeans(feats, k, niter=RECLUSTER_ITER, seed=p["seed"],
+                max_points_per_centroid=recluster_points_per_centroid(k))
+    return _store_run(project, ids, feats, km, p, ctx, t0, model_run_id=row["model_run_id"],
+                      label_set_id=row["label_set_id"], job_id=ctx.job_id)
+
+
+def _store_run(project: Project, ids: list[int], x: np.ndarray, km, p: dict[str, Any], ctx: JobContext,
+               t0: float, *, model_run_id: int | None, nmi_history: list[float] | None = None,
+               label_set_id: int | None = None, job_id: int | None = None) -> dict[str, Any]:
+    """2-D map, agreement with existing labels, and the stored cluster run of one k-means."""
     pts, cen = map_2d(x, km.centroids, seed=p["seed"])
     metrics = {"truth": ground_truth_metrics(project, ids, km.assign), "seconds": time.perf_counter() - t0}
-    label_set_id = None
-    if p.get("label_set"):
+    if label_set_id is None and p.get("label_set"):
         ls = p["label_set"]
         label_set_id = project.labels.label_set(ls) if isinstance(ls, str) else int(ls)
     run_id = project.clusters.create_run(

@@ -184,3 +184,16 @@ def test_failed_action_is_not_left_on_the_stack(board):
     assert not b.split_selected(2)
     assert isinstance(b.last_error, ValueError)
     assert window.undo_stack.count() == 0
+
+
+def test_recluster_submits_and_opens_the_new_run(board):
+    from mskstudio.jobrun import submit_and_run
+
+    b, window, run_id = board
+    b.recluster(2)
+    kind, params = window.runner.submitted[-1]
+    assert (kind, params) == ("recluster", {"run": run_id, "k": 2})
+    result = submit_and_run(window.project, kind, params)
+    window.runner.job_returned.emit(1, result)
+    assert b.run_id == result["cluster_run_id"] != run_id
+    assert b.clusters.count() == 2

@@ -194,6 +194,25 @@ def test_cluster_now_via_job_runner(syn_project):
     assert result["metrics"]["truth"]["region"]["nmi"] > 0.3
 
 
+def test_recluster_reuses_stored_features_with_a_new_k(syn_project):
+    from mskstudio.jobrun import submit_and_run
+
+    first = submit_and_run(syn_project, "cluster", {**TINY, "mode": "fast"})
+    source = first["cluster_run_id"]
+    result = submit_and_run(syn_project, "recluster", {"run": source, "k": 2})
+    new = syn_project.clusters.run(result["cluster_run_id"])
+    assert new["id"] != source and new["k"] == 2
+    assert len(syn_project.clusters.clusters(new["id"])) == 2
+    assert sorted(syn_project.clusters.assignment(new["id"])) == sorted(syn_project.images.ids())
+    feats_old, rows_old = syn_project.clusters.features(source)
+    feats_new, rows_new = syn_project.clusters.features(new["id"])
+    assert rows_old == rows_new and np.array_equal(feats_old, feats_new)
+    assert "region" in result["metrics"]["truth"]
+    for bad in ({"run": source, "k": 1}, {"run": source, "k": 33}, {"run": 999, "k": 2}):
+        with pytest.raises(ValueError):
+            submit_and_run(syn_project, "recluster", bad)
+
+
 # ---- store actions ---------------------------------------------------------------------------
 @pytest.fixture
 def run_project(syn_project):

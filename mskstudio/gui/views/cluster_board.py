@@ -64,6 +64,10 @@ class ClusterBoard(QWidget):
         self.cluster_now_btn.clicked.connect(lambda: self.submit_clustering(fast=True))
         self.deepcluster_btn = QPushButton("DeepCluster…")
         self.deepcluster_btn.clicked.connect(self.ask_deepcluster)
+        self.recluster_btn = QPushButton("Re-cluster…")
+        self.recluster_btn.setToolTip("A new run with another number of clusters, from this run's "
+                                      "features (about a second, no network)")
+        self.recluster_btn.clicked.connect(self.ask_recluster)
         self.progress = QLabel()
 
         self.clusters = QListWidget()
@@ -104,7 +108,7 @@ class ClusterBoard(QWidget):
 
         top = QHBoxLayout()
         for w in (QLabel("Run"), self.run_combo, QLabel("Label set"), self.label_set, QLabel("Sort"),
-                  self.sort, self.cluster_now_btn, self.deepcluster_btn):
+                  self.sort, self.cluster_now_btn, self.deepcluster_btn, self.recluster_btn):
             top.addWidget(w)
         top.addStretch(1)
         actions = QHBoxLayout()
@@ -349,6 +353,21 @@ class ClusterBoard(QWidget):
         epochs, ok = QInputDialog.getInt(self, "DeepCluster", "Epochs:", 10, 1, 500)
         if ok:
             self.submit_clustering(fast=False, epochs=epochs)
+
+    def ask_recluster(self) -> None:
+        run = self.project.clusters.run(self.run_id) if self.project is not None and self.run_id else None
+        if run is None:
+            return
+        n = len(self.project.clusters.assignment(self.run_id))
+        k, ok = QInputDialog.getInt(self, "Re-cluster", f"Clusters (2–{n}):", int(run["k"]), 2, max(2, n))
+        if ok:
+            self.recluster(k)
+
+    def recluster(self, k: int) -> int | None:
+        runner = getattr(self.window_, "runner", None)
+        if runner is None or self.run_id is None:
+            return None
+        return runner.submit("recluster", {"run": self.run_id, "k": int(k)})
 
     def _job_returned(self, _job_id: int, result) -> None:
         if isinstance(result, dict) and "cluster_run_id" in result:
