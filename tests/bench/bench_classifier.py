@@ -2,10 +2,11 @@
 classifier on the cluster-derived labels → score it against the true regions on a
 patient-level hold-out it never trained on.
 
-The "radiologist" is simulated: each cluster gets its majority true region (non-MSK
-clusters are discarded into the reject class), one action per cluster, so the number of
-actions is the number of clusters. Truth labels are read only to play that role and to
-score; training sees only the cluster labels.
+The "radiologist" is simulated: a mixed cluster (majority region < ``--split-below``) is
+split with the board's Split action, then each cluster gets its majority true region
+(non-MSK clusters are discarded into the reject class); every split, label and discard
+is one action. Truth labels are read only to play that role and to score; training
+sees only the cluster labels.
 
     .venv/bin/python tests/bench/bench_classifier.py [--project P] [--images 600] [--epochs 6]
         [--init scratch|run:ID] [--cluster-run ID]
@@ -30,22 +31,41 @@ from mskstudio.ml.evaluate import proportion
 from mskstudio.store import Project
 
 
-def simulated_review(project: Project, run_id: int, truth: dict[int, str]) -> tuple[int, int]:
-    """Label (or discard) every cluster by its majority true region; returns (actions, images)."""
-    actions = images = 0
-    for cluster in project.clusters.clusters(run_id):
-        members = project.clusters.member_ids(cluster["id"])
-        majority = collections.Counter(truth[i] for i in members if i in truth).most_common(1)
-        if not majority:
+def simulated_review(project: Project, run_id: int, truth: dict[int, str], *, split_below: float = 0.9,
+                     max_depth: int = 3) -> dict[str, float]:
+    """Label (or discard) every cluster by its majority true region, as a reviewer would.
+
+    A reviewer who sees a mixed montage splits it (the board's Split action, sub-k-means
+    into 2) instead of labelling it: a cluster whose majority region holds less than
+    ``split_below`` of its members is split, up to ``max_depth`` times, then each part is
+    labelled.  Every split and every label or discard counts as one action.  Returns the
+    actions, the images labelled and the share of images whose cluster label is their
+    true region (the label noise the classifier trains on).
+    """
+    actions = images = correct = 0
+    pending = [(c["id"], 0) for c in project.clusters.clusters(run_id)]
+    while pending:
+        cluster_id, depth = pending.pop()
+        members = project.clusters.member_ids(cluster_id)
+        counts = collections.Counter(truth[i] for i in members if i in truth)
+        if not counts:
             continue
-        region = majority[0][0]
+        region, hits = counts.most_common(1)[0]
+        if split_below and hits / sum(counts.values()) < split_below and depth < max_depth \
+                and len(members) >= 4:
+            record = project.clusters.split(cluster_id, 2, seed=depth)
+            actions += 1
+            pending += [(c, depth + 1) for c in (cluster_id, *record["created"])]
+            continue
         if region in NON_MSK:
-            project.clusters.discard(cluster["id"], "region")
+            project.clusters.discard(cluster_id, "region")
+            correct += sum(counts[r] for r in NON_MSK)
         else:
-            project.clusters.label_cluster(cluster["id"], "region", region)
+            project.clusters.label_cluster(cluster_id, "region", region)
+            correct += hits
         actions += 1
         images += len(members)
-    return actions, images
+    return {"actions": actions, "images": images, "label_accuracy": correct / max(images, 1)}
 
 
 def main() -> None:
@@ -57,6 +77,8 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=2)
     ap.add_argument("--init", default="scratch")
     ap.add_argument("--cluster-run", type=int, help="reuse this cluster run instead of 'cluster now'")
+    ap.add_argument("--split-below", type=float, default=0.9,
+                    help="the simulated reviewer splits clusters whose majority share is below this (0: never)")
     args = ap.parse_args()
 
     root = Path(args.project) if args.project else Path(tempfile.mkdtemp()) / "bench.mskproj"
@@ -71,9 +93,11 @@ def main() -> None:
         project, "cluster", {"mode": "fast", "k": max(10, len(truth) // 20), "input_size": args.size}
     )["cluster_run_id"]
     print(f"clusters: run {run_id} ({time.perf_counter() - t:.0f} s)")
-    actions, images = simulated_review(project, run_id, truth)
-    print(f"review: {actions} cluster actions labelled {images} images "
-          f"({images / max(actions, 1):.1f} images per action)")
+    review = simulated_review(project, run_id, truth, split_below=args.split_below)
+    actions, images = review["actions"], review["images"]
+    print(f"review: {actions} actions (labels, discards, splits of clusters whose majority < "
+          f"{args.split_below:.0%}) labelled {images} images ({images / max(actions, 1):.1f} images per "
+          f"action); {review['label_accuracy']:.3f} of them carry their true region")
 
     t = time.perf_counter()
     result = submit_and_run(project, "train", {
