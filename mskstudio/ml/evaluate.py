@@ -167,6 +167,34 @@ def classification_report(y_true: Sequence[int], probs: np.ndarray, class_names:
     }
 
 
+def paired_accuracy_difference(correct_a: Sequence[bool], correct_b: Sequence[bool], *,
+                               n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """B's accuracy minus A's on the same cases: paired bootstrap 95% CI and exact McNemar p.
+
+    Two models scored on one hold-out are not independent samples; comparing their
+    separate Wilson intervals overstates the uncertainty of the difference.  McNemar's
+    test uses only the discordant cases (right in one, wrong in the other).
+    """
+    from scipy.stats import binomtest
+
+    a = np.asarray(correct_a, bool)
+    b = np.asarray(correct_b, bool)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError("both runs must be scored on the same cases")
+    n = len(a)
+    if n == 0:
+        return {"value": math.nan, "ci": [math.nan, math.nan], "n": 0, "b_only": 0, "a_only": 0,
+                "p_mcnemar": math.nan}
+    diff = b.astype(float) - a.astype(float)
+    rng = np.random.default_rng(seed)
+    boots = diff[rng.integers(0, n, (n_boot, n))].mean(1)
+    b_only, a_only = int((b & ~a).sum()), int((a & ~b).sum())
+    p = binomtest(b_only, b_only + a_only, 0.5).pvalue if b_only + a_only else 1.0
+    return {"value": float(diff.mean()), "ci": [float(np.quantile(boots, 0.025)),
+                                                 float(np.quantile(boots, 0.975))],
+            "n": n, "b_only": b_only, "a_only": a_only, "p_mcnemar": float(p)}
+
+
 # ---- cascade -----------------------------------------------------------------------------
 def cascade_probs(p_pathological: np.ndarray, sub_probs: np.ndarray) -> np.ndarray:
     """Combined probabilities over [healthy, *sub classes]: P(h) = 1 - p, P(c) = p * P(c | path)."""

@@ -96,3 +96,37 @@ def test_cascade_on_hand_made_cases():
     # a stricter first stage sends case 5 (p = 0.6) to healthy: now correct
     assert ev.cascade_report(y, p_path, sub, "healthy", ["tumour", "fracture"], threshold=0.65,
                              n_boot=0)["accuracy"]["k"] == 4
+
+
+def test_paired_accuracy_difference_on_hand_made_cases():
+    # 40 cases: both right on 25, both wrong on 5, only B right on 8, only A right on 2.
+    a = np.array([1] * 25 + [0] * 5 + [0] * 8 + [1] * 2, bool)
+    b = np.array([1] * 25 + [0] * 5 + [1] * 8 + [0] * 2, bool)
+    d = ev.paired_accuracy_difference(a, b)
+    assert d["value"] == pytest.approx((8 - 2) / 40)
+    assert (d["b_only"], d["a_only"], d["n"]) == (8, 2, 40)
+    # exact two-sided McNemar: 2 * P(X <= 2), X ~ Binomial(10, 1/2)
+    assert d["p_mcnemar"] == pytest.approx(2 * (1 + 10 + 45) / 1024)
+    assert d["ci"][0] < d["value"] < d["ci"][1]
+    same = ev.paired_accuracy_difference(a, a)
+    assert same["value"] == 0 and same["p_mcnemar"] == 1.0 and same["ci"] == [0.0, 0.0]
+    with pytest.raises(ValueError):
+        ev.paired_accuracy_difference(a, b[:-1])
+
+
+def test_run_comparison_adds_the_paired_difference_only_for_the_same_cases():
+    from mskstudio.gui.views import dashboard_data as dd
+
+    y = [0, 1, 1, 0, 1]
+    probs_a = [[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.7, 0.3]]  # 3 of 5 right
+    probs_b = [[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4], [0.1, 0.9]]  # 5 of 5 right
+
+    def metrics(probs, ids):
+        rep = ev.classification_report(y, np.array(probs), ["a", "b"], n_boot=0)
+        return {"holdout": {**rep, "image_ids": ids, "y_true": y, "probs": probs}, "classes": ["a", "b"]}
+
+    ids = [10, 11, 12, 13, 14]
+    rows = dd.comparison_rows([("A", metrics(probs_a, ids), {}), ("B", metrics(probs_b, ids), {})])
+    assert rows[-1][0].startswith("B − A accuracy") and rows[-1][2].startswith("+0.400")
+    other = dd.comparison_rows([("A", metrics(probs_a, ids), {}), ("B", metrics(probs_b, ids[::-1]), {})])
+    assert not other[-1][0].startswith("B − A")

@@ -138,7 +138,27 @@ def comparison_rows(runs: list[tuple[str, dict[str, Any], dict[str, Any]]],
                 rows[name] = [""] * len(runs)
                 order.append(name)
             rows[name][k] = value
-    return [header, *[[name, *rows[name]] for name in order]]
+    table = [header, *[[name, *rows[name]] for name in order]]
+    if len(runs) == 2:
+        paired = paired_difference(report(runs[0][1], which), report(runs[1][1], which))
+        if paired is not None:
+            table.append(["B − A accuracy, same cases (paired)", "", paired])
+    return table
+
+
+def paired_difference(rep_a: dict[str, Any], rep_b: dict[str, Any]) -> str | None:
+    """'+0.050 (95% CI …; McNemar p …; n …)' when both runs were scored on the same cases."""
+    from ...ml.evaluate import paired_accuracy_difference
+
+    pred_a, pred_b = predicted(rep_a), predicted(rep_b)
+    if pred_a is None or pred_b is None or not rep_a.get("image_ids") \
+            or rep_a.get("image_ids") != rep_b.get("image_ids") or rep_a.get("y_true") != rep_b.get("y_true") \
+            or rep_a.get("classes") != rep_b.get("classes"):
+        return None
+    y = np.asarray(rep_a["y_true"], int)
+    d = paired_accuracy_difference(pred_a == y, pred_b == y)
+    return (f"{d['value']:+.3f} (95% CI {d['ci'][0]:+.3f} to {d['ci'][1]:+.3f}; "
+            f"McNemar p {d['p_mcnemar']:.3g}; n={d['n']})")
 
 
 def pointing_lines(metrics: dict[str, Any]) -> list[tuple[str, str]]:
