@@ -23,7 +23,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, help="default 64")
     p.add_argument("--input-size", type=int, help="square input side in pixels (default 224)")
     p.add_argument("--lr", type=float, help="SGD learning rate (default 0.05)")
-    p.add_argument("--pca-dim", type=int, help="PCA-whitening dimensions (default 256, capped at N/10)")
+    p.add_argument("--pca-dim", type=int, help="PCA-whitening dimensions (default 256, capped at images / 40)")
     p.add_argument("--init", help="scratch | auto (latest DeepCluster run) | run:ID | path to a weights file")
     p.add_argument("--resume", help="continue a cancelled DeepCluster model run: its id, or 'latest'")
     p.add_argument("--label-set", help="label set the clusters will be labelled in")
