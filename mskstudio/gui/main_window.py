@@ -355,6 +355,10 @@ class MainWindow(QMainWindow):
             return
         self.runner.shutdown()
         self.viewer.loader.wait(5000)
+        for dock in self.docks.values():  # background writers (the mask saver) stop with the window
+            stop = getattr(dock.widget(), "shutdown", None)
+            if callable(stop):
+                stop()
         self.save_layout()
         if self.project is not None:
             self.project.close()

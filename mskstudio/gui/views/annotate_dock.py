@@ -51,6 +51,10 @@ class AnnotateDock(QWidget):
             self.controller.flush()
         return False
 
+    def shutdown(self) -> None:
+        """The window closes: write what is pending, then stop the writer thread and its connection."""
+        self.controller.saver.shutdown()
+
     def _shown_radiograph(self, image_id: int):
         """The main viewer's decoded image, window and inversion, if it shows ``image_id``."""
         v = self.window.viewer
