@@ -197,3 +197,29 @@ def test_recluster_submits_and_opens_the_new_run(board):
     window.runner.job_returned.emit(1, result)
     assert b.run_id == result["cluster_run_id"] != run_id
     assert b.clusters.count() == 2
+
+
+def test_deepcluster_dialog_parameters_and_problems(board, tmp_path):
+    from mskstudio.gui.dialogs.cluster_dialog import CPU_INPUT_SIZE, DeepClusterDialog
+    from mskstudio.ml.deepcluster import DEFAULTS
+    from mskstudio.ml.features import default_k
+
+    b, window, _run_id = board
+    dialog = DeepClusterDialog(window.project, b, has_gpu=False)
+    p = dialog.params()
+    n = len(window.project.images.ids())
+    assert p["k"] == default_k(n) and p["epochs"] == DEFAULTS["epochs"]
+    assert p["input_size"] == CPU_INPUT_SIZE and p["init"] == "scratch"
+    assert dialog.problems() == []
+    dialog.init.setCurrentIndex(dialog.init.findData("file"))
+    dialog.weights.setText(str(tmp_path / "missing.pt"))
+    assert any("missing.pt" in m for m in dialog.problems())
+    dialog._accept()
+    assert "missing.pt" in dialog.problem.text() and dialog.result() == 0
+    assert DeepClusterDialog(window.project, b, has_gpu=True).params()["input_size"] == DEFAULTS["input_size"]
+
+    params = dialog.params()
+    params.pop("mode")
+    b.submit_clustering(fast=False, **{**params, "init": "scratch"})
+    kind, submitted = window.runner.submitted[-1]
+    assert kind == "cluster" and submitted["mode"] == "deepcluster" and submitted["k"] == p["k"]

@@ -350,9 +350,15 @@ class ClusterBoard(QWidget):
                                          **({"label_set": ls} if ls else {}), **params})
 
     def ask_deepcluster(self) -> None:
-        epochs, ok = QInputDialog.getInt(self, "DeepCluster", "Epochs:", 10, 1, 500)
-        if ok:
-            self.submit_clustering(fast=False, epochs=epochs)
+        from ..dialogs.cluster_dialog import DeepClusterDialog
+
+        if self.project is None:
+            return
+        dialog = DeepClusterDialog(self.project, self)
+        if dialog.exec():
+            params = dialog.params()
+            params.pop("mode")
+            self.submit_clustering(fast=False, **params)
 
     def ask_recluster(self) -> None:
         run = self.project.clusters.run(self.run_id) if self.project is not None and self.run_id else None

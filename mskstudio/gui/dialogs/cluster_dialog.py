@@ -1,0 +1,125 @@
+"""DeepCluster dialog: the parameters of job ``cluster`` a reviewer may want to change.
+
+``DeepClusterDialog(project)`` starts from ``ml/deepcluster.py`` DEFAULTS with the
+number of clusters scaled to the project (about 40 images each) and, on a machine
+without a GPU, a smaller input side (128 px: an epoch on 2,000 images takes about a
+minute on 2 CPU cores at 96 px).  ``params()`` is the job's parameter dict;
+``problems()`` lists what makes them impossible (empty = fine).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+CPU_INPUT_SIZE = 128
+
+
+class DeepClusterDialog(QDialog):
+    def __init__(self, project, parent=None, *, has_gpu: bool | None = None):
+        super().__init__(parent)
+        from ...ml.deepcluster import DEFAULTS
+        from ...ml.features import default_k
+
+        self.setWindowTitle("DeepCluster")
+        self.project = project
+        self.n_images = len(project.images.ids())
+        if has_gpu is None:
+            from ...ml.models import pick_device
+
+            has_gpu = pick_device("auto").type == "cuda"
+
+        self.epochs = QSpinBox(minimum=1, maximum=500, value=int(DEFAULTS["epochs"]))
+        self.k = QSpinBox(minimum=2, maximum=max(2, self.n_images), value=default_k(self.n_images))
+        self.k.setToolTip("Clusters to review; more than the classes you expect (about 40 images each)")
+        self.input_size = QSpinBox(minimum=32, maximum=1024, singleStep=32,
+                                   value=int(DEFAULTS["input_size"]) if has_gpu else CPU_INPUT_SIZE)
+        self.input_size.setSuffix(" px")
+        self.arch = QComboBox()
+        self.arch.addItems(["resnet18", "resnet50"])
+        self.batch_size = QSpinBox(minimum=2, maximum=1024, value=int(DEFAULTS["batch_size"]))
+        self.lr = QDoubleSpinBox(decimals=4, minimum=0.0001, maximum=1.0, singleStep=0.01,
+                                 value=float(DEFAULTS["lr"]))
+        self.init = QComboBox()
+        self.init.addItem("From scratch", "scratch")
+        for r in project.models.list("deepcluster"):
+            if r["status"] == "done" and r["checkpoint_sha"]:
+                self.init.addItem(f"Continue from DeepCluster run {r['id']} ({r['arch']})", f"run:{r['id']}")
+        self.init.addItem("Weights file…", "file")
+        self.weights = QLineEdit(placeholderText="a PyTorch state dict (.pt / .pth)")
+        browse = QPushButton("…")
+        browse.clicked.connect(self._browse)
+        weights_row = QWidget()
+        row = QHBoxLayout(weights_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.weights, 1)
+        row.addWidget(browse)
+        self.init.currentIndexChanged.connect(lambda _: weights_row.setEnabled(self.init.currentData() == "file"))
+        weights_row.setEnabled(False)
+
+        form = QFormLayout()
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Clusters (k)", self.k)
+        form.addRow("Input side", self.input_size)
+        form.addRow("Backbone", self.arch)
+        form.addRow("Start from", self.init)
+        form.addRow("Weights file", weights_row)
+        form.addRow("Batch size", self.batch_size)
+        form.addRow("Learning rate", self.lr)
+        self.problem = QLabel()
+        self.problem.setStyleSheet("color: #e06c4b")
+        self.problem.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self._accept)
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addWidget(QLabel(f"{self.n_images} images; checkpoints every epoch, cancel and resume any time."))
+        lay.addLayout(form)
+        lay.addWidget(self.problem)
+        lay.addWidget(buttons)
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Weights file", "", "PyTorch weights (*.pt *.pth)")
+        if path:
+            self.weights.setText(path)
+
+    def params(self) -> dict[str, Any]:
+        init = self.init.currentData()
+        return {"mode": "deepcluster", "epochs": self.epochs.value(), "k": self.k.value(),
+                "input_size": self.input_size.value(), "arch": self.arch.currentText(),
+                "batch_size": self.batch_size.value(), "lr": self.lr.value(),
+                "init": self.weights.text().strip() if init == "file" else init}
+
+    def problems(self) -> list[str]:
+        from pathlib import Path
+
+        p = self.params()
+        out = []
+        if self.n_images < 2:
+            out.append("Clustering needs at least two images; import some first.")
+        if p["k"] > self.n_images:
+            out.append(f"k = {p['k']} is more than the {self.n_images} images.")
+        if self.init.currentData() == "file" and not Path(p["init"]).is_file():
+            out.append(f"No weights file at “{p['init']}”." if p["init"] else "Choose a weights file.")
+        return out
+
+    def _accept(self) -> None:
+        problems = self.problems()
+        self.problem.setText("\n".join(problems))
+        if not problems:
+            self.accept()
