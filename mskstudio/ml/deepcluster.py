@@ -395,11 +395,13 @@ def cluster_and_store(project: Project, backbone, ids: list[int], p: dict[str, A
 # k-means settings of a re-clustering: every point assigned, centroids trained for
 # RECLUSTER_ITER iterations on a sample of RECLUSTER_SAMPLE points (at least
 # RECLUSTER_MIN_PER_CENTROID per centroid), so a reviewer who wants coarser or finer
-# clusters gets them in about a second (tests/bench/bench_cluster.py section 2 compares
-# them with full k-means against known clusters).
+# clusters gets them in about a second.  tests/bench/bench_cluster.py section 2 compares
+# them with full k-means against 1,000 known clusters (50,000 x 256, 2 cores): 6 iterations
+# on 16 points a centroid reached the same NMI (0.985) and mean squared distance as 10, in
+# 1.3 s instead of 1.9 s; 20 iterations on every point gave NMI 0.987 in 4.8 s.
 RECLUSTER_SAMPLE = 10_000
 RECLUSTER_MIN_PER_CENTROID = 16
-RECLUSTER_ITER = 10
+RECLUSTER_ITER = 6
 
 
 def recluster_points_per_centroid(k: int) -> int:
