@@ -24,8 +24,41 @@ THUMB_SIZE = 256
 _WORKER: dict[str, Any] = {}
 
 
-def init_worker(secret: bytes, blob_root: str, incoming: str, known: set[str], opts) -> None:
+# glibc malloc settings of an import worker process (see ``keep_freed_memory``).
+MMAP_THRESHOLD_BYTES = 128 << 20
+TRIM_THRESHOLD_BYTES = 256 << 20
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc reuse freed heap for the next file's buffers instead of returning it to the OS.
+
+    Every file allocates a few buffers of its own size (15 MB for a 2500x3000 16-bit
+    image): the file's bytes, pixel copies, block sums.  In a fresh worker process glibc
+    serves them with mmap or gives trimmed heap back, so each new buffer is zero-filled
+    page by page again.  Measured on 2 cores (60 uncompressed 2500x3000 files, decode +
+    analysis cache + thumbnail, no database): 40-47 ms per file in a worker versus 24 ms
+    in a long-lived process; with these thresholds 28 ms, and two workers went from 42
+    to 71 files/s.  Returns False where the C library has no ``mallopt`` (not glibc).
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD_BYTES)) and bool(
+        mallopt(m_trim_threshold, TRIM_THRESHOLD_BYTES))
+
+
+def init_worker(secret: bytes, blob_root: str, incoming: str, known: set[str], opts,
+                *, worker_process: bool = False) -> None:
     from ..store.blobs import BlobStore
+
+    if worker_process:
+        keep_freed_memory()
 
     _WORKER.update(secret=secret, blobs=BlobStore(Path(blob_root)), incoming=Path(incoming),
                    known=known, opts=opts)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -180,7 +181,7 @@ def _results(files: list[str], init_args: tuple, workers: int, ctx: JobContext) 
             yield process_file(path)
         return
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                   initializer=init_worker, initargs=init_args)
+                                   initializer=partial(init_worker, worker_process=True), initargs=init_args)
     pending: set[Future] = set()
     queue = iter(files)
     try:
