@@ -57,9 +57,12 @@ class DicomReadError(Exception):
         self.reason = reason
 
 
-# Plugin preference: the permissive (MIT) pylibjpeg/pyjpegls stack first, pillow,
+# Plugin preference: the permissive (MIT) pyjpegls/pylibjpeg stack first, pillow,
 # then python-gdcm which is the only non-GPL decoder for JPEG lossless (process 14).
-_PLUGIN_ORDER = ("pylibjpeg", "pyjpegls", "pydicom", "pillow", "gdcm")
+# pyjpegls (CharLS) leads: it decodes only JPEG-LS, and where the optional GPL libjpeg
+# is installed pylibjpeg would otherwise take JPEG-LS too, 4x slower (2500x3000:
+# 1.9 instead of 7.2 images/s with 2 processes).
+_PLUGIN_ORDER = ("pyjpegls", "pylibjpeg", "pydicom", "pillow", "gdcm")
 _INSTALL_HINT = {
     "1.2.840.10008.1.2.4.57": "python-gdcm",
     "1.2.840.10008.1.2.4.70": "python-gdcm",
