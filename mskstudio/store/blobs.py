@@ -37,6 +37,14 @@ class BlobStore:
     def exists(self, sha: str) -> bool:
         return self.path(sha).exists()
 
+    def remove(self, sha: str) -> bool:
+        """Delete a blob no row names any more; True if a file was removed."""
+        try:
+            self.path(sha).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     def put_bytes(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
         if not self.exists(sha):

@@ -58,7 +58,15 @@ class ModelRepo:
 
     def set_checkpoint(self, run_id: int, sha: str, *, metrics: dict[str, Any] | None = None,
                        params: dict[str, Any] | None = None) -> None:
-        """Point the run at a new checkpoint blob (written before this call)."""
+        """Point the run at a new checkpoint blob (written before this call).
+
+        The checkpoint it replaces (an earlier epoch's) is deleted after the commit
+        unless another row names the same bytes: without this a 12-epoch DeepCluster
+        run left 11 dead checkpoints (about 1 GB for a resnet18) and a 2,000-image
+        project that trained a few classifiers grew past 15 GB.  A crash between the
+        commit and the delete leaves only an orphan blob.
+        """
+        old = self.p.db.scalar("SELECT checkpoint_sha FROM model_runs WHERE id = ?", (run_id,))
         with self.p.db.transaction() as c:
             c.execute("UPDATE model_runs SET checkpoint_sha = ? WHERE id = ?", (sha, run_id))
             if metrics is not None:
@@ -67,6 +75,13 @@ class ModelRepo:
             if params is not None:
                 c.execute("UPDATE model_runs SET params = ? WHERE id = ?",
                           (json.dumps(params, sort_keys=True, default=str), run_id))
+        if old and old != sha and not self._blob_named(old):
+            self.p.blobs.remove(old)
+
+    def _blob_named(self, sha: str) -> bool:
+        return bool(self.p.db.scalar(
+            "SELECT EXISTS(SELECT 1 FROM model_runs WHERE checkpoint_sha = ?) "
+            "OR EXISTS(SELECT 1 FROM images WHERE blob_sha = ?)", (sha, sha)))
 
     def set_fields(self, run_id: int, **fields: Any) -> None:
         """Write ``SETTABLE_FIELDS`` columns of a run as given, in one transaction."""

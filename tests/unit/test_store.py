@@ -357,3 +357,21 @@ def test_connect_readonly_refuses_writes(tmp_path):
     with pytest.raises(sqlite3.OperationalError):
         conn.execute("INSERT INTO meta(key, value) VALUES ('a', 'b')")
     conn.close()
+
+
+def test_a_replaced_checkpoint_blob_is_deleted_unless_another_run_names_it(new_project):
+    p = new_project
+    run = p.models.create("classifier", "resnet18")
+    other = p.models.create("classifier", "resnet18")
+    first = p.blobs.put_bytes(b"epoch 0 weights")
+    p.models.set_checkpoint(run, first)
+    p.models.set_checkpoint(other, first)  # the same bytes, named twice
+    second = p.blobs.put_bytes(b"epoch 1 weights")
+    p.models.set_checkpoint(run, second)
+    assert p.blobs.exists(first), "still the other run's checkpoint"
+    third = p.blobs.put_bytes(b"epoch 2 weights")
+    p.models.set_checkpoint(run, third)
+    assert not p.blobs.exists(second) and p.blobs.exists(third)
+    p.models.set_checkpoint(run, third)  # the same checkpoint again keeps it
+    assert p.blobs.exists(third)
+    assert p.models.get(run)["checkpoint_sha"] == third
