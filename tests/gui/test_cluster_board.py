@@ -211,8 +211,8 @@ def test_deepcluster_dialog_parameters_and_problems(board, tmp_path):
     assert p["k"] == default_k(n) and p["epochs"] == DEFAULTS["epochs"]
     assert p["input_size"] == CPU_INPUT_SIZE and p["init"] == "scratch"
     assert dialog.problems() == []
-    dialog.init.setCurrentIndex(dialog.init.findData("file"))
-    dialog.weights.setText(str(tmp_path / "missing.pt"))
+    dialog.start.kind.setCurrentIndex(dialog.start.kind.findData("file"))
+    dialog.start.file.setText(str(tmp_path / "missing.pt"))
     assert any("missing.pt" in m for m in dialog.problems())
     dialog._accept()
     assert "missing.pt" in dialog.problem.text() and dialog.result() == 0

@@ -146,11 +146,11 @@ def test_model_menu_and_train_dialog_validate_then_submit(window, monkeypatch):
     text = d.problems.text()
     assert "at least 2 folds" in text and "at least one epoch" in text
     assert "frozen encoder needs pretrained weights" in text and "centre hold-out needs the centre" in text
-    d.init_kind.setCurrentIndex(d.init_kind.findData("file"))
-    d.init_file.setText("/nonexistent/w.pt")
+    d.start.kind.setCurrentIndex(d.start.kind.findData("file"))
+    d.start.file.setText("/nonexistent/w.pt")
     assert any("Weights file not found" in p for p in d.validate())
     # fixed: submitted as a train job row with these params
-    d.init_kind.setCurrentIndex(d.init_kind.findData("scratch"))
+    d.start.kind.setCurrentIndex(d.start.kind.findData("scratch"))
     d.freeze.setChecked(False)
     d.folds.setValue(3)
     d.epochs.setValue(2)

@@ -16,16 +16,13 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
-    QLineEdit,
-    QPushButton,
     QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
+
+from .start_point import StartPointPicker, start_point_problem
 
 CPU_INPUT_SIZE = 128
 
@@ -55,30 +52,13 @@ class DeepClusterDialog(QDialog):
         self.batch_size = QSpinBox(minimum=2, maximum=1024, value=int(DEFAULTS["batch_size"]))
         self.lr = QDoubleSpinBox(decimals=4, minimum=0.0001, maximum=1.0, singleStep=0.01,
                                  value=float(DEFAULTS["lr"]))
-        self.init = QComboBox()
-        self.init.addItem("From scratch", "scratch")
-        for r in project.models.list("deepcluster"):
-            if r["status"] == "done" and r["checkpoint_sha"]:
-                self.init.addItem(f"Continue from DeepCluster run {r['id']} ({r['arch']})", f"run:{r['id']}")
-        self.init.addItem("Weights file…", "file")
-        self.weights = QLineEdit(placeholderText="a PyTorch state dict (.pt / .pth)")
-        browse = QPushButton("…")
-        browse.clicked.connect(self._browse)
-        weights_row = QWidget()
-        row = QHBoxLayout(weights_row)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.weights, 1)
-        row.addWidget(browse)
-        self.init.currentIndexChanged.connect(lambda _: weights_row.setEnabled(self.init.currentData() == "file"))
-        weights_row.setEnabled(False)
-
+        self.start = StartPointPicker(project)
         form = QFormLayout()
         form.addRow("Epochs", self.epochs)
         form.addRow("Clusters (k)", self.k)
         form.addRow("Input side", self.input_size)
         form.addRow("Backbone", self.arch)
-        form.addRow("Start from", self.init)
-        form.addRow("Weights file", weights_row)
+        form.addRow("Start from", self.start)
         form.addRow("Batch size", self.batch_size)
         form.addRow("Learning rate", self.lr)
         self.problem = QLabel()
@@ -93,29 +73,21 @@ class DeepClusterDialog(QDialog):
         lay.addWidget(self.problem)
         lay.addWidget(buttons)
 
-    def _browse(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Weights file", "", "PyTorch weights (*.pt *.pth)")
-        if path:
-            self.weights.setText(path)
-
     def params(self) -> dict[str, Any]:
-        init = self.init.currentData()
         return {"mode": "deepcluster", "epochs": self.epochs.value(), "k": self.k.value(),
                 "input_size": self.input_size.value(), "arch": self.arch.currentText(),
                 "batch_size": self.batch_size.value(), "lr": self.lr.value(),
-                "init": self.weights.text().strip() if init == "file" else init}
+                "init": self.start.value()}
 
     def problems(self) -> list[str]:
-        from pathlib import Path
-
         p = self.params()
         out = []
         if self.n_images < 2:
             out.append("Clustering needs at least two images; import some first.")
         if p["k"] > self.n_images:
             out.append(f"k = {p['k']} is more than the {self.n_images} images.")
-        if self.init.currentData() == "file" and not Path(p["init"]).is_file():
-            out.append(f"No weights file at “{p['init']}”." if p["init"] else "Choose a weights file.")
+        if (problem := start_point_problem(self.project, p["init"])) is not None:
+            out.append(problem)
         return out
 
     def _accept(self) -> None:

@@ -9,7 +9,6 @@ for a ``train`` job and returns its id (None when a problem was shown instead).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtWidgets import (
@@ -18,18 +17,17 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from ...domain import is_truth_set
+from .start_point import StartPointPicker, start_point_problem
 
 TRAIN_SOURCES = ("human", "import", "cluster")
 FALLBACK_ARCHS = ["resnet18", "resnet50", "efficientnet_b0", "swin_t", "tinycnn"]
@@ -91,15 +89,8 @@ def validate_params(project, p: dict[str, Any]) -> list[str]:
         elif len(centres) < 2:
             problems.append("Holding out the only centre leaves nothing to train on.")
     init = p.get("init", "scratch")
-    if isinstance(init, str) and init.startswith("run:"):
-        try:
-            parent = project.models.get(int(init[4:]))
-        except ValueError:
-            parent = None
-        if parent is None or parent["kind"] != "deepcluster" or parent["status"] != "done":
-            problems.append(f"{init} is not a finished DeepCluster run.")
-    elif init not in (None, "", "scratch") and not Path(str(init)).is_file():
-        problems.append(f"Weights file not found: {init}")
+    if (problem := start_point_problem(project, init)) is not None:
+        problems.append(problem)
     if p.get("freeze_encoder") and init in (None, "", "scratch"):
         problems.append("A frozen encoder needs pretrained weights (a DeepCluster run or a weights "
                         "file); a frozen random encoder cannot learn.")
@@ -140,23 +131,8 @@ class TrainDialog(QDialog):
         self.arch.addItems(archs)
         form.addRow("Architecture", self.arch)
 
-        self.init_kind = QComboBox()
-        self.init_kind.addItem("From scratch", "scratch")
-        self.init_kind.addItem("DeepCluster run", "run")
-        self.init_kind.addItem("Weights file", "file")
-        self.init_run = QComboBox()
-        for r in project.models.list("deepcluster") if project is not None else []:
-            if r["status"] == "done":
-                self.init_run.addItem(f"#{r['id']} {r['name']} ({r['arch']})", int(r["id"]))
-        self.init_file = QLineEdit()
-        self.init_file.setPlaceholderText("weights file (.pt / .pth / .safetensors)")
-        browse = QPushButton("…")
-        browse.clicked.connect(self._browse)
-        init_row = QHBoxLayout()
-        for w in (self.init_kind, self.init_run, self.init_file, browse):
-            init_row.addWidget(w)
-        self.init_kind.currentIndexChanged.connect(lambda _i: self._init_changed())
-        form.addRow("Initialisation", init_row)
+        self.start = StartPointPicker(project)
+        form.addRow("Initialisation", self.start)
         self.freeze = QCheckBox("Freeze the encoder (train the head only)")
         form.addRow("", self.freeze)
         self.input = QComboBox()
@@ -248,7 +224,6 @@ class TrainDialog(QDialog):
         if i >= 0:
             self.label_set.setCurrentIndex(i)
         self._fill_classes()
-        self._init_changed()
         self._holdout_changed()
 
     def reject_dialog(self) -> None:
@@ -264,33 +239,14 @@ class TrainDialog(QDialog):
             for c in project.labels.classes(int(row["id"])):
                 self.cascade.addItem(f"{c['name']} vs the rest, then among the rest", c["name"])
 
-    def _init_changed(self) -> None:
-        kind = self.init_kind.currentData()
-        self.init_run.setVisible(kind == "run")
-        self.init_file.setVisible(kind == "file")
-
     def _holdout_changed(self) -> None:
         kind = self.holdout.currentData()
         self.test_fraction.setEnabled(kind == "random")
         self.centre.setEnabled(kind == "centre")
 
-    def _browse(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Weights file", "",
-                                              "Weights (*.pt *.pth *.safetensors);;All (*)")
-        if path:
-            self.init_file.setText(path)
-            self.init_kind.setCurrentIndex(self.init_kind.findData("file"))
-
     # ---- ask -> do ----------------------------------------------------------------------------
     def params(self) -> dict[str, Any]:
-        kind = self.init_kind.currentData()
-        if kind == "run":
-            run = self.init_run.currentData()
-            init = f"run:{run}" if run is not None else "run:?"
-        elif kind == "file":
-            init = self.init_file.text().strip() or "(no file chosen)"
-        else:
-            init = "scratch"
+        init = self.start.value()
         holdout = self.holdout.currentData()
         return {
             "label_set": self.label_set.currentData(), "arch": self.arch.currentText(), "init": init,
