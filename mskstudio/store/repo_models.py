@@ -66,8 +66,9 @@ class ModelRepo:
         project that trained a few classifiers grew past 15 GB.  A crash between the
         commit and the delete leaves only an orphan blob.
         """
-        old = self.p.db.scalar("SELECT checkpoint_sha FROM model_runs WHERE id = ?", (run_id,))
         with self.p.db.transaction() as c:
+            row = c.execute("SELECT checkpoint_sha FROM model_runs WHERE id = ?", (run_id,)).fetchone()
+            old = row[0] if row else None
             c.execute("UPDATE model_runs SET checkpoint_sha = ? WHERE id = ?", (sha, run_id))
             if metrics is not None:
                 c.execute("UPDATE model_runs SET metrics = ? WHERE id = ?",
