@@ -31,6 +31,9 @@ def register(sub) -> None:
     p.add_argument("--loss-weighting", choices=("none", "inverse", "median"), default="none")
     p.add_argument("--patience", type=int, default=5)
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--mask-guidance", type=float, default=0.0, metavar="WEIGHT",
+                   help="teach the network to look at the lesion masks: weight of the attention term "
+                        "(e.g. 1; default 0 = off)")
     p.add_argument("--reject", choices=("auto", "class", "threshold", "none"), default="auto")
     p.add_argument("--cascade", metavar="HEALTHY_CLASS",
                    help="two-stage cascade: HEALTHY_CLASS vs pathological, then among pathological")
@@ -78,7 +81,7 @@ def cmd_train(args) -> int:
     params = {k: getattr(args, k) for k in (
         "label_set", "arch", "init", "freeze_encoder", "input", "size", "k", "holdout",
         "test_fraction", "test_centre", "epochs", "batch_size", "optimizer", "lr", "schedule",
-        "loss_weighting", "patience", "reject", "cascade", "seed", "device", "name")}
+        "loss_weighting", "patience", "reject", "cascade", "mask_guidance", "seed", "device", "name")}
     params["augment"] = not args.no_augment
     if args.resume:
         params = {"resume": args.resume, "device": args.device}

@@ -67,10 +67,14 @@ class Augment:
                 return r.randint(0, h - ch), r.randint(0, w - cw), ch, cw
         return 0, 0, h, w
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, mask: torch.Tensor | None = None):
+        """Augmented x; with ``mask`` ([1, S, S]) also the mask, moved by the same geometry."""
+        import torch
         import torchvision.transforms.v2.functional as TF
 
         r = self.rng
+        if mask is not None:  # one tensor through the geometric steps keeps them aligned
+            x = torch.cat([x, mask.to(x.dtype)])
         top, left, ch, cw = self.crop_box(x.shape[-2], x.shape[-1])
         x = TF.resized_crop(x, top, left, ch, cw, [self.size, self.size], antialias=True)
         if r.random() < self.hflip:
@@ -79,10 +83,13 @@ class Augment:
             x = TF.vertical_flip(x)
         if self.rotation:
             x = TF.rotate(x, r.uniform(-self.rotation, self.rotation), fill=0.0)
+        if mask is not None:
+            x, mask = x[:1], x[1:].clamp(0.0, 1.0)
         c = 1.0 + r.uniform(-self.contrast, self.contrast)
         b = r.uniform(-self.brightness, self.brightness)
         mean = x.mean()
-        return ((x - mean) * c + mean + b).clamp_(0.0, 1.0)
+        x = ((x - mean) * c + mean + b).clamp_(0.0, 1.0)
+        return x if mask is None else (x, mask)
 
 
 class AnalysisDataset:

@@ -28,7 +28,8 @@ METHODS = ("gradcam", "scorecam")
 _LOADED: dict[tuple[str, int], dict[str, Any]] = {}
 
 
-def _module(model, path: str):
+def module_at(model, path: str):
+    """The submodule at a dotted path (``encoder.layer4``, ``encoder.features.7``)."""
     m = model
     for part in path.split("."):
         m = m[int(part)] if part.isdigit() else getattr(m, part)
@@ -40,7 +41,8 @@ def _leaf_hook(module, inputs, output):
     return output.detach().requires_grad_(True)
 
 
-def _reshape_for(arch: str):
+def reshape_for(arch: str):
+    """How a CAM layer's output becomes [B, C, h, w] (Swin's stages are channels-last)."""
     if arch.startswith("swin"):
         return lambda t: t.permute(0, 3, 1, 2)
     return None
@@ -77,11 +79,11 @@ def cam_for_models(models, x, target_index: int, *, arch: str, method: str = "gr
     layer = layer or default_cam_layer(arch)
     maps = []
     for model in models:
-        target = _module(model, layer)
+        target = module_at(model, layer)
         handle = target.register_forward_hook(_leaf_hook) if method == "gradcam" else None
         try:
             cls = GradCAM if method == "gradcam" else ScoreCAM
-            with cls(model=model, target_layers=[target], reshape_transform=_reshape_for(arch)) as cam:
+            with cls(model=model, target_layers=[target], reshape_transform=reshape_for(arch)) as cam:
                 if method == "scorecam":
                     cam.batch_size = 32
                 m = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(target_index))])[0]

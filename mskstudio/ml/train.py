@@ -81,6 +81,7 @@ DEFAULTS: dict[str, Any] = {
     "patience": 5,              # epochs without validation improvement before stopping
     "monitor": "val_loss",      # val_loss | val_acc
     "augment": True,
+    "mask_guidance": 0.0,       # weight of the mask-guided attention term (0 = off; mask_guidance.py)
     "reject": "auto",           # auto | class | threshold | none
     "reject_quantile": 0.05,    # threshold = this quantile of validation max-softmax
     "cascade": None,            # name of the healthy class -> two-stage cascade
@@ -128,6 +129,8 @@ def run_train(project: Project, params: dict[str, Any], ctx: JobContext) -> dict
         run_id, split = None, None
     if p["label_set"] is None:
         raise ValueError("train needs a label set")
+    if float(p["mask_guidance"] or 0) < 0:
+        raise ValueError(f"mask guidance must be 0 (off) or positive, not {p['mask_guidance']}")
     ls_id, ls_name = _resolve_label_set(project, p["label_set"])
     device = pick_device(p["device"])
 

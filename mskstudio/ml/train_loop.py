@@ -18,6 +18,7 @@ import numpy as np
 
 from ..jobs import JobContext
 from .classifier import CHECKPOINT_FORMAT, input_loader, make_classifier
+from .mask_guidance import CamTap, attention_loss, letterboxed_masks
 
 if TYPE_CHECKING:
     from ..store import Project
@@ -70,22 +71,40 @@ class FoldData:
         self.plain.ensure_loaded(ctx.progress, ctx.check_cancelled)
         self.augmented = copy.copy(self.plain)
         self.augmented.augment = Augment(p["size"], scale=(0.6, 1.0), vflip=0.0) if p["augment"] else None
+        # Lesion masks in input geometry, by row, for mask-guided attention (mask_guidance.py).
+        self.masks: dict[int, np.ndarray] | None = None
+        if float(p.get("mask_guidance") or 0) > 0:
+            by_id = letterboxed_masks(project, self.ids, p["size"], p["input"], p["roi_margin"])
+            self.masks = {self.row[i]: m for i, m in by_id.items()}
+            ctx.log(f"mask guidance: {len(self.masks)} of {len(self.ids)} images have a lesion mask")
 
     def subset(self, image_ids, task_targets, *, train: bool):
         return Subset(self.augmented if train else self.plain, [self.row[i] for i in image_ids],
-                       [task_targets[i] for i in image_ids])
+                      [task_targets[i] for i in image_ids], masks=self.masks if train else None)
 
 
 class Subset:
-    def __init__(self, ds, rows, targets):
-        self.ds, self.rows, self.targets = ds, rows, targets
+    """(x, target) per item; with ``masks`` (row -> uint8 square) (x, target, mask [1, S, S])."""
+
+    def __init__(self, ds, rows, targets, masks: dict[int, np.ndarray] | None = None):
+        self.ds, self.rows, self.targets, self.masks = ds, rows, targets, masks
 
     def __len__(self):
         return len(self.rows)
 
     def __getitem__(self, k):
-        x, _ = self.ds[self.rows[k]]
-        return x, self.targets[k]
+        if self.masks is None:
+            x, _ = self.ds[self.rows[k]]
+            return x, self.targets[k]
+        import torch
+
+        row = self.rows[k]
+        x = torch.from_numpy(self.ds.square(row))[None]
+        m = self.masks.get(row)
+        mask = torch.zeros_like(x) if m is None else torch.from_numpy(m.astype(np.float32) / 255.0)[None]
+        if self.ds.augment is not None:
+            x, mask = self.ds.augment(x, mask)
+        return x, self.targets[k], mask
 
 
 def make_optimizer(params, p):
@@ -141,6 +160,8 @@ def train_fold(base: FoldData, tr, va, task_targets, names, p, encoder_init, dev
         generator=gen, num_workers=int(p["workers"] or 0), pin_memory=cuda,
         drop_last=len(tr) > int(p["batch_size"]))
     val_ds = base.subset(va, task_targets, train=False)
+    guidance = float(p.get("mask_guidance") or 0) if base.masks is not None else 0.0
+    tap = CamTap(model, p["arch"]) if guidance > 0 else None
     epoch0, best, bad, history = 0, None, 0, []
     best_state, best_epoch, best_val_logits = None, -1, None
     if state is not None:
@@ -157,13 +178,17 @@ def train_fold(base: FoldData, tr, va, task_targets, names, p, encoder_init, dev
         model.train()
         if p["freeze_encoder"]:
             model.encoder.eval()  # frozen batch-norm statistics too
-        tot, n_seen, correct = 0.0, 0, 0
-        for b, (x, y) in enumerate(train_loader):
+        tot, n_seen, correct, att_sum = 0.0, 0, 0, 0.0
+        for b, batch in enumerate(train_loader):
             ctx.check_cancelled()
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
             with torch.autocast(device.type, enabled=cuda):
                 logits = model(x)
                 loss = F.cross_entropy(logits.float(), y, weight=weight)
+                if tap is not None:
+                    att = attention_loss(tap.output, model.head.weight, y, batch[2].to(device))
+                    loss = loss + guidance * att
+                    att_sum += float(att.detach()) * len(y)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -180,9 +205,12 @@ def train_fold(base: FoldData, tr, va, task_targets, names, p, encoder_init, dev
         val_acc = float((vl.argmax(1) == yv).float().mean()) if len(yv) else float("nan")
         rec = {"epoch": epoch, "train_loss": tot / max(n_seen, 1), "train_acc": correct / max(n_seen, 1),
                "val_loss": val_loss, "val_acc": val_acc, "lr": opt.param_groups[0]["lr"]}
+        if tap is not None:
+            rec["train_attention"] = att_sum / max(n_seen, 1)
         history.append(rec)
-        for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
-            ctx.metric(f"{prefix}/{key}", rec[key], epoch)
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc", "train_attention"):
+            if key in rec:
+                ctx.metric(f"{prefix}/{key}", rec[key], epoch)
         score = -val_loss if p["monitor"] == "val_loss" else val_acc
         if best is None or score > best:
             best, bad, best_epoch = score, 0, epoch
@@ -197,6 +225,8 @@ def train_fold(base: FoldData, tr, va, task_targets, names, p, encoder_init, dev
         if stop:
             ctx.log(f"{prefix}: early stop after epoch {epoch + 1} (best {best_epoch + 1})")
             break
+    if tap is not None:
+        tap.remove()
     ctx.progress(1.0)
     return {"state": best_state, "best_epoch": best_epoch, "epochs_run": len(history),
             "history": history, "val_ids": list(va), "val_logits": best_val_logits,

@@ -42,6 +42,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--folds", type=int, default=2)
     ap.add_argument("--tolerance-mm", type=float, default=5.0)
+    ap.add_argument("--mask-guidance", type=float, default=0.0,
+                    help="weight of the mask-guided attention term while training (0 = off)")
+    ap.add_argument("--init", default="scratch", help="scratch | run:ID (a DeepCluster run)")
     args = ap.parse_args()
     torch.set_num_threads(2)
 
@@ -62,7 +65,8 @@ def main() -> None:
         t = time.monotonic()
         result = submit_and_run(project, "train", {
             "label_set": args.label_set, "arch": args.arch, "size": args.size, "k": args.folds,
-            "epochs": args.epochs, "input": "image", "loss_weighting": "inverse", "seed": 0, "device": "cpu"})
+            "epochs": args.epochs, "input": "image", "loss_weighting": "inverse", "seed": 0, "device": "cpu",
+            "mask_guidance": args.mask_guidance, "init": args.init})
         run_id, minutes = int(result["model_run_id"]), (time.monotonic() - t) / 60
     metrics = project.models.get(run_id)["metrics"]
     t = time.monotonic()

@@ -158,6 +158,9 @@ def test_model_menu_and_train_dialog_validate_then_submit(window, monkeypatch):
     d.arch.setCurrentText("tinycnn")
     d.size.setValue(64)
     d.loss_weighting.setCurrentIndex(d.loss_weighting.findData("median"))
+    assert d.params()["mask_guidance"] == 0.0             # off unless asked
+    if window.project.annotations.images_with_masks():
+        d.mask_guidance.setValue(1.5)
     job_id = d.submit()
     assert job_id is not None and started == [job_id] and d.problems.text() == ""
     submitted = []
@@ -173,6 +176,7 @@ def test_model_menu_and_train_dialog_validate_then_submit(window, monkeypatch):
     assert params["arch"] == "tinycnn" and params["size"] == 64 and params["loss_weighting"] == "median"
     assert params["init"] == "scratch" and params["freeze_encoder"] is False
     assert params["holdout"] == "random" and params["test_centre"] is None
+    assert params["mask_guidance"] == (1.5 if window.project.annotations.images_with_masks() else 0.0)
 
 
 def test_validate_params_cascade_and_reject(window):
@@ -186,3 +190,5 @@ def test_validate_params_cascade_and_reject(window):
     assert any("reject class" in m for m in validate_params(p, {**base, "reject": "class"}))
     assert any("DeepCluster" in m for m in validate_params(p, {**base, "init": "run:1"}))
     assert any("folds need" in m for m in validate_params(p, {**base, "k": 500}))
+    lacks_masks = any("Mask guidance needs" in m for m in validate_params(p, {**base, "mask_guidance": 1.0}))
+    assert lacks_masks == (not p.annotations.images_with_masks())

@@ -94,6 +94,8 @@ def validate_params(project, p: dict[str, Any]) -> list[str]:
     if p.get("freeze_encoder") and init in (None, "", "scratch"):
         problems.append("A frozen encoder needs pretrained weights (a DeepCluster run or a weights "
                         "file); a frozen random encoder cannot learn.")
+    if float(p.get("mask_guidance") or 0) > 0 and not project.annotations.images_with_masks():
+        problems.append("Mask guidance needs lesion masks; none are drawn or imported yet.")
     names = [r["name"] for r in class_rows]
     cascade = p.get("cascade")
     if cascade and class_rows and cascade not in names:
@@ -173,6 +175,13 @@ class TrainDialog(QDialog):
         for text, key in (("None", "none"), ("Inverse frequency", "inverse"), ("Median frequency", "median")):
             self.loss_weighting.addItem(text, key)
         form.addRow("Loss weighting", self.loss_weighting)
+        self.mask_guidance = QDoubleSpinBox()
+        self.mask_guidance.setRange(0.0, 10.0)
+        self.mask_guidance.setSingleStep(0.5)
+        self.mask_guidance.setSpecialValueText("Off")
+        self.mask_guidance.setToolTip("Weight of a loss that moves the Grad-CAM peak of a masked image's class "
+                                      "onto its lesion mask (images without a mask: cross-entropy only)")
+        form.addRow("Mask guidance (look at the lesion)", self.mask_guidance)
         self.optimizer = QComboBox()
         self.optimizer.addItem("Adam(W)", "adam")
         self.optimizer.addItem("SGD + momentum", "sgd")
@@ -257,6 +266,7 @@ class TrainDialog(QDialog):
             "epochs": self.epochs.value(), "batch_size": self.batch_size.value(),
             "optimizer": self.optimizer.currentData(), "lr": self.lr.value(),
             "schedule": self.schedule.currentData(), "loss_weighting": self.loss_weighting.currentData(),
+            "mask_guidance": round(self.mask_guidance.value(), 3),
             "reject": self.reject.currentData(), "cascade": self.cascade.currentData(),
             "name": self.name.text().strip() or None,
         }
