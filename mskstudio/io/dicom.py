@@ -29,6 +29,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder, pixel_array
 from pydicom.uid import UID
 
+from .functional_groups import frame_attributes
 from .pixels import (  # noqa: F401 - re-exported: callers read and render through dicom
     Radiograph,
     Window,
@@ -43,7 +44,7 @@ PathLike = str | os.PathLike
 
 __all__ = [
     "DicomReadError", "Window", "HeaderInfo", "Radiograph", "is_dicom_file", "scan_header",
-    "read_dataset", "read_radiograph", "read_stored_frame", "analysis_array", "analysis_and_thumbnail",
+    "read_dataset", "read_radiograph", "read_stored_frame", "frame_header", "analysis_array", "analysis_and_thumbnail",
     "thumbnail_png", "resize_area", "decoder_for",
 ]
 
@@ -87,6 +88,7 @@ _HEADER_KEYWORDS = (
     "Rows", "Columns", "NumberOfFrames", "BitsAllocated", "BitsStored", "PixelRepresentation",
     "WindowCenter", "WindowWidth", "WindowCenterWidthExplanation", "RescaleSlope",
     "RescaleIntercept", "PresentationLUTShape", "VOILUTSequence",
+    "SharedFunctionalGroupsSequence",  # enhanced files: spacing, rescale, windows (functional_groups)
 )
 
 
@@ -359,7 +361,8 @@ def scan_header(path: PathLike, *, data: bytes | None = None) -> HeaderInfo:
     raw = _open(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS, data=data)
     _check_image(path, raw, pixels_read=False)
     ds = _header_values(raw)
-    spacing, source = _spacing(ds)
+    attrs = frame_attributes(ds, None)  # shared functional groups; per-frame ones come with the pixels
+    spacing, source = _spacing(attrs)
     burned = _s(ds, "BurnedInAnnotation").upper()
     return HeaderInfo(
         path=str(path), sop_uid=_s(ds, "SOPInstanceUID"), study_uid=_s(ds, "StudyInstanceUID"),
@@ -370,14 +373,23 @@ def scan_header(path: PathLike, *, data: bytes | None = None) -> HeaderInfo:
         bits_allocated=int(ds["BitsAllocated"]), bits_stored=int(_f(ds, "BitsStored", ds["BitsAllocated"])),
         pixel_signed=bool(int(_f(ds, "PixelRepresentation", 0))), photometric=_s(ds, "PhotometricInterpretation"),
         samples_per_pixel=int(_f(ds, "SamplesPerPixel", 1)), transfer_syntax=str(raw.file_meta.TransferSyntaxUID),
-        spacing_mm=spacing, spacing_source=source, windows=_windows(ds),
-        rescale_slope=_f(ds, "RescaleSlope", 1.0), rescale_intercept=_f(ds, "RescaleIntercept", 0.0),
+        spacing_mm=spacing, spacing_source=source, windows=_windows(attrs),
+        rescale_slope=_f(attrs, "RescaleSlope", 1.0), rescale_intercept=_f(attrs, "RescaleIntercept", 0.0),
         manufacturer=_s(ds, "Manufacturer"), model=_s(ds, "ManufacturerModelName"),
         institution=_s(ds, "InstitutionName"), body_part=_s(ds, "BodyPartExamined"), view=_s(ds, "ViewPosition"),
         laterality=_s(ds, "ImageLaterality") or _s(ds, "Laterality"), study_date=_s(ds, "StudyDate"),
         acquisition_date=_s(ds, "AcquisitionDate"), study_description=_s(ds, "StudyDescription"),
         burned_in_annotation={"YES": True, "NO": False}.get(burned),
     )
+
+
+def frame_header(ds: Dataset, frame: int) -> dict:
+    """Spacing, first window and rescale of one frame (its functional groups win)."""
+    attrs = frame_attributes(ds, frame)
+    spacing, source = _spacing(attrs)
+    windows = _windows(attrs)
+    return {"spacing_mm": spacing, "spacing_source": source, "window": windows[0] if windows else None,
+            "rescale_slope": _f(attrs, "RescaleSlope", 1.0), "rescale_intercept": _f(attrs, "RescaleIntercept", 0.0)}
 
 
 # ---------------------------------------------------------------- full read + decode
@@ -438,6 +450,7 @@ def read_radiograph(path_or_dataset: PathLike | Dataset, frame: int = 0) -> Radi
     photometric = _s(ds, "PhotometricInterpretation").upper()
     notes: list[str] = []
     arr = _decode_frame(ds, path, frame, n_frames)
+    attrs = frame_attributes(ds, frame)
 
     if photometric == "PALETTE COLOR":
         arr = apply_color_lut(arr, ds)
@@ -448,16 +461,16 @@ def read_radiograph(path_or_dataset: PathLike | Dataset, frame: int = 0) -> Radi
         notes.append("RGB converted to luminance (BT.601)")
         windows, voi, invert = [], None, False
     else:
-        img = _modality(arr, ds)
-        windows = _windows(ds)
-        voi, voi_win = _voi_lut(ds)
+        img = _modality(arr, ds, attrs)
+        windows = _windows(attrs)
+        voi, voi_win = _voi_lut(attrs)
         if not windows and voi_win is not None:
             windows = [voi_win]
         # MONOCHROME1: low values are bright.  PresentationLUTShape INVERSE means the
         # same for a MONOCHROME2 image; with MONOCHROME1 the DX IOD requires INVERSE,
         # which describes the same inversion, so the two are OR-ed, not XOR-ed.
         invert = photometric == "MONOCHROME1" or _s(ds, "PresentationLUTShape").upper() == "INVERSE"
-    spacing, source = _spacing(ds)
+    spacing, source = _spacing(attrs)
     return Radiograph(
         modality=np.ascontiguousarray(img, dtype=np.float32), invert=invert, windows=windows,
         spacing_mm=spacing, spacing_source=source, bits_stored=int(_f(ds, "BitsStored", ds.BitsAllocated)),
@@ -510,12 +523,13 @@ def read_stored_frame(ds: Dataset, frame: int = 0) -> StoredFrame | None:
         arr = _decode_frame(ds, path, frame, n_frames)
     if arr.ndim != 2 or arr.dtype.kind not in "ui":
         return None
-    windows = _windows(ds)
-    voi, voi_win = _voi_lut(ds)
+    attrs = frame_attributes(ds, frame)
+    windows = _windows(attrs)
+    voi, voi_win = _voi_lut(attrs)
     if not windows and voi_win is not None:
         windows = [voi_win]
     return StoredFrame(
-        values=arr, slope=_f(ds, "RescaleSlope", 1.0), intercept=_f(ds, "RescaleIntercept", 0.0),
+        values=arr, slope=_f(attrs, "RescaleSlope", 1.0), intercept=_f(attrs, "RescaleIntercept", 0.0),
         invert=photometric == "MONOCHROME1" or _s(ds, "PresentationLUTShape").upper() == "INVERSE",
         windows=windows, voi_lut=voi,
     )
@@ -530,13 +544,15 @@ def _within_stored_bits(arr: np.ndarray, bits_stored: int) -> bool:
     return lo <= int(arr.min()) and int(arr.max()) <= hi
 
 
-def _modality(arr: np.ndarray, ds: Dataset) -> np.ndarray:
+def _modality(arr: np.ndarray, ds: Dataset, attrs=None) -> np.ndarray:
+    """Modality LUT of one frame; ``attrs``: its ``frame_attributes`` (default: the top level)."""
     if "ModalityLUTSequence" in ds:
         return apply_modality_lut(arr, ds).astype(np.float32)
+    attrs = ds if attrs is None else attrs
     # Own fast path for rescale: pydicom's apply_rescale works in float64 (2x the
     # memory traffic); float32 is exact for <= 24-bit integers with a unit slope.
     out = arr.astype(np.float32)
-    slope, intercept = _f(ds, "RescaleSlope", 1.0), _f(ds, "RescaleIntercept", 0.0)
+    slope, intercept = _f(attrs, "RescaleSlope", 1.0), _f(attrs, "RescaleIntercept", 0.0)
     if slope != 1.0:
         out *= np.float32(slope)
     if intercept != 0.0:

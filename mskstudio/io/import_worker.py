@@ -114,12 +114,15 @@ def _frame_products(ds, frame: int, original_hash: str) -> dict[str, Any]:
     """Analysis array (written to the incoming folder) and thumbnail of one frame."""
     import numpy as np
 
+    from .dicom import frame_header
     from .stored_products import frame_products
 
     analysis, thumb = frame_products(ds, frame, ANALYSIS_LONG_SIDE, THUMB_SIZE)
     tmp = _WORKER["incoming"] / f"{original_hash}-{frame}.npy"
     np.save(tmp, analysis)
-    return {"frame": frame, "thumb": thumb, "analysis": str(tmp), "analysis_shape": analysis.shape}
+    # Enhanced multi-frame files may give each frame its own spacing, rescale and window.
+    return {"frame": frame, "thumb": thumb, "analysis": str(tmp), "analysis_shape": analysis.shape,
+            "attributes": frame_header(ds, frame)}
 
 
 def _deidentified_header(header, secret: bytes):

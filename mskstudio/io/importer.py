@@ -258,10 +258,8 @@ def _store_result(project: Project, opts: ImportOptions, result: dict, summary: 
         study = images.study_id(patient, header.study_uid, study_date=header.study_date or None,
                                 description=header.study_description or None,
                                 age_years=header.patient_age_years, centre_id=centre)
-        window = header.windows[0] if header.windows else None
         for frame in result["frames"]:
-            image_id = images.add_image(_image_fields(header, result, frame["frame"], study, window),
-                                        frame["thumb"])
+            image_id = images.add_image(_image_fields(header, result, frame, study), frame["thumb"])
             final = images.analysis_path(image_id)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(frame["analysis"], final)
@@ -269,19 +267,25 @@ def _store_result(project: Project, opts: ImportOptions, result: dict, summary: 
     summary.imported += 1
 
 
-def _image_fields(header, result: dict, frame: int, study_id: int, window) -> dict[str, Any]:
-    spacing = header.spacing_mm or (None, None)
+def _image_fields(header, result: dict, frame: dict, study_id: int) -> dict[str, Any]:
+    """One frame's image row: the file's header, with the frame's own spacing, window and
+    rescale (``dicom.frame_header``: functional groups of enhanced files) where it has them."""
+    own = frame.get("attributes") or {}
+    spacing = own.get("spacing_mm") or header.spacing_mm or (None, None)
+    spacing_source = own.get("spacing_source") if own.get("spacing_mm") else header.spacing_source
+    window = own.get("window") or (header.windows[0] if header.windows else None)
     return {
-        "study_id": study_id, "sop_uid": header.sop_uid, "frame": frame, "series_uid": header.series_uid,
+        "study_id": study_id, "sop_uid": header.sop_uid, "frame": frame["frame"], "series_uid": header.series_uid,
         "sop_class_uid": header.sop_class_uid, "original_sop_hash": result["original_hash"],
         "blob_sha": result["blob_sha"], "source_path": result["source_path"],
         "rows": header.rows, "cols": header.cols, "n_frames": header.n_frames,
         "bits_allocated": header.bits_allocated, "bits_stored": header.bits_stored,
         "pixel_signed": int(header.pixel_signed), "photometric": header.photometric,
         "transfer_syntax": header.transfer_syntax, "spacing_row_mm": spacing[0],
-        "spacing_col_mm": spacing[1], "spacing_source": header.spacing_source,
+        "spacing_col_mm": spacing[1], "spacing_source": spacing_source,
         "window_center": window.center if window else None, "window_width": window.width if window else None,
-        "rescale_slope": header.rescale_slope, "rescale_intercept": header.rescale_intercept,
+        "rescale_slope": own.get("rescale_slope", header.rescale_slope),
+        "rescale_intercept": own.get("rescale_intercept", header.rescale_intercept),
         "modality": header.modality or None, "manufacturer": header.manufacturer or None,
         "model": header.model or None, "body_part": header.body_part or None, "view": header.view or None,
         "laterality": header.laterality or None, "acquisition_date": header.acquisition_date or None,
