@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import warnings
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from struct import error as struct_error
 
@@ -29,7 +27,14 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder, pixel_array
 from pydicom.uid import UID
 
-from .functional_groups import frame_attributes
+from .dicom_attributes import (
+    age_years,
+    frame_attributes,
+    number_of,
+    spacing_of,
+    text_of,
+    windows_of,
+)
 from .pixels import (  # noqa: F401 - re-exported: callers read and render through dicom
     Radiograph,
     Window,
@@ -44,7 +49,7 @@ PathLike = str | os.PathLike
 
 __all__ = [
     "DicomReadError", "Window", "HeaderInfo", "Radiograph", "is_dicom_file", "scan_header",
-    "read_dataset", "read_radiograph", "read_stored_frame", "frame_header", "analysis_array", "analysis_and_thumbnail",
+    "read_dataset", "read_radiograph", "read_stored_frame", "analysis_array", "analysis_and_thumbnail",
     "thumbnail_png", "resize_area", "decoder_for",
 ]
 
@@ -217,7 +222,7 @@ def _check_image(path, ds: Dataset, *, pixels_read: bool) -> None:
         dec = get_decoder(ts)
     except NotImplementedError:
         _fail(path, f"unsupported transfer syntax {ts}: not an image transfer syntax pydicom knows")
-    if ts == pydicom.uid.JPEGExtended12Bit and int(_f(ds, "BitsStored", 8)) > 8 \
+    if ts == pydicom.uid.JPEGExtended12Bit and int(number_of(ds, "BitsStored", 8)) > 8 \
             and not gpl_jpeg_available():
         # Neither pillow nor pydicom's gdcm plugin decode 12-bit lossy JPEG; only the
         # GPL pylibjpeg-libjpeg does, which we do not ship: the user may opt in.
@@ -241,90 +246,6 @@ def _has_pixel_tag(path) -> bool:
     except (OSError, TypeError):
         return False
     return b"\xe0\x7f\x10\x00" in data or b"\x7f\xe0\x00\x10" in data
-
-
-def _age_years(ds: Dataset) -> float | None:
-    age = str(ds.get("PatientAge", "") or "").strip().upper()
-    m = re.fullmatch(r"(\d{1,3})\s*([DWMY]?)", age)
-    if m:
-        n, unit = float(m.group(1)), m.group(2) or "Y"
-        return round(n / {"D": 365.25, "W": 52.1775, "M": 12.0, "Y": 1.0}[unit], 3)
-    born = _parse_date(ds.get("PatientBirthDate"))
-    when = next((d for d in (_parse_date(ds.get(k))
-                             for k in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")) if d),
-                None)
-    if born and when and when >= born:
-        return round((when - born).days / 365.25, 3)
-    return None
-
-
-def _parse_date(value) -> date | None:
-    s = str(value or "").strip()
-    if len(s) >= 8 and s[:8].isdigit():
-        try:
-            return date(int(s[:4]), int(s[4:6]), int(s[6:8]))
-        except ValueError:
-            return None
-    return None
-
-
-def _as_list(value) -> list:
-    if value is None or value == "":
-        return []
-    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
-        return list(value)
-    return [value]
-
-
-def _windows(ds: Dataset) -> list[Window]:
-    centers, widths = _as_list(ds.get("WindowCenter")), _as_list(ds.get("WindowWidth"))
-    names = _as_list(ds.get("WindowCenterWidthExplanation"))
-    out = []
-    for i, (c, w) in enumerate(zip(centers, widths, strict=False)):
-        try:
-            c, w = float(c), float(w)
-        except (TypeError, ValueError):
-            continue
-        if w >= 1:  # PS3.3 C.11.2.1.2: width shall be >= 1
-            out.append(Window(c, w, str(names[i]) if i < len(names) else ""))
-    return out
-
-
-def _spacing(ds: Dataset) -> tuple[tuple[float, float] | None, str | None]:
-    """PixelSpacing (patient plane) wins; else ImagerPixelSpacing (detector plane),
-    divided by EstimatedRadiographicMagnificationFactor when present (PS3.3 C.8.11.4)."""
-    def pair(v):
-        vals = _as_list(v)
-        try:
-            r, c = float(vals[0]), float(vals[1])
-        except (IndexError, TypeError, ValueError):
-            return None
-        return (r, c) if r > 0 and c > 0 else None
-
-    if (sp := pair(ds.get("PixelSpacing"))) is not None:
-        return sp, "pixel"
-    if (sp := pair(ds.get("ImagerPixelSpacing"))) is not None:
-        try:
-            mag = float(ds.get("EstimatedRadiographicMagnificationFactor") or 0)
-        except (TypeError, ValueError):
-            mag = 0.0
-        if mag > 0 and mag != 1.0:
-            return (sp[0] / mag, sp[1] / mag), "imager_corrected"
-        return sp, "imager"
-    return None, None
-
-
-def _s(ds: Dataset, kw: str) -> str:
-    v = ds.get(kw)
-    return "" if v is None else str(v)
-
-
-def _f(ds: Dataset, kw: str, default: float) -> float:
-    try:
-        v = ds.get(kw)
-        return default if v is None or v == "" else float(v)
-    except (TypeError, ValueError):
-        return default
 
 
 _HEADER_TAGS = [pydicom.datadict.tag_for_keyword(k) for k in _HEADER_KEYWORDS]
@@ -362,34 +283,31 @@ def scan_header(path: PathLike, *, data: bytes | None = None) -> HeaderInfo:
     _check_image(path, raw, pixels_read=False)
     ds = _header_values(raw)
     attrs = frame_attributes(ds, None)  # shared functional groups; per-frame ones come with the pixels
-    spacing, source = _spacing(attrs)
-    burned = _s(ds, "BurnedInAnnotation").upper()
+    spacing, source = spacing_of(attrs)
+    burned = text_of(ds, "BurnedInAnnotation").upper()
+
+    def txt(keyword: str) -> str:
+        return text_of(ds, keyword)
+
     return HeaderInfo(
-        path=str(path), sop_uid=_s(ds, "SOPInstanceUID"), study_uid=_s(ds, "StudyInstanceUID"),
-        series_uid=_s(ds, "SeriesInstanceUID"), sop_class_uid=_s(ds, "SOPClassUID"),
-        patient_id=_s(ds, "PatientID"), patient_name=_s(ds, "PatientName"), patient_sex=_s(ds, "PatientSex"),
-        patient_age_years=_age_years(ds), modality=_s(ds, "Modality"),
-        rows=int(ds["Rows"]), cols=int(ds["Columns"]), n_frames=int(_f(ds, "NumberOfFrames", 1) or 1),
-        bits_allocated=int(ds["BitsAllocated"]), bits_stored=int(_f(ds, "BitsStored", ds["BitsAllocated"])),
-        pixel_signed=bool(int(_f(ds, "PixelRepresentation", 0))), photometric=_s(ds, "PhotometricInterpretation"),
-        samples_per_pixel=int(_f(ds, "SamplesPerPixel", 1)), transfer_syntax=str(raw.file_meta.TransferSyntaxUID),
-        spacing_mm=spacing, spacing_source=source, windows=_windows(attrs),
-        rescale_slope=_f(attrs, "RescaleSlope", 1.0), rescale_intercept=_f(attrs, "RescaleIntercept", 0.0),
-        manufacturer=_s(ds, "Manufacturer"), model=_s(ds, "ManufacturerModelName"),
-        institution=_s(ds, "InstitutionName"), body_part=_s(ds, "BodyPartExamined"), view=_s(ds, "ViewPosition"),
-        laterality=_s(ds, "ImageLaterality") or _s(ds, "Laterality"), study_date=_s(ds, "StudyDate"),
-        acquisition_date=_s(ds, "AcquisitionDate"), study_description=_s(ds, "StudyDescription"),
+        path=str(path), sop_uid=txt("SOPInstanceUID"), study_uid=txt("StudyInstanceUID"),
+        series_uid=txt("SeriesInstanceUID"), sop_class_uid=txt("SOPClassUID"),
+        patient_id=txt("PatientID"), patient_name=txt("PatientName"), patient_sex=txt("PatientSex"),
+        patient_age_years=age_years(ds), modality=txt("Modality"),
+        rows=int(ds["Rows"]), cols=int(ds["Columns"]), n_frames=int(number_of(ds, "NumberOfFrames", 1) or 1),
+        bits_allocated=int(ds["BitsAllocated"]), bits_stored=int(number_of(ds, "BitsStored", ds["BitsAllocated"])),
+        pixel_signed=bool(int(number_of(ds, "PixelRepresentation", 0))), photometric=txt("PhotometricInterpretation"),
+        samples_per_pixel=int(number_of(ds, "SamplesPerPixel", 1)),
+        transfer_syntax=str(raw.file_meta.TransferSyntaxUID),
+        spacing_mm=spacing, spacing_source=source, windows=windows_of(attrs),
+        rescale_slope=number_of(attrs, "RescaleSlope", 1.0),
+        rescale_intercept=number_of(attrs, "RescaleIntercept", 0.0),
+        manufacturer=txt("Manufacturer"), model=txt("ManufacturerModelName"),
+        institution=txt("InstitutionName"), body_part=txt("BodyPartExamined"), view=txt("ViewPosition"),
+        laterality=txt("ImageLaterality") or txt("Laterality"), study_date=txt("StudyDate"),
+        acquisition_date=txt("AcquisitionDate"), study_description=txt("StudyDescription"),
         burned_in_annotation={"YES": True, "NO": False}.get(burned),
     )
-
-
-def frame_header(ds: Dataset, frame: int) -> dict:
-    """Spacing, first window and rescale of one frame (its functional groups win)."""
-    attrs = frame_attributes(ds, frame)
-    spacing, source = _spacing(attrs)
-    windows = _windows(attrs)
-    return {"spacing_mm": spacing, "spacing_source": source, "window": windows[0] if windows else None,
-            "rescale_slope": _f(attrs, "RescaleSlope", 1.0), "rescale_intercept": _f(attrs, "RescaleIntercept", 0.0)}
 
 
 # ---------------------------------------------------------------- full read + decode
@@ -444,10 +362,10 @@ def read_radiograph(path_or_dataset: PathLike | Dataset, frame: int = 0) -> Radi
     path = getattr(ds, "filename", None) or "<dataset>"
     if isinstance(path_or_dataset, Dataset):  # a path was validated by read_dataset
         _check_image(path, ds, pixels_read=True)
-    n_frames = int(_f(ds, "NumberOfFrames", 1) or 1)
+    n_frames = int(number_of(ds, "NumberOfFrames", 1) or 1)
     if not 0 <= frame < n_frames:
         _fail(path, f"frame {frame} out of range (file has {n_frames})")
-    photometric = _s(ds, "PhotometricInterpretation").upper()
+    photometric = text_of(ds, "PhotometricInterpretation").upper()
     notes: list[str] = []
     arr = _decode_frame(ds, path, frame, n_frames)
     attrs = frame_attributes(ds, frame)
@@ -462,18 +380,18 @@ def read_radiograph(path_or_dataset: PathLike | Dataset, frame: int = 0) -> Radi
         windows, voi, invert = [], None, False
     else:
         img = _modality(arr, ds, attrs)
-        windows = _windows(attrs)
+        windows = windows_of(attrs)
         voi, voi_win = _voi_lut(attrs)
         if not windows and voi_win is not None:
             windows = [voi_win]
         # MONOCHROME1: low values are bright.  PresentationLUTShape INVERSE means the
         # same for a MONOCHROME2 image; with MONOCHROME1 the DX IOD requires INVERSE,
         # which describes the same inversion, so the two are OR-ed, not XOR-ed.
-        invert = photometric == "MONOCHROME1" or _s(ds, "PresentationLUTShape").upper() == "INVERSE"
-    spacing, source = _spacing(attrs)
+        invert = photometric == "MONOCHROME1" or text_of(ds, "PresentationLUTShape").upper() == "INVERSE"
+    spacing, source = spacing_of(attrs)
     return Radiograph(
         modality=np.ascontiguousarray(img, dtype=np.float32), invert=invert, windows=windows,
-        spacing_mm=spacing, spacing_source=source, bits_stored=int(_f(ds, "BitsStored", ds.BitsAllocated)),
+        spacing_mm=spacing, spacing_source=source, bits_stored=int(number_of(ds, "BitsStored", ds.BitsAllocated)),
         photometric=photometric, frame=frame, n_frames=n_frames, voi_lut=voi, notes=notes,
     )
 
@@ -508,29 +426,29 @@ def read_stored_frame(ds: Dataset, frame: int = 0) -> StoredFrame | None:
     are then checked rather than masked: only if some value lies outside the
     stored range is the frame decoded again with pydicom's correction."""
     path = getattr(ds, "filename", None) or "<dataset>"
-    photometric = _s(ds, "PhotometricInterpretation").upper()
-    if (photometric not in ("MONOCHROME1", "MONOCHROME2") or int(_f(ds, "SamplesPerPixel", 1)) != 1
+    photometric = text_of(ds, "PhotometricInterpretation").upper()
+    if (photometric not in ("MONOCHROME1", "MONOCHROME2") or int(number_of(ds, "SamplesPerPixel", 1)) != 1
             or "ModalityLUTSequence" in ds):
         return None
-    n_frames = int(_f(ds, "NumberOfFrames", 1) or 1)
+    n_frames = int(number_of(ds, "NumberOfFrames", 1) or 1)
     if not 0 <= frame < n_frames:
         _fail(path, f"frame {frame} out of range (file has {n_frames})")
     native = decoder_for(ds) == ""
     options = {"view_only": True, "correct_unused_bits": False} if native else {}
     arr = _decode_frame(ds, path, frame, n_frames, **options)
-    bits_stored = int(_f(ds, "BitsStored", ds.BitsAllocated))
+    bits_stored = int(number_of(ds, "BitsStored", ds.BitsAllocated))
     if native and not _within_stored_bits(arr, bits_stored):
         arr = _decode_frame(ds, path, frame, n_frames)
     if arr.ndim != 2 or arr.dtype.kind not in "ui":
         return None
     attrs = frame_attributes(ds, frame)
-    windows = _windows(attrs)
+    windows = windows_of(attrs)
     voi, voi_win = _voi_lut(attrs)
     if not windows and voi_win is not None:
         windows = [voi_win]
     return StoredFrame(
-        values=arr, slope=_f(attrs, "RescaleSlope", 1.0), intercept=_f(attrs, "RescaleIntercept", 0.0),
-        invert=photometric == "MONOCHROME1" or _s(ds, "PresentationLUTShape").upper() == "INVERSE",
+        values=arr, slope=number_of(attrs, "RescaleSlope", 1.0), intercept=number_of(attrs, "RescaleIntercept", 0.0),
+        invert=photometric == "MONOCHROME1" or text_of(ds, "PresentationLUTShape").upper() == "INVERSE",
         windows=windows, voi_lut=voi,
     )
 
@@ -552,7 +470,7 @@ def _modality(arr: np.ndarray, ds: Dataset, attrs=None) -> np.ndarray:
     # Own fast path for rescale: pydicom's apply_rescale works in float64 (2x the
     # memory traffic); float32 is exact for <= 24-bit integers with a unit slope.
     out = arr.astype(np.float32)
-    slope, intercept = _f(attrs, "RescaleSlope", 1.0), _f(attrs, "RescaleIntercept", 0.0)
+    slope, intercept = number_of(attrs, "RescaleSlope", 1.0), number_of(attrs, "RescaleIntercept", 0.0)
     if slope != 1.0:
         out *= np.float32(slope)
     if intercept != 0.0:

@@ -114,7 +114,7 @@ def _frame_products(ds, frame: int, original_hash: str) -> dict[str, Any]:
     """Analysis array (written to the incoming folder) and thumbnail of one frame."""
     import numpy as np
 
-    from .dicom import frame_header
+    from .dicom_attributes import frame_header
     from .stored_products import frame_products
 
     analysis, thumb = frame_products(ds, frame, ANALYSIS_LONG_SIDE, THUMB_SIZE)

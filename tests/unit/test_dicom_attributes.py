@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from mskstudio.io.dicom import read_dataset, read_radiograph, read_stored_frame, scan_header
-from mskstudio.io.functional_groups import frame_attributes
+from mskstudio.io.dicom_attributes import frame_attributes
 from mskstudio.jobs import JobContext
 
 # (slope, intercept, window centre, window width) of each frame
