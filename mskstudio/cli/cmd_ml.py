@@ -40,6 +40,9 @@ def register(sub) -> None:
     add_project_arg(p)
     p.add_argument("run", type=int, help="cluster run whose features to re-cluster")
     p.add_argument("--k", type=int, required=True, help="number of clusters")
+    p.add_argument("--merge", action="store_true",
+                   help="join the run's clusters into K groups (average linkage of their centroids) "
+                        "instead of k-means: each new cluster is a union of old ones")
     p.add_argument("--seed", type=int)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_recluster)
@@ -76,8 +79,9 @@ def cmd_recluster(args) -> int:
     from ..jobrun import run_sync
 
     with open_writable(args.project) as project:
-        result = run_sync(project, "recluster", {"run": args.run, "k": args.k, "seed": args.seed},
-                          label=f"re-cluster run {args.run} into {args.k}")
+        result = run_sync(project, "recluster", {"run": args.run, "k": args.k, "seed": args.seed,
+                                                 "method": "merge" if args.merge else "kmeans"},
+                          label=f"{'merge' if args.merge else 're-cluster'} run {args.run} into {args.k}")
     return _print_cluster_result(result, args.json)
 
 

@@ -56,6 +56,7 @@ from .features import (
     extract_features,
     kmeans,
     map_2d,
+    merge_clusters,
     nmi,
     recalibrate_batchnorm,
     truth_metrics,
@@ -408,12 +409,18 @@ def recluster_points_per_centroid(k: int) -> int:
     return max(RECLUSTER_MIN_PER_CENTROID, -(-RECLUSTER_SAMPLE // k))
 
 
-def run_recluster(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Job ``recluster``: k-means with a new ``k`` on the stored features of cluster ``run``.
+RECLUSTER_METHODS = ("kmeans", "merge")
 
-    No network runs: the features the run was made from are reused, so the new run has
-    the same backbone (``model_run_id``) and label set.  Cluster labels belong to their
-    run, so the new run starts unlabelled; individual human labels stay where they are.
+
+def run_recluster(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Job ``recluster``: a new run with ``k`` clusters from the stored features of cluster ``run``.
+
+    ``method="kmeans"`` (default) runs k-means with the new k; ``method="merge"`` joins
+    the run's own clusters into ``k`` groups (``features.merge_clusters``), so each new
+    cluster is a union of old ones.  No network runs: the features the run was made from
+    are reused, so the new run has the same backbone (``model_run_id``) and label set.
+    Cluster labels belong to their run, so the new run starts unlabelled; individual
+    human labels stay where they are.
     """
     t0 = time.perf_counter()
     source = int(params["run"])
@@ -429,11 +436,25 @@ def run_recluster(project: Project, params: dict[str, Any], ctx: JobContext) -> 
     k = int(params.get("k") or default_k(len(ids)))
     if not 2 <= k <= len(ids):
         raise ValueError(f"k must be between 2 and the number of images ({len(ids)}), not {k}")
+    method = params.get("method") or "kmeans"
+    if method not in RECLUSTER_METHODS:
+        raise ValueError(f"unknown re-cluster method {method!r} ({', '.join(RECLUSTER_METHODS)})")
     p = {**DEFAULTS, **json.loads(row["params"] or "{}"), "k": k, "reclustered_from": source,
-         "seed": int(params.get("seed") or 0)}
-    ctx.progress(0.1, f"k-means of {len(ids)} images into {k}")
-    km = kmeans(feats, k, niter=RECLUSTER_ITER, seed=p["seed"],
-                max_points_per_centroid=recluster_points_per_centroid(k))
+         "recluster_method": method, "seed": int(params.get("seed") or 0)}
+    if method == "merge":
+        # The run's clusters as they are now, after the reviewer's own merges and splits.
+        cluster_of = project.clusters.assignment(source)
+        _, old = np.unique([cluster_of[i] for i in ids], return_inverse=True)
+        if k >= old.max() + 1:
+            raise ValueError(f"merging needs fewer groups than run {source} has clusters ({old.max() + 1}), "
+                             f"not {k}")
+        ctx.progress(0.1, f"merging the {old.max() + 1} clusters of run {source} into {k}")
+        centroids = np.stack([feats[old == c].mean(0) for c in range(old.max() + 1)]).astype(np.float32)
+        km = merge_clusters(feats, old, centroids, k)
+    else:
+        ctx.progress(0.1, f"k-means of {len(ids)} images into {k}")
+        km = kmeans(feats, k, niter=RECLUSTER_ITER, seed=p["seed"],
+                    max_points_per_centroid=recluster_points_per_centroid(k))
     return _store_run(project, ids, feats, km, p, ctx, t0, model_run_id=row["model_run_id"],
                       label_set_id=row["label_set_id"], job_id=ctx.job_id)
 

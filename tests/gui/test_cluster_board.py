@@ -190,6 +190,8 @@ def test_recluster_submits_and_opens_the_new_run(board):
     from mskstudio.jobrun import submit_and_run
 
     b, window, run_id = board
+    b.recluster(2, "merge")
+    assert window.runner.submitted[-1] == ("recluster", {"run": run_id, "k": 2, "method": "merge"})
     b.recluster(2)
     kind, params = window.runner.submitted[-1]
     assert (kind, params) == ("recluster", {"run": run_id, "k": 2})
@@ -197,6 +199,17 @@ def test_recluster_submits_and_opens_the_new_run(board):
     window.runner.job_returned.emit(1, result)
     assert b.run_id == result["cluster_run_id"] != run_id
     assert b.clusters.count() == 2
+
+
+def test_recluster_dialog_asks_method_and_k(board):
+    from mskstudio.gui.dialogs.cluster_dialog import ReclusterDialog
+
+    dialog = ReclusterDialog(32, 4, board[0])
+    assert dialog.params() == {"k": 4, "method": "kmeans"} and dialog.problems() == []
+    dialog.method.setCurrentIndex(dialog.method.findData("merge"))
+    assert dialog.problems()                          # merging into as many clusters changes nothing
+    dialog.k.setValue(2)
+    assert dialog.params() == {"k": 2, "method": "merge"} and dialog.problems() == []
 
 
 def test_deepcluster_dialog_parameters_and_problems(board, tmp_path):

@@ -213,6 +213,44 @@ def test_recluster_reuses_stored_features_with_a_new_k(syn_project):
             submit_and_run(syn_project, "recluster", bad)
 
 
+def test_merge_clusters_keeps_a_long_class_whole_where_kmeans_cuts_it():
+    from mskstudio.ml.features import kmeans, l2_normalise, merge_clusters, nmi
+
+    g = np.random.default_rng(0)
+    t = g.uniform(0, 1.2, 900)                       # one large class along an arc, two small tight ones
+    arc = np.stack([np.cos(t), np.sin(t), np.zeros_like(t)], 1) + g.normal(0, 0.02, (900, 3))
+    small = [np.array(c) + g.normal(0, 0.05, (60, 3)) for c in ([0, 0, 1.0], [0, -1.0, 0.3])]
+    x = l2_normalise(np.concatenate([arc, *small]).astype(np.float32))
+    truth = np.r_[np.zeros(900), np.ones(60), np.full(60, 2)].astype(int)
+    fine = kmeans(x, 15, seed=0)
+    merged = merge_clusters(x, fine.assign, fine.centroids, 3)
+    direct = kmeans(x, 3, seed=0)
+    assert len(set(merged.assign.tolist())) == 3
+    for c in set(fine.assign.tolist()):              # every new cluster is a union of old ones
+        assert len(set(merged.assign[fine.assign == c].tolist())) == 1
+    assert nmi(merged.assign, truth) > 0.95 > nmi(direct.assign, truth)
+    np.testing.assert_allclose(merged.distance, np.linalg.norm(x - merged.centroids[merged.assign], axis=1),
+                               rtol=1e-5)
+
+
+def test_recluster_by_merging_the_runs_clusters(syn_project):
+    from mskstudio.jobrun import submit_and_run
+
+    first = submit_and_run(syn_project, "cluster", {**TINY, "mode": "fast"})
+    source = first["cluster_run_id"]
+    before = syn_project.clusters.assignment(source)
+    result = submit_and_run(syn_project, "recluster", {"run": source, "k": 2, "method": "merge"})
+    after = syn_project.clusters.assignment(result["cluster_run_id"])
+    assert len(set(after.values())) == 2 and sorted(after) == sorted(before)
+    for old in set(before.values()):
+        assert len({after[i] for i, c in before.items() if c == old}) == 1
+    assert syn_project.clusters.run(result["cluster_run_id"])["params"].count('"merge"') == 1
+    for bad in ({"run": source, "k": len(set(before.values())), "method": "merge"},
+                {"run": source, "k": 2, "method": "nope"}):
+        with pytest.raises(ValueError):
+            submit_and_run(syn_project, "recluster", bad)
+
+
 # ---- store actions ---------------------------------------------------------------------------
 @pytest.fixture
 def run_project(syn_project):

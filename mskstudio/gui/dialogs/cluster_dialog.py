@@ -95,3 +95,47 @@ class DeepClusterDialog(QDialog):
         self.problem.setText("\n".join(problems))
         if not problems:
             self.accept()
+
+
+class ReclusterDialog(QDialog):
+    """Another number of clusters from a run's stored features: k-means with the new k, or
+    the run's own clusters merged into k groups (each new cluster a union of current ones)."""
+
+    def __init__(self, n_images: int, n_clusters: int, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Re-cluster")
+        self.n_images, self.n_clusters = n_images, n_clusters
+        self.method = QComboBox()
+        self.method.addItem("k-means on this run's features", "kmeans")
+        self.method.addItem("Merge this run's clusters into fewer groups", "merge")
+        self.k = QSpinBox()
+        self.k.setRange(2, max(2, n_images))
+        self.k.setValue(max(2, n_clusters))
+        form = QFormLayout()
+        form.addRow("Method", self.method)
+        form.addRow("Clusters", self.k)
+        self.problem = QLabel()
+        self.problem.setStyleSheet("color: #ff6b6b;")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self._accept)
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addWidget(QLabel(f"{n_images} images in {n_clusters} clusters; no network runs (about a second)."))
+        lay.addLayout(form)
+        lay.addWidget(self.problem)
+        lay.addWidget(buttons)
+
+    def params(self) -> dict[str, Any]:
+        return {"k": self.k.value(), "method": self.method.currentData()}
+
+    def problems(self) -> list[str]:
+        p = self.params()
+        if p["method"] == "merge" and p["k"] >= self.n_clusters:
+            return [f"Merging needs fewer than the run's {self.n_clusters} clusters."]
+        return []
+
+    def _accept(self) -> None:
+        problems = self.problems()
+        self.problem.setText("\n".join(problems))
+        if not problems:
+            self.accept()

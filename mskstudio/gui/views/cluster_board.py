@@ -65,8 +65,8 @@ class ClusterBoard(QWidget):
         self.deepcluster_btn = QPushButton("DeepCluster…")
         self.deepcluster_btn.clicked.connect(self.ask_deepcluster)
         self.recluster_btn = QPushButton("Re-cluster…")
-        self.recluster_btn.setToolTip("A new run with another number of clusters, from this run's "
-                                      "features (about a second, no network)")
+        self.recluster_btn.setToolTip("A new run with another number of clusters from this run's "
+                                      "features, by k-means or by merging its clusters (about a second)")
         self.recluster_btn.clicked.connect(self.ask_recluster)
         self.progress = QLabel()
 
@@ -364,16 +364,20 @@ class ClusterBoard(QWidget):
         run = self.project.clusters.run(self.run_id) if self.project is not None and self.run_id else None
         if run is None:
             return
-        n = len(self.project.clusters.assignment(self.run_id))
-        k, ok = QInputDialog.getInt(self, "Re-cluster", f"Clusters (2–{n}):", int(run["k"]), 2, max(2, n))
-        if ok:
-            self.recluster(k)
+        from ..dialogs.cluster_dialog import ReclusterDialog
 
-    def recluster(self, k: int) -> int | None:
+        assignment = self.project.clusters.assignment(self.run_id)
+        dialog = ReclusterDialog(len(assignment), len(set(assignment.values())), self)
+        if dialog.exec():
+            self.recluster(**dialog.params())
+
+    def recluster(self, k: int, method: str = "kmeans") -> int | None:
+        """Submit job ``recluster``: k-means with ``k``, or ``method="merge"`` into ``k`` groups."""
         runner = getattr(self.window_, "runner", None)
         if runner is None or self.run_id is None:
             return None
-        return runner.submit("recluster", {"run": self.run_id, "k": int(k)})
+        params = {"run": self.run_id, "k": int(k)} | ({"method": method} if method != "kmeans" else {})
+        return runner.submit("recluster", params)
 
     def _job_returned(self, _job_id: int, result) -> None:
         if isinstance(result, dict) and "cluster_run_id" in result:
