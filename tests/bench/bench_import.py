@@ -101,12 +101,15 @@ def bench_disk(tmp: Path, megabytes: int = 300) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=40, help="files per archive")
+    parser.add_argument("--syntaxes", default="uncompressed,jpegls", help="comma-separated: uncompressed,jpegls")
+    parser.add_argument("--workers", default="1,2", help="worker process counts to measure, comma-separated")
     args = parser.parse_args()
+    worker_counts = [int(w) for w in args.workers.split(",")]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"images {SHAPE[1]}×{SHAPE[0]} 12-bit")
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        for syntax in ("uncompressed", "jpegls"):
+        for syntax in args.syntaxes.split(","):
             folder = tmp / syntax
             write_archive(folder, args.n, syntax)
             size_mb = sum(f.stat().st_size for f in folder.iterdir()) / args.n / 1e6
@@ -117,11 +120,11 @@ def main() -> None:
                 print(f"  disk, fsynced writes: {disk:,.0f} MB/s -> at most {disk / size_mb:.1f} durable "
                       f"blobs/s of {size_mb:.1f} MB")
             target = 40 if syntax == "uncompressed" else 6
-            for workers in (1, 2):
+            for workers in worker_counts:
                 rate = bench_import(folder, workers, tmp)
                 print(f"  import, {workers} process(es): {rate:.1f} images/s (target ≥ {target}/s with 2)")
             if syntax == "uncompressed":
-                for workers in (1, 2):
+                for workers in worker_counts:
                     rate = bench_import(folder, workers, tmp, copy=False, deidentify=False)
                     print(f"  import in place (no blob, no de-id), {workers} process(es): {rate:.1f} images/s")
 
