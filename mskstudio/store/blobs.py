@@ -24,8 +24,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from .direct_io import write_direct
-
 CHUNK = 1 << 20
 
 
@@ -63,29 +61,9 @@ class BlobStore:
         for chunk in chunks:
             digest.update(chunk)
         sha = digest.hexdigest()
-        if not self.exists(sha) and not self._write_direct_atomically(sha, chunks, durable=durable):
+        if not self.exists(sha):
             self._write_atomically(sha, lambda f: f.writelines(chunks), durable=durable)
         return sha
-
-    def _write_direct_atomically(self, sha: str, chunks: list[bytes], *, durable: bool) -> bool:
-        """Like ``_write_atomically``, around the page cache (``direct_io``); False where
-        that is not possible (the caller then writes the ordinary way)."""
-        final = self.path(sha)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".incoming-")
-        os.close(fd)
-        try:
-            if not write_direct(Path(tmp), chunks):
-                os.unlink(tmp)
-                return False
-            if durable:
-                _fsync_path(Path(tmp))
-            os.replace(tmp, final)
-            return True
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
 
     def sync(self, shas: Iterable[str]) -> None:
         """Make the named blobs, and their folder entries, durable (fsync)."""
