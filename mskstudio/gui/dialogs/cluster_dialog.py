@@ -27,7 +27,33 @@ from .start_point import StartPointPicker, start_point_problem
 CPU_INPUT_SIZE = 128
 
 
-class DeepClusterDialog(QDialog):
+class CheckedDialog(QDialog):
+    """A form above a line of problems and OK / Cancel; OK closes only when ``problems()`` is empty."""
+
+    def lay_out(self, intro: str, form: QFormLayout) -> None:
+        self.problem = QLabel()
+        self.problem.setStyleSheet("color: #e06c4b")
+        self.problem.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self._accept)
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addWidget(QLabel(intro))
+        lay.addLayout(form)
+        lay.addWidget(self.problem)
+        lay.addWidget(buttons)
+
+    def problems(self) -> list[str]:
+        return []
+
+    def _accept(self) -> None:
+        problems = self.problems()
+        self.problem.setText("\n".join(problems))
+        if not problems:
+            self.accept()
+
+
+class DeepClusterDialog(CheckedDialog):
     def __init__(self, project, parent=None, *, has_gpu: bool | None = None):
         super().__init__(parent)
         from ...ml.deepcluster import DEFAULTS
@@ -61,17 +87,7 @@ class DeepClusterDialog(QDialog):
         form.addRow("Start from", self.start)
         form.addRow("Batch size", self.batch_size)
         form.addRow("Learning rate", self.lr)
-        self.problem = QLabel()
-        self.problem.setStyleSheet("color: #e06c4b")
-        self.problem.setWordWrap(True)
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
-        buttons.accepted.connect(self._accept)
-        buttons.rejected.connect(self.reject)
-        lay = QVBoxLayout(self)
-        lay.addWidget(QLabel(f"{self.n_images} images; checkpoints every epoch, cancel and resume any time."))
-        lay.addLayout(form)
-        lay.addWidget(self.problem)
-        lay.addWidget(buttons)
+        self.lay_out(f"{self.n_images} images; checkpoints every epoch, cancel and resume any time.", form)
 
     def params(self) -> dict[str, Any]:
         return {"mode": "deepcluster", "epochs": self.epochs.value(), "k": self.k.value(),
@@ -90,14 +106,8 @@ class DeepClusterDialog(QDialog):
             out.append(problem)
         return out
 
-    def _accept(self) -> None:
-        problems = self.problems()
-        self.problem.setText("\n".join(problems))
-        if not problems:
-            self.accept()
 
-
-class ReclusterDialog(QDialog):
+class ReclusterDialog(CheckedDialog):
     """Another number of clusters from a run's stored features: k-means with the new k, or
     the run's own clusters merged into k groups (each new cluster a union of current ones)."""
 
@@ -114,16 +124,7 @@ class ReclusterDialog(QDialog):
         form = QFormLayout()
         form.addRow("Method", self.method)
         form.addRow("Clusters", self.k)
-        self.problem = QLabel()
-        self.problem.setStyleSheet("color: #ff6b6b;")
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self._accept)
-        buttons.rejected.connect(self.reject)
-        lay = QVBoxLayout(self)
-        lay.addWidget(QLabel(f"{n_images} images in {n_clusters} clusters; no network runs (about a second)."))
-        lay.addLayout(form)
-        lay.addWidget(self.problem)
-        lay.addWidget(buttons)
+        self.lay_out(f"{n_images} images in {n_clusters} clusters; no network runs (about a second).", form)
 
     def params(self) -> dict[str, Any]:
         return {"k": self.k.value(), "method": self.method.currentData()}
@@ -133,9 +134,3 @@ class ReclusterDialog(QDialog):
         if p["method"] == "merge" and p["k"] >= self.n_clusters:
             return [f"Merging needs fewer than the run's {self.n_clusters} clusters."]
         return []
-
-    def _accept(self) -> None:
-        problems = self.problems()
-        self.problem.setText("\n".join(problems))
-        if not problems:
-            self.accept()
