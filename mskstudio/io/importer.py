@@ -269,7 +269,7 @@ def _store_result(project: Project, opts: ImportOptions, result: dict, summary: 
 
 def _image_fields(header, result: dict, frame: dict, study_id: int) -> dict[str, Any]:
     """One frame's image row: the file's header, with the frame's own spacing, window and
-    rescale (``dicom.frame_header``: functional groups of enhanced files) where it has them."""
+    rescale (``dicom_attributes.frame_header``: functional groups of enhanced files) where it has them."""
     own = frame.get("attributes") or {}
     spacing = own.get("spacing_mm") or header.spacing_mm or (None, None)
     spacing_source = own.get("spacing_source") if own.get("spacing_mm") else header.spacing_source
