@@ -8,7 +8,7 @@ mask. The chance baseline (a uniform point of the body landing in the same grown
 is computed per image in the same run.
 
     .venv/bin/python tests/bench/bench_pointing.py [--project P] [--run RUN] [--images 600]
-        [--label-set lesion|diagnosis|...] [--arch resnet18] [--size 256] [--epochs 12]
+        [--label-set lesion|diagnosis|...] [--arch resnet18] [--size 256] [--epochs 12] [--patience 5]
         [--layers default,encoder.layer3]
 
 Target (issue 7): hits for >= 80 % of correctly classified lesion cases. Prints figures only.
@@ -41,6 +41,9 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--folds", type=int, default=2)
+    ap.add_argument("--patience", type=int, default=5,
+                    help="early-stopping patience in epochs (the validation loss of a model still "
+                         "learning to see lesions is noisy; a large value trains every epoch)")
     ap.add_argument("--tolerance-mm", type=float, default=5.0)
     ap.add_argument("--mask-guidance", type=float, default=0.0,
                     help="weight of the mask-guided attention term while training (0 = off)")
@@ -66,7 +69,7 @@ def main() -> None:
         result = submit_and_run(project, "train", {
             "label_set": args.label_set, "arch": args.arch, "size": args.size, "k": args.folds,
             "epochs": args.epochs, "input": "image", "loss_weighting": "inverse", "seed": 0, "device": "cpu",
-            "mask_guidance": args.mask_guidance, "init": args.init})
+            "mask_guidance": args.mask_guidance, "init": args.init, "patience": args.patience})
         run_id, minutes = int(result["model_run_id"]), (time.monotonic() - t) / 60
     metrics = project.models.get(run_id)["metrics"]
     t = time.monotonic()
