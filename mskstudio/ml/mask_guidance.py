@@ -95,3 +95,21 @@ def attention_loss(acts: torch.Tensor, head_weight: torch.Tensor, targets: torch
     # log sum_ij p_ij * inside_ij, computed in log space; cells with no lesion add nothing.
     log_inside = torch.logsumexp(log_p + torch.log(inside.flatten(1).clamp_min(1e-6)), dim=1)
     return -log_inside.mean()
+
+
+class AttentionMeter:
+    """Mean attention loss over the masked images of many batches (the validation score)."""
+
+    def __init__(self, tap: CamTap):
+        self.tap, self.total, self.n = tap, 0.0, 0
+
+    def add(self, head_weight: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor) -> None:
+        """Score the batch the tapped model has just seen."""
+        guided = int((masks.flatten(1).amax(1) > 0).sum())
+        if guided:
+            self.total += float(attention_loss(self.tap.output, head_weight, targets, masks)) * guided
+            self.n += guided
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.n if self.n else float("nan")

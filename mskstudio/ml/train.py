@@ -79,7 +79,7 @@ DEFAULTS: dict[str, Any] = {
     "gamma": 0.1,
     "loss_weighting": "none",   # none | inverse | median
     "patience": 5,              # epochs without validation improvement before stopping
-    "monitor": "val_loss",      # val_loss | val_acc
+    "monitor": "val_loss",      # val_loss (with mask guidance: + weight x val attention) | val_acc
     "augment": True,
     "mask_guidance": 0.0,       # weight of the mask-guided attention term (0 = off; mask_guidance.py)
     "reject": "auto",           # auto | class | threshold | none

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..jobs import JobContext
 from .classifier import CHECKPOINT_FORMAT, input_loader, make_classifier
-from .mask_guidance import CamTap, attention_loss, letterboxed_masks
+from .mask_guidance import AttentionMeter, CamTap, attention_loss, letterboxed_masks
 
 if TYPE_CHECKING:
     from ..store import Project
@@ -78,9 +78,12 @@ class FoldData:
             self.masks = {self.row[i]: m for i, m in by_id.items()}
             ctx.log(f"mask guidance: {len(self.masks)} of {len(self.ids)} images have a lesion mask")
 
-    def subset(self, image_ids, task_targets, *, train: bool):
+    def subset(self, image_ids, task_targets, *, train: bool, with_masks: bool | None = None):
+        """Augmented items for training, plain ones otherwise; masks (when guided) for training
+        and wherever ``with_masks`` asks (validation scores the attention too)."""
+        keep_masks = train if with_masks is None else with_masks
         return Subset(self.augmented if train else self.plain, [self.row[i] for i in image_ids],
-                      [task_targets[i] for i in image_ids], masks=self.masks if train else None)
+                      [task_targets[i] for i in image_ids], masks=self.masks if keep_masks else None)
 
 
 class Subset:
@@ -159,8 +162,8 @@ def train_fold(base: FoldData, tr, va, task_targets, names, p, encoder_init, dev
         base.subset(tr, task_targets, train=True), batch_size=int(p["batch_size"]), shuffle=True,
         generator=gen, num_workers=int(p["workers"] or 0), pin_memory=cuda,
         drop_last=len(tr) > int(p["batch_size"]))
-    val_ds = base.subset(va, task_targets, train=False)
     guidance = float(p.get("mask_guidance") or 0) if base.masks is not None else 0.0
+    val_ds = base.subset(va, task_targets, train=False, with_masks=guidance > 0)
     tap = CamTap(model, p["arch"]) if guidance > 0 else None
     epoch0, best, bad, history = 0, None, 0, []
     best_state, best_epoch, best_val_logits = None, -1, None
@@ -198,20 +201,27 @@ def train_fold(base: FoldData, tr, va, task_targets, names, p, encoder_init, dev
             correct += int((logits.argmax(1) == y).sum())
             ctx.progress((epoch + (b + 1) / nb) / epochs, f"{prefix} epoch {epoch + 1}/{epochs}")
         sched.step()
-        val_logits = logits_of(model, val_ds, device, p)
+        meter = AttentionMeter(tap) if tap is not None else None
+        val_logits = logits_of(model, val_ds, device, p, meter)
         yv = torch.tensor(val_ds.targets, dtype=torch.long)
         vl = torch.from_numpy(val_logits)
         val_loss = float(F.cross_entropy(vl, yv, weight=weight.cpu())) if len(yv) else float("nan")
         val_acc = float((vl.argmax(1) == yv).float().mean()) if len(yv) else float("nan")
         rec = {"epoch": epoch, "train_loss": tot / max(n_seen, 1), "train_acc": correct / max(n_seen, 1),
                "val_loss": val_loss, "val_acc": val_acc, "lr": opt.param_groups[0]["lr"]}
+        monitored = val_loss
         if tap is not None:
             rec["train_attention"] = att_sum / max(n_seen, 1)
+            if meter.n:
+                # Early stopping and the kept checkpoint follow the objective being trained:
+                # cross-entropy alone stops a guided model before it has learnt where to look.
+                rec["val_attention"] = meter.mean
+                monitored = val_loss + guidance * meter.mean
         history.append(rec)
-        for key in ("train_loss", "train_acc", "val_loss", "val_acc", "train_attention"):
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc", "train_attention", "val_attention"):
             if key in rec:
                 ctx.metric(f"{prefix}/{key}", rec[key], epoch)
-        score = -val_loss if p["monitor"] == "val_loss" else val_acc
+        score = -monitored if p["monitor"] == "val_loss" else val_acc
         if best is None or score > best:
             best, bad, best_epoch = score, 0, epoch
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -239,7 +249,8 @@ def checkpoint_progress(project, run_id, p, task, fold, fold_state, done) -> Non
     project.models.set_checkpoint(run_id, save_blob(project, obj))
 
 
-def logits_of(model, ds, device, p) -> np.ndarray:
+def logits_of(model, ds, device, p, attention: AttentionMeter | None = None) -> np.ndarray:
+    """Logits of every item of ``ds``; ``attention`` also scores the masked items' CAMs."""
     import torch
 
     from .datasets import make_loader
@@ -248,9 +259,11 @@ def logits_of(model, ds, device, p) -> np.ndarray:
     out = []
     cuda = device.type == "cuda"
     with torch.inference_mode():
-        for x, _ in make_loader(ds, batch_size=int(p["batch_size"]) * 2, device=device):
+        for batch in make_loader(ds, batch_size=int(p["batch_size"]) * 2, device=device):
             with torch.autocast(device.type, enabled=cuda):
-                out.append(model(x.to(device)).float().cpu().numpy())
+                out.append(model(batch[0].to(device)).float().cpu().numpy())
+            if attention is not None and len(batch) > 2:
+                attention.add(model.head.weight, batch[1].to(device), batch[2].to(device))
     n_out = model.head.out_features
     return np.concatenate(out) if out else np.zeros((0, n_out), np.float32)
 

@@ -37,6 +37,28 @@ def test_attention_loss_gradient_moves_evidence_onto_the_lesion():
     assert grad[0, 0] < 0 < grad[3, 3]               # descent raises the lesion cell, lowers the rest
 
 
+def test_attention_meter_averages_over_masked_images_of_all_batches():
+    from mskstudio.ml.mask_guidance import AttentionMeter, attention_loss
+
+    gen = torch.Generator().manual_seed(0)
+    acts = torch.randn(5, 3, 4, 4, generator=gen)
+    weight = torch.randn(2, 3, generator=gen)
+    y = torch.tensor([0, 1, 1, 0, 1])
+    masks = torch.zeros(5, 1, 8, 8)
+    masks[0, 0, :4, :4] = masks[2, 0, 4:, 2:6] = masks[4, 0, 1:3, 5:8] = 1.0   # 1 and 3 have none
+
+    class Tap:
+        output = None
+
+    meter = AttentionMeter(Tap())
+    for part in (slice(0, 2), slice(2, 4), slice(4, 5)):      # three batches, the middle one mixed
+        meter.tap.output = acts[part]
+        meter.add(weight, y[part], masks[part])
+    assert meter.n == 3
+    whole = float(attention_loss(acts, weight, y, masks))     # one batch of all five
+    assert meter.mean == pytest.approx(whole, rel=1e-5)
+
+
 def test_augment_moves_the_mask_with_the_image():
     import random
 
@@ -144,10 +166,16 @@ def test_train_job_with_mask_guidance(phantom_project, phantom_archive):
     import_masks(phantom_project, phantom_archive, boxes=False)
     masks = letterboxed_masks(phantom_project, phantom_project.images.ids(), 64, "image", 0.15)
     assert masks and all(m.shape == (64, 64) and m.max() > 0 for m in masks.values())
-    params = {"label_set": "diagnosis", "arch": "tinycnn", "size": 64, "k": 2, "epochs": 2, "batch_size": 16,
+    params = {"label_set": "diagnosis", "arch": "tinycnn", "size": 64, "k": 2, "epochs": 3, "batch_size": 16,
               "test_fraction": 0.5, "n_boot": 20, "seed": 0, "device": "cpu", "mask_guidance": 1.0}
     run_id = int(submit_and_run(phantom_project, "train", params)["model_run_id"])
     history = phantom_project.models.metrics(run_id)["main"]["folds"][0]["history"]
     assert all(np.isfinite(h["train_attention"]) and h["train_attention"] > 0 for h in history)
+    # Validation scores the attention on its masked images, and the kept epoch is the one
+    # with the best guided objective, not the best cross-entropy alone.
+    assert all(np.isfinite(h["val_attention"]) and h["val_attention"] > 0 for h in history)
+    fold = phantom_project.models.metrics(run_id)["main"]["folds"][0]
+    objective = [h["val_loss"] + 1.0 * h["val_attention"] for h in history]
+    assert fold["best_epoch"] == int(np.argmin(objective))
     with pytest.raises(Exception, match="mask guidance"):
         submit_and_run(phantom_project, "train", {**params, "mask_guidance": -1})
