@@ -192,3 +192,14 @@ def test_validate_params_cascade_and_reject(window):
     assert any("folds need" in m for m in validate_params(p, {**base, "k": 500}))
     lacks_masks = any("Mask guidance needs" in m for m in validate_params(p, {**base, "mask_guidance": 1.0}))
     assert lacks_masks == (not p.annotations.images_with_masks())
+
+
+def test_learning_curves_include_the_validation_attention_of_guided_runs():
+    history = [{"epoch": e, "train_loss": 3.0 - e, "val_loss": 0.7, "train_acc": 0.5, "val_acc": 0.5,
+                "val_attention": 3.5 - 0.5 * e} for e in range(3)]
+    unguided = [{k: v for k, v in h.items() if k != "val_attention"} for h in history]
+    curves = dd.learning_curves({"main": {"folds": [{"history": history}, {"history": unguided}]}})
+    assert curves["fold 0"]["val_attention"] == [(e, 3.5 - 0.5 * e) for e in range(3)]
+    assert curves["fold 1"]["val_attention"] == []           # nothing drawn for an unguided fold
+    from_job = dd.curves_from_job({"fold0/val_attention": [(0, 3.1), (1, 2.9)], "fold0/val_loss": [(0, 0.7)]})
+    assert from_job["fold 0"]["val_attention"] == [(0, 3.1), (1, 2.9)]

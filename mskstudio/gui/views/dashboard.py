@@ -296,7 +296,7 @@ class Dashboard(QWidget):
             if row is not None and row["job_id"]:
                 curves = dd.curves_from_job(self.project.jobs.metrics(row["job_id"]))
         styles = {"train_loss": Qt.PenStyle.DashLine, "val_loss": Qt.PenStyle.SolidLine,
-                  "val_acc": Qt.PenStyle.DotLine}
+                  "val_acc": Qt.PenStyle.DotLine, "val_attention": Qt.PenStyle.DashDotLine}
         for f, (fold, c) in enumerate(curves.items()):
             color = PALETTE[f % len(PALETTE)]
             for key, style in styles.items():

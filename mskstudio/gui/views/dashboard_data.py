@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 REPORTS = (("Hold-out (fold ensemble)", "holdout"), ("Out-of-fold validation", "oof"))
-CURVE_KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
+CURVE_KEYS = ("train_loss", "val_loss", "train_acc", "val_acc", "val_attention")  # attention: mask-guided runs
 
 
 def task_of(metrics: dict[str, Any]) -> str:
