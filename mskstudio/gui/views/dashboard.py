@@ -83,7 +83,9 @@ class Dashboard(QWidget):
         self.run_a = QComboBox()
         self.run_b = QComboBox()
         for c in (self.run_a, self.run_b):
-            c.setMinimumWidth(280)
+            # long run names elide instead of pushing the labels over each other in a narrow window
+            c.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            c.setMinimumContentsLength(18)
             c.currentIndexChanged.connect(lambda _i: self.refresh())
         self.which = QComboBox()
         for text, key in dd.REPORTS:
@@ -114,7 +116,8 @@ class Dashboard(QWidget):
         self.roc.setLabel("left", "sensitivity (TPR)")
         self.roc.setXRange(0, 1, padding=0.02)
         self.roc.setYRange(0, 1, padding=0.02)
-        self.roc.setAspectLocked(True)
+        # Rates live in [0, 1]: a locked aspect in a tall panel showed -1..2 on the y axis.
+        self.roc.getViewBox().setLimits(xMin=-0.02, xMax=1.02, yMin=-0.02, yMax=1.02)
         self.roc.showGrid(x=True, y=True, alpha=0.2)
         self.roc_legend = self.roc.addLegend(offset=(-10, -10), labelTextSize="8pt",
                                              brush=pg.mkBrush(20, 20, 20, 170))
