@@ -75,6 +75,11 @@ class CamTap:
         self.handle.remove()
 
 
+def has_mask(masks: torch.Tensor) -> torch.Tensor:
+    """[B] bool: which images of a [B, 1, S, S] mask batch have a lesion (all zero = none)."""
+    return masks.flatten(1).amax(1) > 0
+
+
 def attention_loss(acts: torch.Tensor, head_weight: torch.Tensor, targets: torch.Tensor,
                    masks: torch.Tensor) -> torch.Tensor:
     """Mean ``-log P(CAM peak on the lesion)`` over the images of the batch that have a mask.
@@ -85,7 +90,7 @@ def attention_loss(acts: torch.Tensor, head_weight: torch.Tensor, targets: torch
     import torch
     import torch.nn.functional as F
 
-    guided = masks.flatten(1).amax(1) > 0
+    guided = has_mask(masks)
     if not bool(guided.any()):
         return acts.new_zeros(()).float()
     a = acts[guided].float()
@@ -105,7 +110,7 @@ class AttentionMeter:
 
     def add(self, head_weight: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor) -> None:
         """Score the batch the tapped model has just seen."""
-        guided = int((masks.flatten(1).amax(1) > 0).sum())
+        guided = int(has_mask(masks).sum())
         if guided:
             self.total += float(attention_loss(self.tap.output, head_weight, targets, masks)) * guided
             self.n += guided

@@ -169,12 +169,12 @@ def test_train_job_with_mask_guidance(phantom_project, phantom_archive):
     params = {"label_set": "diagnosis", "arch": "tinycnn", "size": 64, "k": 2, "epochs": 3, "batch_size": 16,
               "test_fraction": 0.5, "n_boot": 20, "seed": 0, "device": "cpu", "mask_guidance": 1.0}
     run_id = int(submit_and_run(phantom_project, "train", params)["model_run_id"])
-    history = phantom_project.models.metrics(run_id)["main"]["folds"][0]["history"]
+    fold = phantom_project.models.metrics(run_id)["main"]["folds"][0]
+    history = fold["history"]
     assert all(np.isfinite(h["train_attention"]) and h["train_attention"] > 0 for h in history)
     # Validation scores the attention on its masked images, and the kept epoch is the one
     # with the best guided objective, not the best cross-entropy alone.
     assert all(np.isfinite(h["val_attention"]) and h["val_attention"] > 0 for h in history)
-    fold = phantom_project.models.metrics(run_id)["main"]["folds"][0]
     objective = [h["val_loss"] + 1.0 * h["val_attention"] for h in history]
     assert fold["best_epoch"] == int(np.argmin(objective))
     with pytest.raises(Exception, match="mask guidance"):
