@@ -6,7 +6,12 @@ import json
 import math
 
 from ..jobrun import UserError, run_sync
+from ..ml.explain import DEFAULT_SCALES
 from .common import add_project_arg, open_project, open_writable, print_json
+
+SCALES_DEFAULT = ",".join(f"{s:g}" for s in DEFAULT_SCALES)
+SCALES_HELP = ("input scales of the Grad-CAM, times the run's input size; the maps are averaged "
+               "(default: %(default)s; 1 = single-scale Grad-CAM, about one forward pass)")
 
 
 def register(sub) -> None:
@@ -59,6 +64,7 @@ def register(sub) -> None:
     p.add_argument("--method", choices=("gradcam", "scorecam"), default="gradcam")
     p.add_argument("--layer", help="dotted module path (default: last conv stage)")
     p.add_argument("--class-id", type=int, help="explain this class (default: the predicted one)")
+    p.add_argument("--scales", default=SCALES_DEFAULT, help=SCALES_HELP)
     p.add_argument("--png", metavar="FOLDER", help="also write heatmap PNGs here")
     p.set_defaults(func=cmd_explain)
 
@@ -67,6 +73,8 @@ def register(sub) -> None:
     p.add_argument("model_run", type=int)
     p.add_argument("--tolerance-mm", type=float, default=5.0, help="grow the lesion mask by this much (mm)")
     p.add_argument("--all-cases", action="store_true", help="also score misclassified images")
+    p.add_argument("--layer", help="dotted module path (default: last conv stage)")
+    p.add_argument("--scales", default=SCALES_DEFAULT, help=SCALES_HELP)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_pointing_game)
 
@@ -103,11 +111,21 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _scales(args) -> list[float]:
+    from ..ml.explain import parse_scales
+
+    try:
+        return list(parse_scales(args.scales))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
 def cmd_explain(args) -> int:
     with open_writable(args.project) as project:
         result = run_sync(project, "explain", {"model_run": args.model_run, "image_ids": args.images,
                                                "method": args.method, "layer": args.layer,
-                                               "class_id": args.class_id}, label="explain")
+                                               "class_id": args.class_id, "scales": _scales(args)},
+                          label="explain")
         if args.png:
             _write_pngs(project, args)
     print_json(result)
@@ -118,7 +136,8 @@ def cmd_pointing_game(args) -> int:
     with open_writable(args.project) as project:
         result = run_sync(project, "pointing-game", {"model_run": args.model_run,
                                                      "tolerance_mm": args.tolerance_mm,
-                                                     "only_correct": not args.all_cases}, label="pointing game")
+                                                     "only_correct": not args.all_cases, "layer": args.layer,
+                                                     "scales": _scales(args)}, label="pointing game")
     if args.json:
         print_json(result)
         return 0
@@ -148,7 +167,7 @@ def _write_pngs(project, args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for image_id in args.images or project.images.ids():
         heat = explain(project, args.model_run, image_id, args.class_id, method=args.method,
-                       layer=args.layer)
+                       layer=args.layer, scales=_scales(args))
         Image.fromarray((heat * 255).astype(np.uint8)).save(out / f"{image_id}.png")
 
 

@@ -10,6 +10,19 @@ pytorch-grad-cam ``GradCAM``) and ``"scorecam"`` (``ScoreCAM``: no gradients, ma
 forward passes — slow).  The target layer is the last convolutional stage
 (``classifier.default_cam_layer``) or any dotted module path.
 
+Scales: the map is the mean of the maps computed with the input at each of
+``scales`` times the run's input size (multi-scale CAM, as weakly supervised
+segmentation does, e.g. Ahn et al. 2019 with 1, 0.5, 1.5, 2).  The class is always
+predicted at the trained size; only the explanation looks again at larger inputs,
+whose last stage has a finer grid (8x8 cells at 256 px, 16x16 at 512) and sees small
+lesions at the scale random-resized-crop training showed them.  The default
+``DEFAULT_SCALES`` = (1, 1.5, 2) was chosen on validation images, not on a hold-out:
+on the 2,000-image medium demo (mask-guided resnet18, 256 px, the out-of-fold
+validation images of each fold model, 450 correct lesion cases) the peak fell within
+5 mm of the lesion for 0.484 of them at 1x alone, 0.613 at 1.5x, 0.607 at 2x and
+0.676 for the mean of all three, the best of the seven combinations tried.  It
+costs 1 + 1.5² + 2² = 7.25 single-scale maps; ``scales=(1.0,)`` is the plain Grad-CAM.
+
 Cost: every parameter is frozen and a forward hook turns the target layer's output
 into a leaf that requires grad, so the backward pass only runs through the head
 (pooling + linear) instead of the whole network: a Grad-CAM costs about one forward.
@@ -17,6 +30,8 @@ into a leaf that requires grad, so the backward pass only runs through the head
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +40,9 @@ if TYPE_CHECKING:
     from ..store import Project
 
 METHODS = ("gradcam", "scorecam")
+SINGLE_SCALE = (1.0,)
+DEFAULT_SCALES = (1.0, 1.5, 2.0)
+MAX_SCALE = 4.0
 _LOADED: dict[tuple[str, int], dict[str, Any]] = {}
 
 
@@ -96,8 +114,33 @@ def cam_for_models(models, x, target_index: int, *, arch: str, method: str = "gr
     return (mean - lo) / (hi - lo) if hi > lo else np.zeros_like(mean)
 
 
-def model_input(project: Project, ens, image_id: int):
-    """(x [1, 1, S, S] tensor, geometry) of an image as the ensemble sees it."""
+def parse_scales(scales: str | Sequence[float] | None) -> tuple[float, ...]:
+    """Sorted distinct input scales from "1,1.5,2" or a sequence; None gives ``DEFAULT_SCALES``."""
+    if scales is None:
+        return DEFAULT_SCALES
+    parts = scales.replace(" ", "").split(",") if isinstance(scales, str) else list(scales)
+    try:
+        values = sorted({float(v) for v in parts if v != ""})
+    except (TypeError, ValueError):
+        raise ValueError(f"CAM scales must be numbers such as 1,1.5,2; got {scales!r}") from None
+    if not values or values[0] <= 0 or values[-1] > MAX_SCALE:
+        raise ValueError(f"CAM scales must be in (0, {MAX_SCALE:g}] times the input size; got {scales!r}")
+    return tuple(values)
+
+
+def cam_path(project: Project, model_run_id: int, image_id: int, *, method: str = "gradcam",
+             layer: str | None = None, class_id: int | None = None,
+             scales: Sequence[float] | None = None) -> Path:
+    """Where ``explain`` caches one map (single-scale maps keep the name they always had)."""
+    scales = parse_scales(scales)
+    tag = f"{image_id}-{method}-{layer or 'default'}-{class_id if class_id is not None else 'pred'}"
+    if scales != SINGLE_SCALE:
+        tag += "-x" + "_".join(f"{s:g}" for s in scales)
+    return project.cache_path("cam", str(model_run_id), tag + ".npy")
+
+
+def model_inputs(project: Project, ens, image_id: int, sizes: Sequence[int]):
+    """([x [1, 1, S, S] for each S in ``sizes``], geometry): the image as the ensemble sees it."""
     import torch
 
     from .classifier import geometry
@@ -105,17 +148,26 @@ def model_input(project: Project, ens, image_id: int):
 
     array = project.images.load_analysis(image_id)
     geo = geometry(project, image_id, array.shape, ens.input_mode, ens.margin)
-    return torch.from_numpy(letterbox(geo.crop(array), ens.size))[None, None], geo
+    crop = geo.crop(array)
+    return [torch.from_numpy(letterbox(crop, int(s)))[None, None] for s in sizes], geo
+
+
+def model_input(project: Project, ens, image_id: int):
+    """(x [1, 1, S, S] tensor, geometry) at the ensemble's input size."""
+    xs, geo = model_inputs(project, ens, image_id, [ens.size])
+    return xs[0], geo
 
 
 def explain(project: Project, model_run_id: int, image_id: int, class_id: int | None = None, *,
-            method: str = "gradcam", layer: str | None = None, use_cache: bool = True) -> np.ndarray:
-    """Heatmap [H, W] in [0, 1] over the analysis array of ``image_id``."""
+            method: str = "gradcam", layer: str | None = None, scales: Sequence[float] | None = None,
+            use_cache: bool = True) -> np.ndarray:
+    """Heatmap [H, W] in [0, 1] over the analysis array of ``image_id`` (mean over ``scales``)."""
     import torch
 
+    scales = parse_scales(scales)
     loaded = loaded_run(project, model_run_id)
-    tag = f"{image_id}-{method}-{layer or 'default'}-{class_id if class_id is not None else 'pred'}.npy"
-    path = project.cache_path("cam", str(model_run_id), tag)
+    path = cam_path(project, model_run_id, image_id, method=method, layer=layer, class_id=class_id,
+                    scales=scales)
     if use_cache and path.exists():
         return np.load(path)
     ens = loaded.get("main")
@@ -127,7 +179,8 @@ def explain(project: Project, model_run_id: int, image_id: int, class_id: int | 
         index_of[healthy] = 0
     else:
         index_of = {c: j for j, c in enumerate(ens.class_ids)}
-    x, geo = model_input(project, ens, image_id)
+    sizes = [max(16, round(ens.size * scale)) for scale in scales]
+    (x, *scaled), geo = model_inputs(project, ens, image_id, [ens.size, *sizes])
     if class_id is None:
         with torch.no_grad():
             target = int(ens.logits(x).argmax(1)[0])
@@ -135,8 +188,12 @@ def explain(project: Project, model_run_id: int, image_id: int, class_id: int | 
         if class_id not in index_of:
             raise ValueError(f"class {class_id} is not one of the run's classes")
         target = index_of[class_id]
-    square = cam_for_models(ens.models, x, target, arch=ens.arch, method=method, layer=layer)
-    heat = np.clip(geo.to_analysis(square), 0.0, 1.0).astype(np.float32)
+    maps = [geo.to_analysis(cam_for_models(ens.models, xs, target, arch=ens.arch, method=method, layer=layer))
+            for xs in scaled]
+    heat = np.mean(maps, axis=0)
+    lo, hi = float(heat.min()), float(heat.max())
+    heat = (heat - lo) / (hi - lo) if hi > lo and len(maps) > 1 else heat
+    heat = np.clip(heat, 0.0, 1.0).astype(np.float32)
     tmp = path.with_suffix(".tmp.npy")
     np.save(tmp, heat)
     tmp.replace(path)
@@ -147,8 +204,9 @@ def run_explain(project: Project, params: dict[str, Any], ctx) -> dict[str, Any]
     """Job ``explain``: heatmaps for many images (cached for the review view)."""
     run_id = int(params["model_run"])
     ids = [int(i) for i in (params.get("image_ids") or project.images.ids())]
+    scales = parse_scales(params.get("scales"))
     for image_id in ctx.steps(ids, "Grad-CAM {i}/{n}"):
         explain(project, run_id, image_id, params.get("class_id"), method=params.get("method", "gradcam"),
-                layer=params.get("layer"))
-    return {"model_run_id": run_id, "images": len(ids),
+                layer=params.get("layer"), scales=scales)
+    return {"model_run_id": run_id, "images": len(ids), "scales": list(scales),
             "cache": str(project.cache_path("cam", str(run_id), "x").parent)}

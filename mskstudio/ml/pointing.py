@@ -16,6 +16,7 @@ says little.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -61,16 +62,19 @@ def _analysis_spacing_mm(row, analysis_shape: tuple[int, int]) -> float | None:
 
 def pointing_game(project: Project, run_id: int, *, tolerance_mm: float = TOLERANCE_MM,
                   image_ids: list[int] | None = None, only_correct: bool = True, layer: str | None = None,
-                  ctx: JobContext | None = None) -> dict[str, Any]:
+                  scales: Sequence[float] | None = None, ctx: JobContext | None = None) -> dict[str, Any]:
     """Score a classifier run's Grad-CAM on its hold-out lesion images (see the module doc).
 
     ``only_correct=False`` also scores misclassified images (the CAM of the predicted class).
+    ``scales`` are the CAM's input scales (``explain.DEFAULT_SCALES`` when None), the map
+    the review view shows.
     """
     import torch
 
-    from .explain import explain, loaded_run, model_input
+    from .explain import explain, loaded_run, model_input, parse_scales
     from .segment_data import resize_mask, training_masks
 
+    scales = parse_scales(scales)
     row = project.models.get(run_id)
     if row is None or row["kind"] != "classifier":
         raise ValueError(f"model run {run_id} is not a classifier run")
@@ -96,7 +100,7 @@ def pointing_game(project: Project, run_id: int, *, tolerance_mm: float = TOLERA
         correct += right
         if only_correct and not right:
             continue
-        heat = explain(project, run_id, image_id, predicted, layer=layer)
+        heat = explain(project, run_id, image_id, predicted, layer=layer, scales=scales)
         spacing = _analysis_spacing_mm(project.images.get(image_id), heat.shape)
         radius = tolerance_mm / spacing if spacing else 0.0
         lesion = grown_mask(resize_mask(masks[image_id], heat.shape), radius)
@@ -108,6 +112,7 @@ def pointing_game(project: Project, run_id: int, *, tolerance_mm: float = TOLERA
         "model_run_id": run_id,
         "tolerance_mm": tolerance_mm,
         "layer": layer or "default",
+        "scales": list(scales),
         "held_out_lesion_images": len(cases),
         "correctly_classified": correct,
         "only_correct": only_correct,
@@ -123,7 +128,7 @@ def run_pointing_game(project: Project, params: dict[str, Any], ctx: JobContext)
     tolerance = params.get("tolerance_mm")
     result = pointing_game(project, run_id, tolerance_mm=TOLERANCE_MM if tolerance is None else float(tolerance),
                            only_correct=bool(params.get("only_correct", True)), layer=params.get("layer"),
-                           ctx=ctx)
+                           scales=params.get("scales"), ctx=ctx)
     summary = {k: v for k, v in result.items() if k != "images"}
     metrics = json.loads(project.models.get(run_id)["metrics"] or "{}")
     metrics["pointing_game"] = summary

@@ -4,7 +4,8 @@
 
 Prints the median time of a plain forward, of our Grad-CAM (frozen parameters, graph cut
 at the target layer: backward only through the head) and of pytorch-grad-cam's GradCAM
-used naively (gradients through the whole network), for one model of the ensemble.
+used naively (gradients through the whole network), for one model of the ensemble, and of
+the multi-scale map the review shows by default (``explain.DEFAULT_SCALES``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def main() -> None:
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     from mskstudio.ml.classifier import default_cam_layer, make_classifier
-    from mskstudio.ml.explain import _module, cam_for_models
+    from mskstudio.ml.explain import DEFAULT_SCALES, cam_for_models, module_at
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", default="resnet18")
@@ -51,12 +52,19 @@ def main() -> None:
     t_cam = _median_time(lambda: cam_for_models([model], x, 0, arch=args.arch), args.n)
 
     naive = make_classifier(args.arch, 4).eval()
-    cam = GradCAM(model=naive, target_layers=[_module(naive, default_cam_layer(args.arch))])
+    cam = GradCAM(model=naive, target_layers=[module_at(naive, default_cam_layer(args.arch))])
     t_naive = _median_time(lambda: cam(input_tensor=x, targets=[ClassifierOutputTarget(0)]), args.n)
     print(f"{args.arch} @ {args.size}px, 1 image, {torch.get_num_threads()} threads, median of {args.n}")
     print(f"  forward                 {t_fwd * 1000:8.1f} ms")
     print(f"  Grad-CAM (ours)         {t_cam * 1000:8.1f} ms  = {t_cam / t_fwd:.2f}x forward")
     print(f"  Grad-CAM (naive)        {t_naive * 1000:8.1f} ms  = {t_naive / t_fwd:.2f}x forward")
+
+    # the review's default map: the mean of the CAMs at each input scale
+    inputs = [torch.rand(1, 1, round(args.size * s), round(args.size * s)) for s in DEFAULT_SCALES]
+    t_multi = _median_time(lambda: [cam_for_models([model], xs, 0, arch=args.arch) for xs in inputs], args.n)
+    scales = "+".join(f"{s:g}x" for s in DEFAULT_SCALES)
+    print(f"  multi-scale ({scales}) {t_multi * 1000:8.1f} ms  = {t_multi / t_fwd:.2f}x forward "
+          f"(pixels: {sum(s * s for s in DEFAULT_SCALES):.2f}x)")
 
 
 if __name__ == "__main__":

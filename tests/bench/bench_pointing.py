@@ -9,7 +9,10 @@ is computed per image in the same run.
 
     .venv/bin/python tests/bench/bench_pointing.py [--project P] [--run RUN] [--images 600]
         [--label-set lesion|diagnosis|...] [--arch resnet18] [--size 256] [--epochs 12] [--patience 5]
-        [--layers default,encoder.layer3]
+        [--layers default,encoder.layer3] [--scales "1;1,1.5,2"]
+
+Each layer is scored with each set of CAM input scales (``;`` between sets): the plain
+single-scale Grad-CAM is the baseline of the multi-scale map the review shows.
 
 Target (issue 7): hits for >= 80 % of correctly classified lesion cases. Prints figures only.
 """
@@ -27,6 +30,7 @@ def main() -> None:
 
     from mskstudio.io.demo import build_demo
     from mskstudio.jobrun import submit_and_run
+    from mskstudio.ml.explain import parse_scales
     from mskstudio.ml.pointing import pointing_game
     from mskstudio.store import Project
 
@@ -37,6 +41,7 @@ def main() -> None:
     ap.add_argument("--label-set", default="lesion",
                     help="'lesion' (made here: images with a lesion mask vs the rest) or an existing set")
     ap.add_argument("--layers", default="default,encoder.layer3", help="CAM layers to score, comma-separated")
+    ap.add_argument("--scales", default="1;1,1.5,2", help="sets of CAM input scales, ';' between sets")
     ap.add_argument("--arch", default="resnet18")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=12)
@@ -76,10 +81,13 @@ def main() -> None:
     results = {}
     for layer in args.layers.split(","):
         name = None if layer == "default" else layer
-        results[layer] = (pointing_game(project, run_id, tolerance_mm=0.0, layer=name),
-                          pointing_game(project, run_id, tolerance_mm=args.tolerance_mm, layer=name),
-                          pointing_game(project, run_id, tolerance_mm=args.tolerance_mm, only_correct=False,
-                                        layer=name))
+        for scales in (parse_scales(text) for text in args.scales.split(";")):
+            key = f"{layer}, scales {'+'.join(f'{v:g}x' for v in scales)}"
+            results[key] = (pointing_game(project, run_id, tolerance_mm=0.0, layer=name, scales=scales),
+                            pointing_game(project, run_id, tolerance_mm=args.tolerance_mm, layer=name,
+                                          scales=scales),
+                            pointing_game(project, run_id, tolerance_mm=args.tolerance_mm, only_correct=False,
+                                          layer=name, scales=scales))
     cam_s = time.monotonic() - t
 
     print(f"project {root}: {project.images.count()} images; classifier run {run_id} "

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
 from mskstudio.gui.views import review_queue as rq
+from mskstudio.ml.explain import DEFAULT_SCALES, SINGLE_SCALE, cam_path
 
 pytestmark = pytest.mark.gui
 
@@ -111,10 +113,19 @@ def test_accept_and_correct_write_human_labels_with_undo(board, qtbot):
 def test_gradcam_overlay_computed_off_the_gui_thread_then_cached(board, qtbot):
     case = board.case
     qtbot.waitUntil(lambda: "gradcam" in board.viewer.overlays, timeout=30000)
-    assert rq.cam_cache_path(board.project, board.run_id, case.image_id).exists()
+    assert board.multi_scale.isChecked()    # the default map is the multi-scale one
+    assert cam_path(board.project, board.run_id, case.image_id, scales=DEFAULT_SCALES).exists()
     assert board.heat is not None and board.heat.min() >= 0.0 and board.heat.max() <= 1.0
     jobs = board.project.db.query("SELECT kind, status FROM jobs WHERE kind = 'explain'")
     assert [tuple(r) for r in jobs] == [("explain", "done")]
+    # single-scale on demand: its own job and cache file, then the map shown changes
+    multi = board.heat
+    board.multi_scale.setChecked(False)
+    single_path = cam_path(board.project, board.run_id, case.image_id, scales=SINGLE_SCALE)
+    qtbot.waitUntil(lambda: single_path.exists() and board.heat is not None, timeout=30000)
+    assert board.heat.shape == multi.shape and not np.array_equal(board.heat, multi)
+    board.multi_scale.setChecked(True)
+    assert np.array_equal(board.heat, multi) and "cached" in board.cam_status.text()
     board.opacity.setValue(30)
     assert board.viewer.overlays["gradcam"].opacity() == pytest.approx(0.3)
     board.cmap.setCurrentText("viridis")

@@ -77,3 +77,33 @@ def test_scorecam_option_and_unknown_method(square_run):
     assert heat.shape == (64, 56) and heat.min() >= 0 and heat.max() <= 1
     with pytest.raises(ValueError):
         explain(project, run_id, image_id, method="lime")
+
+
+def test_scales_parse_and_reject_impossible_values():
+    from mskstudio.ml.explain import DEFAULT_SCALES, parse_scales
+
+    assert parse_scales(None) == DEFAULT_SCALES
+    assert parse_scales("2, 1,1.5,1") == (1.0, 1.5, 2.0)
+    assert parse_scales([1]) == (1.0,)
+    for bad in ("", "0", "-1,1", "1,abc", "9"):
+        with pytest.raises(ValueError, match="CAM scales"):
+            parse_scales(bad)
+
+
+def test_multi_scale_cam_is_its_own_cached_map(square_run):
+    from mskstudio.ml.explain import SINGLE_SCALE, cam_path, explain
+
+    project, run_id, where, yes = square_run
+    image_id = list(where)[1]
+    single = explain(project, run_id, image_id, class_id=yes, scales=SINGLE_SCALE)
+    multi = explain(project, run_id, image_id, class_id=yes, scales=(1.0, 2.0))
+    assert multi.shape == single.shape == (64, 56)
+    assert multi.min() == pytest.approx(0.0) and multi.max() == pytest.approx(1.0)
+    assert not np.array_equal(multi, single)
+    paths = {cam_path(project, run_id, image_id, class_id=yes, scales=s) for s in (SINGLE_SCALE, (1.0, 2.0))}
+    assert len(paths) == 2 and all(p.exists() for p in paths)
+    # the mean of the per-scale maps, recomputed here from the 2x map alone
+    double = explain(project, run_id, image_id, class_id=yes, scales=(2.0,), use_cache=False)
+    mean = (single + double) / 2
+    expected = (mean - mean.min()) / (mean.max() - mean.min())
+    assert np.allclose(multi, expected, atol=1e-5)

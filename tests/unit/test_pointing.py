@@ -58,16 +58,42 @@ def test_pointing_game_scores_held_out_lesions(trained_diagnosis_run):
     assert with_mask, "the phantom hold-out should contain lesion images"
 
     every = pointing_game(project, run_id, only_correct=False, tolerance_mm=0.0)
+    assert every["scales"] == [1.0, 1.5, 2.0]       # scored on the map the review shows
     assert every["held_out_lesion_images"] == len(with_mask)
     assert {r["image_id"] for r in every["images"]} == with_mask
     assert every["pointing"]["n"] == len(with_mask)
     assert every["pointing"]["k"] == sum(r["hit"] for r in every["images"])
     assert all(0.0 < r["chance"] < 1.0 for r in every["images"])
     # a tolerance larger than any image makes every peak a hit
-    wide = pointing_game(project, run_id, only_correct=False, tolerance_mm=10_000.0)
-    assert wide["pointing"]["k"] == len(with_mask)
+    wide = pointing_game(project, run_id, only_correct=False, tolerance_mm=10_000.0, scales=(1.0,))
+    assert wide["pointing"]["k"] == len(with_mask) and wide["scales"] == [1.0]
 
     summary = submit_and_run(project, "pointing-game", {"model_run": run_id})
     assert summary["pointing"]["n"] == summary["correctly_classified"] == sum(r["correct"] for r in every["images"])
     stored = json.loads(project.models.get(run_id)["metrics"])["pointing_game"]
     assert stored["pointing"]["k"] == summary["pointing"]["k"]
+
+
+def test_cli_explain_and_pointing_game_take_scales(trained_diagnosis_run, tmp_path):
+    import subprocess
+    import sys
+
+    from mskstudio.ml.explain import cam_path
+
+    project, run_id = trained_diagnosis_run
+    image_id = json.loads(project.models.get(run_id)["split"])["test"][0]
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "mskstudio", *map(str, args)], capture_output=True,
+                              text=True, timeout=300)
+
+    r = cli("explain", project.root, run_id, "--images", image_id, "--scales", "2,1", "--png", tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["scales"] == [1.0, 2.0]
+    assert cam_path(project, run_id, image_id, scales=(1.0, 2.0)).exists()
+    assert (tmp_path / f"{image_id}.png").exists()
+    r = cli("pointing-game", project.root, run_id, "--scales", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["scales"] == [1.0]
+    r = cli("explain", project.root, run_id, "--scales", "0,1")
+    assert r.returncode != 0 and "CAM scales" in r.stderr and "Traceback" not in r.stderr

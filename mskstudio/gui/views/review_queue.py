@@ -148,16 +148,18 @@ def order_cases(cases: list[Case], mode: str = "uncertainty", *, class_id: int |
     raise ValueError(f"unknown review order {mode!r}")
 
 
-def cam_cache_path(project, run_id: int, image_id: int, method: str = "gradcam"):
-    """Where ``ml.explain.explain`` caches the map of the predicted class (default layer)."""
-    return project.cache_dir / "cam" / str(run_id) / f"{image_id}-{method}-default-pred.npy"
-
-
-def cached_cam(project, run_id: int, image_id: int, method: str = "gradcam"):
+def cached_cam(project, run_id: int, image_id: int, scales=None):
+    """The predicted class's map (default layer) that job ``explain`` cached, or None."""
     import numpy as np
 
-    path = cam_cache_path(project, run_id, image_id, method)
+    from ...ml.explain import cam_path
+
+    path = cam_path(project, run_id, image_id, scales=scales)
     if not path.exists():
+        return None
+    try:
+        return np.load(path)
+    except (OSError, ValueError):
         return None
     try:
         return np.load(path)
