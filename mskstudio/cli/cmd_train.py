@@ -6,7 +6,7 @@ import json
 import math
 
 from ..jobrun import UserError, run_sync
-from ..ml.explain import DEFAULT_SCALES
+from ..ml.explain import DEFAULT_SCALES, parse_scales
 from .common import add_project_arg, open_project, open_writable, print_json
 
 SCALES_DEFAULT = ",".join(f"{s:g}" for s in DEFAULT_SCALES)
@@ -112,8 +112,6 @@ def cmd_predict(args) -> int:
 
 
 def _scales(args) -> list[float]:
-    from ..ml.explain import parse_scales
-
     try:
         return list(parse_scales(args.scales))
     except ValueError as exc:
@@ -121,23 +119,25 @@ def _scales(args) -> list[float]:
 
 
 def cmd_explain(args) -> int:
+    scales = _scales(args)
     with open_writable(args.project) as project:
         result = run_sync(project, "explain", {"model_run": args.model_run, "image_ids": args.images,
                                                "method": args.method, "layer": args.layer,
-                                               "class_id": args.class_id, "scales": _scales(args)},
+                                               "class_id": args.class_id, "scales": scales},
                           label="explain")
         if args.png:
-            _write_pngs(project, args)
+            _write_pngs(project, args, scales)
     print_json(result)
     return 0
 
 
 def cmd_pointing_game(args) -> int:
+    scales = _scales(args)
     with open_writable(args.project) as project:
         result = run_sync(project, "pointing-game", {"model_run": args.model_run,
                                                      "tolerance_mm": args.tolerance_mm,
                                                      "only_correct": not args.all_cases, "layer": args.layer,
-                                                     "scales": _scales(args)}, label="pointing game")
+                                                     "scales": scales}, label="pointing game")
     if args.json:
         print_json(result)
         return 0
@@ -155,7 +155,7 @@ def cmd_pointing_game(args) -> int:
     return 0
 
 
-def _write_pngs(project, args) -> None:
+def _write_pngs(project, args, scales: list[float]) -> None:
     from pathlib import Path
 
     import numpy as np
@@ -167,7 +167,7 @@ def _write_pngs(project, args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for image_id in args.images or project.images.ids():
         heat = explain(project, args.model_run, image_id, args.class_id, method=args.method,
-                       layer=args.layer, scales=_scales(args))
+                       layer=args.layer, scales=scales)
         Image.fromarray((heat * 255).astype(np.uint8)).save(out / f"{image_id}.png")
 
 

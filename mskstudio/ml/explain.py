@@ -180,7 +180,10 @@ def explain(project: Project, model_run_id: int, image_id: int, class_id: int | 
     else:
         index_of = {c: j for j, c in enumerate(ens.class_ids)}
     sizes = [max(16, round(ens.size * scale)) for scale in scales]
-    (x, *scaled), geo = model_inputs(project, ens, image_id, [ens.size, *sizes])
+    distinct = sorted({ens.size, *sizes})       # the trained size is usually one of the scales
+    tensors, geo = model_inputs(project, ens, image_id, distinct)
+    at_size = dict(zip(distinct, tensors, strict=True))
+    x = at_size[ens.size]
     if class_id is None:
         with torch.no_grad():
             target = int(ens.logits(x).argmax(1)[0])
@@ -188,8 +191,9 @@ def explain(project: Project, model_run_id: int, image_id: int, class_id: int | 
         if class_id not in index_of:
             raise ValueError(f"class {class_id} is not one of the run's classes")
         target = index_of[class_id]
-    maps = [geo.to_analysis(cam_for_models(ens.models, xs, target, arch=ens.arch, method=method, layer=layer))
-            for xs in scaled]
+    maps = [geo.to_analysis(cam_for_models(ens.models, at_size[s], target, arch=ens.arch, method=method,
+                                           layer=layer))
+            for s in sizes]
     heat = np.mean(maps, axis=0)
     lo, hi = float(heat.min()), float(heat.max())
     heat = (heat - lo) / (hi - lo) if hi > lo and len(maps) > 1 else heat

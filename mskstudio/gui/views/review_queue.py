@@ -161,7 +161,3 @@ def cached_cam(project, run_id: int, image_id: int, scales=None):
         return np.load(path)
     except (OSError, ValueError):
         return None
-    try:
-        return np.load(path)
-    except (OSError, ValueError):
-        return None
