@@ -18,7 +18,7 @@ import numpy as np
 
 from ..jobs import JobContext
 from .classifier import CHECKPOINT_FORMAT, input_loader, make_classifier
-from .mask_guidance import AttentionMeter, CamTap, attention_loss, letterboxed_masks
+from .mask_guidance import AttentionMeter, CamTap, attention_loss, has_mask, letterboxed_masks
 
 if TYPE_CHECKING:
     from ..store import Project
@@ -181,7 +181,7 @@ def train_fold(base: FoldData, tr, va, task_targets, names, p, encoder_init, dev
         model.train()
         if p["freeze_encoder"]:
             model.encoder.eval()  # frozen batch-norm statistics too
-        tot, n_seen, correct, att_sum = 0.0, 0, 0, 0.0
+        tot, n_seen, correct, att_sum, n_guided = 0.0, 0, 0, 0.0, 0
         for b, batch in enumerate(train_loader):
             ctx.check_cancelled()
             x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
@@ -191,7 +191,9 @@ def train_fold(base: FoldData, tr, va, task_targets, names, p, encoder_init, dev
                 if tap is not None:
                     att = attention_loss(tap.output, model.head.weight, y, batch[2].to(device))
                     loss = loss + guidance * att
-                    att_sum += float(att.detach()) * len(y)
+                    guided = int(has_mask(batch[2]).sum())  # the images the term averaged over
+                    att_sum += float(att.detach()) * guided
+                    n_guided += guided
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -211,7 +213,8 @@ def train_fold(base: FoldData, tr, va, task_targets, names, p, encoder_init, dev
                "val_loss": val_loss, "val_acc": val_acc, "lr": opt.param_groups[0]["lr"]}
         monitored = val_loss
         if tap is not None:
-            rec["train_attention"] = att_sum / max(n_seen, 1)
+            if n_guided:  # per masked image, as the validation meter counts it
+                rec["train_attention"] = att_sum / n_guided
             if meter.n:
                 # Early stopping and the kept checkpoint follow the objective being trained:
                 # cross-entropy alone stops a guided model before it has learnt where to look.
