@@ -149,7 +149,17 @@ def bench_truth_agreement(path: Path, epochs: int, size: int, k: int | None) -> 
     now = {kk: run_cluster(project, {**base, "mode": "fast", "init": "scratch", "k": kk}, JobContext.null())
            for kk in (k, k_true)}
     line("cluster now (random ResNet-18)", time.process_time() - t, now)
-    sink = RecordingSink()
+    class EpochPrinter(RecordingSink):
+        """Prints the per-epoch agreement with the truth as it comes (long runs show their trend)."""
+
+        def on_metric(self, name: str, value: float, step: int) -> None:
+            super().on_metric(name, value, step)
+            if name.endswith("/purity_per_epoch"):
+                nmi = next(v for n_, v, s in reversed(self.metrics) if n_ == name.replace("purity", "nmi"))
+                print(f"   epoch {step:3d}: {name.split('/')[0]} NMI {nmi:.3f} purity {value:.3f} (k={k}, "
+                      f"{(time.perf_counter() - w) / 60:.1f} min)", flush=True)
+
+    sink = EpochPrinter()
     t, w = time.process_time(), time.perf_counter()
     dc = run_cluster(project, {**base, "mode": "deepcluster", "init": "scratch", "k": k, "epochs": epochs},
                      JobContext(sink))
