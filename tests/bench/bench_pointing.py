@@ -9,7 +9,7 @@ is computed per image in the same run.
 
     .venv/bin/python tests/bench/bench_pointing.py [--project P] [--run RUN] [--images 600]
         [--label-set lesion|diagnosis|...] [--arch resnet18] [--size 256] [--epochs 12] [--patience 5]
-        [--layers default,encoder.layer3] [--scales "1;1,1.5,2"]
+        [--layers default,encoder.layer3] [--scales "1;1,1.5,2,3"]
 
 Each layer is scored with each set of CAM input scales (``;`` between sets): the plain
 single-scale Grad-CAM is the baseline of the multi-scale map the review shows.
@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--label-set", default="lesion",
                     help="'lesion' (made here: images with a lesion mask vs the rest) or an existing set")
     ap.add_argument("--layers", default="default,encoder.layer3", help="CAM layers to score, comma-separated")
-    ap.add_argument("--scales", default="1;1,1.5,2", help="sets of CAM input scales, ';' between sets")
+    ap.add_argument("--scales", default="1;1,1.5,2,3", help="sets of CAM input scales, ';' between sets")
     ap.add_argument("--arch", default="resnet18")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=12)

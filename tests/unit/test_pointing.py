@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from mskstudio.ml.explain import DEFAULT_SCALES
 from mskstudio.ml.pointing import body_mask, grown_mask, score_peak
 
 
@@ -58,7 +59,7 @@ def test_pointing_game_scores_held_out_lesions(trained_diagnosis_run):
     assert with_mask, "the phantom hold-out should contain lesion images"
 
     every = pointing_game(project, run_id, only_correct=False, tolerance_mm=0.0)
-    assert every["scales"] == [1.0, 1.5, 2.0]       # scored on the map the review shows
+    assert every["scales"] == list(DEFAULT_SCALES)  # scored on the map the review shows
     assert every["held_out_lesion_images"] == len(with_mask)
     assert {r["image_id"] for r in every["images"]} == with_mask
     assert every["pointing"]["n"] == len(with_mask)

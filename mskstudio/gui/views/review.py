@@ -136,8 +136,9 @@ class ReviewBoard(BoardKeys, QWidget):
         self.cmap.currentTextChanged.connect(lambda _t: self._show_heat())
         scales = " + ".join(f"{s:g}×" for s in DEFAULT_SCALES)
         self.multi_scale = QCheckBox(f"Multi-scale ({scales} input)")
+        cost = sum(s * s for s in DEFAULT_SCALES)  # pixels, relative to one map at the trained size
         self.multi_scale.setToolTip("Average the Grad-CAMs computed at these input sizes: finer and better "
-                                    "placed on small lesions, about 7 times the cost of one map")
+                                    f"placed on small lesions, about {cost:.0f} times the cost of one map")
         self.multi_scale.setChecked(True)
         self.multi_scale.toggled.connect(lambda _c: self.case is not None and self._request_heat(self.case))
         self.cam_status = QLabel()
