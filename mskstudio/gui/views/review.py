@@ -71,7 +71,10 @@ class ReviewBoard(BoardKeys, QWidget):
 
         # ---- top bar --------------------------------------------------------------------
         self.run_combo = QComboBox()
-        self.run_combo.setMinimumWidth(320)
+        # Long run names must not set the tab's minimum width: with the Cases and Case docks
+        # open the Review tab gets ~600 px, and a wide top bar squeezed the image to a sliver.
+        self.run_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.run_combo.setMinimumContentsLength(16)
         self.run_combo.currentIndexChanged.connect(lambda _i: self.load_run())
         self.order = QComboBox()
         for text, key in rq.MODES:
@@ -85,17 +88,21 @@ class ReviewBoard(BoardKeys, QWidget):
         self.predict_btn.setToolTip("Run the model on every image (job 'predict') "
                                     "to review beyond the hold-out")
         self.predict_btn.clicked.connect(self.predict_all)
-        top = QHBoxLayout()
-        for w in (QLabel("Model run"), self.run_combo, QLabel("Order"), self.order, self.class_filter,
-                  self.reload_btn, self.predict_btn):
-            top.addWidget(w)
+        top = QHBoxLayout()          # two rows: the run and its actions, then the queue's options
+        top.addWidget(QLabel("Model run"))
+        top.addWidget(self.run_combo, 1)
+        top.addWidget(self.reload_btn)
+        top.addWidget(self.predict_btn)
+        queue_bar = QHBoxLayout()
+        for w in (QLabel("Order"), self.order, self.class_filter):
+            queue_bar.addWidget(w)
         self.follow = QCheckBox("Case panel follows")
         self.follow.setChecked(True)
         self.follow.setToolTip("Show each reviewed case in the main window too (Case panel, browser)")
-        top.addWidget(self.follow)
-        top.addStretch(1)
+        queue_bar.addWidget(self.follow)
+        queue_bar.addStretch(1)
         self.progress = QLabel()
-        top.addWidget(self.progress)
+        queue_bar.addWidget(self.progress)
 
         # ---- queue | viewer | case panel ----------------------------------------------------
         self.list = QListWidget()
@@ -175,10 +182,11 @@ class ReviewBoard(BoardKeys, QWidget):
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
         split.setStretchFactor(2, 0)
-        self.list.setMinimumWidth(300)
-        split.setSizes([320, 760, 360])
+        self.list.setMinimumWidth(180)   # "#1234  no lesion 0.52  [lesion]" fits
+        split.setSizes([220, 760, 340])
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addLayout(queue_bar)
         layout.addWidget(split, 1)
         self.install_key_filter()
 
