@@ -159,6 +159,23 @@ def test_spacing_warning(qtbot, window):
     assert v.add_ruler((0, 0), (10, 0)).text() == "10.0 px"
 
 
+def test_corner_text_never_overlaps_in_a_narrow_viewer(qtbot, window):
+    v = window.viewer
+    _wait_full(qtbot, window, window.image_id)
+    v.corner_br.setText(v.readout(v.row["cols"] / 2, v.row["rows"] / 2))
+    v.warning.setText(v.spacing_warning() or "⚠ no pixel spacing: measurements in pixels")
+    labels = [v.corner_tl, v.corner_tr, v.corner_bl, v.corner_br, v.warning]
+    assert all(label.text() for label in labels)
+    for width, side_by_side in ((1400, True), (200, False)):
+        v.view.resize(width, 700)
+        v._place_corners()
+        rects = [label.geometry() for label in labels]
+        overlaps = [(a, b) for a in range(5) for b in range(a + 1, 5) if rects[a].intersects(rects[b])]
+        assert overlaps == [], (width, overlaps)
+        assert (v.corner_tr.y() == v.corner_tl.y()) is side_by_side
+        assert all(r.left() >= 0 and r.right() < width for r in rects if r.width() < width)
+
+
 def test_readout_rotation_and_zoom(qtbot, window):
     v = window.viewer
     rows, cols = v.row["rows"], v.row["cols"]

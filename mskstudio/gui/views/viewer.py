@@ -95,11 +95,23 @@ class Viewer(MeasurementLayer, OverlayLayers, QWidget):
         w, h, m = self.view.width(), self.view.height(), 8
         for label in (self.corner_tl, self.corner_tr, self.corner_bl, self.corner_br, self.warning):
             label.adjustSize()
-        self.corner_tl.move(m, m)
-        self.corner_tr.move(w - self.corner_tr.width() - m, m)
-        self.corner_bl.move(m, h - self.corner_bl.height() - m)
-        self.corner_br.move(w - self.corner_br.width() - m, h - self.corner_br.height() - m)
-        self.warning.move(m, self.corner_tl.y() + self.corner_tl.height() + 4)
+        tl, tr, bl, br = self.corner_tl, self.corner_tr, self.corner_bl, self.corner_br
+        # With the docks open the viewer can be narrower than two corners side by side;
+        # then the right-hand corner goes under (top) or over (bottom) the left-hand one
+        # instead of being drawn across it.
+        tl.move(m, m)
+        if tl.width() + tr.width() + 3 * m <= w:
+            tr.move(w - tr.width() - m, m)
+            top_end = tl.y() + tl.height()
+        else:
+            tr.move(m, tl.y() + tl.height() + 4)
+            top_end = tr.y() + tr.height()
+        bl.move(m, h - bl.height() - m)
+        if bl.width() + br.width() + 3 * m <= w:
+            br.move(w - br.width() - m, h - br.height() - m)
+        else:
+            br.move(m, bl.y() - br.height() - 4)
+        self.warning.move(m, top_end + 4)
 
     def _update_corners(self) -> None:
         r = self.row
