@@ -94,7 +94,11 @@ class Viewer(MeasurementLayer, OverlayLayers, QWidget):
     def _place_corners(self) -> None:
         w, h, m = self.view.width(), self.view.height(), 8
         for label in (self.corner_tl, self.corner_tr, self.corner_bl, self.corner_br, self.warning):
+            label.setWordWrap(False)
             label.adjustSize()
+            if label.width() > w - 2 * m > 0:  # wider than the viewer: wrap rather than cut
+                label.setWordWrap(True)
+                label.resize(w - 2 * m, label.heightForWidth(w - 2 * m))
         tl, tr, bl, br = self.corner_tl, self.corner_tr, self.corner_bl, self.corner_br
         # With the docks open the viewer can be narrower than two corners side by side;
         # then the right-hand corner goes under (top) or over (bottom) the left-hand one
