@@ -166,7 +166,7 @@ def test_corner_text_never_overlaps_in_a_narrow_viewer(qtbot, window):
     v.warning.setText(v.spacing_warning() or "⚠ no pixel spacing: measurements in pixels")
     labels = [v.corner_tl, v.corner_tr, v.corner_bl, v.corner_br, v.warning]
     assert all(label.text() for label in labels)
-    for width, side_by_side in ((1400, True), (200, False)):
+    for width, side_by_side in ((1400, True), (200, False), (1400, True)):  # and back: unwrapped
         v.view.resize(width, 700)
         v._place_corners()
         rects = [label.geometry() for label in labels]
@@ -174,6 +174,7 @@ def test_corner_text_never_overlaps_in_a_narrow_viewer(qtbot, window):
         assert overlaps == [], (width, overlaps)
         assert (v.corner_tr.y() == v.corner_tl.y()) is side_by_side
         assert all(r.left() >= 0 and r.right() < width for r in rects)  # wrapped, not cut
+        assert any(label.wordWrap() for label in labels) is not side_by_side  # 1400 px: one line each
 
 
 def test_readout_rotation_and_zoom(qtbot, window):

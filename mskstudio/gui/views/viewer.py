@@ -94,7 +94,8 @@ class Viewer(MeasurementLayer, OverlayLayers, QWidget):
     def _place_corners(self) -> None:
         w, h, m = self.view.width(), self.view.height(), 8
         for label in (self.corner_tl, self.corner_tr, self.corner_bl, self.corner_br, self.warning):
-            label.setWordWrap(False)
+            if label.wordWrap():  # measure its one-line width again (the viewer may have grown)
+                label.setWordWrap(False)
             label.adjustSize()
             if label.width() > w - 2 * m > 0:  # wider than the viewer: wrap rather than cut
                 label.setWordWrap(True)
