@@ -75,6 +75,7 @@ class Viewer(MeasurementLayer, OverlayLayers, QWidget):
         self.corner_bl = self._corner("")
         self.corner_br = self._corner("")
         self.warning = self._corner("", "#ffb347")
+        self.corner_labels = (self.corner_tl, self.corner_tr, self.corner_bl, self.corner_br, self.warning)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.view)
@@ -93,7 +94,7 @@ class Viewer(MeasurementLayer, OverlayLayers, QWidget):
 
     def _place_corners(self) -> None:
         w, h, m = self.view.width(), self.view.height(), 8
-        for label in (self.corner_tl, self.corner_tr, self.corner_bl, self.corner_br, self.warning):
+        for label in self.corner_labels:
             if label.wordWrap():  # measure its one-line width again (the viewer may have grown)
                 label.setWordWrap(False)
             label.adjustSize()
@@ -121,7 +122,7 @@ class Viewer(MeasurementLayer, OverlayLayers, QWidget):
     def _update_corners(self) -> None:
         r = self.row
         if r is None:
-            for label in (self.corner_tl, self.corner_tr, self.corner_bl, self.corner_br, self.warning):
+            for label in self.corner_labels:
                 label.setText("")
             return
         self.corner_tl.setText(f"<b>{r['pseudonym']}</b><br>{r['body_part'] or ''} {r['view'] or ''} "
