@@ -181,16 +181,17 @@ def train_fold(base: FoldData, tr, va, task_targets, names, p, encoder_init, dev
         model.train()
         if p["freeze_encoder"]:
             model.encoder.eval()  # frozen batch-norm statistics too
-        tot, n_seen, correct, att_sum, n_guided = 0.0, 0, 0, 0.0, 0
+        ce_sum, n_seen, correct, att_sum, n_guided = 0.0, 0, 0, 0.0, 0
         for b, batch in enumerate(train_loader):
             ctx.check_cancelled()
             x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
             with torch.autocast(device.type, enabled=cuda):
                 logits = model(x)
-                loss = F.cross_entropy(logits.float(), y, weight=weight)
+                ce = F.cross_entropy(logits.float(), y, weight=weight)
+                loss = ce
                 if tap is not None:
                     att = attention_loss(tap.output, model.head.weight, y, batch[2].to(device))
-                    loss = loss + guidance * att
+                    loss = ce + guidance * att
                     guided = int(has_mask(batch[2]).sum())  # the images the term averaged over
                     att_sum += float(att.detach()) * guided
                     n_guided += guided
@@ -198,7 +199,9 @@ def train_fold(base: FoldData, tr, va, task_targets, names, p, encoder_init, dev
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-            tot += float(loss.detach()) * len(y)
+            # The logged training loss is the cross-entropy alone, the same quantity as val_loss;
+            # the guided objective's attention term is logged apart as train_attention.
+            ce_sum += float(ce.detach()) * len(y)
             n_seen += len(y)
             correct += int((logits.argmax(1) == y).sum())
             ctx.progress((epoch + (b + 1) / nb) / epochs, f"{prefix} epoch {epoch + 1}/{epochs}")
@@ -209,7 +212,7 @@ def train_fold(base: FoldData, tr, va, task_targets, names, p, encoder_init, dev
         vl = torch.from_numpy(val_logits)
         val_loss = float(F.cross_entropy(vl, yv, weight=weight.cpu())) if len(yv) else float("nan")
         val_acc = float((vl.argmax(1) == yv).float().mean()) if len(yv) else float("nan")
-        rec = {"epoch": epoch, "train_loss": tot / max(n_seen, 1), "train_acc": correct / max(n_seen, 1),
+        rec = {"epoch": epoch, "train_loss": ce_sum / max(n_seen, 1), "train_acc": correct / max(n_seen, 1),
                "val_loss": val_loss, "val_acc": val_acc, "lr": opt.param_groups[0]["lr"]}
         monitored = val_loss
         if tap is not None:
