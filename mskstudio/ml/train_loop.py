@@ -181,7 +181,7 @@ def train_fold(base: FoldData, tr, va, task_targets, names, p, encoder_init, dev
         model.train()
         if p["freeze_encoder"]:
             model.encoder.eval()  # frozen batch-norm statistics too
-        ce_sum, n_seen, correct, att_sum, n_guided = 0.0, 0, 0, 0.0, 0
+        ce_sum, objective_sum, n_seen, correct, att_sum, n_guided = 0.0, 0.0, 0, 0, 0.0, 0
         for b, batch in enumerate(train_loader):
             ctx.check_cancelled()
             x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
@@ -202,6 +202,7 @@ def train_fold(base: FoldData, tr, va, task_targets, names, p, encoder_init, dev
             # The logged training loss is the cross-entropy alone, the same quantity as val_loss;
             # the guided objective's attention term is logged apart as train_attention.
             ce_sum += float(ce.detach()) * len(y)
+            objective_sum += float(loss.detach()) * len(y)
             n_seen += len(y)
             correct += int((logits.argmax(1) == y).sum())
             ctx.progress((epoch + (b + 1) / nb) / epochs, f"{prefix} epoch {epoch + 1}/{epochs}")
@@ -216,6 +217,7 @@ def train_fold(base: FoldData, tr, va, task_targets, names, p, encoder_init, dev
                "val_loss": val_loss, "val_acc": val_acc, "lr": opt.param_groups[0]["lr"]}
         monitored = val_loss
         if tap is not None:
+            rec["train_objective"] = objective_sum / max(n_seen, 1)
             if n_guided:  # per masked image, as the validation meter counts it
                 rec["train_attention"] = att_sum / n_guided
             if meter.n:

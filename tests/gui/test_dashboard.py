@@ -203,3 +203,36 @@ def test_learning_curves_include_the_validation_attention_of_guided_runs():
     assert curves["fold 1"]["val_attention"] == []           # nothing drawn for an unguided fold
     from_job = dd.curves_from_job({"fold0/val_attention": [(0, 3.1), (1, 2.9)], "fold0/val_loss": [(0, 0.7)]})
     assert from_job["fold 0"]["val_attention"] == [(0, 3.1), (1, 2.9)]
+    # An older guided run stored its objective (cross-entropy + attention) as train_loss:
+    # not drawn beside val_loss, which is cross-entropy alone.
+    older = [{**h, "train_attention": 4.0} for h in history]
+    newer = [{**h, "train_attention": 4.0, "train_objective": 7.0} for h in history]
+    curves = dd.learning_curves({"main": {"folds": [{"history": older}, {"history": newer}]}})
+    assert curves["fold 0"]["train_loss"] == [] and curves["fold 0"]["val_loss"]
+    assert curves["fold 1"]["train_loss"] == [(e, 3.0 - e) for e in range(3)]
+
+
+def test_attention_curves_have_their_own_view(dash):
+    """Loss/accuracy and the guided runs' attention are drawn apart, each on a readable scale."""
+    def drawn():
+        return sorted(float(v) for item in dash.curves.plotItem.listDataItems() for v in item.yData)
+
+    def legend_names():
+        return [label.text for _sample, label in dash.curves_legend.items]
+
+    attention_item = dash.curve_kind.model().item(dash.curve_kind.findData("attention"))
+    assert not attention_item.isEnabled()                   # the fixture's run is not guided
+    history = [{"epoch": e, "train_loss": 0.9 - 0.1 * e, "val_loss": 0.8 - 0.05 * e, "train_acc": 0.6,
+                "val_acc": 0.55 + 0.05 * e, "train_attention": 4.0 - 0.4 * e, "train_objective": 4.5,
+                "val_attention": 3.8 - 0.3 * e} for e in range(4)]
+    dash.metrics_a = {"main": {"folds": [{"history": history}, {"history": history}]}}
+    dash._draw_curves()
+    assert attention_item.isEnabled()
+    losses_and_acc = sorted(h[k] for h in history for k in ("train_loss", "val_loss", "val_acc")) * 2
+    assert drawn() == pytest.approx(sorted(losses_and_acc))  # no attention on the loss scale
+    assert legend_names() == ["fold 0", "fold 1"]           # one entry per fold, not per curve
+    assert not dash.curves.getAxis("left").autoSIPrefix     # 0.6 stays 0.6, not 600 (x0.001)
+    dash.curve_kind.setCurrentIndex(dash.curve_kind.findData("attention"))
+    attention = sorted(h[k] for h in history for k in ("train_attention", "val_attention")) * 2
+    assert drawn() == pytest.approx(sorted(attention))
+    assert "val attention" in dash.curves.plotItem.getAxis("left").labelText

@@ -175,6 +175,7 @@ def test_train_job_with_mask_guidance(phantom_project, phantom_archive):
     # learning curves; the guided objective would add about guided_share x attention to it.
     guided_share = len(masks) / len(phantom_project.images.ids())
     assert all(h["train_loss"] < h["val_loss"] + guided_share * h["train_attention"] / 2 for h in history)
+    assert all(h["train_objective"] > h["train_loss"] for h in history)
     assert all(np.isfinite(h["train_attention"]) and h["train_attention"] > 0 for h in history)
     # Validation scores the attention on its masked images, and the kept epoch is the one
     # with the best guided objective, not the best cross-entropy alone.

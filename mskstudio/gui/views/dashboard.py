@@ -38,6 +38,7 @@ from .workspace import follow_window
 PALETTE = ("#4363d8", "#e6194b", "#3cb44b", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
            "#9a6324", "#469990")
 FIGURES = ("roc", "curves")
+_PEN_STYLES = {"solid": Qt.PenStyle.SolidLine, "dash": Qt.PenStyle.DashLine, "dot": Qt.PenStyle.DotLine}
 TABLES = ("confusion", "per_class", "comparison")
 
 
@@ -91,6 +92,13 @@ class Dashboard(QWidget):
         for text, key in dd.REPORTS:
             self.which.addItem(text, key)
         self.which.currentIndexChanged.connect(lambda _i: self.refresh())
+        # Attention (about 2-5) and loss/accuracy (about 0-1) on one axis flattened the
+        # loss curves into a line at the bottom: the attention of guided runs gets its own view.
+        self.curve_kind = QComboBox()
+        for text, key in dd.CURVE_VIEWS:
+            self.curve_kind.addItem(text, key)
+        self.curve_kind.setToolTip("What the learning-curve plot shows")
+        self.curve_kind.currentIndexChanged.connect(lambda _i: self._draw_curves())
         self.export_btn = QToolButton()
         self.export_btn.setText("Export…")
         self.export_btn.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
@@ -103,13 +111,19 @@ class Dashboard(QWidget):
                            ("comparison", "Comparison")):
             menu.addAction(f"{title} as CSV…", lambda t=tab: self.ask_export_table(t))
         self.export_btn.setMenu(menu)
-        top = QHBoxLayout()
-        for w in (QLabel("Run A"), self.run_a, QLabel("compare with B"), self.run_b, QLabel("Scores"),
-                  self.which, self.export_btn):
-            top.addWidget(w)
-        top.addStretch(1)
+        # Two rows: with the Cases and Case docks open the tab is about 580 px wide, and one
+        # row squeezed the run names to a few letters and cut the accuracy note.
+        runs_row, view_row = QHBoxLayout(), QHBoxLayout()
+        for w in (QLabel("Run A"), self.run_a, QLabel("compare with B"), self.run_b):
+            runs_row.addWidget(w, 1 if isinstance(w, QComboBox) else 0)
+        for w in (QLabel("Scores"), self.which, QLabel("Curves"), self.curve_kind, self.export_btn):
+            view_row.addWidget(w)
         self.note = QLabel()
-        top.addWidget(self.note)
+        self.note.setWordWrap(True)  # a second line rather than a cut accuracy figure
+        view_row.addWidget(self.note, 1)
+        top = QVBoxLayout()
+        top.addLayout(runs_row)
+        top.addLayout(view_row)
 
         self.roc = pg.PlotWidget(title="ROC (one-vs-rest)")
         self.roc.setLabel("bottom", "1 − specificity (FPR)")
@@ -123,7 +137,8 @@ class Dashboard(QWidget):
                                              brush=pg.mkBrush(20, 20, 20, 170))
         self.curves = pg.PlotWidget(title="Learning curves (per fold)")
         self.curves.setLabel("bottom", "epoch")
-        self.curves.setLabel("left", "loss (—, – –) / accuracy (···)")
+        # Losses and accuracies near 0.6 were relabelled 600 "(x0.001)" by pyqtgraph's SI prefix.
+        self.curves.getAxis("left").enableAutoSIPrefix(False)
         self.curves.showGrid(x=True, y=True, alpha=0.2)
         self.curves_legend = self.curves.addLegend(offset=(-10, 10), labelTextSize="8pt",
                                                    brush=pg.mkBrush(20, 20, 20, 170))
@@ -298,18 +313,26 @@ class Dashboard(QWidget):
             row = self.project.models.get(self.run_a.currentData()) if self.run_a.currentData() else None
             if row is not None and row["job_id"]:
                 curves = dd.curves_from_job(self.project.jobs.metrics(row["job_id"]))
-        styles = {"train_loss": Qt.PenStyle.DashLine, "val_loss": Qt.PenStyle.SolidLine,
-                  "val_acc": Qt.PenStyle.DotLine, "val_attention": Qt.PenStyle.DashDotLine}
+        kind = self.curve_kind.currentData() or "loss"
+        has_attention = any(c.get("val_attention") or c.get("train_attention") for c in curves.values())
+        self.curve_kind.model().item(self.curve_kind.findData("attention")).setEnabled(has_attention)
+        if kind == "attention" and not has_attention:
+            kind = "loss"
+        keys = dd.CURVE_STYLES[kind]
+        self.curves.setLabel("left", "   ".join(f"{k.replace('_', ' ')} {dd.STYLE_GLYPHS[st]}"
+                                               for k, st in keys.items()))
         for f, (fold, c) in enumerate(curves.items()):
             color = PALETTE[f % len(PALETTE)]
-            for key, style in styles.items():
+            named = False  # one legend entry per fold: the line styles are on the axis label
+            for key, style in keys.items():
                 pts = c.get(key) or []
                 if not pts:
                     continue
                 x = [e + 1 for e, _ in pts]
                 y = [v for _, v in pts]
-                self.curves.plot(x, y, pen=pg.mkPen(color, width=2, style=style), symbol="o", symbolSize=5,
-                                 symbolBrush=color, name=f"{fold} {key.replace('_', ' ')}")
+                self.curves.plot(x, y, pen=pg.mkPen(color, width=2, style=_PEN_STYLES[style]), symbol="o",
+                                 symbolSize=5, symbolBrush=color, name=None if named else fold)
+                named = True
 
     def comparison_table(self) -> list[list[str]]:
         runs = []

@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 
 REPORTS = (("Hold-out (fold ensemble)", "holdout"), ("Out-of-fold validation", "oof"))
-CURVE_KEYS = ("train_loss", "val_loss", "train_acc", "val_acc", "val_attention")  # attention: mask-guided runs
+CURVE_KEYS = ("train_loss", "val_loss", "train_acc", "val_acc", "train_attention",
+              "val_attention")  # attention: mask-guided runs
+# The learning-curve views: which keys each draws, in which line style.
+CURVE_VIEWS = (("loss & accuracy", "loss"), ("mask attention", "attention"))
+CURVE_STYLES = {"loss": {"val_loss": "solid", "train_loss": "dash", "val_acc": "dot"},
+                "attention": {"val_attention": "solid", "train_attention": "dash"}}
+STYLE_GLYPHS = {"solid": "—", "dash": "– –", "dot": "···"}
 
 
 def task_of(metrics: dict[str, Any]) -> str:
@@ -180,7 +186,11 @@ def learning_curves(metrics: dict[str, Any]) -> dict[str, dict[str, list[tuple[i
             name = f"fold {f}" if task == "main" else f"{task} fold {f}"
             curves = {k: [] for k in CURVE_KEYS}
             for h in fold.get("history") or []:
+                # A guided run trained before train_objective was logged apart stored the
+                # objective as train_loss: not comparable with val_loss, so not drawn.
                 for k in CURVE_KEYS:
+                    if k == "train_loss" and "train_attention" in h and "train_objective" not in h:
+                        continue
                     v = h.get(k)
                     if v is not None and not (isinstance(v, float) and math.isnan(v)):
                         curves[k].append((int(h.get("epoch", len(curves[k]))), float(v)))
