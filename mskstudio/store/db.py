@@ -14,12 +14,32 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 APPLICATION_ID = 0x4D534B31  # "MSK1": identifies our files among other SQLite databases
 BUSY_TIMEOUT_MS = 30_000
+
+
+# Database files this process has a Database open on.  Closing *any* file descriptor of
+# a file drops every POSIX lock the process holds on it, SQLite's included; a plain
+# open()/close() of a database another thread has open let a job subprocess checkpoint
+# and delete the WAL under the GUI's connection, whose cached index pages then no longer
+# matched the table (https://sqlite.org/howtocorrupt.html, section 2.2).  Code that reads
+# the file outside SQLite asks ``open_in_this_process`` first.
+_open_paths: Counter[str] = Counter()
+_open_paths_lock = threading.Lock()
+
+
+def _path_key(path: Path) -> str:
+    return str(Path(path).resolve())
+
+
+def open_in_this_process(path: Path) -> bool:
+    with _open_paths_lock:
+        return _open_paths[_path_key(path)] > 0
 
 
 class StoreError(Exception):
@@ -63,6 +83,9 @@ class Database:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._key: str | None = _path_key(self.path)
+        with _open_paths_lock:
+            _open_paths[self._key] += 1
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -124,3 +147,7 @@ class Database:
                     conn.close()
             self._all.clear()
         self._local = threading.local()
+        with _open_paths_lock:
+            if self._key is not None:  # closing twice counts once
+                _open_paths[self._key] -= 1
+                self._key = None

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .blobs import BlobStore
-from .db import APPLICATION_ID, Database, StoreError, connect
+from .db import APPLICATION_ID, Database, StoreError, connect, open_in_this_process
 from .schema import latest_version, migrate
 
 SUFFIX = ".mskproj"
@@ -111,7 +111,8 @@ class Project:
             raise StoreError(f"{root}: no such project folder")
         if not db_path.is_file():
             raise StoreError(f"{root}: not an mskstudio project (no {DB_NAME} inside)")
-        _check_header(db_path)
+        if not open_in_this_process(db_path):  # else it was checked, and reading it would drop locks
+            _check_header(db_path)
         writable = os.access(root, os.W_OK) and os.access(db_path, os.W_OK)
         if not writable:
             return cls._open_readonly(root, "the project folder is not writable")

@@ -375,3 +375,27 @@ def test_a_replaced_checkpoint_blob_is_deleted_unless_another_run_names_it(new_p
     p.models.set_checkpoint(run, third)  # the same checkpoint again keeps it
     assert p.blobs.exists(third)
     assert p.models.get(run)["checkpoint_sha"] == third
+
+
+def test_reopening_in_process_keeps_the_first_connection_consistent(tmp_path):
+    """The GUI opens a project, a thread job opens it again, a job subprocess writes and
+    exits.  Reading the header with a plain open()/close() on the second open dropped the
+    GUI connection's POSIX locks, the subprocess then checkpointed and removed the WAL
+    under it, and the GUI saw table rows its cached index did not have."""
+    root = tmp_path / "p.mskproj"
+    gui = Project.create(root)
+    job_id = gui.jobs.submit("train", {})
+    for step in range(3):
+        gui.jobs.metric(job_id, "fold0/val_loss", 1.0, step)
+    assert len(gui.jobs.metrics(job_id)["fold0/val_loss"]) == 3   # the index pages are cached now
+    Project.open(root).close()                                  # a thread job's own open
+    script = textwrap.dedent(f"""
+        from mskstudio.store import Project
+        with Project.open({str(root)!r}) as p:
+            for step in range(3, 200):
+                p.jobs.metric({job_id}, "fold0/val_loss", 0.5, step)
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    assert gui.db.scalar("PRAGMA integrity_check") == "ok"
+    assert len(gui.jobs.metrics(job_id)["fold0/val_loss"]) == 200
+    gui.close()
