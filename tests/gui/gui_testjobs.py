@@ -8,6 +8,7 @@ KINDS = {
     "gui-test-sleep": "gui_testjobs:run_sleep",
     "gui-test-fail": "gui_testjobs:run_fail",
     "gui-test-busy": "gui_testjobs:run_busy",
+    "gui-test-epochs": "gui_testjobs:run_epochs",
 }
 
 
@@ -21,6 +22,24 @@ def run_sleep(project, params, ctx):
             ctx.log(f"at step {i}")
     ctx.metric("loss", 0.5, 1)
     return {"steps": n}
+
+
+def epoch_figures(epoch: int) -> dict[str, float]:
+    """What ``run_epochs`` reports at ``epoch``: two folds' losses and one accuracy."""
+    return {"fold0/val_loss": 1.0 / (epoch + 1), "fold1/val_loss": 1.2 / (epoch + 1),
+            "fold0/val_acc": 0.5 + 0.05 * epoch}
+
+
+def run_epochs(project, params, ctx):
+    """A training-like job: per-epoch metrics, then a wait for the test to watch them."""
+    n = int(params.get("epochs", 4))
+    for epoch in range(n):
+        ctx.check_cancelled()
+        for name, value in epoch_figures(epoch).items():
+            ctx.metric(name, value, epoch)
+        ctx.progress((epoch + 1) / n, f"epoch {epoch + 1}/{n}")
+        time.sleep(float(params.get("epoch_s", 0.3)))
+    return {"epochs": n}
 
 
 def run_fail(project, params, ctx):

@@ -96,3 +96,31 @@ def test_interrupted_jobs_offered_for_resume(qtbot, qapp, project_copy):
     w.jobs_view.offer_resume()
     assert w.jobs_view.banner.isHidden()  # resumed once: not offered again
     w.viewer.loader.wait(5000)
+
+
+def test_selected_job_plots_its_epoch_curves_live(qtbot, window):
+    """Training-like metrics from the subprocess lane plot under the log while the job runs."""
+    from gui_testjobs import epoch_figures
+
+    w, view = window, window.jobs_view
+    quiet = w.runner.submit("gui-test-sleep", {"steps": 2, "step_s": 0.01})
+    qtbot.waitUntil(lambda: w.runner.handle(quiet).state == "done", timeout=10000)
+    job_id = w.runner.submit("gui-test-epochs", {"epochs": 6, "epoch_s": 0.5}, lane="heavy")
+    view.table.selectRow(view.rows[job_id])
+
+    def points():
+        return [list(item.yData) for item in view.curves.plot.plotItem.listDataItems()]
+
+    # Live: two epochs are drawn while the job still runs.
+    qtbot.waitUntil(lambda: len(points()) == 2 and len(points()[0]) >= 2, timeout=30000)
+    assert w.runner.handle(job_id).state == "running"
+    assert view.curves.isVisibleTo(view) and view.curves.quantity.currentText() == "val_loss"
+    qtbot.waitUntil(lambda: w.runner.handle(job_id).state == "done", timeout=30000)
+    view._show_curves()
+    expected = [[epoch_figures(e)[f"fold{f}/val_loss"] for e in range(6)] for f in (0, 1)]
+    assert points() == expected
+    view.curves.quantity.setCurrentText("val_acc")
+    assert points() == [[epoch_figures(e)["fold0/val_acc"] for e in range(6)]]
+    # A job that reported one figure still shows it; the selection follows the row.
+    view.table.selectRow(view.rows[quiet])
+    assert view.curves.quantity.currentText() == "loss" and points() == [[0.5]]

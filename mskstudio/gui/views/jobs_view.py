@@ -1,6 +1,8 @@
 """Jobs dock: every job row with progress, ETA, status, cancel, log tail and error details.
 
-Rows come from the ``jobs`` table; live jobs update from the runner's signals.  Jobs a
+Rows come from the ``jobs`` table; live jobs update from the runner's signals.  Beside the
+selected job's log, its per-epoch metrics (losses, accuracy, NMI...) plot live
+(``job_curves``).  Jobs a
 previous crash left behind (``project.jobs.interrupted()``) are offered for resume in a
 banner (``jobs.resubmit`` + runner).
 """
@@ -22,6 +24,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from .job_curves import JobCurves
 
 COLUMNS = ["Job", "Kind", "Status", "Progress", "ETA", "Message", ""]
 STATUS_COLORS = {"running": "#4fc3f7", "done": "#81c784", "error": "#ff6b6b", "cancelled": "#b0bec5",
@@ -73,13 +77,18 @@ class JobsView(QWidget):
         hh = self.table.horizontalHeader()
         hh.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         hh.setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
-        self.table.currentCellChanged.connect(lambda *_: self._show_details())
+        self.table.currentCellChanged.connect(lambda *_: (self._show_details(), self._show_curves()))
         self.details = QPlainTextEdit(readOnly=True)
         self.details.setPlaceholderText("Select a job to see its log and error details")
+        self.curves = JobCurves()
+        self.curves.hide()  # until a job with metrics is selected
+        # Side by side, not stacked: the dock is wide and short, and a plot under the log
+        # was 60 px tall at the default height.
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.table)
         split.addWidget(self.details)
-        split.setSizes([900, 420])
+        split.addWidget(self.curves)
+        split.setSizes([760, 330, 330])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.banner)
@@ -90,6 +99,7 @@ class JobsView(QWidget):
         r.job_started.connect(lambda j: self._set_status(j, "running"))
         r.job_progress.connect(self._progress)
         r.job_log.connect(lambda j, m: self._show_details() if j == self.current_job() else None)
+        r.job_metric.connect(lambda j, *_: self._show_curves() if j == self.current_job() else None)
         r.job_returned.connect(lambda j, res: self._set_status(j, "done", 1.0, summarize(res)))
         r.job_errored.connect(lambda j, m, _d: self._set_status(j, "error", message=m))
         r.job_cancelled.connect(lambda j: self._set_status(j, "cancelled"))
@@ -99,6 +109,7 @@ class JobsView(QWidget):
         self.project = project
         self.table.setRowCount(0)
         self.rows.clear()
+        self.curves.hide()
         if project is None:
             self.banner.hide()
             return
@@ -200,6 +211,9 @@ class JobsView(QWidget):
     def status_of(self, job_id: int) -> str | None:
         row = self.rows.get(job_id)
         return None if row is None else self.table.item(row, 2).text()
+
+    def _show_curves(self) -> None:
+        self.curves.setVisible(self.curves.show_job(self.project, self.current_job()))
 
     def _show_details(self) -> None:
         job_id = self.current_job()
