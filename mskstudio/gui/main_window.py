@@ -11,15 +11,17 @@ import importlib
 import traceback
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt, Signal
+from PySide6.QtCore import QByteArray, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QUndoGroup, QUndoStack
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QFrame,
     QLabel,
     QMainWindow,
     QMessageBox,
     QPlainTextEdit,
+    QScrollArea,
     QTabWidget,
 )
 
@@ -49,6 +51,40 @@ OPTIONAL_DOCKS = [
 MENU_HOOKS = ["mskstudio.gui.model_menu:add_model_menu",
               "mskstudio.gui.views.adjudicate:add_adjudication_menu"]  # the Annotate menu
 IMPORT_KINDS = {"import": "Import DICOM", "import-clinical": "Import clinical CSV"}
+
+
+class _VerticalScroll(QScrollArea):
+    """Scrolls up and down only: as narrow as the view allows, but never narrower."""
+
+    def __init__(self):
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    def minimumSizeHint(self) -> QSize:
+        view = self.widget()
+        width = view.minimumSizeHint().width() if view is not None else 0
+        return QSize(width + self.verticalScrollBar().sizeHint().width(), 60)
+
+
+class ScrollingDock(QDockWidget):
+    """A dock whose view scrolls when the dock is shorter than the view's minimum.
+
+    The docks' own minimum heights added up to 1,221 px in the right-hand column (Case,
+    Similar cases, Annotate), so the window could not be made shorter than a 1080p
+    screen.  ``view()`` is the widget the dock shows (``widget()`` is the scroll area).
+    """
+
+    def __init__(self, title: str, view, parent=None):
+        super().__init__(title, parent)
+        self._view = view
+        scroll = _VerticalScroll()
+        scroll.setWidget(view)
+        self.setWidget(scroll)
+
+    def view(self):
+        return self._view
 
 
 class MainWindow(QMainWindow):
@@ -87,8 +123,6 @@ class MainWindow(QMainWindow):
             "case": self._dock("Case", self.case_panel, Qt.DockWidgetArea.RightDockWidgetArea),
             "jobs": self._dock("Jobs", self.jobs_view, Qt.DockWidgetArea.BottomDockWidgetArea),
         }
-        self.resizeDocks([self.docks["browser"], self.docks["case"]], [340, 400], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["jobs"]], [170], Qt.Orientation.Vertical)
         build_menus(self)
         for dock in self.docks.values():
             self.docks_menu.addAction(dock.toggleViewAction())
@@ -105,15 +139,15 @@ class MainWindow(QMainWindow):
         if load_workspaces:
             self.load_workspaces()
         self._default_state = self.saveState()
+        self._default_sizes_pending = True  # applied once shown, unless a saved layout is
         self.restore_layout()
         if project_path:
             self.open_project(project_path)
 
     # ---- layout ------------------------------------------------------------------------
-    def _dock(self, title: str, widget, area) -> QDockWidget:
-        dock = QDockWidget(title, self)
+    def _dock(self, title: str, widget, area) -> ScrollingDock:
+        dock = ScrollingDock(title, widget, self)
         dock.setObjectName(f"dock_{title.lower()}")
-        dock.setWidget(widget)
         self.addDockWidget(area, dock)
         return dock
 
@@ -162,8 +196,30 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         else:
             self.resize(1600, 1000)
-        if isinstance(state, QByteArray):
-            self.restoreState(state)
+        if isinstance(state, QByteArray) and self.restoreState(state):
+            self._default_sizes_pending = False
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._default_sizes_pending:
+            self._default_sizes_pending = False
+            # After this show's layout pass: before it the window has no final size and the
+            # docks' heights are shared out again.
+            QTimer.singleShot(0, self.default_dock_sizes)
+
+    def default_dock_sizes(self) -> None:
+        """The first-run split: the case form whole (its height depends on the style's
+        fonts), the drawing tools (a row of buttons and two fields) shortest, the jobs
+        table a few rows.  Docks scroll when made smaller than their views."""
+        self.resizeDocks([self.docks["browser"], self.docks["case"]], [340, 400], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["jobs"]], [190], Qt.Orientation.Vertical)
+        right = [self.docks[k] for k in ("case", "Similar cases", "Annotate") if k in self.docks]
+        # resizeDocks scales sizes that add up to more than the column: share out what is there.
+        column = sum(d.height() for d in right)
+        case = self.case_panel.minimumSizeHint().height() + 30  # + the dock's title bar
+        rest = max(column - case, 0)
+        heights = [case, rest // 2, rest - rest // 2] if len(right) == 3 else [case, rest][:len(right)]
+        self.resizeDocks(right, heights, Qt.Orientation.Vertical)
 
     def save_layout(self) -> None:
         s = prefs.settings()
@@ -173,6 +229,7 @@ class MainWindow(QMainWindow):
 
     def reset_layout(self) -> None:
         self.restoreState(self._default_state)
+        self.default_dock_sizes()
 
     # ---- project ------------------------------------------------------------------------
     def open_project(self, path: str | Path) -> bool:
@@ -356,7 +413,7 @@ class MainWindow(QMainWindow):
         self.runner.shutdown()
         self.viewer.loader.wait(5000)
         for dock in self.docks.values():  # background writers (the mask saver) stop with the window
-            stop = getattr(dock.widget(), "shutdown", None)
+            stop = getattr(dock.view(), "shutdown", None)
             if callable(stop):
                 stop()
         self.save_layout()

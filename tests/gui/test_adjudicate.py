@@ -22,7 +22,7 @@ def adjudication(window, qtbot):
     window.load_workspaces(entries=[], menus=[], docks=[
         ("Annotate", "mskstudio.gui.views.annotate_dock:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea)])
     add_adjudication_menu(window)
-    dock = window.docks["Annotate"].widget()
+    dock = window.docks["Annotate"].view()
     project, image_id = window.project, window.image_id
     qtbot.waitUntil(lambda: dock.controller.image_id == image_id, timeout=10000)
     row = project.images.get(image_id)

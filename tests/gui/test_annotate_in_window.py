@@ -12,7 +12,7 @@ from mskstudio.gui.views.annotate_dock import AnnotateDock
 def test_edit_undo_undoes_strokes_while_annotating_and_edits_otherwise(window, qtbot):
     window.load_workspaces(entries=[], menus=[], docks=[
         ("Annotate", "mskstudio.gui.views.annotate_dock:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea)])
-    dock = window.docks["Annotate"].widget()
+    dock = window.docks["Annotate"].view()
     assert isinstance(dock, AnnotateDock) and dock.isEnabled()
     ctl, project, image_id = dock.controller, window.project, window.image_id
     qtbot.waitUntil(lambda: ctl.image_id == image_id, timeout=10000)
@@ -50,7 +50,7 @@ def test_closing_the_window_flushes_slow_saves_and_failures_reach_the_user(windo
 
     window.load_workspaces(entries=[], menus=[], docks=[
         ("Annotate", "mskstudio.gui.views.annotate_dock:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea)])
-    ctl, image_id, root = window.docks["Annotate"].widget().controller, window.image_id, window.project.root
+    ctl, image_id, root = window.docks["Annotate"].view().controller, window.image_id, window.project.root
     qtbot.waitUntil(lambda: ctl.image_id == image_id, timeout=10000)
     original = AnnotationRepo.save_mask
 

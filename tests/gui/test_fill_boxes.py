@@ -17,7 +17,7 @@ def test_fill_box_with_the_box_segmenter(window, qtbot, phantom_archive):
 
     window.load_workspaces(entries=[], menus=[], docks=[
         ("Annotate", "mskstudio.gui.views.annotate_dock:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea)])
-    dock = window.docks["Annotate"].widget()
+    dock = window.docks["Annotate"].view()
     ctl, project = dock.controller, window.project
 
     window.errors.clear()

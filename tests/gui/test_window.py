@@ -173,3 +173,23 @@ def test_real_workspaces_load_without_errors(qtbot, qapp, project_copy):
     assert w.workspace.tabText(0) == "Viewer"
     qtbot.waitUntil(lambda: w.viewer.rad is not None, timeout=15000)
     w.viewer.loader.wait(5000)
+
+
+def test_window_with_all_docks_fits_a_laptop_screen(qtbot, qapp, project_copy):
+    """Docks scroll instead of adding their minimum heights up past the screen (they made
+    the window at least 1,221 px tall), and the default split shows the case form whole."""
+    from mskstudio.gui.main_window import MainWindow
+
+    w = MainWindow(project_copy)
+    qtbot.addWidget(w)
+    w.resize(1600, 1000)
+    w.show()
+    qtbot.waitUntil(lambda: w.viewer.rad is not None, timeout=15000)
+    assert set(w.docks) >= {"case", "Similar cases", "Annotate", "jobs"}
+    assert w.minimumSizeHint().height() <= 768 - 40          # a 1366 x 768 screen less its bar
+    assert w.height() == 1000
+    case = w.docks["case"]
+    assert case.widget().height() >= case.view().minimumSizeHint().height()
+    for dock in w.docks.values():                             # never cut at the right edge
+        assert dock.widget().width() >= dock.view().minimumSizeHint().width()
+    w.viewer.loader.wait(5000)

@@ -340,8 +340,8 @@ def add_adjudication_menu(window):
     dock = window.docks.get("Annotate")
     menu = window.menuBar().addMenu("&Annotate")
     actions = [
-        ("annotate_tools", "Annotation &tools", lambda: dock.widget().show_tab("draw")),
-        ("adjudicate", "&Adjudicate masks…", lambda: dock.widget().show_tab("adjudicate")),
+        ("annotate_tools", "Annotation &tools", lambda: dock.view().show_tab("draw")),
+        ("adjudicate", "&Adjudicate masks…", lambda: dock.view().show_tab("adjudicate")),
     ]
     for name, text, slot in actions:
         action = QAction(text, window)
