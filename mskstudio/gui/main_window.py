@@ -139,7 +139,7 @@ class MainWindow(QMainWindow):
         if load_workspaces:
             self.load_workspaces()
         self._default_state = self.saveState()
-        self._default_sizes_pending = True  # applied once shown, unless a saved layout is
+        self._default_sizes_pending = True  # the first-run split, unless a saved layout is restored
         self.restore_layout()
         if project_path:
             self.open_project(project_path)
