@@ -106,17 +106,22 @@ class ClusterBoard(QWidget):
         split_btn = QPushButton("Split (S)")
         split_btn.clicked.connect(lambda: self.split_selected(self.split_n.value()))
 
+        # Three rows (what to show, how to cluster, what to do with the selection): with the
+        # Cases and Case docks open the tab is about 600 px wide, and two rows cut the
+        # clustering buttons' text to "luster nov" and "epCluster".
         top = QHBoxLayout()
         for w in (QLabel("Run"), self.run_combo, QLabel("Label set"), self.label_set, QLabel("Sort"),
-                  self.sort, self.cluster_now_btn, self.deepcluster_btn, self.recluster_btn):
-            top.addWidget(w)
-        top.addStretch(1)
+                  self.sort):
+            top.addWidget(w, 1 if isinstance(w, QComboBox) else 0)
+        make = QHBoxLayout()
+        for w in (self.cluster_now_btn, self.deepcluster_btn, self.recluster_btn):
+            make.addWidget(w)
+        self.progress.setWordWrap(True)
+        make.addWidget(self.progress, 1)
         actions = QHBoxLayout()
         for w in (self.class_combo, label_btn, self.new_class, discard_btn, merge_btn, self.split_n,
                   split_btn):
-            actions.addWidget(w)
-        actions.addStretch(1)
-        actions.addWidget(self.progress)
+            actions.addWidget(w, 1 if w in (self.class_combo, self.new_class) else 0)
         right = QSplitter(Qt.Vertical)
         right.addWidget(self.map)
         right.addWidget(self.detail)
@@ -126,6 +131,7 @@ class ClusterBoard(QWidget):
         body.setSizes([600, 500])
         lay = QVBoxLayout(self)
         lay.addLayout(top)
+        lay.addLayout(make)
         lay.addLayout(actions)
         lay.addWidget(body, 1)
 

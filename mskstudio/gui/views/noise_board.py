@@ -70,12 +70,19 @@ class NoiseBoard(BoardKeys, QWidget):
         self.compute_btn = QPushButton("Compute queue")
         self.compute_btn.clicked.connect(self.compute)
         self.status = QLabel()
-        top = QHBoxLayout()
+        # Two rows, sources then the queue: with the Cases and Case docks open the tab is
+        # about 600 px wide, and one row cut the button's text and the run names.
+        sources, queue = QHBoxLayout(), QHBoxLayout()
         for w in (QLabel("Label set"), self.set_combo, QLabel("Cluster run"), self.cluster_combo,
-                  QLabel("Classifier"), self.clf_combo, QLabel("k"), self.k_spin, self.compute_btn):
-            top.addWidget(w)
-        top.addStretch(1)
-        top.addWidget(self.status)
+                  QLabel("Classifier"), self.clf_combo):
+            sources.addWidget(w, 1 if isinstance(w, QComboBox) else 0)
+        for w in (QLabel("k"), self.k_spin, self.compute_btn):
+            queue.addWidget(w)
+        self.status.setWordWrap(True)
+        queue.addWidget(self.status, 1)
+        top = QVBoxLayout()
+        top.addLayout(sources)
+        top.addLayout(queue)
 
         self.list = QListWidget()
         self.list.setIconSize(QSize(THUMB, THUMB))
