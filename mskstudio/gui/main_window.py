@@ -209,8 +209,8 @@ class MainWindow(QMainWindow):
 
     def default_dock_sizes(self) -> None:
         """The first-run split: the case form whole (its height depends on the style's
-        fonts), the drawing tools (a row of buttons and two fields) shortest, the jobs
-        table a few rows.  Docks scroll when made smaller than their views."""
+        fonts), the docks under it sharing the rest of the column, the jobs table a few
+        rows.  Docks scroll when made smaller than their views."""
         self.resizeDocks([self.docks["browser"], self.docks["case"]], [340, 400], Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["jobs"]], [190], Qt.Orientation.Vertical)
         right = [self.docks[k] for k in ("case", "Similar cases", "Annotate") if k in self.docks]
@@ -218,7 +218,8 @@ class MainWindow(QMainWindow):
         column = sum(d.height() for d in right)
         case = self.case_panel.minimumSizeHint().height() + 30  # + the dock's title bar
         rest = max(column - case, 0)
-        heights = [case, rest // 2, rest - rest // 2] if len(right) == 3 else [case, rest][:len(right)]
+        below = len(right) - 1
+        heights = [case] + [rest // below] * below if below else [case]
         self.resizeDocks(right, heights, Qt.Orientation.Vertical)
 
     def save_layout(self) -> None:

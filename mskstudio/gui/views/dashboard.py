@@ -33,10 +33,9 @@ from PySide6.QtWidgets import (
 
 from . import dashboard_data as dd
 from . import review_queue as rq
+from .plots import PALETTE, epoch_plot
 from .workspace import follow_window
 
-PALETTE = ("#4363d8", "#e6194b", "#3cb44b", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
-           "#9a6324", "#469990")
 FIGURES = ("roc", "curves")
 _PEN_STYLES = {"solid": Qt.PenStyle.SolidLine, "dash": Qt.PenStyle.DashLine, "dot": Qt.PenStyle.DotLine}
 TABLES = ("confusion", "per_class", "comparison")
@@ -135,13 +134,7 @@ class Dashboard(QWidget):
         self.roc.showGrid(x=True, y=True, alpha=0.2)
         self.roc_legend = self.roc.addLegend(offset=(-10, -10), labelTextSize="8pt",
                                              brush=pg.mkBrush(20, 20, 20, 170))
-        self.curves = pg.PlotWidget(title="Learning curves (per fold)")
-        self.curves.setLabel("bottom", "epoch")
-        # Losses and accuracies near 0.6 were relabelled 600 "(x0.001)" by pyqtgraph's SI prefix.
-        self.curves.getAxis("left").enableAutoSIPrefix(False)
-        self.curves.showGrid(x=True, y=True, alpha=0.2)
-        self.curves_legend = self.curves.addLegend(offset=(-10, 10), labelTextSize="8pt",
-                                                   brush=pg.mkBrush(20, 20, 20, 170))
+        self.curves, self.curves_legend = epoch_plot("Learning curves (per fold)")
 
         self.confusion = QTableWidget()
         self.confusion.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)

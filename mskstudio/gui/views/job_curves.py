@@ -11,7 +11,7 @@ from __future__ import annotations
 import pyqtgraph as pg
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from .dashboard import PALETTE
+from .plots import PALETTE, epoch_plot
 
 # The quantity shown first when a job has it: the one that says whether training works.
 PREFERRED = ("val_loss", "loss", "val_dice", "val_iou", "nmi_consecutive")
@@ -40,12 +40,7 @@ class JobCurves(QWidget):
         self.quantity = QComboBox()
         self.quantity.setToolTip("Which of the job's per-epoch figures to plot")
         self.quantity.currentIndexChanged.connect(lambda _i: self._draw())
-        self.plot = pg.PlotWidget()
-        self.plot.setLabel("bottom", "epoch")
-        self.plot.showGrid(x=True, y=True, alpha=0.2)
-        self.plot.getAxis("left").enableAutoSIPrefix(False)
-        self.legend = self.plot.addLegend(offset=(-10, 10), labelTextSize="8pt",
-                                          brush=pg.mkBrush(20, 20, 20, 170))
+        self.plot, self.legend = epoch_plot()
         row = QHBoxLayout()
         row.addWidget(QLabel("Curve"))
         row.addWidget(self.quantity, 1)

@@ -77,7 +77,7 @@ class JobsView(QWidget):
         hh = self.table.horizontalHeader()
         hh.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         hh.setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
-        self.table.currentCellChanged.connect(lambda *_: (self._show_details(), self._show_curves()))
+        self.table.currentCellChanged.connect(lambda *_: self._selection_changed())
         self.details = QPlainTextEdit(readOnly=True)
         self.details.setPlaceholderText("Select a job to see its log and error details")
         self.curves = JobCurves()
@@ -211,6 +211,10 @@ class JobsView(QWidget):
     def status_of(self, job_id: int) -> str | None:
         row = self.rows.get(job_id)
         return None if row is None else self.table.item(row, 2).text()
+
+    def _selection_changed(self) -> None:
+        self._show_details()
+        self._show_curves()
 
     def _show_curves(self) -> None:
         self.curves.setVisible(self.curves.show_job(self.project, self.current_job()))
