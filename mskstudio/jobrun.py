@@ -16,8 +16,8 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any
 
-from .jobs import Cancelled, CancelToken, JobContext, JobSink
-from .store import Project
+from mskstudio.jobs import Cancelled, CancelToken, JobContext, JobSink
+from mskstudio.store import Project
 
 JOB_KINDS: dict[str, str] = {
     # data
@@ -26,22 +26,22 @@ JOB_KINDS: dict[str, str] = {
     "demo-archive": "mskstudio.io.demo:run_demo_archive",
     "export-annotations": "mskstudio.io.export_annotations:run_export_annotations",
     # clustering and classification
-    "cluster": "mskstudio.ml.deepcluster:run_cluster",
-    "recluster": "mskstudio.ml.deepcluster:run_recluster",  # light: stored features, ~1 s
-    "train": "mskstudio.ml.train:run_train",
-    "predict": "mskstudio.ml.predict:run_predict",
-    "explain": "mskstudio.ml.explain:run_explain",
-    "pointing-game": "mskstudio.ml.pointing:run_pointing_game",
+    "cluster": "mskstudio.ml.cluster.deepcluster:run_cluster",
+    "recluster": "mskstudio.ml.cluster.deepcluster:run_recluster",  # light: stored features, ~1 s
+    "train": "mskstudio.ml.classify.train:run_train",
+    "predict": "mskstudio.ml.classify.predict:run_predict",
+    "explain": "mskstudio.ml.explain.gradcam:run_explain",
+    "pointing-game": "mskstudio.ml.explain.pointing:run_pointing_game",
     # segmentation
-    "train-seg": "mskstudio.ml.segment:run_train_seg",
-    "prelabel": "mskstudio.ml.segment:run_prelabel",
-    "train-seg-box": "mskstudio.ml.train_box_seg:run_train_box_seg",
-    "fill-boxes": "mskstudio.ml.segment_roi:run_fill_boxes",  # light: one image, ~0.1 s a box
+    "train-seg": "mskstudio.ml.segment.train:run_train_seg",
+    "prelabel": "mskstudio.ml.segment.train:run_prelabel",
+    "train-seg-box": "mskstudio.ml.segment.train_box:run_train_box_seg",
+    "fill-boxes": "mskstudio.ml.segment.roi_seg:run_fill_boxes",  # light: one image, ~0.1 s a box
     # retrieval and deployment
-    "embed": "mskstudio.ml.embeddings:run_embed",
-    "eval-retrieval": "mskstudio.ml.retrieval_eval:run_eval_retrieval",
-    "noise-queue": "mskstudio.ml.noise:run_noise_queue",
-    "export-onnx": "mskstudio.ml.export:run_export_onnx",
+    "embed": "mskstudio.ml.retrieve.embeddings:run_embed",
+    "eval-retrieval": "mskstudio.ml.retrieve.evaluate:run_eval_retrieval",
+    "noise-queue": "mskstudio.ml.noise.queue:run_noise_queue",
+    "export-onnx": "mskstudio.ml.deploy.onnx_export:run_export_onnx",
 }
 
 # Kinds that train or run networks over many images: the GUI runs them in a subprocess

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from .. import __version__
+from mskstudio import __version__
 
 COMMAND_MODULES = (
     "mskstudio.cli.cmd_project",
@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from ..jobrun import UserError
-    from ..jobs import Cancelled
-    from ..store import StoreError
+    from mskstudio.jobrun import UserError
+    from mskstudio.jobs import Cancelled
+    from mskstudio.store import StoreError
 
     try:
         return int(args.func(args) or 0)

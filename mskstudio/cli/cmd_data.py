@@ -6,8 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..jobrun import UserError, run_sync
-from .common import add_project_arg, open_writable, print_json
+from mskstudio.cli.common import add_project_arg, open_writable, print_json
+from mskstudio.jobrun import UserError, run_sync
 
 
 def register(sub) -> None:
@@ -75,8 +75,8 @@ def has_display() -> bool:
 
 
 def cmd_demo(args) -> int:
-    from ..io.demo import build_demo
-    from ..jobrun import TqdmSink
+    from mskstudio.io.demo import build_demo
+    from mskstudio.jobrun import TqdmSink
 
     if args.images < 1:
         raise UserError(f"--images must be ≥ 1, got {args.images}")

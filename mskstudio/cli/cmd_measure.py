@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import sys
 
-from ..jobrun import UserError
-from .common import add_project_arg, open_project, print_json
+from mskstudio.cli.common import add_project_arg, open_project, print_json
+from mskstudio.jobrun import UserError
 
 CSV_COLUMNS = ("id", "image_id", "pseudonym", "kind", "length_mm", "length_px", "angle_deg", "spacing_row_mm",
                "spacing_col_mm", "spacing_source", "author", "created_at", "updated_at", "points")

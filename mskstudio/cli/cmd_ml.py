@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from .common import add_project_arg, open_project, open_writable, print_json
+from mskstudio.cli.common import add_project_arg, open_project, open_writable, print_json
 
 
 def register(sub) -> None:
@@ -67,7 +67,7 @@ def cluster_params(args) -> dict:
 
 
 def cmd_cluster(args) -> int:
-    from ..jobrun import run_sync
+    from mskstudio.jobrun import run_sync
 
     with open_writable(args.project) as project:
         result = run_sync(project, "cluster", cluster_params(args),
@@ -76,7 +76,7 @@ def cmd_cluster(args) -> int:
 
 
 def cmd_recluster(args) -> int:
-    from ..jobrun import run_sync
+    from mskstudio.jobrun import run_sync
 
     with open_writable(args.project) as project:
         result = run_sync(project, "recluster", {"run": args.run, "k": args.k, "seed": args.seed,

@@ -6,9 +6,9 @@ import json
 import signal
 import sys
 
-from ..jobs import CancelToken
-from ..store import Project
-from .common import add_project_arg, open_project, open_writable, print_json
+from mskstudio.cli.common import add_project_arg, open_project, open_writable, print_json
+from mskstudio.jobs import CancelToken
+from mskstudio.store import Project
 
 
 def register(sub) -> None:
@@ -95,7 +95,7 @@ class JsonLinesSink:
 
 
 def cmd_run_job(args) -> int:
-    from ..jobrun import TqdmSink, ctrl_c_cancels, run_job
+    from mskstudio.jobrun import TqdmSink, ctrl_c_cancels, run_job
 
     token = CancelToken()
     # The GUI asks a subprocess job to stop with SIGTERM; the job stops at its next check.

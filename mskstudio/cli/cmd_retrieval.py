@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..jobrun import run_sync
-from .common import add_project_arg, open_project, open_writable, print_json
+from mskstudio.cli.common import add_project_arg, open_project, open_writable, print_json
+from mskstudio.jobrun import run_sync
 
 
 def _rep(value: str) -> int | str:
@@ -69,7 +69,7 @@ def cmd_embed(args) -> int:
 
 
 def cmd_similar(args) -> int:
-    from ..ml.retrieval import similar
+    from mskstudio.ml.retrieve.similar import similar
 
     with open_project(args.project) as project:
         res = similar(project, args.run, args.image_id, args.k, label_set=args.label_set)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import math
 
-from ..jobrun import UserError, run_sync
-from ..ml.explain import DEFAULT_SCALES, parse_scales
-from .common import add_project_arg, open_project, open_writable, print_json
+from mskstudio.cli.common import add_project_arg, open_project, open_writable, print_json
+from mskstudio.jobrun import UserError, run_sync
+from mskstudio.ml.explain.gradcam import DEFAULT_SCALES, parse_scales
 
 SCALES_DEFAULT = ",".join(f"{s:g}" for s in DEFAULT_SCALES)
 SCALES_HELP = ("input scales of the Grad-CAM, times the run's input size; the maps are averaged "
@@ -161,7 +161,7 @@ def _write_pngs(project, args, scales: list[float]) -> None:
     import numpy as np
     from PIL import Image
 
-    from ..ml.explain import explain
+    from mskstudio.ml.explain.gradcam import explain
 
     out = Path(args.png)
     out.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..jobrun import UserError
-from ..store import Project, is_project
+from mskstudio.jobrun import UserError
+from mskstudio.store import Project, is_project
 
 
 def open_project(path: str | Path) -> Project:

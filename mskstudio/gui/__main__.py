@@ -1,5 +1,5 @@
 """``python -m mskstudio.gui [PROJECT]`` (what ``mskstudio gui PROJECT`` execs)."""
 
-from .app import main
+from mskstudio.gui.app import main
 
 raise SystemExit(main())

@@ -77,7 +77,7 @@ def make_app(argv: list[str] | None = None):
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
-    from .theme import apply_theme
+    from mskstudio.gui.theme import apply_theme
 
     app = QApplication.instance() or QApplication(argv or sys.argv[:1])
     app.setApplicationName("mskstudio")
@@ -96,7 +96,7 @@ def offer_demo(window) -> None:
     """First start: no project given, none recent → offer to build the demo project."""
     from PySide6.QtWidgets import QMessageBox
 
-    from . import settings as prefs
+    from mskstudio.gui import settings as prefs
 
     if window.project is not None or prefs.recent_projects():
         return
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     log_path = setup_logging()
     install_crash_handler()
     app = make_app()
-    from .main_window import MainWindow
+    from mskstudio.gui.main_window import MainWindow
 
     window = MainWindow(args.project)
     window.show()

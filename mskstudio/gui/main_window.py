@@ -1,6 +1,7 @@
 """The main window: wires docks, workspaces, menus, the job runner and the undo stack.
 
-Views live in ``gui/views``; this module only connects them.  Other views follow the
+Views live in their feature folders (``gui/viewer``, ``gui/clusters``, …); this module only
+connects them.  Other views follow the
 window through ``project_changed`` and ``image_changed(int)`` and use ``project``,
 ``runner``, ``undo_stack``, ``viewer`` and ``open_image(image_id)``.
 """
@@ -25,31 +26,31 @@ from PySide6.QtWidgets import (
     QTabWidget,
 )
 
-from ..store import Project, StoreError
-from . import settings as prefs
-from .actions import build_menus, shortcut_entries
-from .dialogs import info as dialogs
-from .qt_jobs import JobRunner
-from .views.case_browser import CaseBrowser
-from .views.case_panel import CasePanel
-from .views.jobs_view import JobsView
-from .views.viewer import Viewer
+from mskstudio.gui import settings as prefs
+from mskstudio.gui.actions import build_menus, shortcut_entries
+from mskstudio.gui.case.browser import CaseBrowser
+from mskstudio.gui.case.panel import CasePanel
+from mskstudio.gui.dialogs import info as dialogs
+from mskstudio.gui.jobs.jobs_view import JobsView
+from mskstudio.gui.jobs.runner import JobRunner
+from mskstudio.gui.viewer.viewer import Viewer
+from mskstudio.store import Project, StoreError
 
 # Optional workspaces ("Title", "module:Class"), constructed as Class(main_window).
 WORKSPACES = [
-    ("Clusters", "mskstudio.gui.views.cluster_board:ClusterBoard"),
-    ("Review", "mskstudio.gui.views.review:ReviewBoard"),
-    ("Dashboard", "mskstudio.gui.views.dashboard:Dashboard"),
-    ("Label noise", "mskstudio.gui.views.noise_board:NoiseBoard"),
+    ("Clusters", "mskstudio.gui.clusters.board:ClusterBoard"),
+    ("Review", "mskstudio.gui.review.board:ReviewBoard"),
+    ("Dashboard", "mskstudio.gui.dashboard.dashboard:Dashboard"),
+    ("Label noise", "mskstudio.gui.noise.board:NoiseBoard"),
 ]
 # Optional docks ("Title", "module:Class", area), constructed as Class(main_window).
 OPTIONAL_DOCKS = [
-    ("Similar cases", "mskstudio.gui.views.gallery:Gallery", Qt.DockWidgetArea.RightDockWidgetArea),
-    ("Annotate", "mskstudio.gui.views.annotate_dock:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea),
+    ("Similar cases", "mskstudio.gui.case.gallery:Gallery", Qt.DockWidgetArea.RightDockWidgetArea),
+    ("Annotate", "mskstudio.gui.annotate.dock:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea),
 ]
 # Optional menus: "module:function" called as function(main_window) after the core menus.
 MENU_HOOKS = ["mskstudio.gui.model_menu:add_model_menu",
-              "mskstudio.gui.views.adjudicate:add_adjudication_menu"]  # the Annotate menu
+              "mskstudio.gui.annotate.adjudicate:add_adjudication_menu"]  # the Annotate menu
 IMPORT_KINDS = {"import": "Import DICOM", "import-clinical": "Import clinical CSV"}
 
 
@@ -393,7 +394,7 @@ class MainWindow(QMainWindow):
         return d
 
     def show_about(self) -> None:
-        from .. import __version__
+        from mskstudio import __version__
 
         self.dialogs.append(dialogs.text(self, "About mskstudio", (
             f"mskstudio {__version__}\nHuman-in-the-loop deep learning on musculoskeletal radiographs.\n\n"

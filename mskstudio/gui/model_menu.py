@@ -11,7 +11,7 @@ from __future__ import annotations
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu
 
-from .views import review_queue as rq
+from mskstudio.gui.review import review_queue as rq
 
 
 def _workspace(window, title: str):
@@ -41,7 +41,7 @@ def choose_run(window, title: str) -> int | None:
 def open_train_dialog(window):
     if not window._need_project():
         return None
-    from .dialogs.train_dialog import TrainDialog
+    from mskstudio.gui.dialogs.train_dialog import TrainDialog
 
     d = TrainDialog(window)
     window.dialogs.append(d)
@@ -121,7 +121,7 @@ def train_segmenter(window) -> int | None:
 
 def train_box_segmenter(window) -> int | None:
     """The box-prompted segmenter behind "Fill boxes with model" (Annotate dock)."""
-    from ..ml.segment_roi import DEFAULTS
+    from mskstudio.ml.segment.roi_seg import DEFAULTS
 
     if not _project_with_masks(window):
         return None

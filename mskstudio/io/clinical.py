@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..jobs import JobContext
-from ..store import Project
-from .deid import pseudonym
+from mskstudio.io.deid import pseudonym
+from mskstudio.jobs import JobContext
+from mskstudio.store import Project
 
 BASE_COLUMNS = ("patient_id", "age", "sex", "site", "position", "diagnosis", "dignity",
                 "diagnosis_source", "report")

@@ -12,19 +12,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..domain import TRUTH_PREFIX
-from ..jobs import JobContext
-from ..store import Project, is_project
+from mskstudio.domain import TRUTH_PREFIX
+from mskstudio.jobs import JobContext
+from mskstudio.store import Project, is_project
 
 DEMO_IMAGES = 600
 
 
 def run_demo_archive(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job ``demo-archive``: generate a phantom archive and import it into ``project``."""
-    from .clinical import run_import_clinical
-    from .export_annotations import import_masks
-    from .importer import run_import
-    from .phantoms import generate_archive
+    from mskstudio.io.clinical import run_import_clinical
+    from mskstudio.io.export_annotations import import_masks
+    from mskstudio.io.importer import run_import
+    from mskstudio.io.phantoms import generate_archive
 
     n_images = int(params.get("images", DEMO_IMAGES))
     if n_images < 1:
@@ -62,8 +62,8 @@ def run_demo_archive(project: Project, params: dict[str, Any], ctx: JobContext) 
 def _store_ground_truth(project: Project, manifest: Path) -> None:
     """Phantom truth (anatomical region) as a hidden label set used only to *score*
     clustering and models (NMI/purity, benchmark accuracy), never to train them."""
-    from .deid import pseudo_uid
-    from .phantoms import read_manifest
+    from mskstudio.io.deid import pseudo_uid
+    from mskstudio.io.phantoms import read_manifest
 
     by_hash = project.images.ids_by_original_hash()
     set_id = project.labels.label_set(TRUTH_PREFIX + "region",
@@ -86,7 +86,7 @@ def default_demo_path() -> Path:
 def build_demo(path: Path, *, images: int = DEMO_IMAGES, size: str = "medium", seed: int = 0,
                sink=None, token=None) -> Project:
     """Create (or reuse, if complete) the demo project at ``path``."""
-    from ..jobrun import submit_and_run
+    from mskstudio.jobrun import submit_and_run
 
     path = Path(path)
     if is_project(path):

@@ -27,7 +27,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder, pixel_array
 from pydicom.uid import UID
 
-from .dicom_attributes import (
+from mskstudio.io.dicom_attributes import (
     age_years,
     frame_attributes,
     number_of,
@@ -35,7 +35,7 @@ from .dicom_attributes import (
     text_of,
     windows_of,
 )
-from .pixels import (  # noqa: F401 - re-exported: callers read and render through dicom
+from mskstudio.io.pixels import (  # noqa: F401 - re-exported: callers read and render through dicom
     Radiograph,
     Window,
     analysis_and_thumbnail,
@@ -43,7 +43,7 @@ from .pixels import (  # noqa: F401 - re-exported: callers read and render throu
     resize_area,
     thumbnail_png,
 )
-from .stored_products import StoredFrame
+from mskstudio.io.stored_products import StoredFrame
 
 PathLike = str | os.PathLike
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import pydicom
 
-from .pixels import Window
+from mskstudio.io.pixels import Window
 
 MACROS = ("PixelMeasuresSequence", "PixelValueTransformationSequence", "FrameVOILUTSequence")
 _MISSING = object()

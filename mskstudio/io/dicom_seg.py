@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..store import Project
+    from mskstudio.store import Project
 
 SEG_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.66.4"
 SECONDARY_CAPTURE_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.7"
@@ -97,7 +97,7 @@ def _code(item: tuple[str, str, str]):
 
 def _derived_uid(project: Project, *parts: Any):
     """A '2.25.' UID keyed by the project secret (as de-identification makes them): stable, reveals nothing."""
-    from .deid import pseudo_uid
+    from mskstudio.io.deid import pseudo_uid
 
     return pseudo_uid(project.secret, "\x1f".join(["mskstudio-seg", *(str(p) for p in parts)]))
 
@@ -177,7 +177,7 @@ def build_seg(project: Project, image_id: int, mask_rows: Sequence[Any], masks: 
     from pydicom.pixels import pack_bits
     from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
-    from .. import __version__
+    from mskstudio import __version__
 
     image = project.images.get(image_id)
     rows, cols = int(image["rows"]), int(image["cols"])

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .masks import decode_png
+from mskstudio.io.masks import decode_png
 
 if TYPE_CHECKING:
-    from ..jobs import JobContext
-    from ..store import Project
+    from mskstudio.jobs import JobContext
+    from mskstudio.store import Project
 
 LESION_COLUMNS = [
     "image_uid",
@@ -129,7 +129,7 @@ def export_seg(
     project: Project, folder: Path, rows: list, info: dict[int, dict[str, Any]], *, ctx: JobContext | None = None
 ) -> list[Path]:
     """One DICOM SEG per annotated image under ``folder``, named by the image's pseudonymous UID."""
-    from .dicom_seg import write_seg
+    from mskstudio.io.dicom_seg import write_seg
 
     by_image: dict[int, list] = {}
     for r in rows:
@@ -196,7 +196,7 @@ def import_masks(
     """
     from PIL import Image
 
-    from .phantoms import read_manifest
+    from mskstudio.io.phantoms import read_manifest
 
     manifest_path = Path(manifest_path)
     by_hash = project.images.ids_by_original_hash()
@@ -233,14 +233,14 @@ def manifest_image_id(
     project: Project, row: dict, base: Path, by_hash: dict[str, int] | None = None
 ) -> int | None:
     """The project image of a manifest row: keyed hash of its SOP UID, else of the file's own UID."""
-    from .deid import pseudo_uid
+    from mskstudio.io.deid import pseudo_uid
 
     if by_hash is None:
         by_hash = project.images.ids_by_original_hash()
     image_id = by_hash.get(pseudo_uid(project.secret, row["sop_uid"]))
     if image_id is None and row.get("file") and (Path(base) / row["file"]).is_file():
         # Some writers give the file a new SOP UID (e.g. when re-encoding); trust the file.
-        from .dicom import scan_header
+        from mskstudio.io.dicom import scan_header
 
         image_id = by_hash.get(pseudo_uid(project.secret, scan_header(Path(base) / row["file"]).sop_uid))
     return image_id

@@ -55,7 +55,7 @@ def keep_freed_memory() -> bool:
 
 def init_worker(secret: bytes, blob_root: str, incoming: str, known: set[str], opts,
                 *, worker_process: bool = False) -> None:
-    from ..store.blobs import BlobStore
+    from mskstudio.store.blobs import BlobStore
 
     if worker_process:
         keep_freed_memory()
@@ -66,7 +66,7 @@ def init_worker(secret: bytes, blob_root: str, incoming: str, known: set[str], o
 
 def process_file(path: str) -> dict[str, Any]:
     """Decode one file; returns {'status': 'ok'|'duplicate'|'non_dicom'|'failed', ...}."""
-    from .dicom import DicomReadError, is_dicom_file
+    from mskstudio.io.dicom import DicomReadError, is_dicom_file
 
     try:
         if os.path.getsize(path) == 0:
@@ -85,9 +85,9 @@ def process_file(path: str) -> dict[str, Any]:
 
 
 def _decode_and_store(path: str) -> dict[str, Any]:
-    from .deid import deidentify, pseudo_uid
-    from .dicom import read_dataset, scan_header
-    from .dicom_bytes import dataset_file_chunks
+    from mskstudio.io.deid import deidentify, pseudo_uid
+    from mskstudio.io.dicom import read_dataset, scan_header
+    from mskstudio.io.dicom_bytes import dataset_file_chunks
 
     secret, opts, blobs = _WORKER["secret"], _WORKER["opts"], _WORKER["blobs"]
     data = Path(path).read_bytes()
@@ -114,8 +114,8 @@ def _frame_products(ds, frame: int, original_hash: str) -> dict[str, Any]:
     """Analysis array (written to the incoming folder) and thumbnail of one frame."""
     import numpy as np
 
-    from .dicom_attributes import frame_header
-    from .stored_products import frame_products
+    from mskstudio.io.dicom_attributes import frame_header
+    from mskstudio.io.stored_products import frame_products
 
     analysis, thumb = frame_products(ds, frame, ANALYSIS_LONG_SIDE, THUMB_SIZE)
     tmp = _WORKER["incoming"] / f"{original_hash}-{frame}.npy"
@@ -127,7 +127,7 @@ def _frame_products(ds, frame: int, original_hash: str) -> dict[str, Any]:
 
 def _deidentified_header(header, secret: bytes):
     """The header as the de-identified file has it: the same keyed functions deid uses."""
-    from .deid import centre_code, pseudo_uid, pseudonym
+    from mskstudio.io.deid import centre_code, pseudo_uid, pseudonym
 
     pid = pseudonym(secret, header.patient_id)
     return replace(

@@ -27,9 +27,9 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from ..jobs import Cancelled, JobContext
-from ..store import Project
-from .import_worker import init_worker, process_file
+from mskstudio.io.import_worker import init_worker, process_file
+from mskstudio.jobs import Cancelled, JobContext
+from mskstudio.store import Project
 
 MAX_FAILURES_IN_RESULT = 50
 # One transaction (and one fsync barrier) per this many files or seconds: fewer

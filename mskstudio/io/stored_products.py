@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .pixels import Radiograph, Window, fit_long_side, thumbnail_png, window_between, window_sample
+from mskstudio.io.pixels import Radiograph, Window, fit_long_side, thumbnail_png, window_between, window_sample
 
 __all__ = ["StoredFrame", "block_mean", "shrink_stored", "analysis_and_thumbnail_from_stored"]
 
@@ -217,8 +217,8 @@ def frame_products(ds, frame: int = 0, long_side: int = 512, thumb_size: int = 2
     the frame allows it, else (colour, palette, Modality LUT sequence) the float pipeline.
     The importer and the store's cache rebuild both call this, so a rebuilt cache is the
     imported one."""
-    from .dicom import read_radiograph, read_stored_frame
-    from .pixels import analysis_and_thumbnail
+    from mskstudio.io.dicom import read_radiograph, read_stored_frame
+    from mskstudio.io.pixels import analysis_and_thumbnail
 
     stored = read_stored_frame(ds, frame)
     if stored is not None:

@@ -22,7 +22,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-    from ..store import Project
+    from mskstudio.store import Project
 
 PRELOAD_LIMIT_BYTES = 3 << 30
 

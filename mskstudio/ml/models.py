@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-    from ..store import Project
+    from mskstudio.store import Project
 
 INPUT_MEAN = 0.5
 INPUT_STD = 0.25

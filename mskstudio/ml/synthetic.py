@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..store import Project
+    from mskstudio.store import Project
 
 REGIONS = ("long", "pair", "hand", "round")
 

@@ -16,9 +16,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from .blobs import BlobStore
-from .db import APPLICATION_ID, Database, StoreError, connect, open_in_this_process
-from .schema import latest_version, migrate
+from mskstudio.store.blobs import BlobStore
+from mskstudio.store.db import APPLICATION_ID, Database, StoreError, connect, open_in_this_process
+from mskstudio.store.schema import latest_version, migrate
 
 SUFFIX = ".mskproj"
 DB_NAME = "project.db"

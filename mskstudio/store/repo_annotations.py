@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .project import Project
+    from mskstudio.store.project import Project
 
 MASK_SET = "lesions"
 DEFAULT_CLASSES = (("tumour", "#e6194b"), ("soft-tissue mass", "#f58231"), ("reactive zone", "#4363d8"))
@@ -101,7 +101,7 @@ class AnnotationRepo:
         audit: bool = True,
     ) -> int:
         """Store (insert or replace) a mask; returns its row id.  One transaction with its audit."""
-        from ..io.masks import encode_png, measure
+        from mskstudio.io.masks import encode_png, measure
 
         if source not in MASK_SOURCES:
             raise ValueError(f"unknown mask source {source!r}")
@@ -163,7 +163,7 @@ class AnnotationRepo:
         )
 
     def load_mask(self, mask_id: int) -> np.ndarray:
-        from ..io.masks import decode_png
+        from mskstudio.io.masks import decode_png
 
         png = self.mask_png(mask_id)
         if png is None:
@@ -272,7 +272,7 @@ class AnnotationRepo:
 
     # ---- agreement and adjudication ---------------------------------------------------
     def agreement(self, mask_a: int, mask_b: int) -> dict[str, float]:
-        from ..io.masks import iou_dice
+        from mskstudio.io.masks import iou_dice
 
         iou, dice = iou_dice(self.load_mask(mask_a), self.load_mask(mask_b))
         return {"iou": iou, "dice": dice}

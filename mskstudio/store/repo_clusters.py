@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .project import Project
+    from mskstudio.store.project import Project
 
 NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 CLUSTER_COLUMNS = ("class_id", "discarded", "parent_id", "merged_into", "map_x", "map_y", "spread",
@@ -352,7 +352,7 @@ class ClusterRepo:
         The first part keeps the cluster; the others are new clusters (``parent_id``
         = the split one) that inherit its class, so labels stay as they are.
         """
-        from ..ml.features import kmeans
+        from mskstudio.ml.cluster.features import kmeans
 
         row = self.cluster(cluster_id)
         if row is None:

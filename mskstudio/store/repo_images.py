@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .project import Project
+    from mskstudio.store.project import Project
 
 IMAGE_FLAGS = ("excluded", "is_screenshot", "external")
 CLINICAL_FIELDS = ("age_years", "sex", "site", "position", "diagnosis", "dignity",
@@ -184,9 +184,9 @@ class ImageRepo:
         return array.astype(np.float32) / 65535.0
 
     def rebuild_analysis(self, image_id: int) -> None:
-        from ..io.dicom import read_dataset
-        from ..io.import_worker import ANALYSIS_LONG_SIDE
-        from ..io.stored_products import frame_products
+        from mskstudio.io.dicom import read_dataset
+        from mskstudio.io.import_worker import ANALYSIS_LONG_SIDE
+        from mskstudio.io.stored_products import frame_products
 
         row = self.p.db.one("SELECT frame FROM images WHERE id = ?", (image_id,))
         ds = read_dataset(self.dicom_path(image_id))

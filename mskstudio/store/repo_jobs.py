@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .project import Project
+    from mskstudio.store.project import Project
 
 FINISHED = ("done", "error", "cancelled", "interrupted")
 NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"

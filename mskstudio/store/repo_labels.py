@@ -10,10 +10,10 @@ import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ..domain import LABEL_SOURCES as SOURCES
+from mskstudio.domain import LABEL_SOURCES as SOURCES
 
 if TYPE_CHECKING:
-    from .project import Project
+    from mskstudio.store.project import Project
 
 PRECEDENCE_SQL = "CASE source WHEN 'human' THEN 0 WHEN 'import' THEN 1 WHEN 'cluster' THEN 2 ELSE 3 END"
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .project import Project
+    from mskstudio.store.project import Project
 
 Point = tuple[float, float]
 KIND_POINTS = {"ruler": 2, "angle": 3}

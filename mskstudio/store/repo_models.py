@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .project import Project
+    from mskstudio.store.project import Project
 
 NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 STATUSES = ("running", "done", "cancelled", "error", "interrupted")

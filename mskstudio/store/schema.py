@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from .db import APPLICATION_ID, StoreError
+from mskstudio.store.db import APPLICATION_ID, StoreError
 
 SCHEMA_V1 = """
 CREATE TABLE meta (

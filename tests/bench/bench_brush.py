@@ -66,7 +66,7 @@ def bench_qt(n_dabs: int = 300) -> list[float] | None:
         import pyqtgraph as pg
         from PySide6.QtWidgets import QApplication
 
-        from mskstudio.gui.views.annotate_tools import OverlayPainter
+        from mskstudio.gui.annotate.tools import OverlayPainter
     except Exception as exc:  # noqa: BLE001
         print(f"Qt part skipped: {exc}")
         return None
@@ -118,7 +118,7 @@ def bench_stroke_end(
         import pyqtgraph as pg
         from PySide6.QtWidgets import QApplication
 
-        from mskstudio.gui.views.annotate import AnnotateController
+        from mskstudio.gui.annotate.panel import AnnotateController
         from mskstudio.store import Project
     except Exception as exc:  # noqa: BLE001
         print(f"stroke-end part skipped: {exc}")

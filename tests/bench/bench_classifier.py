@@ -27,7 +27,7 @@ import numpy as np
 from mskstudio.io.demo import build_demo
 from mskstudio.io.phantoms import NON_MSK
 from mskstudio.jobrun import submit_and_run
-from mskstudio.ml.evaluate import proportion
+from mskstudio.ml.evaluate.metrics import proportion
 from mskstudio.store import Project
 
 

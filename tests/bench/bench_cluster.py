@@ -33,7 +33,7 @@ import numpy as np
 
 def bench_cluster_now(n: int, size: int, tmp: Path) -> None:
     from mskstudio.jobs import JobContext
-    from mskstudio.ml.deepcluster import run_cluster
+    from mskstudio.ml.cluster.deepcluster import run_cluster
     from mskstudio.ml.synthetic import add_synthetic_images
     from mskstudio.store import Project
 
@@ -53,8 +53,8 @@ def bench_cluster_now(n: int, size: int, tmp: Path) -> None:
 
 
 def bench_recluster() -> None:
-    from mskstudio.ml.deepcluster import RECLUSTER_ITER, recluster_points_per_centroid
-    from mskstudio.ml.features import kmeans, l2_normalise, nmi
+    from mskstudio.ml.cluster.deepcluster import RECLUSTER_ITER, recluster_points_per_centroid
+    from mskstudio.ml.cluster.features import kmeans, l2_normalise, nmi
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(1000, 256)).astype(np.float32)
@@ -78,7 +78,7 @@ def bench_recluster() -> None:
 
 def bench_deepcluster_epoch(n: int, size: int, tmp: Path) -> None:
     from mskstudio.jobs import JobContext, RecordingSink
-    from mskstudio.ml.deepcluster import run_cluster
+    from mskstudio.ml.cluster.deepcluster import run_cluster
     from mskstudio.ml.synthetic import add_synthetic_images
     from mskstudio.store import Project
 
@@ -104,7 +104,7 @@ def pure_nmi_ceiling(truth: list, k: int) -> float:
     NMI divides by the mean of both entropies, so splitting pure classes lowers it; this is
     the best NMI any clustering with k clusters can reach against ``truth``.
     """
-    from mskstudio.ml.features import nmi
+    from mskstudio.ml.cluster.features import nmi
 
     classes, y = np.unique(np.asarray(truth), return_inverse=True)
     counts = np.bincount(y)
@@ -121,8 +121,8 @@ def pure_nmi_ceiling(truth: list, k: int) -> float:
 
 def bench_truth_agreement(path: Path, epochs: int, size: int, k: int | None) -> None:
     from mskstudio.jobs import JobContext, RecordingSink
-    from mskstudio.ml.deepcluster import run_cluster
-    from mskstudio.ml.features import default_k
+    from mskstudio.ml.cluster.deepcluster import run_cluster
+    from mskstudio.ml.cluster.features import default_k
     from mskstudio.store import Project
 
     project = Project.open(path)
@@ -167,7 +167,7 @@ def bench_truth_agreement(path: Path, epochs: int, size: int, k: int | None) -> 
     at_true = run_cluster(project, {**base, "mode": "fast", "init": f"run:{dc['model_run_id']}", "k": k_true},
                           JobContext.null())
     line(f"DeepCluster {epochs} epochs", cpu_train, {k: dc, k_true: at_true})
-    from mskstudio.ml.deepcluster import run_recluster
+    from mskstudio.ml.cluster.deepcluster import run_recluster
 
     t = time.process_time()
     merged = run_recluster(project, {"run": dc["cluster_run_id"], "k": k_true, "method": "merge"},

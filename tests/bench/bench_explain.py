@@ -30,8 +30,8 @@ def main() -> None:
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from mskstudio.ml.classifier import default_cam_layer, make_classifier
-    from mskstudio.ml.explain import DEFAULT_SCALES, cam_for_models, module_at
+    from mskstudio.ml.classify.classifier import default_cam_layer, make_classifier
+    from mskstudio.ml.explain.gradcam import DEFAULT_SCALES, cam_for_models, module_at
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", default="resnet18")

@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from mskstudio.jobrun import submit_and_run
-from mskstudio.ml.evaluate import paired_accuracy_difference
+from mskstudio.ml.evaluate.metrics import paired_accuracy_difference
 from mskstudio.store import Project
 
 

@@ -39,7 +39,7 @@ def _report(title: str, queues: dict, wrong: set[int], total: int) -> None:
 
 
 def main() -> None:
-    from mskstudio.ml.noise import noise_queue
+    from mskstudio.ml.noise.queue import noise_queue
     from mskstudio.store import Project
 
     ap = argparse.ArgumentParser()

@@ -27,9 +27,9 @@ def bench(fn, x, reps: int) -> float:
 def main() -> None:
     import torch
 
-    from mskstudio.ml.export import export_onnx, parity, wrap_for_export
+    from mskstudio.ml.deploy.onnx_export import export_onnx, parity, wrap_for_export
+    from mskstudio.ml.deploy.onnx_runtime import OnnxBackend, TorchBackend, physical_cores
     from mskstudio.ml.models import build_backbone
-    from mskstudio.ml.onnx_runtime import OnnxBackend, TorchBackend, physical_cores
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")

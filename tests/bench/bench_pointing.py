@@ -30,8 +30,8 @@ def main() -> None:
 
     from mskstudio.io.demo import build_demo
     from mskstudio.jobrun import submit_and_run
-    from mskstudio.ml.explain import parse_scales
-    from mskstudio.ml.pointing import pointing_game
+    from mskstudio.ml.explain.gradcam import parse_scales
+    from mskstudio.ml.explain.pointing import pointing_game
     from mskstudio.store import Project
 
     ap = argparse.ArgumentParser()

@@ -61,7 +61,7 @@ def compare_exact(x: np.ndarray, q: np.ndarray, k: int = 10) -> None:
     """Every exact-scan option on the same data, one row each (see the module docstring)."""
     import faiss
 
-    from mskstudio.ml.knn_index import KnnIndex, normalise_rows, recall_at_k, scan_threads
+    from mskstudio.ml.retrieve.knn_index import KnnIndex, normalise_rows, recall_at_k, scan_threads
 
     qn = normalise_rows(q)
     index = KnnIndex.build(x, kind="flat")
@@ -118,7 +118,7 @@ def compare_exact(x: np.ndarray, q: np.ndarray, k: int = 10) -> None:
 def main() -> None:
     import faiss
 
-    from mskstudio.ml.knn_index import KnnIndex, recall_at_k
+    from mskstudio.ml.retrieve.knn_index import KnnIndex, recall_at_k
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="20k exact / 200k IVF instead of 100k / 1M")

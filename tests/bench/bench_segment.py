@@ -30,11 +30,11 @@ from pathlib import Path
 
 from mskstudio.io.masks import iou_dice
 from mskstudio.jobrun import submit_and_run
-from mskstudio.ml import segment_roi as sr
-from mskstudio.ml.evaluate import proportion
-from mskstudio.ml.segment import load_segmenter, predict_mask_cascade
-from mskstudio.ml.segment_data import training_masks
-from mskstudio.ml.train_box_seg import mean_ci, score_boxes, summarise
+from mskstudio.ml.evaluate.metrics import proportion
+from mskstudio.ml.segment import roi_seg as sr
+from mskstudio.ml.segment.data import training_masks
+from mskstudio.ml.segment.train import load_segmenter, predict_mask_cascade
+from mskstudio.ml.segment.train_box import mean_ci, score_boxes, summarise
 from mskstudio.store import Project, is_project
 
 

@@ -87,7 +87,7 @@ def pct(values, q) -> float:
 def print_worker_time(dicom: Path, repeats: int = 5) -> None:
     """The decode worker's share of the open, alone on this thread (median of ``repeats``):
     the stored-integer path where the code has it, else read_radiograph + prepare_display."""
-    from mskstudio.gui.views import image_loader
+    from mskstudio.gui.viewer import image_loader
 
     if hasattr(image_loader, "decode_for_display"):
         label, work = "stored integers", lambda: image_loader.decode_for_display(dicom)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from mskstudio.gui.views.adjudicate import COLOR_A, COLOR_B, add_adjudication_menu
+from mskstudio.gui.annotate.adjudicate import COLOR_A, COLOR_B, add_adjudication_menu
 from mskstudio.io import masks as M
 
 
@@ -20,7 +20,7 @@ def _disc(shape, cy, cx, r):
 @pytest.fixture
 def adjudication(window, qtbot):
     window.load_workspaces(entries=[], menus=[], docks=[
-        ("Annotate", "mskstudio.gui.views.annotate_dock:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea)])
+        ("Annotate", "mskstudio.gui.annotate.dock:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea)])
     add_adjudication_menu(window)
     dock = window.docks["Annotate"].view()
     project, image_id = window.project, window.image_id

@@ -14,7 +14,7 @@ pytest.importorskip("PySide6")
 def setup(qtbot, new_project):
     import pyqtgraph as pg
 
-    from mskstudio.gui.views.annotate import AnnotateController
+    from mskstudio.gui.annotate.panel import AnnotateController
 
     pid = new_project.images.patient_id("P")
     sid = new_project.images.study_id(pid, "S")
@@ -124,8 +124,8 @@ def test_attach_to_real_viewer_mouse_goes_to_brush(qtbot, new_project):
     from PySide6.QtCore import QPoint, QPointF, Qt
     from PySide6.QtTest import QTest
 
-    from mskstudio.gui.views.annotate import AnnotateController, AnnotatePanel
-    from mskstudio.gui.views.viewer import Viewer
+    from mskstudio.gui.annotate.panel import AnnotateController, AnnotatePanel
+    from mskstudio.gui.viewer.viewer import Viewer
 
     pid = new_project.images.patient_id("P")
     sid = new_project.images.study_id(pid, "S")

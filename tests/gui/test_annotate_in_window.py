@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt
 
+from mskstudio.gui.annotate.dock import AnnotateDock
 from mskstudio.gui.commands import SetFlagCommand
-from mskstudio.gui.views.annotate_dock import AnnotateDock
 
 
 def test_edit_undo_undoes_strokes_while_annotating_and_edits_otherwise(window, qtbot):
     window.load_workspaces(entries=[], menus=[], docks=[
-        ("Annotate", "mskstudio.gui.views.annotate_dock:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea)])
+        ("Annotate", "mskstudio.gui.annotate.dock:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea)])
     dock = window.docks["Annotate"].view()
     assert isinstance(dock, AnnotateDock) and dock.isEnabled()
     ctl, project, image_id = dock.controller, window.project, window.image_id
@@ -49,7 +49,7 @@ def test_closing_the_window_flushes_slow_saves_and_failures_reach_the_user(windo
     from mskstudio.store.repo_annotations import AnnotationRepo
 
     window.load_workspaces(entries=[], menus=[], docks=[
-        ("Annotate", "mskstudio.gui.views.annotate_dock:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea)])
+        ("Annotate", "mskstudio.gui.annotate.dock:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea)])
     ctl, image_id, root = window.docks["Annotate"].view().controller, window.image_id, window.project.root
     qtbot.waitUntil(lambda: ctl.image_id == image_id, timeout=10000)
     original = AnnotationRepo.save_mask

@@ -7,7 +7,7 @@ import pytest
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QUndoStack
 
-from mskstudio.ml import features as F
+from mskstudio.ml.cluster import features as F
 from mskstudio.ml.synthetic import add_synthetic_images
 from mskstudio.store import Project
 
@@ -58,7 +58,7 @@ def _make_project(path):
 
 @pytest.fixture
 def board(qtbot, tmp_path):
-    from mskstudio.gui.views.cluster_board import ClusterBoard
+    from mskstudio.gui.clusters.board import ClusterBoard
 
     project, run_id = _make_project(tmp_path / "b.mskproj")
     window = StubWindow(project)
@@ -106,7 +106,7 @@ def test_label_by_number_key_undo_redo_and_persistence(board, qtbot):
     assert project.clusters.cluster(first)["class_id"] == normal
 
     # persistence: a fresh project handle and a fresh board see the label
-    from mskstudio.gui.views.cluster_board import ClusterBoard
+    from mskstudio.gui.clusters.board import ClusterBoard
 
     root = project.root
     project.close()
@@ -202,7 +202,7 @@ def test_recluster_submits_and_opens_the_new_run(board):
 
 
 def test_recluster_dialog_asks_method_and_k(board):
-    from mskstudio.gui.dialogs.cluster_dialog import ReclusterDialog
+    from mskstudio.gui.clusters.dialog import ReclusterDialog
 
     dialog = ReclusterDialog(32, 4, board[0])
     assert dialog.params() == {"k": 4, "method": "kmeans"} and dialog.problems() == []
@@ -213,9 +213,9 @@ def test_recluster_dialog_asks_method_and_k(board):
 
 
 def test_deepcluster_dialog_parameters_and_problems(board, tmp_path):
-    from mskstudio.gui.dialogs.cluster_dialog import CPU_INPUT_SIZE, DeepClusterDialog
-    from mskstudio.ml.deepcluster import DEFAULTS
-    from mskstudio.ml.features import default_k
+    from mskstudio.gui.clusters.dialog import CPU_INPUT_SIZE, DeepClusterDialog
+    from mskstudio.ml.cluster.deepcluster import DEFAULTS
+    from mskstudio.ml.cluster.features import default_k
 
     b, window, _run_id = board
     dialog = DeepClusterDialog(window.project, b, has_gpu=False)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PySide6.QtWidgets import QInputDialog
 
-from mskstudio.gui.views import dashboard_data as dd
-from mskstudio.gui.views import review_queue as rq
-from mskstudio.ml.evaluate import proportion
+from mskstudio.gui.review import review_queue as rq
+from mskstudio.ml.evaluate import dashboard_figures as dd
+from mskstudio.ml.evaluate.metrics import proportion
 
 pytestmark = pytest.mark.gui
 
@@ -36,7 +36,7 @@ def window(qtbot, trained, tmp_path):
 
 @pytest.fixture
 def dash(window):
-    from mskstudio.gui.views.dashboard import Dashboard
+    from mskstudio.gui.dashboard.dashboard import Dashboard
 
     d = Dashboard(window)
     window.add_workspace("Dashboard", d)

@@ -11,12 +11,12 @@ def test_fill_box_with_the_box_segmenter(window, qtbot, phantom_archive):
 
     from mskstudio.io.export_annotations import import_masks
     from mskstudio.jobs import JobContext
-    from mskstudio.ml import segment_roi as sr
-    from mskstudio.ml.segment_data import training_masks
-    from mskstudio.ml.train_box_seg import run_train_box_seg
+    from mskstudio.ml.segment import roi_seg as sr
+    from mskstudio.ml.segment.data import training_masks
+    from mskstudio.ml.segment.train_box import run_train_box_seg
 
     window.load_workspaces(entries=[], menus=[], docks=[
-        ("Annotate", "mskstudio.gui.views.annotate_dock:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea)])
+        ("Annotate", "mskstudio.gui.annotate.dock:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea)])
     dock = window.docks["Annotate"].view()
     ctl, project = dock.controller, window.project
 

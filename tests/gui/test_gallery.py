@@ -41,7 +41,7 @@ class StubWindow(QObject):
 
 
 def test_gallery_flow(qtbot, new_project):
-    from mskstudio.gui.views.gallery import Gallery
+    from mskstudio.gui.case.gallery import Gallery
     from mskstudio.ml.synthetic import add_synthetic_images
 
     add_synthetic_images(new_project, 16, seed=2, size=48)

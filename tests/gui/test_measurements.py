@@ -128,7 +128,7 @@ def test_delete_key_context_menu_and_undo(qtbot, window):
     w.undo_stack.undo()
     assert len(_saved(w)) == 2 and doomed.measurement_id in {x.measurement_id for x in v.measurements}
     # the context menu offers deleting one or all; "all" is one undo step
-    from mskstudio.gui.views.viewer_tools import measurement_menu
+    from mskstudio.gui.viewer.tools import measurement_menu
 
     menu = measurement_menu(v, v.measurements[0])
     actions = {a.text(): a for a in menu.actions()}

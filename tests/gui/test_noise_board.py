@@ -13,7 +13,7 @@ import pytest
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QUndoStack
 
-from mskstudio.gui.views import noise_rows as nr
+from mskstudio.gui.noise import rows as nr
 
 pytestmark = pytest.mark.gui
 pytest.importorskip("faiss")
@@ -66,7 +66,7 @@ class StubWindow(QObject):
 
     def __init__(self, project):
         super().__init__()
-        from mskstudio.gui.qt_jobs import JobRunner
+        from mskstudio.gui.jobs.runner import JobRunner
 
         self.project = project
         self.undo_stack = QUndoStack(self)
@@ -86,7 +86,7 @@ class StubWindow(QObject):
 
 @pytest.fixture
 def board(qtbot, noisy_root, tmp_path):
-    from mskstudio.gui.views.noise_board import NoiseBoard
+    from mskstudio.gui.noise.board import NoiseBoard
     from mskstudio.store import Project
 
     copy = tmp_path / "w.mskproj"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from mskstudio.gui.views import review_queue as rq
-from mskstudio.ml.explain import DEFAULT_SCALES, SINGLE_SCALE, cam_path
+from mskstudio.gui.review import review_queue as rq
+from mskstudio.ml.explain.gradcam import DEFAULT_SCALES, SINGLE_SCALE, cam_path
 
 pytestmark = pytest.mark.gui
 
@@ -26,7 +26,7 @@ def trained(phantom_project_path, tmp_path_factory):
 def board(qtbot, trained, tmp_path):
     from trained_project import close_window, open_window
 
-    from mskstudio.gui.views.review import ReviewBoard
+    from mskstudio.gui.review.board import ReviewBoard
 
     w = open_window(qtbot, trained[0], tmp_path)
     b = ReviewBoard(w)

@@ -240,7 +240,7 @@ def test_thumbnail_first_then_full_image(qtbot, window):
 
 def test_display_pyramid_levels_are_rounded_block_means():
     """The worker-built pyramid: each level the rounded 2×2 mean of the one above (odd edges repeated)."""
-    from mskstudio.gui.views.image_loader import PYRAMID_MIN_SIDE, display_pyramid, halve_u16
+    from mskstudio.gui.viewer.image_loader import PYRAMID_MIN_SIDE, display_pyramid, halve_u16
 
     rng = np.random.default_rng(3)
     a = rng.integers(0, 65536, (37, 50), dtype=np.uint16)
@@ -337,7 +337,7 @@ def _assert_same_display(fast, slow, modality: np.ndarray) -> None:
 
 @pytest.mark.parametrize("case", list(DISPLAY_CASES))
 def test_stored_integer_display_matches_float_path(tmp_path, case):
-    from mskstudio.gui.views.image_loader import decode_for_display, prepare_display
+    from mskstudio.gui.viewer.image_loader import decode_for_display, prepare_display
     from mskstudio.io.dicom import read_radiograph
 
     attrs = DISPLAY_CASES[case](_stored_12bit())
@@ -351,7 +351,7 @@ def test_stored_integer_display_of_pydicom_files(name):
     """Signed CT with an intercept, and compressed grey files (decoded to integers, then the same path)."""
     from pydicom.data import get_testdata_file
 
-    from mskstudio.gui.views.image_loader import decode_for_display, prepare_display
+    from mskstudio.gui.viewer.image_loader import decode_for_display, prepare_display
     from mskstudio.io.dicom import read_radiograph
 
     path = get_testdata_file(name, download=False)
@@ -364,8 +364,8 @@ def test_stored_integer_display_of_pydicom_files(name):
 def test_colour_images_take_the_float_path():
     from pydicom.data import get_testdata_file
 
-    from mskstudio.gui.views.image_loader import decode_for_display
-    from mskstudio.gui.views.viewer_tools import to_display_u16, window_presets
+    from mskstudio.gui.viewer.image_loader import decode_for_display
+    from mskstudio.gui.viewer.tools import to_display_u16, window_presets
     from mskstudio.io.dicom import read_radiograph
 
     path = get_testdata_file("SC_rgb_rle.dcm", download=False)

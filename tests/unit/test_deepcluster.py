@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mskstudio.jobs import Cancelled, CancelToken, JobContext, RecordingSink
-from mskstudio.ml import features as F
+from mskstudio.ml.cluster import features as F
 from mskstudio.ml.synthetic import add_synthetic_images
 from mskstudio.store import Project
 
@@ -75,7 +75,7 @@ def test_uniform_sampler_balances_clusters():
 
 
 def test_head_reset_is_fresh():
-    from mskstudio.ml.deepcluster import reset_head
+    from mskstudio.ml.cluster.deepcluster import reset_head
 
     a, b = reset_head(512, 10), reset_head(512, 10)
     assert tuple(a.weight.shape) == (10, 512)
@@ -87,7 +87,7 @@ def test_head_reset_is_fresh():
 def test_head_warm_up_fits_pseudo_labels_on_frozen_features():
     import torch
 
-    from mskstudio.ml.deepcluster import reset_head, warm_up_head
+    from mskstudio.ml.cluster.deepcluster import reset_head, warm_up_head
 
     x, y = _blobs(n_per=40, d=16, k=5, seed=2)
     head = reset_head(16, 5)
@@ -100,7 +100,7 @@ def test_head_warm_up_fits_pseudo_labels_on_frozen_features():
 def test_batchnorm_recalibration_uses_exact_clean_statistics():
     import torch
 
-    from mskstudio.ml.features import recalibrate_batchnorm
+    from mskstudio.ml.cluster.features import recalibrate_batchnorm
     from mskstudio.ml.models import normalise
 
     torch.manual_seed(0)
@@ -142,8 +142,8 @@ class _CancelAfterEpoch(RecordingSink):
 
 
 def test_deepcluster_cancel_resume_and_quality(syn_project):
-    from mskstudio.ml.deepcluster import run_cluster
-    from mskstudio.ml.features import extract_features
+    from mskstudio.ml.cluster.deepcluster import run_cluster
+    from mskstudio.ml.cluster.features import extract_features
     from mskstudio.ml.models import load_backbone
 
     project = syn_project
@@ -214,7 +214,7 @@ def test_recluster_reuses_stored_features_with_a_new_k(syn_project):
 
 
 def test_merge_clusters_keeps_a_long_class_whole_where_kmeans_cuts_it():
-    from mskstudio.ml.features import kmeans, l2_normalise, merge_clusters, nmi
+    from mskstudio.ml.cluster.features import kmeans, l2_normalise, merge_clusters, nmi
 
     g = np.random.default_rng(0)
     t = g.uniform(0, 1.2, 900)                       # one large class along an arc, two small tight ones

@@ -16,7 +16,7 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from mskstudio.ml import evaluate as ev
+from mskstudio.ml.evaluate import metrics as ev
 
 
 def test_wilson_matches_a_hand_computation():
@@ -115,7 +115,7 @@ def test_paired_accuracy_difference_on_hand_made_cases():
 
 
 def test_run_comparison_adds_the_paired_difference_only_for_the_same_cases():
-    from mskstudio.gui.views import dashboard_data as dd
+    from mskstudio.ml.evaluate import dashboard_figures as dd
 
     y = [0, 1, 1, 0, 1]
     probs_a = [[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.7, 0.3]]  # 3 of 5 right

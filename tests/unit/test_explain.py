@@ -13,7 +13,7 @@ def square_run(tmp_path_factory):
     import torch
 
     from mskstudio.jobs import JobContext
-    from mskstudio.ml.train import run_train
+    from mskstudio.ml.classify.train import run_train
     from mskstudio.store import Project
 
     torch.set_num_threads(2)
@@ -43,7 +43,7 @@ def square_run(tmp_path_factory):
 
 
 def test_cam_shape_range_and_cache(square_run):
-    from mskstudio.ml.explain import explain
+    from mskstudio.ml.explain.gradcam import explain
 
     project, run_id, where, yes = square_run
     image_id = next(iter(where))
@@ -55,7 +55,7 @@ def test_cam_shape_range_and_cache(square_run):
 
 
 def test_cam_peaks_inside_the_planted_square(square_run):
-    from mskstudio.ml.explain import explain
+    from mskstudio.ml.explain.gradcam import explain
 
     project, run_id, where, yes = square_run
     hits = 0
@@ -69,7 +69,7 @@ def test_cam_peaks_inside_the_planted_square(square_run):
 
 
 def test_scorecam_option_and_unknown_method(square_run):
-    from mskstudio.ml.explain import explain
+    from mskstudio.ml.explain.gradcam import explain
 
     project, run_id, where, yes = square_run
     image_id = next(iter(where))
@@ -80,7 +80,7 @@ def test_scorecam_option_and_unknown_method(square_run):
 
 
 def test_scales_parse_and_reject_impossible_values():
-    from mskstudio.ml.explain import DEFAULT_SCALES, parse_scales
+    from mskstudio.ml.explain.gradcam import DEFAULT_SCALES, parse_scales
 
     assert parse_scales(None) == DEFAULT_SCALES
     assert parse_scales("2, 1,1.5,1") == (1.0, 1.5, 2.0)
@@ -91,7 +91,7 @@ def test_scales_parse_and_reject_impossible_values():
 
 
 def test_multi_scale_cam_is_its_own_cached_map(square_run):
-    from mskstudio.ml.explain import SINGLE_SCALE, cam_path, explain
+    from mskstudio.ml.explain.gradcam import SINGLE_SCALE, cam_path, explain
 
     project, run_id, where, yes = square_run
     image_id = list(where)[1]

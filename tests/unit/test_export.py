@@ -47,8 +47,8 @@ def _deepcluster_run(project, size=64):
 
 
 def test_module_parity_dynamic_batch_on_real_images(syn_project, tmp_path):
-    from mskstudio.ml.export import export_module, sample_inputs
-    from mskstudio.ml.onnx_runtime import OnnxBackend
+    from mskstudio.ml.deploy.onnx_export import export_module, sample_inputs
+    from mskstudio.ml.deploy.onnx_runtime import OnnxBackend
 
     torch.manual_seed(0)
     net = TinyNet().eval()
@@ -61,7 +61,7 @@ def test_module_parity_dynamic_batch_on_real_images(syn_project, tmp_path):
 
 
 def test_export_run_writes_card(syn_project, tmp_path):
-    from mskstudio.ml.export import export_run
+    from mskstudio.ml.deploy.onnx_export import export_run
 
     run = _deepcluster_run(syn_project)
     res = export_run(syn_project, run, tmp_path / "out", n_parity=4)
@@ -76,7 +76,7 @@ def test_export_run_writes_card(syn_project, tmp_path):
 
 
 def test_classifier_checkpoint_and_card_label_counts(syn_project, tmp_path):
-    from mskstudio.ml.export import export_run
+    from mskstudio.ml.deploy.onnx_export import export_run
     from mskstudio.ml.models import build_backbone
 
     bb, dim = build_backbone("resnet18")
@@ -98,7 +98,7 @@ def test_classifier_checkpoint_and_card_label_counts(syn_project, tmp_path):
 
 
 def test_session_options_and_providers():
-    from mskstudio.ml import onnx_runtime as ort_mod
+    from mskstudio.ml.deploy import onnx_runtime as ort_mod
 
     provs = ort_mod.providers()
     assert provs[-1] == "CPUExecutionProvider"
@@ -108,7 +108,7 @@ def test_session_options_and_providers():
 
 
 def test_onnx_backend_embeddings_match_torch(syn_project):
-    from mskstudio.ml import embeddings as emb
+    from mskstudio.ml.retrieve import embeddings as emb
 
     run = _deepcluster_run(syn_project, size=48)
     ids = syn_project.images.ids()[:4]

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 
 def test_attention_loss_is_low_inside_the_mask_and_high_outside():
-    from mskstudio.ml.mask_guidance import attention_loss
+    from mskstudio.ml.classify.mask_guidance import attention_loss
 
     acts = torch.zeros(2, 1, 4, 4)
     acts[0, 0, 1, 1] = 10.0                          # image 0: evidence in cell (1, 1)
@@ -27,7 +27,7 @@ def test_attention_loss_is_low_inside_the_mask_and_high_outside():
 
 
 def test_attention_loss_gradient_moves_evidence_onto_the_lesion():
-    from mskstudio.ml.mask_guidance import attention_loss
+    from mskstudio.ml.classify.mask_guidance import attention_loss
 
     acts = torch.zeros(1, 1, 4, 4, requires_grad=True)
     masks = torch.zeros(1, 1, 4, 4)
@@ -38,7 +38,7 @@ def test_attention_loss_gradient_moves_evidence_onto_the_lesion():
 
 
 def test_attention_meter_averages_over_masked_images_of_all_batches():
-    from mskstudio.ml.mask_guidance import AttentionMeter, attention_loss
+    from mskstudio.ml.classify.mask_guidance import AttentionMeter, attention_loss
 
     gen = torch.Generator().manual_seed(0)
     acts = torch.randn(5, 3, 4, 4, generator=gen)
@@ -95,8 +95,8 @@ def _shortcut_data(n, seed):
 def _pointing_after_training(guidance: float) -> tuple[float, float]:
     import torch.nn.functional as F
 
-    from mskstudio.ml.classifier import make_classifier
-    from mskstudio.ml.mask_guidance import CamTap, attention_loss
+    from mskstudio.ml.classify.classifier import make_classifier
+    from mskstudio.ml.classify.mask_guidance import CamTap, attention_loss
 
     torch.manual_seed(0)
     x, y, m = _shortcut_data(256, 1)
@@ -136,9 +136,9 @@ def test_linear_cam_has_the_grad_cam_peak(arch):
     """Grad-CAM at the default layer is ReLU(w_c . A): the map the guidance shapes."""
     import torch.nn.functional as F
 
-    from mskstudio.ml.classifier import make_classifier
-    from mskstudio.ml.explain import cam_for_models
-    from mskstudio.ml.mask_guidance import CamTap
+    from mskstudio.ml.classify.classifier import make_classifier
+    from mskstudio.ml.classify.mask_guidance import CamTap
+    from mskstudio.ml.explain.gradcam import cam_for_models
 
     torch.manual_seed(1)
     model = make_classifier(arch, 3).eval()
@@ -160,7 +160,7 @@ def test_linear_cam_has_the_grad_cam_peak(arch):
 def test_train_job_with_mask_guidance(phantom_project, phantom_archive):
     from mskstudio.io.export_annotations import import_masks
     from mskstudio.jobrun import submit_and_run
-    from mskstudio.ml.mask_guidance import letterboxed_masks
+    from mskstudio.ml.classify.mask_guidance import letterboxed_masks
 
     torch.set_num_threads(2)
     import_masks(phantom_project, phantom_archive, boxes=False)

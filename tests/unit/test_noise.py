@@ -47,7 +47,7 @@ def _top_hits(items, flipped, n):
 
 
 def test_flipped_labels_top_the_queue(noisy_project):
-    from mskstudio.ml.noise import noise_queue
+    from mskstudio.ml.noise.queue import noise_queue
 
     p, flipped, run = noisy_project
     n = len(flipped)
@@ -68,7 +68,7 @@ def test_flipped_labels_top_the_queue(noisy_project):
 
 def test_queue_only_disagreements_and_review(noisy_project):
     from mskstudio.jobrun import submit_and_run
-    from mskstudio.ml.noise import noise_queue, review_noise_item
+    from mskstudio.ml.noise.queue import noise_queue, review_noise_item
 
     p, flipped, run = noisy_project
     queue = noise_queue(p, "region", run_id="pixels", classifier_run_id=run, k=7)
@@ -85,7 +85,7 @@ def test_queue_only_disagreements_and_review(noisy_project):
 
 def test_classifier_opinion_is_out_of_sample_when_the_run_has_it(noisy_project):
     """A stored (in-sample) prediction repeats the noisy label; the out-of-fold row wins."""
-    from mskstudio.ml.noise import noise_queue
+    from mskstudio.ml.noise.queue import noise_queue
     from mskstudio.ml.synthetic import REGIONS
 
     p, flipped, run = noisy_project

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from mskstudio.ml.explain import DEFAULT_SCALES
-from mskstudio.ml.pointing import body_mask, grown_mask, score_peak
+from mskstudio.ml.explain.gradcam import DEFAULT_SCALES
+from mskstudio.ml.explain.pointing import body_mask, grown_mask, score_peak
 
 
 def test_grown_mask_is_a_disc():
@@ -50,8 +50,8 @@ def trained_diagnosis_run(phantom_project, phantom_archive):
 
 def test_pointing_game_scores_held_out_lesions(trained_diagnosis_run):
     from mskstudio.jobrun import submit_and_run
-    from mskstudio.ml.pointing import pointing_game
-    from mskstudio.ml.segment_data import training_masks
+    from mskstudio.ml.explain.pointing import pointing_game
+    from mskstudio.ml.segment.data import training_masks
 
     project, run_id = trained_diagnosis_run
     held_out = set(json.loads(project.models.get(run_id)["split"])["test"])
@@ -79,7 +79,7 @@ def test_cli_explain_and_pointing_game_take_scales(trained_diagnosis_run, tmp_pa
     import subprocess
     import sys
 
-    from mskstudio.ml.explain import cam_path
+    from mskstudio.ml.explain.gradcam import cam_path
 
     project, run_id = trained_diagnosis_run
     image_id = json.loads(project.models.get(run_id)["split"])["test"][0]

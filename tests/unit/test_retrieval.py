@@ -17,7 +17,7 @@ def syn_project(new_project):
 
 
 def test_precision_and_vote_hand_computed():
-    from mskstudio.ml.retrieval_eval import retrieval_metrics
+    from mskstudio.ml.retrieve.evaluate import retrieval_metrics
 
     q = [0, 1]
     nl = np.array([[0, 1, 1, 0, 0, 0, 1],
@@ -36,7 +36,7 @@ def test_precision_and_vote_hand_computed():
 
 
 def test_similar_never_returns_same_patient(syn_project):
-    from mskstudio.ml import retrieval
+    from mskstudio.ml.retrieve import similar as retrieval
 
     patient = syn_project.images.patient_of()
     for image_id in syn_project.images.ids()[:10]:
@@ -52,8 +52,8 @@ def test_similar_never_returns_same_patient(syn_project):
 
 def test_same_patient_filter_with_overfetch():
     """Many near-duplicates of the query's own patient must be skipped, not returned."""
-    from mskstudio.ml.knn_index import KnnIndex
-    from mskstudio.ml.retrieval import search_other_patients
+    from mskstudio.ml.retrieve.knn_index import KnnIndex
+    from mskstudio.ml.retrieve.similar import search_other_patients
 
     rng = np.random.default_rng(0)
     base = rng.standard_normal(16).astype(np.float32)
@@ -68,9 +68,9 @@ def test_same_patient_filter_with_overfetch():
 
 def test_split_scan_is_the_exact_flat_answer(monkeypatch):
     """One query scanned as row blocks on several threads = IndexFlatIP over all rows."""
-    from mskstudio.ml import knn_index
-    from mskstudio.ml.knn_index import KnnIndex, normalise_rows
-    from mskstudio.ml.retrieval import search_other_patients
+    from mskstudio.ml.retrieve import knn_index
+    from mskstudio.ml.retrieve.knn_index import KnnIndex, normalise_rows
+    from mskstudio.ml.retrieve.similar import search_other_patients
 
     rng = np.random.default_rng(2)
     x = rng.standard_normal((3000, 16)).astype(np.float32)
@@ -92,7 +92,7 @@ def test_split_scan_is_the_exact_flat_answer(monkeypatch):
 
 
 def test_ivf_recall_vs_exact():
-    from mskstudio.ml.knn_index import KnnIndex, recall_at_k
+    from mskstudio.ml.retrieve.knn_index import KnnIndex, recall_at_k
 
     rng = np.random.default_rng(1)
     centres = rng.standard_normal((50, 64)).astype(np.float32)
@@ -108,7 +108,7 @@ def test_ivf_recall_vs_exact():
 
 def test_eval_retrieval_job_and_embedding_cache(syn_project):
     from mskstudio.jobrun import submit_and_run
-    from mskstudio.ml import embeddings as emb
+    from mskstudio.ml.retrieve import embeddings as emb
 
     res = submit_and_run(syn_project, "eval-retrieval", {"label_set": "region", "shuffles": 3})
     base = res["summary"]["baseline_pixels32"]
@@ -129,8 +129,8 @@ def test_embed_job_model_run_and_roi(syn_project):
     import torch
 
     from mskstudio.jobrun import submit_and_run
-    from mskstudio.ml import retrieval
     from mskstudio.ml.models import build_backbone
+    from mskstudio.ml.retrieve import similar as retrieval
 
     bb, _ = build_backbone("resnet18")
     buf = io.BytesIO()
@@ -147,8 +147,8 @@ def test_embed_job_model_run_and_roi(syn_project):
 def test_roi_crop_maps_dicom_boxes_onto_the_analysis_array(new_project):
     """Boxes and masks live on the full DICOM grid; the analysis cache is smaller. The crop
     that retrieval and the classifier take must land on the same anatomy."""
-    from mskstudio.ml.classifier import input_loader
-    from mskstudio.ml.embeddings import roi_loader
+    from mskstudio.ml.classify.classifier import input_loader
+    from mskstudio.ml.retrieve.embeddings import roi_loader
 
     p = new_project
     study = p.images.study_id(p.images.patient_id("P-roi"), "1.2.3")

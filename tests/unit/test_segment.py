@@ -49,7 +49,7 @@ def test_tiny_unet_beats_empty_baseline(new_project):
 
     from mskstudio.io.masks import iou_dice
     from mskstudio.jobs import JobContext
-    from mskstudio.ml.segment import load_segmenter, predict_mask, run_prelabel, run_train_seg
+    from mskstudio.ml.segment.train import load_segmenter, predict_mask, run_prelabel, run_train_seg
 
     torch.set_num_threads(1)  # on a shared, loaded CPU one thread is several times faster than two
     truth = _synthetic_project(new_project)
@@ -93,7 +93,7 @@ def test_tiny_unet_beats_empty_baseline(new_project):
 def test_unetpp_forward_shapes():
     import torch
 
-    from mskstudio.ml.unet import build_segmenter
+    from mskstudio.ml.segment.unet import build_segmenter
 
     for arch in ("unetpp-resnet34", "unet-resnet34"):
         net = build_segmenter(arch).eval()
@@ -104,7 +104,7 @@ def test_unetpp_forward_shapes():
 
 
 def test_prepare_unprepare_roundtrip():
-    from mskstudio.ml.segment import prepare, unprepare
+    from mskstudio.ml.segment.train import prepare, unprepare
 
     img = np.zeros((100, 60), np.float32)
     img[10:90, 5:55] = 0.5  # body; air around it is cropped
@@ -137,7 +137,7 @@ def test_roi_margins_and_padding():
 
 
 def test_patient_splits_never_share_a_patient():
-    from mskstudio.ml.segment import patient_folds, patient_split
+    from mskstudio.ml.segment.train import patient_folds, patient_split
 
     patients = {i: i // 3 for i in range(60)}  # 20 patients, 3 images each
     part = patient_split(patients, 0.15, 0.15, seed=1)
@@ -153,7 +153,7 @@ def test_deepcluster_backbone_initialises_encoder():
     import torch
 
     from mskstudio.ml.models import build_backbone
-    from mskstudio.ml.unet import build_segmenter
+    from mskstudio.ml.segment.unet import build_segmenter
 
     backbone, _ = build_backbone("resnet18")
     net = build_segmenter("unet-resnet18")
@@ -201,7 +201,7 @@ def _ellipse_project(project, n_patients=10, per_patient=2, size=80, seed=1):
 
 def test_roi_crop_and_paste_round_trip_on_the_full_grid():
     from mskstudio.io.masks import iou_dice
-    from mskstudio.ml import segment_roi as sr
+    from mskstudio.ml.segment import roi_seg as sr
 
     full = (120, 90)
     for centre in ((45, 60), (4, 5), (86, 116)):  # inside, and reaching past two corners
@@ -226,7 +226,7 @@ def test_roi_crop_and_paste_round_trip_on_the_full_grid():
 def test_jittered_boxes_stay_around_the_lesion():
     import random
 
-    from mskstudio.ml import segment_roi as sr
+    from mskstudio.ml.segment import roi_seg as sr
 
     rng = random.Random(0)
     boxes = [sr.jitter_box((100, 100, 150, 120), rng, -0.1, 0.3) for _ in range(200)]
@@ -237,7 +237,7 @@ def test_jittered_boxes_stay_around_the_lesion():
 
 def test_otsu_in_box_finds_a_bright_blob():
     from mskstudio.io.masks import iou_dice
-    from mskstudio.ml import segment_roi as sr
+    from mskstudio.ml.segment import roi_seg as sr
 
     full = (100, 100)
     mask = _ellipse(full, 50, 50, 15, 10, 0.3)
@@ -253,8 +253,8 @@ def test_box_model_beats_the_filled_box_and_refines_prelabels(new_project):
 
     from mskstudio.io.masks import iou_dice
     from mskstudio.jobs import JobContext
-    from mskstudio.ml import segment_roi as sr
-    from mskstudio.ml.train_box_seg import run_train_box_seg
+    from mskstudio.ml.segment import roi_seg as sr
+    from mskstudio.ml.segment.train_box import run_train_box_seg
 
     torch.set_num_threads(1)  # on a shared, loaded CPU one thread is several times faster than two
     truth = _ellipse_project(new_project)
@@ -293,7 +293,7 @@ def test_box_model_beats_the_filled_box_and_refines_prelabels(new_project):
 
 
 def test_roi_pixels_come_from_the_dicom_windowed_like_the_cache(phantom_project):
-    from mskstudio.ml import segment_roi as sr
+    from mskstudio.ml.segment import roi_seg as sr
 
     image_id = phantom_project.images.ids()[0]
     row = phantom_project.images.get(image_id)

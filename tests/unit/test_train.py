@@ -9,8 +9,8 @@ import pytest
 
 from mskstudio.jobrun import JOB_KINDS, submit_and_run
 from mskstudio.jobs import Cancelled, CancelToken, RecordingSink
+from mskstudio.ml.classify.train import class_weights
 from mskstudio.ml.splits import check_split
-from mskstudio.ml.train import class_weights
 
 FAST = {"arch": "tinycnn", "size": 64, "k": 2, "epochs": 4, "batch_size": 16, "lr": 3e-3,
         "n_boot": 100, "patience": 10, "seed": 0}
@@ -118,7 +118,7 @@ def test_cancel_then_resume_continues_at_the_next_epoch(trained):
 
 
 def test_predict_stores_predictions_and_model_labels(trained):
-    from mskstudio.ml.predict import predictions
+    from mskstudio.ml.classify.predict import predictions
 
     project, result = trained["project"], trained["result"]
     run_id = result["model_run_id"]
@@ -141,7 +141,7 @@ def test_predict_stores_predictions_and_model_labels(trained):
 
 def test_truth_sets_are_refused(trained):
     from mskstudio.jobs import JobContext
-    from mskstudio.ml.train import run_train
+    from mskstudio.ml.classify.train import run_train
 
     project = trained["project"]
     ls = project.labels.label_set("truth:region")
@@ -153,8 +153,8 @@ def test_truth_sets_are_refused(trained):
 
 def test_cascade_training_scores_the_holdout_as_a_cascade(trained):
     from mskstudio.jobs import JobContext
-    from mskstudio.ml.predict import predict_probs
-    from mskstudio.ml.train import run_train
+    from mskstudio.ml.classify.predict import predict_probs
+    from mskstudio.ml.classify.train import run_train
 
     project, regions = trained["project"], trained["regions"]
     ls = project.labels.label_set("finding")
@@ -175,8 +175,8 @@ def test_cascade_training_scores_the_holdout_as_a_cascade(trained):
 
 def test_classifier_run_gives_retrieval_embeddings(trained):
     """The classifier's checkpoint feeds retrieval: its fold encoders' features, side by side."""
-    from mskstudio.ml import embeddings
-    from mskstudio.ml.classifier import load_ensemble
+    from mskstudio.ml.classify.classifier import load_ensemble
+    from mskstudio.ml.retrieve import embeddings
 
     project, run_id = trained["project"], trained["result"]["model_run_id"]
     ids = project.images.ids()[:12]
@@ -188,7 +188,7 @@ def test_classifier_run_gives_retrieval_embeddings(trained):
 
 
 def test_trained_run_exports_to_onnx_with_parity_and_card(trained, tmp_path):
-    from mskstudio.ml.export import export_run
+    from mskstudio.ml.deploy.onnx_export import export_run
 
     project, run_id = trained["project"], trained["result"]["model_run_id"]
     result = export_run(project, run_id, tmp_path)

@@ -26,8 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...domain import is_truth_set
-from .start_point import StartPointPicker, start_point_problem
+from mskstudio.domain import is_truth_set
+from mskstudio.gui.dialogs.start_point import StartPointPicker, start_point_problem
 
 TRAIN_SOURCES = ("human", "import", "cluster")
 FALLBACK_ARCHS = ["resnet18", "resnet50", "efficientnet_b0", "swin_t", "tinycnn"]
@@ -125,7 +125,7 @@ class TrainDialog(QDialog):
         form.addRow("Label set", self.label_set)
         self.arch = QComboBox()
         try:
-            from ...ml.classifier import architectures
+            from mskstudio.ml.classify.classifier import architectures
 
             archs = architectures()
         except Exception:  # noqa: BLE001 - registry unavailable: the known names

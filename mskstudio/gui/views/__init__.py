@@ -1,1 +1,0 @@
-"""Dockable views of the main window."""

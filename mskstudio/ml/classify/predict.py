@@ -1,0 +1,149 @@
+"""Apply a trained classifier (fold ensemble, or cascade) to images and store the predictions.
+
+``run_predict(project, {"model_run": id, "image_ids": [...] | None}, ctx)`` is the
+job of kind ``"predict"``.  Each image gets a ``predictions`` row (class, confidence,
+probabilities JSON {class_id: p}, ``rejected``) and, unless ``label`` is false, a
+``model``-source label in the run's label set (``run_id`` = the model run) so the
+prediction shows in filters.  A model label never overrides a human, imported or
+cluster label (labels precedence).  A rejected image (out of distribution) gets the
+label set's reject class when it has one, else no model label.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mskstudio.jobs import JobContext
+from mskstudio.ml.evaluate.metrics import softmax
+
+if TYPE_CHECKING:
+    from mskstudio.store import Project
+
+
+def _ensemble_probs(project: Project, ens, image_ids: Sequence[int], ctx: JobContext,
+                    batch_size: int, device) -> np.ndarray:
+    import torch
+
+    from mskstudio.ml.classify.classifier import input_loader
+    from mskstudio.ml.datasets import AnalysisDataset, make_loader
+
+    ds = AnalysisDataset(project, image_ids, ens.size, augment=None, preload=False,
+                         loader=input_loader(project, ens.input_mode, ens.margin))
+    models = [m.to(device).eval() for m in ens.models]
+    out, conf, done = [], [], 0
+    cuda = device.type == "cuda"
+    with torch.inference_mode():
+        for x, _ in make_loader(ds, batch_size=batch_size, device=device):
+            ctx.check_cancelled()
+            x = x.to(device)
+            with torch.autocast(device.type, enabled=cuda):
+                each = torch.stack([m(x).float() for m in models])
+            out.append(each.mean(0).cpu().numpy())
+            # The reject score: mean of the fold models' own max-softmax, which is what the
+            # threshold was chosen on (the ensemble's averaged softmax is flatter).
+            conf.append(each.softmax(-1).amax(-1).mean(0).cpu().numpy())
+            done += len(x)
+            ctx.progress(done / max(len(ds), 1), f"predict {done}/{len(ds)}")
+    n_cls = len(ens.class_ids)
+    if not out:
+        return np.zeros((0, n_cls)), np.zeros(0)
+    return softmax(np.concatenate(out)), np.concatenate(conf)
+
+
+def predict_probs(project: Project, model_run_id: int, image_ids: Sequence[int],
+                  ctx: JobContext | None = None, *, batch_size: int = 32,
+                  device: str | None = None) -> dict[str, Any]:
+    """{"class_ids", "class_names", "probs" [N, C], "rejected" [N] bool} for ``image_ids``."""
+    from mskstudio.ml.classify.classifier import load_ensemble
+    from mskstudio.ml.evaluate.metrics import cascade_predict, cascade_probs
+    from mskstudio.ml.models import pick_device
+
+    ctx = ctx or JobContext.null()
+    dev = pick_device(device)
+    loaded = load_ensemble(project, model_run_id)
+    ids = [int(i) for i in image_ids]
+    if loaded["kind"] == "cascade":
+        p1, _ = _ensemble_probs(project, loaded["stage1"], ids, ctx.sub(0, 0.5), batch_size, dev)
+        p2, _ = _ensemble_probs(project, loaded["stage2"], ids, ctx.sub(0.5, 1), batch_size, dev)
+        probs = cascade_probs(p1[:, 1], p2)
+        pred = cascade_predict(p1[:, 1], p2, loaded["cascade_threshold"])
+        return {"class_ids": loaded["class_ids"], "class_names": loaded["class_names"],
+                "probs": probs, "pred": pred, "rejected": np.zeros(len(ids), bool),
+                "reject_class_id": None}
+    ens = loaded["main"]
+    probs, confidence = _ensemble_probs(project, ens, ids, ctx, batch_size, dev)
+    pred = probs.argmax(1) if len(probs) else np.zeros(0, int)
+    if ens.reject_index is not None:
+        rejected = pred == ens.reject_index
+    elif ens.threshold is not None:
+        rejected = confidence < ens.threshold
+    else:
+        rejected = np.zeros(len(ids), bool)
+    reject_class = ens.class_ids[ens.reject_index] if ens.reject_index is not None else None
+    return {"class_ids": ens.class_ids, "class_names": ens.class_names, "probs": probs,
+            "pred": pred, "rejected": rejected, "reject_class_id": reject_class}
+
+
+def store_predictions(project: Project, model_run_id: int, image_ids: Sequence[int],
+                      result: dict[str, Any]) -> int:
+    """Write ``predictions`` rows (replacing this run's earlier ones for these images)."""
+    class_ids = result["class_ids"]
+    rows = []
+    for k, image_id in enumerate(image_ids):
+        probs = result["probs"][k]
+        j = int(result["pred"][k])
+        rows.append((int(image_id), int(class_ids[j]), float(probs[j]),
+                     json.dumps({str(c): round(float(q), 6) for c, q in zip(class_ids, probs, strict=True)}),
+                     int(bool(result["rejected"][k]))))
+    return project.models.save_predictions(model_run_id, rows)
+
+
+def predictions(project: Project, model_run_id: int) -> list[dict[str, Any]]:
+    """Stored predictions of a run (probs decoded to {class_id: p})."""
+    out = []
+    for r in project.models.predictions(model_run_id):
+        d = dict(r)
+        d["probs"] = {int(k): v for k, v in json.loads(d["probs"] or "{}").items()}
+        out.append(d)
+    return out
+
+
+def run_predict(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    run_id = int(params["model_run"])
+    row = project.models.get(run_id)
+    if row is None:
+        raise ValueError(f"no model run {run_id}")
+    ids = [int(i) for i in (params.get("image_ids") or project.images.ids())]
+    result = predict_probs(project, run_id, ids, ctx.sub(0, 0.9),
+                           batch_size=int(params.get("batch_size") or 32), device=params.get("device"))
+    n = store_predictions(project, run_id, ids, result)
+    labelled = 0
+    if params.get("label", True) and row["label_set_id"] is not None:
+        ls = int(row["label_set_id"])
+        with project.db.transaction():  # one commit for all labels, not one per image
+            for k, image_id in enumerate(ids):
+                if result["rejected"][k]:
+                    class_id = result["reject_class_id"]
+                    if class_id is None:
+                        project.labels.remove_labels([image_id], ls, source="model") \
+                            if project.labels.has_label(image_id, ls, source="model") else None
+                        continue
+                else:
+                    class_id = result["class_ids"][int(result["pred"][k])]
+                project.labels.set_labels([image_id], ls, int(class_id), source="model", run_id=run_id,
+                                          confidence=float(result["probs"][k].max()), audit=False,
+                                          author=f"model:{run_id}")
+                labelled += 1
+        project.audit("predict.labels", "model_run", run_id, {"n": labelled, "label_set_id": ls})
+    ctx.progress(1.0, "done")
+    counts: dict[str, int] = {}
+    for j in result["pred"]:
+        name = result["class_names"][int(j)]
+        counts[name] = counts.get(name, 0) + 1
+    return {"model_run_id": run_id, "predicted": n, "labelled": labelled,
+            "rejected": int(np.asarray(result["rejected"]).sum()), "counts": counts}
+

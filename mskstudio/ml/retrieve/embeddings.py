@@ -1,0 +1,217 @@
+"""Per-image embeddings for retrieval: from a model run's penultimate layer, or raw pixels.
+
+A *representation* is a model run id (``int``) or ``"pixels"`` (the baseline: the
+analysis array letterboxed to ``PIXEL_SIZE`` squared, flattened, L2-normalised).
+
+Model-run embeddings use the penultimate layer of the run's network, computed on
+the ROI crop when the image has a mask or box (square box around it + 15 % margin),
+else on the whole image; they are cached per run in ``cache/embeddings/run{id}.npy``
+with ``run{id}.ids.npy`` and ``run{id}.json`` (derived, rebuilt on demand: missing
+images are appended, a changed checkpoint rebuilds all).  Job kind ``embed``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mskstudio.jobs import JobContext
+from mskstudio.ml.classify.classifier import CHECKPOINT_FORMAT
+
+if TYPE_CHECKING:
+    import torch
+
+    from mskstudio.store import Project
+
+PIXEL_SIZE = 32
+
+
+def rep_key(rep: int | str | None) -> str:
+    if rep is None or rep == "pixels" or rep == 0:
+        return f"pixels{PIXEL_SIZE}"
+    return f"run{int(rep)}"
+
+
+def cache_files(project: Project, rep: int | str | None) -> tuple[Path, Path, Path]:
+    key = rep_key(rep)
+    base = project.cache_path("embeddings", f"{key}.npy")
+    return base, base.with_name(f"{key}.ids.npy"), base.with_name(f"{key}.json")
+
+
+# ---- ROI ---------------------------------------------------------------------------------
+def roi_loader(project: Project):
+    """A ``load(image_id) -> float32 array`` that crops to the ROI where one exists (the
+    square around the image's masks and boxes + margin, as the classifier sees it)."""
+    from mskstudio.ml.roi import crop_roi, image_roi_rect
+
+    def load(image_id: int) -> np.ndarray:
+        arr = project.images.load_analysis(image_id)
+        rect = image_roi_rect(project, image_id, arr.shape)
+        return crop_roi(arr, rect)[0] if rect is not None else arr
+
+    return load
+
+
+def classifier_trunk(project: Project, run_id: int) -> torch.nn.Module:
+    """Penultimate features of a trained classifier: its fold models' encoders side by side.
+
+    The folds learned different feature spaces, so their features are concatenated (and
+    later L2-normalised as a whole) rather than averaged."""
+    import torch
+
+    from mskstudio.ml.classify.classifier import load_ensemble
+
+    loaded = load_ensemble(project, run_id)
+    stages = [loaded[k] for k in ("main", "stage1", "stage2") if k in loaded]
+    encoders = [m.encoder for ens in stages for m in ens.models]
+
+    class Trunk(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoders = torch.nn.ModuleList(encoders)
+
+        def forward(self, x):  # x is already normalised by extract_features
+            return torch.cat([e(x) for e in self.encoders], dim=1)
+
+    trunk = Trunk().eval()
+    trunk.feature_dim = sum(m.feature_dim for ens in stages for m in ens.models)
+    trunk.arch, trunk.input_size = stages[0].arch, stages[0].size
+    return trunk
+
+
+def embedding_module(project: Project, run_id: int) -> torch.nn.Module:
+    """The penultimate-layer network of a model run (DeepCluster backbone, classifier trunk …)."""
+    from mskstudio.ml.models import build_backbone, load_backbone, load_checkpoint
+
+    row = project.models.get(int(run_id))
+    if row is None:
+        raise ValueError(f"no model run {run_id}")
+    ckpt = load_checkpoint(project, int(run_id))
+    if isinstance(ckpt.get("backbone"), dict) and "arch" in ckpt and row["kind"] == "deepcluster":
+        return load_backbone(project, int(run_id))
+    if row["kind"] == "classifier" and ckpt.get("format") == CHECKPOINT_FORMAT:
+        return classifier_trunk(project, int(run_id))
+    arch = ckpt.get("arch") or ckpt.get("backbone_arch") or row["arch"]
+    backbone, dim = build_backbone(arch)
+    state = ckpt.get("backbone") if isinstance(ckpt.get("backbone"), dict) else None
+    if state is None:
+        full = ckpt.get("model") or ckpt.get("state_dict") or {}
+        state = {k.removeprefix("backbone."): v for k, v in full.items() if k.startswith("backbone.")}
+        if not state:  # a plain torchvision-style state dict: drop the head
+            state = {k: v for k, v in full.items() if not k.startswith(("fc.", "head."))}
+    missing, _ = backbone.load_state_dict(state, strict=False)
+    if len(missing) > len(state):
+        raise ValueError(f"model run {run_id}: checkpoint holds no backbone weights for {arch}")
+    backbone.feature_dim, backbone.arch = dim, arch
+    backbone.input_size = ckpt.get("input_size") or (ckpt.get("params") or {}).get("input_size")
+    return backbone.eval()
+
+
+# ---- computing ------------------------------------------------------------------------------
+def pixel_embeddings(project: Project, image_ids: Sequence[int], ctx: JobContext | None = None,
+                     size: int = PIXEL_SIZE) -> np.ndarray:
+    from mskstudio.ml.cluster.features import l2_normalise
+    from mskstudio.ml.datasets import letterbox
+
+    ctx = ctx or JobContext.null()
+    out = np.empty((len(image_ids), size * size), np.float32)
+    for i, image_id in enumerate(image_ids):
+        if i % 32 == 0:
+            ctx.check_cancelled()
+            ctx.progress(i / max(len(image_ids), 1), f"pixels {i}/{len(image_ids)}")
+        out[i] = letterbox(project.images.load_analysis(int(image_id)), size).ravel()
+    ctx.progress(1.0, "pixels done")
+    return l2_normalise(out)
+
+
+def model_embeddings(project: Project, run_id: int, image_ids: Sequence[int],
+                     ctx: JobContext | None = None, *, roi: bool = True, backend: str = "torch",
+                     batch_size: int = 32) -> np.ndarray:
+    from mskstudio.ml.cluster.features import extract_features
+    from mskstudio.ml.datasets import AnalysisDataset
+
+    ctx = ctx or JobContext.null()
+    module = embedding_module(project, run_id)
+    size = getattr(module, "input_size", None) or 224
+    loader = roi_loader(project) if roi else None
+    dataset = AnalysisDataset(project, image_ids, size, augment=None, preload=False, loader=loader)
+    if backend == "onnx":
+        from mskstudio.ml.deploy.onnx_runtime import onnx_module_for_run
+
+        module = onnx_module_for_run(project, run_id, module, size)
+    return extract_features(project, module, image_ids, ctx, size=size, dataset=dataset,
+                            batch_size=batch_size, device="cpu" if backend == "onnx" else None)
+
+
+def compute(project: Project, rep: int | str | None, image_ids: Sequence[int],
+            ctx: JobContext | None = None, **kw: Any) -> np.ndarray:
+    if rep_key(rep).startswith("pixels"):
+        return pixel_embeddings(project, image_ids, ctx)
+    from mskstudio.ml.cluster.features import l2_normalise
+
+    return l2_normalise(model_embeddings(project, int(rep), image_ids, ctx, **kw))
+
+
+def _stamp(project: Project, rep: int | str | None, roi: bool) -> dict[str, Any]:
+    if rep_key(rep).startswith("pixels"):
+        return {"rep": rep_key(rep)}
+    row = project.models.get(int(rep))
+    return {"rep": rep_key(rep), "checkpoint_sha": row["checkpoint_sha"] if row else None, "roi": roi}
+
+
+def load(project: Project, rep: int | str | None, image_ids: Sequence[int] | None = None,
+         ctx: JobContext | None = None, *, roi: bool = True, backend: str = "torch",
+         rebuild: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(L2-normalised embeddings [N, D], image ids [N]) covering ``image_ids`` (default: all).
+
+    Reads the cache, computes only what is missing (everything when the checkpoint
+    changed), and writes the cache back atomically.
+    """
+    ctx = ctx or JobContext.null()
+    wanted = [int(i) for i in (image_ids if image_ids is not None else project.images.ids())]
+    emb_path, ids_path, meta_path = cache_files(project, rep)
+    stamp = _stamp(project, rep, roi)
+    x = ids = None
+    if not rebuild and emb_path.exists() and ids_path.exists() and meta_path.exists():
+        try:
+            meta = json.loads(meta_path.read_text())
+            if all(meta.get(k) == v for k, v in stamp.items()):
+                x, ids = np.load(emb_path), np.load(ids_path)
+        except (OSError, ValueError):
+            x = ids = None
+    have = set(ids.tolist()) if ids is not None else set()
+    missing = [i for i in wanted if i not in have]
+    if missing:
+        kw = {} if stamp["rep"].startswith("pixels") else {"roi": roi, "backend": backend}
+        new = compute(project, rep, missing, ctx, **kw)
+        x = new if x is None or len(x) == 0 else np.concatenate([x, new])
+        ids = (np.asarray(missing, np.int64) if ids is None
+               else np.concatenate([ids, missing]).astype(np.int64))
+        _save(emb_path, x)
+        _save(ids_path, ids)
+        meta_path.write_text(json.dumps({**stamp, "n": int(len(ids)), "dim": int(x.shape[1]),
+                                         "backend": backend}))
+    assert x is not None and ids is not None
+    row = {int(i): r for r, i in enumerate(ids)}
+    sel = np.fromiter((row[i] for i in wanted), np.int64, len(wanted))
+    return x[sel], np.asarray(wanted, np.int64)
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, array)
+    tmp.replace(path)
+
+
+def run_embed(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Job ``embed``: params run_id (or "pixels"), roi (True), backend ("torch"|"onnx"), rebuild."""
+    rep = params.get("run_id", "pixels")
+    x, ids = load(project, rep, None, ctx, roi=bool(params.get("roi", True)),
+                  backend=params.get("backend", "torch"), rebuild=bool(params.get("rebuild", False)))
+    emb_path, _, _ = cache_files(project, rep)
+    return {"rep": rep_key(rep), "n": int(len(ids)), "dim": int(x.shape[1]) if x.ndim == 2 else 0,
+            "path": str(emb_path)}

@@ -1,0 +1,378 @@
+"""Lesion segmentation: train a U-Net / UNet++ on the project's masks, pre-label the rest.
+
+Jobs (``JOB_KINDS``):
+
+* ``train-seg``  ``run_train_seg(project, params, ctx)``: images with a human, imported or
+  adjudicated mask (adjudicated > human > import per image; classes merged into one
+  "lesion" channel unless ``class`` is given), split by *patient* into train / val / test
+  (or ``folds`` >= 2 patient folds, each fold tested once), Dice + BCE, best-val
+  checkpoint stored as a blob on a ``model_runs`` row of kind ``segmenter``.
+* ``prelabel``   ``run_prelabel(project, params, ctx)``: every image without a human /
+  adjudicated mask gets a ``model`` mask (annotator ``model``, ``run_id`` of the segmenter);
+  with a box-segmenter (``segment_roi``, job ``train-seg-box``) each region the whole-image
+  model finds is re-segmented inside its box at full resolution (two-stage cascade).
+
+Preprocessing as in the seed study: crop the background (rows/cols darker than a
+threshold at the film edges), pad to a square, resize to ``size`` (256 by default),
+normalise with the shared input constants.  ``Geometry`` remembers the crop and the
+letterbox so a prediction maps back onto the full DICOM grid.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+# Re-exported: the public segmentation API lives in one place for callers.
+from mskstudio.ml.segment.data import (  # noqa: F401
+    SOURCE_ORDER,
+    Geometry,
+    JointAugment,
+    SegDataset,
+    background_crop,
+    dice_bce_loss,
+    iou_dice_batch,
+    mark_stopped,
+    patient_folds,
+    patient_split,
+    prepare,
+    resize_mask,
+    run_minutes,
+    store_finished_run,
+    training_masks,
+    unprepare,
+)
+
+if TYPE_CHECKING:
+    from mskstudio.jobs import JobContext
+    from mskstudio.store import Project
+
+DEFAULTS: dict[str, Any] = {
+    "arch": "unet-resnet34",
+    "size": 256,
+    "epochs": 30,
+    "batch_size": 8,
+    "lr": 1e-3,
+    "val_fraction": 0.15,
+    "test_fraction": 0.15,
+    "folds": 1,
+    "seed": 0,
+    "augment": True,
+    "background_threshold": 0.02,
+    "encoder_run_id": None,
+    "class": None,
+    "device": None,
+    "max_images": None,
+    "threshold": 0.5,
+    "pos_weight": 5.0,
+}
+
+
+# ---- training -----------------------------------------------------------------------------------
+def _stack(
+    project: Project,
+    ids: Sequence[int],
+    masks: dict[int, np.ndarray],
+    size: int,
+    threshold: float,
+    ctx: JobContext,
+) -> tuple[np.ndarray, np.ndarray]:
+    xs = np.empty((len(ids), size, size), np.uint16)
+    ms = np.empty((len(ids), size, size), bool)
+    for k, i in enumerate(ids):
+        if k % 16 == 0:
+            ctx.check_cancelled()
+        row = project.images.get(i)
+        x, m, _ = prepare(
+            project.images.load_analysis(i),
+            masks[i],
+            size,
+            full=(row["rows"], row["cols"]),
+            threshold=threshold,
+        )
+        xs[k] = np.round(x * 65535)
+        ms[k] = m > 0.5
+        ctx.progress((k + 1) / len(ids), "preparing images")
+    return xs, ms
+
+
+def predict_squares(model, squares: np.ndarray, device, batch_size: int = 8) -> np.ndarray:
+    """Sigmoid probabilities [N, S, S] for uint16 or float squares [N, S, S]."""
+    import torch
+
+    from mskstudio.ml.models import normalise
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for a in range(0, len(squares), batch_size):
+            b = squares[a : a + batch_size]
+            x = torch.from_numpy(b.astype(np.float32) / (65535.0 if b.dtype == np.uint16 else 1.0))[:, None]
+            out.append(model(normalise(x.to(device))).sigmoid()[:, 0].cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0,) + squares.shape[1:], np.float32)
+
+
+def evaluate(model, xs: np.ndarray, ms: np.ndarray, device, threshold: float = 0.5) -> dict[str, float]:
+    if len(xs) == 0:
+        return {"iou": float("nan"), "dice": float("nan"), "n": 0}
+    prob = predict_squares(model, xs, device)
+    ious, dices = iou_dice_batch(prob > threshold, ms)
+    empty_ious, _ = iou_dice_batch(np.zeros_like(ms), ms)
+    return {
+        "iou": float(np.mean(ious)),
+        "dice": float(np.mean(dices)),
+        "n": int(len(xs)),
+        "empty_baseline_iou": float(np.mean(empty_ious)),
+    }
+
+
+def _fit(
+    arch: str,
+    data: dict[str, tuple[np.ndarray, np.ndarray]],
+    p: dict[str, Any],
+    device,
+    ctx: JobContext,
+    encoder_state: dict | None,
+    tag: str,
+) -> tuple[dict, dict[str, Any]]:
+    """Train one model; returns (best state dict, metrics)."""
+    import torch
+
+    from mskstudio.ml.models import normalise
+    from mskstudio.ml.segment.unet import build_segmenter
+
+    torch.manual_seed(p["seed"])
+    model = build_segmenter(arch)
+    if encoder_state is not None:
+        model.encoder.load_backbone_state(encoder_state)
+    model.to(device)
+    xs, ms = data["train"]
+    aug = JointAugment(rng=random.Random(p["seed"])) if p["augment"] else None
+    loader = torch.utils.data.DataLoader(
+        SegDataset(xs, ms, aug),
+        batch_size=p["batch_size"],
+        shuffle=True,
+        generator=torch.Generator().manual_seed(p["seed"]),
+        drop_last=len(xs) > p["batch_size"],
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=1e-4)
+    epochs = int(p["epochs"])
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=p["lr"], total_steps=max(1, epochs * len(loader)), pct_start=0.2
+    )
+    best_state, best_val, best_epoch = None, -1.0, 0
+    val_x, val_m = data["val"] if len(data["val"][0]) else data["train"]
+    for epoch in range(epochs):
+        model.train()
+        losses = []
+        for x, m in loader:
+            ctx.check_cancelled()
+            x, m = x.to(device), m.to(device)
+            loss = dice_bce_loss(model(normalise(x)), m, pos_weight=p["pos_weight"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+        val = evaluate(model, val_x, val_m, device, p["threshold"])
+        ctx.metric(f"{tag}loss", float(np.mean(losses)), epoch)
+        ctx.metric(f"{tag}val_dice", val["dice"], epoch)
+        score = val["dice"] if val["dice"] == val["dice"] else 0.0  # nan-safe
+        if best_state is None or score > best_val:
+            best_val, best_epoch = score, epoch
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        ctx.progress(
+            (epoch + 1) / epochs,
+            f"{tag}epoch {epoch + 1}/{epochs} loss {np.mean(losses):.3f} val dice {val['dice']:.3f}",
+        )
+    model.load_state_dict(best_state)
+    metrics = {
+        "best_epoch": best_epoch,
+        "val": evaluate(model, val_x, val_m, device, p["threshold"]),
+        "test": evaluate(model, *data["test"], device, p["threshold"]),
+    }
+    return best_state, metrics
+
+
+def run_train_seg(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+
+    from mskstudio.ml.models import load_checkpoint, pick_device
+
+    p = {**DEFAULTS, **(params or {})}
+    t0, cpu0 = time.time(), time.process_time()
+    device = pick_device(p["device"])
+    masks = training_masks(project, p["class"])
+    ids = sorted(masks)
+    if p["max_images"]:
+        ids = ids[: int(p["max_images"])]
+    if len(ids) < 3:
+        raise ValueError(f"segmentation needs at least 3 images with masks, the project has {len(ids)}")
+    patients = project.images.patient_of(ids)
+    encoder_state = None
+    if p["encoder_run_id"]:
+        ckpt = load_checkpoint(project, int(p["encoder_run_id"]))
+        depth = p["arch"].rsplit("resnet", 1)[1]
+        if ckpt["arch"] != f"resnet{depth}":
+            raise ValueError(f"encoder run is {ckpt['arch']}, {p['arch']} needs resnet{depth}")
+        encoder_state = ckpt["backbone"]
+    xs, ms = _stack(project, ids, masks, int(p["size"]), p["background_threshold"], ctx.sub(0.0, 0.1))
+    folds = int(p["folds"] or 1)
+    splits = (
+        patient_folds(patients, folds, p["seed"])
+        if folds >= 2
+        else [patient_split(patients, p["val_fraction"], p["test_fraction"], p["seed"])]
+    )
+    run_id = project.models.create(
+        "segmenter", p["arch"], params=p, job_id=ctx.job_id, name=f"segmenter {p['arch']} {len(ids)} images"
+    )
+    try:
+        fold_metrics, best = [], None
+        for f, part in enumerate(splits):
+            idx = {k: [n for n, i in enumerate(ids) if part[patients[i]] == k] for k in ("train", "val", "test")}
+            data = {k: (xs[v], ms[v]) for k, v in idx.items()}
+            span = 0.9 / len(splits)
+            tag = f"fold{f}/" if len(splits) > 1 else ""
+            state, m = _fit(
+                p["arch"], data, p, device, ctx.sub(0.1 + f * span, 0.1 + (f + 1) * span), encoder_state, tag
+            )
+            m.update(
+                {
+                    "fold": f,
+                    "n_train": len(idx["train"]),
+                    "n_val": len(idx["val"]),
+                    "n_test": len(idx["test"]),
+                }
+            )
+            fold_metrics.append(m)
+            ctx.log(
+                f"{tag}test IoU {m['test']['iou']:.3f} Dice {m['test']['dice']:.3f} "
+                f"(empty-mask IoU {m['test'].get('empty_baseline_iou', float('nan')):.3f})"
+            )
+            if best is None or m["val"]["dice"] > best[1]["val"]["dice"]:
+                best = (state, m, part)
+        state, m, part = best
+        metrics = {
+            "test_iou": m["test"]["iou"],
+            "test_dice": m["test"]["dice"],
+            "test_empty_baseline_iou": m["test"].get("empty_baseline_iou"),
+            "val_dice": m["val"]["dice"],
+            "folds": fold_metrics,
+            "images": len(ids),
+            "mean_fold_test_iou": float(np.nanmean([f["test"]["iou"] for f in fold_metrics])),
+            "mean_fold_test_dice": float(np.nanmean([f["test"]["dice"] for f in fold_metrics])),
+            **run_minutes(t0, cpu0),
+            "device": str(device),
+        }
+        checkpoint = {
+            "arch": p["arch"],
+            "state_dict": state,
+            "input_size": int(p["size"]),
+            "threshold": p["threshold"],
+            "background_threshold": p["background_threshold"],
+            "class": p["class"],
+            "metrics": metrics,
+        }
+        store_finished_run(project, run_id, checkpoint, metrics, part)
+    except BaseException as exc:
+        mark_stopped(project, run_id, exc)
+        raise
+    ctx.progress(1.0, f"test IoU {metrics['test_iou']:.3f}")
+    return {"run_id": run_id, **{k: v for k, v in metrics.items() if k != "folds"}}
+
+
+# ---- inference ------------------------------------------------------------------------------------
+def load_segmenter(project: Project, run_id: int):
+    """(model in eval mode on CPU, checkpoint dict) of a segmenter run."""
+    from mskstudio.ml.models import load_checkpoint
+    from mskstudio.ml.segment.unet import build_segmenter
+
+    ckpt = load_checkpoint(project, run_id)
+    model = build_segmenter(ckpt["arch"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt
+
+
+def predict_mask(project: Project, model, ckpt: dict, image_id: int, device=None) -> np.ndarray:
+    """Bool mask on the image's full DICOM grid."""
+    import torch
+
+    row = project.images.get(image_id)
+    sq, _, geom = prepare(
+        project.images.load_analysis(image_id),
+        None,
+        ckpt["input_size"],
+        full=(row["rows"], row["cols"]),
+        threshold=ckpt.get("background_threshold", 0.02),
+    )
+    prob = predict_squares(model, sq[None], device or torch.device("cpu"))[0]
+    return unprepare(prob, geom, ckpt.get("threshold", 0.5))
+
+
+def predict_mask_cascade(project: Project, coarse, box_segmenter, image_id: int, device=None) -> np.ndarray:
+    """Whole-image mask, each found region re-segmented by the box model (when given).
+
+    ``coarse`` and ``box_segmenter`` are ``(model, checkpoint)`` pairs; ``box_segmenter`` None
+    returns the whole-image prediction alone."""
+    from mskstudio.ml.segment.roi_seg import load_pixels, refine_mask
+
+    mask = predict_mask(project, *coarse, image_id, device)
+    if box_segmenter is None or not mask.any():
+        return mask
+    return refine_mask(*box_segmenter, load_pixels(project, image_id), mask, device)
+
+
+def _box_segmenter_for_prelabel(project: Project, refine_run_id):
+    """The box model that refines pre-labels: the given run, else the latest one; 0 / False: none."""
+    from mskstudio.ml.segment.roi_seg import latest_box_segmenter, load_box_segmenter
+
+    if refine_run_id is False or refine_run_id == 0:
+        return None, None
+    run_id = int(refine_run_id) if refine_run_id is not None else latest_box_segmenter(project)
+    return (run_id, load_box_segmenter(project, run_id)) if run_id is not None else (None, None)
+
+
+def run_prelabel(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Model masks for every image without a human/adjudicated mask (of the class).
+
+    With a finished box-segmenter (``refine_run_id``, default the latest; 0 for none) each
+    region the whole-image model finds is re-segmented inside its box (two-stage cascade)."""
+    from mskstudio.ml.models import pick_device
+
+    run_id = params.get("run_id")
+    if run_id is None:
+        done = [r for r in project.models.list("segmenter") if r["status"] == "done" and r["checkpoint_sha"]]
+        if not done:
+            raise ValueError("no finished segmenter run; train one first (train-seg)")
+        run_id = done[0]["id"]
+    run_id = int(run_id)
+    device = pick_device(params.get("device"))
+    model, ckpt = load_segmenter(project, run_id)
+    model.to(device)
+    refine_id, box_segmenter = _box_segmenter_for_prelabel(project, params.get("refine_run_id"))
+    if box_segmenter is not None:
+        box_segmenter[0].to(device)
+    ann = project.annotations
+    class_id = ann.class_id(params.get("class") or ckpt.get("class") or "tumour")
+    covered = set(ann.images_with_masks(("human", "adjudicated"), class_id=class_id))
+    todo = [i for i in project.images.ids() if i not in covered]
+    if params.get("max_images"):
+        todo = todo[: int(params["max_images"])]
+    stored = empty = 0
+    for i in ctx.steps(todo, "pre-labelling {i}/{n}"):
+        mask = predict_mask_cascade(project, (model, ckpt), box_segmenter, i, device)
+        if not mask.any():
+            empty += 1
+            continue
+        ann.save_mask(i, class_id, mask, annotator="model", source="model", run_id=run_id, audit=False)
+        stored += 1
+    project.audit(
+        "mask.prelabel",
+        "model_run",
+        run_id,
+        {"images": len(todo), "stored": stored, "empty": empty, "refine_run_id": refine_id},
+    )
+    return {"run_id": run_id, "refine_run_id": refine_id, "images": len(todo), "stored": stored, "empty": empty}
