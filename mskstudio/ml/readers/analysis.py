@@ -134,7 +134,7 @@ def cohen_pairs(df: pd.DataFrame, *, ordinal: bool = False, n_boot: int = 1000, 
         for a, b in itertools.combinations(sorted(wide.columns), 2):
             x, y = wide[a].to_numpy(int), wide[b].to_numpy(int)
             for weights in [None, "linear"] if ordinal else [None]:
-                kappa = lambda i, w=weights: _kappa(cohen_kappa_score, x[i], y[i], w)  # noqa: E731
+                kappa = lambda i, x=x, y=y, w=weights: _kappa(cohen_kappa_score, x[i], y[i], w)  # noqa: E731
                 lo, hi = _boot(kappa, len(x), n_boot, seed)
                 rows.append({"arm_position": arm, "arm": part["arm"].iloc[0], "reader_a": a, "reader_b": b,
                              "weights": weights or "none", "n": len(x),

@@ -1,6 +1,6 @@
-"""Reader-study figures (matplotlib Figures, no pyplot: drawn with Agg when saved): ROC with reader points, accuracy with CIs,
-reading time per case.  Each is written as PNG and SVG; ``figure_*`` functions return
-the matplotlib Figure so the GUI page can show the same drawing."""
+"""Reader-study figures (matplotlib Figures without pyplot, drawn with Agg when saved):
+ROC with reader points, accuracy with CIs, reading time per case.  Each is written as
+PNG and SVG; ``figure_*`` functions return the matplotlib Figure so the GUI page can show the same drawing."""
 
 from __future__ import annotations
 
