@@ -96,6 +96,7 @@ class BlindViewer(Viewer):
 class ReadingWindow(QWidget):
     case_shown = Signal(int)    # index of the case now shown (full image ready)
     finished = Signal()
+    closed = Signal()
 
     def __init__(self, session: ReadingSession, images: BlindImages, parent=None):
         super().__init__(parent)
@@ -249,6 +250,7 @@ class ReadingWindow(QWidget):
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.viewer.loader.wait(5000)
         super().closeEvent(event)
+        self.closed.emit()
 
 
 _ARM_TEXT = {"image": "image only", "clinical": "image + clinical data",
