@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pandas as pd
@@ -95,10 +96,8 @@ class ResultsPage(QWidget):
                 self.tabs.addTab(table, title)
 
     def closeEvent(self, event) -> None:
-        try:
+        with contextlib.suppress(RuntimeError, TypeError):
             self.window_.runner.job_returned.disconnect(self._returned)
-        except (RuntimeError, TypeError):
-            pass
         super().closeEvent(event)
 
 
