@@ -59,7 +59,9 @@ def test_keys_answer_commit_and_show_the_next_prefetched_case(qtbot, study):
         pass
     first = w.case
     assert first.index == 0 and first.arm == "image"
-    qtbot.waitUntil(lambda: all(f.done() for f in w._ahead.values()), timeout=20000)
+    ahead = w.session.upcoming_image_ids(3)[1:]
+    qtbot.waitUntil(lambda: set(ahead) <= set(w._ahead) and all(f.done() for f in w._ahead.values()),
+                    timeout=20000)
     qtbot.keyClick(w, Qt.Key.Key_2)
     assert w.choice == 2 and w.next_button.isEnabled()
     qtbot.keyClick(w, Qt.Key.Key_Return)

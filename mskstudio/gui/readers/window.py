@@ -24,6 +24,7 @@ from mskstudio.gui.viewer.viewer import Viewer
 from mskstudio.ml.readers.session import Case, ReadingSession, WashoutPending
 
 PREFETCH = 2  # cases decoded ahead
+PREFETCH_DELAY_MS = 150
 
 
 class _NoMeasurements:
@@ -111,6 +112,7 @@ class ReadingWindow(QWidget):
         self.choice: int | None = None
         self._shown_at = 0.0
         self._confidence_touched = False
+        self._closed = False
 
         self.progress = QLabel()
         self.arm_label = QLabel()
@@ -183,9 +185,13 @@ class ReadingWindow(QWidget):
         else:
             self.viewer.open_image(c.image_id)
         self._show_heatmap(self.heatmap_box.isChecked())
-        self._prefetch()
+        # Decode ahead once this frame is painted: started at once, the worker's decode
+        # would compete with the paint for the interpreter (a reader takes seconds anyway).
+        QTimer.singleShot(PREFETCH_DELAY_MS, self._prefetch)
 
     def _prefetch(self) -> None:
+        if self.case is None or self._closed:
+            return
         wanted = self.session.upcoming_image_ids(PREFETCH + 1)[1:]
         for image_id in list(self._ahead):
             if image_id not in wanted:
@@ -245,6 +251,7 @@ class ReadingWindow(QWidget):
         self.finished.emit()
 
     def closeEvent(self, event) -> None:
+        self._closed = True
         for future in self._ahead.values():
             future.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
