@@ -81,9 +81,12 @@ def run(project, sid, app, *, prefetch: bool, n: int) -> list[float]:
                      and w.viewer.image_id == w.case.image_id)
     spin(shown)
     times = []
+    def prefetched() -> bool:
+        ahead = w.session.upcoming_image_ids(rw.PREFETCH + 1)[1:]
+        return set(ahead) <= set(w._ahead) and all(f.done() for f in w._ahead.values())
+
     for _ in range(min(n, w.case.total - 1)):
-        ahead = lambda: w.session.upcoming_image_ids(rw.PREFETCH + 1)[1:]  # noqa: E731
-        spin(lambda: set(ahead()) <= set(w._ahead) and all(f.done() for f in w._ahead.values()))
+        spin(prefetched)
         time.sleep(0.3)  # the reader reads meanwhile (and the event loop idles)
         app.processEvents()
         w.choose(1)
