@@ -273,12 +273,26 @@ def analyze_study(project: Project, study: str | int, *, positive: str | None = 
               "fleiss_kappa": fleiss_groups(df, n_boot=n_boot, seed=seed, n_classes=len(info["classes"])),
               "mcnemar_vs_model": mcn, "cochran_q": cochran, "reading_times": reading_times(df),
               "arm_differences": arm_differences(df, n_boot=n_boot, seed=seed)}
+    tables |= _shape_agreement(project, info["cases"], n_boot=n_boot, seed=seed)
     roc = model_roc(info, pos)
     summary = {"study": info["name"], "classes": info["classes"], "positive": info["classes"][pos],
                "cases": len(info["cases"]), "reads": len(df), "model_auc": roc and roc["auc"],
                "accuracy": [{k: r[k] for k in ("arm", "level", "who", "n", "accuracy", "accuracy_lo",
                                                "accuracy_hi")} for r in perf.to_dict("records")]}
     return {"tables": tables, "roc": roc, "summary": summary, "info": {k: info[k] for k in ("name", "classes")}}
+
+
+def _shape_agreement(project: Project, cases, *, n_boot: int, seed: int) -> dict[str, pd.DataFrame]:
+    """Readers' masks and boxes on the study's images, where two readers drew any."""
+    from mskstudio.ml.readers.agreement import box_agreement, mask_agreement, summarise
+
+    out = {}
+    for name, per_image, cols in (("mask_agreement", mask_agreement(project, cases), ("iou", "dice")),
+                                  ("box_agreement", box_agreement(project, cases), ("iou",))):
+        if not per_image.empty:
+            out[name] = per_image
+            out[f"{name}_summary"] = summarise(per_image, cols, n_boot=n_boot, seed=seed)
+    return out
 
 
 def export_reads(project: Project, study: str | int, path) -> int:
