@@ -127,6 +127,11 @@ def test_every_kappa_and_test_equals_the_library_on_the_raw_reads(simulated):
                                                                abs=1.0 / n_cases + 1e-9)
         assert diff.loc[reader, "difference_lo"] <= diff.loc[reader, "difference"] <= diff.loc[reader, "difference_hi"]
     assert 0.5 < result["roc"]["auc"] <= 1.0
+    # what a report calls: every study with reads, with the same tables
+    from mskstudio.ml.readers.job import study_results
+
+    (found,) = study_results(p, n_boot=20)
+    assert found["study"] == "sim" and found["summary"]["reads"] == len(result["tables"]["reads"])
 
 
 def test_cli_analyze_writes_tables_and_figures_and_export_every_read(simulated, tmp_path, capsys):

@@ -138,3 +138,31 @@ def test_next_arm_waits_for_the_washout(phantom_project):
     later = lambda: datetime.now(UTC) + timedelta(days=15)  # noqa: E731
     s2 = ReadingSession(p, sid, "ann", now=later)
     assert s2.current().arm == "clinical" and s2.remaining == n
+
+
+def test_cli_readers_create_list_and_read_errors(phantom_project, capsys):
+    import json
+
+    from mskstudio.cli import main
+
+    p = phantom_project
+    names = region_set(p)
+    root = str(p.root)
+    assert main(["readers", root, "--set", "dr_a", "--role", "resident", "--years", "2"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {"name": "dr_a", "role": "resident", "years": 2.0} in listed
+    assert main(["reader-study", "create", root, "--name", "cli", "--label-set", "region", "--truth",
+                 "truth:region", "--classes", ",".join(names), "--images", "sample:2-per-class",
+                 "--readers", "dr_a,dr_b", "--arms", "image,clinical", "--washout-days", "0", "--seed", "3"]) == 0
+    created = json.loads(capsys.readouterr().out)
+    assert created["cases"] == 6 and len(created["progress"]) == 4
+    assert main(["reader-study", "list", root]) == 0
+    assert [s["name"] for s in json.loads(capsys.readouterr().out)] == ["cli"]
+    # bad input: one line naming the field, no traceback, nothing written
+    assert main(["reader-study", "create", root, "--name", "bad", "--label-set", "region",
+                 "--readers", "x", "--images", "sample:zero-per-class"]) == 1
+    err = capsys.readouterr().err
+    assert "sample:zero-per-class" in err and "Traceback" not in err
+    assert p.readers.study("bad") is None
+    assert main(["reader-study", "read", root, "cli", "--reader", "nobody"]) == 1
+    assert "not a reader of study 'cli'" in capsys.readouterr().err

@@ -36,3 +36,18 @@ def run_reader_analysis(project: Project, params: dict[str, Any], ctx: JobContex
     written = write_outputs(result, out)
     ctx.progress(1.0, "done")
     return {"out": str(out), "written": [str(p) for p in written], "summary": result["summary"]}
+
+
+def study_results(project: Project, *, n_boot: int = 200, seed: int = 0) -> list[dict[str, Any]]:
+    """Every study with answered reads: its summary and tables (data frames), for reports
+    that include reader results when a project has them (empty list otherwise)."""
+    from mskstudio.ml.readers.analysis import analyze_study
+
+    out = []
+    for study in project.readers.studies():
+        if project.db.scalar("SELECT COUNT(*) FROM reads WHERE study_id = ? AND class_id IS NOT NULL",
+                             (study["id"],)):
+            result = analyze_study(project, int(study["id"]), n_boot=n_boot, seed=seed)
+            out.append({"study": study["name"], "summary": result["summary"], "tables": result["tables"],
+                        "roc": result["roc"]})
+    return out
