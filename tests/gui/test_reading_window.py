@@ -68,8 +68,20 @@ def test_keys_answer_commit_and_show_the_next_prefetched_case(qtbot, study):
     (read,) = p.readers.reads(sid)
     assert (read["reader"], read["image_id"], read["answer"]) == ("ann", first.image_id, names[1])
     assert read["seconds"] >= 0 and read["confidence"] is None
-    # the prefetched next case is shown at once, full resolution
-    assert w.case.index == 1 and w.viewer.rad is not None and w.viewer.image_id == w.case.image_id
+    # the prefetched next case is shown at once, full resolution, as a pre-windowed 8-bit frame
+    v = w.viewer
+    assert w.case.index == 1 and v.rad is not None and v.image_id == w.case.image_id
+    assert v._fast_frame and v.img.image.dtype == np.uint8
+    # ... the frame pyqtgraph would draw from the 16-bit level with the viewer's levels and LUT
+    import pyqtgraph.functions as fn
+
+    lut = np.arange(255, -1, -1, dtype=np.uint8) if v.display_invert else None
+    reference, _ = fn.makeARGB(v._pyramid[v._lod], levels=v._levels(), lut=lut)
+    assert np.abs(reference[..., 0].astype(int) - v.img.image.astype(int)).max() <= 1
+    # any W/L change goes back to the 16-bit level, with the viewer's levels
+    v.apply_preset(1)
+    assert not v._fast_frame and v.img.image.dtype == np.uint16
+    assert np.array_equal(v.img.image, v._pyramid[v._lod])
 
 
 def test_window_shows_nothing_of_truth_other_readers_model_or_project(qtbot, study):

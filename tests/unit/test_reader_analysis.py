@@ -14,7 +14,7 @@ from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 from test_reader_study import region_set
 
 from mskstudio.cli import main
-from mskstudio.ml.readers.analysis import analyze_study
+from mskstudio.ml.readers.analysis import analyze_study, cohen_kappa_resampled
 from mskstudio.ml.readers.setup import create_study, truth_labels
 from mskstudio.ml.readers.simulate import simulate_reads
 
@@ -92,6 +92,13 @@ def test_every_kappa_and_test_equals_the_library_on_the_raw_reads(simulated):
                                      weights=None if row["weights"] == "none" else row["weights"])
         assert row["kappa"] == pytest.approx(expected, abs=1e-9)
         assert row["kappa_lo"] <= row["kappa"] <= row["kappa_hi"]
+        # the bootstrap's vectorised κ equals scikit-learn's on the same resamples
+        x, y = np.array([a[i] for i in ids]), np.array([b[i] for i in ids])
+        weights = None if row["weights"] == "none" else row["weights"]
+        fast = cohen_kappa_resampled(x, y, 3, weights, n_boot=25, seed=9)
+        idx = np.random.default_rng(9).integers(0, len(x), (25, len(x)))
+        slow = [cohen_kappa_score(x[j], y[j], labels=[0, 1, 2], weights=weights) for j in idx]
+        np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-9)
     fleiss = result["tables"]["fleiss_kappa"]
     assert set(fleiss["group"]) == {"specialist", "all readers"}  # one resident: no group κ
     for row in fleiss.to_dict("records"):
