@@ -35,6 +35,8 @@ def register(sub) -> None:
     c.add_argument("--washout-days", type=float, default=0.0)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--ordinal", action="store_true", help="classes are ordered (weighted kappa)")
+    c.add_argument("--clinical-fields", help="clinical fields the clinical arm shows, comma-separated "
+                                             "(default: age_years,sex,site,position; labs always)")
     c.add_argument("--no-confidence", dest="confidence", action="store_false",
                    help="do not ask readers for a confidence")
     c.set_defaults(func=cmd_create)
@@ -77,7 +79,8 @@ def cmd_create(args) -> int:
     from mskstudio.ml.readers.setup import create_study
 
     params = {k: getattr(args, k) for k in ("name", "label_set", "truth_set", "classes", "images", "readers",
-                                            "arms", "model", "washout_days", "seed", "ordinal", "confidence")}
+                                            "arms", "model", "washout_days", "seed", "ordinal", "confidence",
+                                            "clinical_fields")}
     with open_writable(args.project) as project:
         study_id = create_study(project, params)
         print_json(_progress(project, study_id))

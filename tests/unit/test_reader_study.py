@@ -99,6 +99,12 @@ def test_session_is_blinded_to_truth_model_and_other_readers(phantom_project):
     case = bob.current()
     assert case.arm == "clinical"
     assert not {"diagnosis", "dignity", "diagnosis_source", "report"} & set(case.clinical)
+    assert case.clinical and set(case.clinical) <= {"age_years", "sex", "site", "position"}
+    # a study can leave out a field that would give the answer away (here the site)
+    sid2 = make_study(p, name="no-site", readers="bob", arms="clinical", clinical_fields="age_years,sex")
+    assert set(ReadingSession(p, sid2, "bob").current().clinical) <= {"age_years", "sex"}
+    with pytest.raises(ValueError, match="--clinical-fields: diagnosis cannot be shown"):
+        make_study(p, name="x", clinical_fields="age_years,diagnosis")
     with pytest.raises(ValueError, match="not a reader"):
         ReadingSession(p, sid, "eve")
 

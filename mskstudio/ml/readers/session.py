@@ -21,8 +21,9 @@ import numpy as np
 if TYPE_CHECKING:
     from mskstudio.store import Project
 
-# Clinical fields a reader may see in the clinical arm: never the diagnosis, its dignity
-# or source (the reference standard), nor the free-text report that may name it.
+# Clinical fields a reader may see in the clinical arm (a study may show fewer, e.g. not
+# the site when the site is what readers answer): never the diagnosis, its dignity or
+# source (the reference standard), nor the free-text report that may name it.
 SHOWN_CLINICAL = ("age_years", "sex", "site", "position")
 
 
@@ -59,7 +60,10 @@ class ReadingSession:
         self.study_id, self.study_name = int(row["id"]), row["name"]
         self.reader_id, self.reader = int(reader_row["id"]), reader
         self.washout_days = float(row["washout_days"])
-        self.confidence_asked = bool(json.loads(row["params"] or "{}").get("confidence", True))
+        study_params = json.loads(row["params"] or "{}")
+        self.confidence_asked = bool(study_params.get("confidence", True))
+        self.clinical_fields = [f for f in study_params.get("clinical_fields", SHOWN_CLINICAL)
+                                if f in SHOWN_CLINICAL]
         class_ids = json.loads(row["classes"])
         names = {int(r["id"]): r["name"] for r in project.labels.classes(row["label_set_id"])}
         self.class_ids = [int(c) for c in class_ids]
@@ -145,7 +149,7 @@ class ReadingSession:
         patient = self._p.images.patient_of([image_id])[image_id]
         record = self._p.images.clinical(patient)
         labs = tuple((r["name"], r["value"], r["unit"] or "") for r in self._p.images.labs(patient))
-        return {"clinical": {k: record.get(k) for k in SHOWN_CLINICAL if record.get(k) is not None},
+        return {"clinical": {k: record.get(k) for k in self.clinical_fields if record.get(k) is not None},
                 "labs": labs}
 
     def _assistance(self, run_id: int, image_id: int) -> dict[str, Any]:

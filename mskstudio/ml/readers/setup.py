@@ -150,6 +150,7 @@ def create_study(project: Project, params: dict[str, Any]) -> int:
     if washout < 0:
         raise ValueError(f"--washout-days {washout}: must be 0 or more")
     seed = int(params.get("seed") or 0)
+    clinical_fields = _clinical_fields(params.get("clinical_fields"))
     image_ids = select_images(project, params.get("images") or "all", truth, seed=seed)
     model_run = params.get("model")
     model_run_id = find_model_run(project, model_run) if model_run else next(
@@ -169,7 +170,21 @@ def create_study(project: Project, params: dict[str, Any]) -> int:
         reader_ids=reader_ids, arms=arms, orders=orders, seed=seed, washout_days=washout,
         ordinal=bool(params.get("ordinal")), model_run_id=model_run_id,
         params={"images": params.get("images") or "all", "confidence": bool(params.get("confidence", True)),
-                "classes": names, "truth_set": truth_name})
+                "classes": names, "truth_set": truth_name, "clinical_fields": clinical_fields})
+
+
+def _clinical_fields(value) -> list[str]:
+    """The clinical fields the clinical arm shows (default all that may be shown)."""
+    from mskstudio.ml.readers.session import SHOWN_CLINICAL
+
+    if not value:
+        return list(SHOWN_CLINICAL)
+    fields = [f.strip() for f in (value.split(",") if isinstance(value, str) else value) if f.strip()]
+    bad = [f for f in fields if f not in SHOWN_CLINICAL]
+    if bad:
+        raise ValueError(f"--clinical-fields: {', '.join(bad)} cannot be shown to readers "
+                         f"(choose among {', '.join(SHOWN_CLINICAL)}; never the diagnosis or report)")
+    return fields
 
 
 def truth_labels(project: Project, truth_set_id: int, class_names: Sequence[str]) -> dict[int, int]:
