@@ -42,6 +42,8 @@ JOB_KINDS: dict[str, str] = {
     "eval-retrieval": "mskstudio.ml.retrieve.evaluate:run_eval_retrieval",
     "noise-queue": "mskstudio.ml.noise.queue:run_noise_queue",
     "export-onnx": "mskstudio.ml.deploy.onnx_export:run_export_onnx",
+    # reader studies
+    "reader-study-analyze": "mskstudio.ml.readers.job:run_reader_analysis",  # light: seconds
 }
 
 # Kinds that train or run networks over many images: the GUI runs them in a subprocess

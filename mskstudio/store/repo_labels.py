@@ -1,7 +1,9 @@
 """Label sets, their classes, and labels with provenance.
 
-Each (image, label set, source) has at most one row, so a machine can never
-overwrite what a human said: the *effective* label is chosen by source precedence.
+Each (image, label set, machine source) has at most one row, and each (image, label
+set, reader) at most one human row, so a machine can never overwrite what a human said
+and several readers' labels coexist.  The *effective* label is chosen by source
+precedence (human > import > cluster > model); among human labels the latest wins.
 """
 
 from __future__ import annotations
@@ -89,13 +91,23 @@ class LabelRepo:
             raise ValueError(f"unknown label source {source!r}")
         ids = list(image_ids)
         author = author or self.p.author
+        # A human label belongs to its reader (one row each); a machine label to its source.
+        # A reader's new label replaces the row (a fresh, highest id) so that among equal
+        # timestamps the latest write still wins in ``effective``.
+        human = source == "human"
+        reader_id = self.p.readers.ensure(author) if human else None
+        target = ("(image_id, label_set_id, reader_id) WHERE source = 'human'" if human
+                  else "(image_id, label_set_id, source) WHERE source != 'human'")
         with self.p.db.transaction() as c:
+            if human:
+                c.executemany("DELETE FROM labels WHERE image_id = ? AND label_set_id = ? AND "
+                              "source = 'human' AND reader_id = ?", [(i, label_set_id, reader_id) for i in ids])
             c.executemany(
-                "INSERT INTO labels(image_id, label_set_id, class_id, source, author, run_id, confidence) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(image_id, label_set_id, source) DO UPDATE SET "
+                "INSERT INTO labels(image_id, label_set_id, class_id, source, author, run_id, confidence, "
+                f"reader_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT{target} DO UPDATE SET "
                 "class_id = excluded.class_id, author = excluded.author, run_id = excluded.run_id, "
                 "confidence = excluded.confidence, created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-                [(i, label_set_id, class_id, source, author, run_id, confidence) for i in ids],
+                [(i, label_set_id, class_id, source, author, run_id, confidence, reader_id) for i in ids],
             )
             if audit:
                 self.p.audit("label.set", "label_set", label_set_id,
@@ -103,11 +115,17 @@ class LabelRepo:
                               "source": source, "run_id": run_id}, author=author)
         return len(ids)
 
-    def remove_labels(self, image_ids: Iterable[int], label_set_id: int, *, source: str) -> None:
+    def remove_labels(self, image_ids: Iterable[int], label_set_id: int, *, source: str,
+                      author: str | None = None) -> None:
+        """Remove ``source`` labels; human ones only of reader ``author`` (default: the current)."""
         ids = list(image_ids)
+        sql, extra = "DELETE FROM labels WHERE image_id = ? AND label_set_id = ? AND source = ?", ()
+        if source == "human":
+            author = author or self.p.author
+            sql += " AND reader_id = (SELECT id FROM readers WHERE name = ?)"
+            extra = (author,)
         with self.p.db.transaction() as c:
-            c.executemany("DELETE FROM labels WHERE image_id = ? AND label_set_id = ? AND source = ?",
-                          [(i, label_set_id, source) for i in ids])
+            c.executemany(sql, [(i, label_set_id, source, *extra) for i in ids])
             self.p.audit("label.remove", "label_set", label_set_id,
                          {"images": ids[:1000], "n": len(ids), "source": source})
 
@@ -116,7 +134,7 @@ class LabelRepo:
         return self.p.db.query(
             f"SELECT l.*, c.name AS class_name, s.name AS label_set FROM labels l "
             f"JOIN classes c ON c.id = l.class_id JOIN label_sets s ON s.id = l.label_set_id "
-            f"WHERE l.image_id = ? ORDER BY s.name, {PRECEDENCE_SQL}",
+            f"WHERE l.image_id = ? ORDER BY s.name, {PRECEDENCE_SQL}, l.created_at DESC, l.id DESC",
             (image_id,),
         )
 
@@ -130,10 +148,11 @@ class LabelRepo:
         marks = ",".join("?" for _ in sources)
         rows = self.p.db.query(
             f"SELECT image_id, class_id, source FROM labels WHERE label_set_id = ? AND source IN ({marks}) "
-            f"ORDER BY image_id, {PRECEDENCE_SQL} DESC",
+            f"ORDER BY image_id, {PRECEDENCE_SQL} DESC, created_at, id",
             (label_set_id, *sources),
         )
-        # Ordered lowest precedence first, so the last write per image wins.
+        # Ordered lowest precedence first and, among one reader's peers, oldest first,
+        # so the last row per image wins: the latest human label is the current one.
         return {r[0]: (r[1], r[2]) for r in rows}
 
     def of_run(self, label_set_id: int, run_id: int, *, source: str = "cluster") -> dict[int, int]:

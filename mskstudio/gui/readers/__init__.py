@@ -1,0 +1,1 @@
+"""Reader studies in the GUI: the blinded reading window, the reader chooser, the analysis page."""

@@ -1,0 +1,1 @@
+"""Reader studies: setup, reading sessions, analysis (Qt-free)."""
