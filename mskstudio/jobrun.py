@@ -24,7 +24,7 @@ JOB_KINDS: dict[str, str] = {
     "import": "mskstudio.io.importer:run_import",
     "import-clinical": "mskstudio.io.clinical:run_import_clinical",
     "demo-archive": "mskstudio.io.demo:run_demo_archive",
-    "export-annotations": "mskstudio.io.export_annotations:run_export_annotations",
+    "export-annotations": "mskstudio.io.exports.annotations:run_export_annotations",
     # clustering and classification
     "cluster": "mskstudio.ml.cluster.deepcluster:run_cluster",
     "recluster": "mskstudio.ml.cluster.deepcluster:run_recluster",  # light: stored features, ~1 s

@@ -112,7 +112,7 @@ def cmd_prelabel(args) -> int:
 
 def cmd_export(args) -> int:
     with open_project(args.project) as project:
-        from mskstudio.io.export_annotations import export_annotations
+        from mskstudio.io.exports.annotations import export_annotations
 
         # Export only reads the store (plus one audit line when writable): no job row needed,
         # and a read-only project can be exported.
@@ -122,7 +122,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_import_masks(args) -> int:
-    from mskstudio.io.export_annotations import import_masks
+    from mskstudio.io.exports.annotations import import_masks
 
     with open_writable(args.project) as project:
         result = import_masks(

@@ -129,7 +129,7 @@ def export_seg(
     project: Project, folder: Path, rows: list, info: dict[int, dict[str, Any]], *, ctx: JobContext | None = None
 ) -> list[Path]:
     """One DICOM SEG per annotated image under ``folder``, named by the image's pseudonymous UID."""
-    from mskstudio.io.dicom_seg import write_seg
+    from mskstudio.io.exports.seg_write import write_seg
 
     by_image: dict[int, list] = {}
     for r in rows:
