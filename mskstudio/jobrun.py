@@ -25,6 +25,7 @@ JOB_KINDS: dict[str, str] = {
     "import-clinical": "mskstudio.io.clinical:run_import_clinical",
     "demo-archive": "mskstudio.io.demo:run_demo_archive",
     "export-annotations": "mskstudio.io.exports.annotations:run_export_annotations",
+    "import-seg": "mskstudio.io.exports.seg_read:run_import_seg",
     # clustering and classification
     "cluster": "mskstudio.ml.cluster.deepcluster:run_cluster",
     "recluster": "mskstudio.ml.cluster.deepcluster:run_recluster",  # light: stored features, ~1 s

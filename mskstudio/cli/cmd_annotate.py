@@ -62,6 +62,12 @@ def register(sub) -> None:
         action="store_false",
         help="skip the DICOM SEG files (seg/<image uid>.dcm, one per annotated image)",
     )
+    p.add_argument(
+        "--seg-all",
+        action="store_true",
+        help="one SEG segment per mask (every reader, model, import) instead of the best mask per class: "
+        "lossless, for import-seg into another project",
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import-masks", help="import ground-truth masks listed in a manifest.csv (phantoms)")
@@ -116,7 +122,7 @@ def cmd_export(args) -> int:
 
         # Export only reads the store (plus one audit line when writable): no job row needed,
         # and a read-only project can be exported.
-        result = export_annotations(project, Path(args.outdir).absolute(), seg=args.seg)
+        result = export_annotations(project, Path(args.outdir).absolute(), seg=args.seg, seg_all=args.seg_all)
     print_json(result)
     return 0
 

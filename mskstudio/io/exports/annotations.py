@@ -62,9 +62,11 @@ def _image_info(project: Project) -> dict[int, dict[str, Any]]:
 
 
 def export_annotations(
-    project: Project, outdir: Path, *, seg: bool = True, ctx: JobContext | None = None
+    project: Project, outdir: Path, *, seg: bool = True, seg_all: bool = False, ctx: JobContext | None = None
 ) -> dict[str, Any]:
-    """Write masks, COCO boxes, the lesion CSV and (``seg``) DICOM SEG files under ``outdir``."""
+    """Write masks, COCO boxes, the lesion CSV and (``seg``) DICOM SEG files under ``outdir``.
+
+    ``seg_all``: every mask its own segment (lossless, for another project) instead of the best per class."""
     outdir = Path(outdir)
     (outdir / "masks").mkdir(parents=True, exist_ok=True)
     info = _image_info(project)
@@ -99,7 +101,7 @@ def export_annotations(
         )
         if ctx is not None and i % 20 == 0:
             ctx.progress(0.6 * (i + 1) / max(len(rows), 1), "masks")
-    seg_files = export_seg(project, outdir / "seg", rows, info, ctx=ctx) if seg else []
+    seg_files = export_seg(project, outdir / "seg", rows, info, every_mask=seg_all, ctx=ctx) if seg else []
     with open(outdir / "lesions.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=LESION_COLUMNS)
         w.writeheader()
@@ -126,7 +128,8 @@ def export_annotations(
 
 
 def export_seg(
-    project: Project, folder: Path, rows: list, info: dict[int, dict[str, Any]], *, ctx: JobContext | None = None
+    project: Project, folder: Path, rows: list, info: dict[int, dict[str, Any]], *, every_mask: bool = False,
+    ctx: JobContext | None = None
 ) -> list[Path]:
     """One DICOM SEG per annotated image under ``folder``, named by the image's pseudonymous UID."""
     from mskstudio.io.exports.seg_write import write_seg
@@ -140,7 +143,7 @@ def export_seg(
             ctx.check_cancelled()
             ctx.progress(0.6 + 0.35 * i / max(len(by_image), 1), "DICOM SEG")
         path = folder / f"{safe_name(info[image_id]['uid'])}.dcm"
-        if write_seg(project, image_id, path, mask_rows=image_rows):
+        if write_seg(project, image_id, path, mask_rows=image_rows, every_mask=every_mask):
             written.append(path)
     return written
 
@@ -177,7 +180,8 @@ def coco_boxes(project: Project, info: dict[int, dict[str, Any]] | None = None) 
 
 
 def run_export_annotations(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    return export_annotations(project, Path(params["outdir"]), seg=bool(params.get("seg", True)), ctx=ctx)
+    return export_annotations(project, Path(params["outdir"]), seg=bool(params.get("seg", True)),
+                              seg_all=bool(params.get("seg_all", False)), ctx=ctx)
 
 
 # ---- import ---------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 One SEG file per annotated image, one segment per mask class.  Where a class has
 several masks on an image (readers, model, import) the segment holds the best one:
-``adjudicated`` > ``human`` > ``import`` > ``model``, then the most recently saved.
+``adjudicated`` > ``human`` > ``import`` > ``model``, then the most recently saved —
+what a PACS viewer should show.  ``every_mask`` writes one segment per mask instead
+(several segments may share a class), so another project can import them all.
 
 * BINARY unless a chosen model mask kept its probability map; then FRACTIONAL
   (PROBABILITY, 255 levels) with the drawn masks as 0 / 1 and the model's map nudged
@@ -84,6 +86,12 @@ def segments_of_image(mask_rows: Sequence[Any]) -> list[Any]:
         if cur is None or key > (-SOURCE_PRECEDENCE.index(cur["source"]), cur["updated_at"] or ""):
             best[r["class_id"]] = r
     return sorted(best.values(), key=lambda r: r["class_id"])
+
+
+def every_segment(mask_rows: Sequence[Any]) -> list[Any]:
+    """Every non-empty mask row, by class, then source precedence, then annotator (lossless export)."""
+    rows = [r for r in mask_rows if r["source"] in SOURCE_PRECEDENCE and r["area_px"]]
+    return sorted(rows, key=lambda r: (r["class_id"], SOURCE_PRECEDENCE.index(r["source"]), str(r["annotator"])))
 
 
 def property_type(class_name: str):
@@ -206,9 +214,14 @@ def build_seg(project: Project, image_id: int, mask_rows: Sequence[Any]):
     )
 
 
-def write_seg(project: Project, image_id: int, path: Path, *, mask_rows: Sequence[Any] | None = None) -> int:
-    """Write the SEG of one image to ``path``; returns the number of segments (0: nothing written)."""
-    rows = segments_of_image(mask_rows if mask_rows is not None else project.annotations.masks_of(image_id))
+def write_seg(project: Project, image_id: int, path: Path, *, mask_rows: Sequence[Any] | None = None,
+              every_mask: bool = False) -> int:
+    """Write the SEG of one image to ``path``; returns the number of segments (0: nothing written).
+
+    ``every_mask``: one segment per mask (every reader, the model, imports) instead of the
+    best mask per class — for moving annotations to another project without loss."""
+    candidates = mask_rows if mask_rows is not None else project.annotations.masks_of(image_id)
+    rows = every_segment(candidates) if every_mask else segments_of_image(candidates)
     if not rows:
         return 0
     seg = build_seg(project, image_id, rows)

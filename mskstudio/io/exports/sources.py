@@ -97,3 +97,38 @@ def pixel_spacing(image: Any) -> tuple[float, float] | None:
     if image["spacing_row_mm"] and image["spacing_col_mm"]:
         return float(image["spacing_row_mm"]), float(image["spacing_col_mm"])
     return None
+
+
+class ImageResolver:
+    """Finds the project image a foreign file means, by SOP instance UID (and frame).
+
+    A reference may be this project's de-identified UID (our own exports), or an original
+    UID (a SEG drawn in 3D Slicer on the hospital's files, a table from the PACS), which
+    the project knows only as its keyed hash — the UID de-identification gave the image.
+    """
+
+    def __init__(self, project: Project):
+        from mskstudio.io.deid import pseudo_uid
+
+        self._hash = lambda uid: pseudo_uid(project.secret, uid)
+        self._ids: dict[tuple[str, int], int] = {}
+        self._frames: dict[str, int] = {}
+        for r in project.db.query("SELECT id, sop_uid, frame, n_frames FROM images"):
+            self._ids[(r["sop_uid"], int(r["frame"]))] = int(r["id"])
+            self._frames[r["sop_uid"]] = int(r["n_frames"] or 1)
+
+    def stored_uid(self, uid: str) -> str | None:
+        """The project's SOP UID for ``uid`` (itself or its keyed hash), or None."""
+        uid = str(uid).strip()
+        if uid in self._frames:
+            return uid
+        hashed = self._hash(uid)
+        return hashed if hashed in self._frames else None
+
+    def image_id(self, uid: str, frame: int = 0) -> int | None:
+        stored = self.stored_uid(uid)
+        return None if stored is None else self._ids.get((stored, int(frame)))
+
+    def n_frames(self, uid: str) -> int:
+        stored = self.stored_uid(uid)
+        return self._frames.get(stored, 1) if stored else 1
