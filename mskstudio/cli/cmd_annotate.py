@@ -52,7 +52,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_prelabel)
 
     p = sub.add_parser(
-        "export-annotations", help="write masks (PNG), boxes (COCO JSON), lesions.csv and DICOM SEG files"
+        "export-annotations", help="write masks (PNG), boxes (COCO JSON), lesions.csv, DICOM SEG and SR files"
     )
     add_project_arg(p)
     p.add_argument("outdir", help="output folder")
@@ -67,6 +67,13 @@ def register(sub) -> None:
         action="store_true",
         help="one SEG segment per mask (every reader, model, import) instead of the best mask per class: "
         "lossless, for import-seg into another project",
+    )
+    p.add_argument(
+        "--no-sr",
+        dest="sr",
+        action="store_false",
+        help="skip the DICOM SR measurement reports (sr/<image uid>.dcm: rulers, angles, lesion sizes, boxes, "
+        "classifications)",
     )
     p.set_defaults(func=cmd_export)
 
@@ -122,7 +129,8 @@ def cmd_export(args) -> int:
 
         # Export only reads the store (plus one audit line when writable): no job row needed,
         # and a read-only project can be exported.
-        result = export_annotations(project, Path(args.outdir).absolute(), seg=args.seg, seg_all=args.seg_all)
+        result = export_annotations(project, Path(args.outdir).absolute(), seg=args.seg, seg_all=args.seg_all,
+                                    sr=args.sr)
     print_json(result)
     return 0
 

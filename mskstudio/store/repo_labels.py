@@ -70,6 +70,9 @@ class LabelRepo:
     def class_name(self, class_id: int) -> str | None:
         return self.p.db.scalar("SELECT name FROM classes WHERE id = ?", (class_id,))
 
+    def label_set_of_class(self, class_id: int) -> int | None:
+        return self.p.db.scalar("SELECT label_set_id FROM classes WHERE id = ?", (class_id,))
+
     def classes(self, label_set_id: int) -> list[sqlite3.Row]:
         return self.p.db.query(
             "SELECT * FROM classes WHERE label_set_id = ? ORDER BY position, id", (label_set_id,))

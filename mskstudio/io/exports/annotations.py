@@ -62,9 +62,10 @@ def _image_info(project: Project) -> dict[int, dict[str, Any]]:
 
 
 def export_annotations(
-    project: Project, outdir: Path, *, seg: bool = True, seg_all: bool = False, ctx: JobContext | None = None
+    project: Project, outdir: Path, *, seg: bool = True, seg_all: bool = False, sr: bool = True,
+    ctx: JobContext | None = None
 ) -> dict[str, Any]:
-    """Write masks, COCO boxes, the lesion CSV and (``seg``) DICOM SEG files under ``outdir``.
+    """Write masks, COCO boxes, the lesion CSV, (``seg``) DICOM SEG and (``sr``) DICOM SR files under ``outdir``.
 
     ``seg_all``: every mask its own segment (lossless, for another project) instead of the best per class."""
     outdir = Path(outdir)
@@ -102,6 +103,7 @@ def export_annotations(
         if ctx is not None and i % 20 == 0:
             ctx.progress(0.6 * (i + 1) / max(len(rows), 1), "masks")
     seg_files = export_seg(project, outdir / "seg", rows, info, every_mask=seg_all, ctx=ctx) if seg else []
+    sr_counts = export_sr(project, outdir / "sr", info, ctx=ctx) if sr else {"files": 0}
     with open(outdir / "lesions.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=LESION_COLUMNS)
         w.writeheader()
@@ -113,7 +115,8 @@ def export_annotations(
             "annotations.export",
             "project",
             None,
-            {"outdir": str(outdir), "masks": len(rows), "boxes": len(coco["annotations"]), "seg": len(seg_files)},
+            {"outdir": str(outdir), "masks": len(rows), "boxes": len(coco["annotations"]), "seg": len(seg_files),
+             "sr": sr_counts["files"]},
         )
     if ctx is not None:
         ctx.progress(1.0, "done")
@@ -124,6 +127,8 @@ def export_annotations(
         "csv": str(outdir / "lesions.csv"),
         "coco": str(outdir / "boxes_coco.json"),
         "seg": len(seg_files),
+        "sr": sr_counts["files"],
+        "sr_contents": {k: v for k, v in sr_counts.items() if k != "files"},
     }
 
 
@@ -141,11 +146,30 @@ def export_seg(
     for i, (image_id, image_rows) in enumerate(sorted(by_image.items())):
         if ctx is not None:
             ctx.check_cancelled()
-            ctx.progress(0.6 + 0.35 * i / max(len(by_image), 1), "DICOM SEG")
+            ctx.progress(0.6 + 0.2 * i / max(len(by_image), 1), "DICOM SEG")
         path = folder / f"{safe_name(info[image_id]['uid'])}.dcm"
         if write_seg(project, image_id, path, mask_rows=image_rows, every_mask=every_mask):
             written.append(path)
     return written
+
+
+def export_sr(
+    project: Project, folder: Path, info: dict[int, dict[str, Any]], *, ctx: JobContext | None = None
+) -> dict[str, int]:
+    """One DICOM SR (TID 1500) per image with measurements, masks, boxes or predictions; returns counts."""
+    from mskstudio.io.exports.sr import classifier_predictions, report_image_ids, write_report
+
+    predictions = classifier_predictions(project)
+    image_ids = report_image_ids(project, predictions)
+    totals = {"files": 0}
+    for i, image_id in enumerate(image_ids):
+        if ctx is not None:
+            ctx.check_cancelled()
+            ctx.progress(0.8 + 0.15 * i / max(len(image_ids), 1), "DICOM SR")
+        path = folder / f"{safe_name(info[image_id]['uid'])}.dcm"
+        for k, v in write_report(project, image_id, path, predictions=predictions).items():
+            totals[k] = totals.get(k, 0) + v
+    return totals
 
 
 def coco_boxes(project: Project, info: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -181,7 +205,7 @@ def coco_boxes(project: Project, info: dict[int, dict[str, Any]] | None = None) 
 
 def run_export_annotations(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     return export_annotations(project, Path(params["outdir"]), seg=bool(params.get("seg", True)),
-                              seg_all=bool(params.get("seg_all", False)), ctx=ctx)
+                              seg_all=bool(params.get("seg_all", False)), sr=bool(params.get("sr", True)), ctx=ctx)
 
 
 # ---- import ---------------------------------------------------------------------------

@@ -113,7 +113,7 @@ class ImageResolver:
         self._hash = lambda uid: pseudo_uid(project.secret, uid)
         self._ids: dict[tuple[str, int], int] = {}
         self._frames: dict[str, int] = {}
-        for r in project.db.query("SELECT id, sop_uid, frame, n_frames FROM images"):
+        for r in project.images.uid_index():
             self._ids[(r["sop_uid"], int(r["frame"]))] = int(r["id"])
             self._frames[r["sop_uid"]] = int(r["n_frames"] or 1)
 
