@@ -146,6 +146,28 @@ class LabelRepo:
             (label_set_id, source, run_id))
         return {int(r[0]): int(r[1]) for r in rows}
 
+    def table(self, label_set_ids: Iterable[int] | None = None) -> list[sqlite3.Row]:
+        """Every label (of some label sets) with its image, patient pseudonym and provenance, for exports."""
+        sql = (
+            "SELECT l.id, l.image_id, i.sop_uid, i.frame, p.pseudonym, s.name AS label_set, c.name AS label, "
+            "l.source, l.author, l.run_id, l.confidence, l.created_at FROM labels l "
+            "JOIN images i ON i.id = l.image_id JOIN studies st ON st.id = i.study_id "
+            "JOIN patients p ON p.id = st.patient_id JOIN label_sets s ON s.id = l.label_set_id "
+            "JOIN classes c ON c.id = l.class_id"
+        )
+        args: tuple = ()
+        if label_set_ids is not None:
+            ids = list(label_set_ids)
+            sql += f" WHERE l.label_set_id IN ({','.join('?' for _ in ids)})"
+            args = tuple(ids)
+        return self.p.db.query(sql + f" ORDER BY l.image_id, s.name, {PRECEDENCE_SQL}", args)
+
+    def label_of(self, image_id: int, label_set_id: int, *, source: str) -> int | None:
+        """Class id of the ``source`` label of an image in a label set, or None."""
+        return self.p.db.scalar(
+            "SELECT class_id FROM labels WHERE image_id = ? AND label_set_id = ? AND source = ?",
+            (image_id, label_set_id, source))
+
     def has_label(self, image_id: int, label_set_id: int, *, source: str) -> bool:
         return bool(self.p.db.scalar(
             "SELECT COUNT(*) FROM labels WHERE image_id = ? AND label_set_id = ? AND source = ?",
