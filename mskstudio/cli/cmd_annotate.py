@@ -52,7 +52,8 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_prelabel)
 
     p = sub.add_parser(
-        "export-annotations", help="write masks (PNG), boxes (COCO JSON), lesions.csv, DICOM SEG and SR files"
+        "export-annotations",
+        help="write masks (PNG), boxes (COCO JSON), lesions.csv, labels.csv, DICOM SEG and SR files",
     )
     add_project_arg(p)
     p.add_argument("outdir", help="output folder")
@@ -75,6 +76,8 @@ def register(sub) -> None:
         help="skip the DICOM SR measurement reports (sr/<image uid>.dcm: rulers, angles, lesion sizes, boxes, "
         "classifications)",
     )
+    p.add_argument("--no-labels", dest="labels", action="store_false",
+                   help="skip labels.csv (image labels of every label set; see export-labels)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import-masks", help="import ground-truth masks listed in a manifest.csv (phantoms)")
@@ -130,7 +133,7 @@ def cmd_export(args) -> int:
         # Export only reads the store (plus one audit line when writable): no job row needed,
         # and a read-only project can be exported.
         result = export_annotations(project, Path(args.outdir).absolute(), seg=args.seg, seg_all=args.seg_all,
-                                    sr=args.sr)
+                                    sr=args.sr, labels=args.labels)
     print_json(result)
     return 0
 

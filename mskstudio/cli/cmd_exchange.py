@@ -1,4 +1,4 @@
-"""Annotations to and from other tools: import-seg, export-labels, import-labels.
+"""Annotations to and from other tools: import-annotations, import-seg, export-labels, import-labels.
 
 (``export-annotations`` — PNG masks, COCO, lesions.csv, DICOM SEG and SR — lives with the
 other annotation commands in ``cmd_annotate``.)  Problems (an unknown image, a conflicting
@@ -15,6 +15,15 @@ from mskstudio.jobrun import run_sync
 
 
 def register(sub) -> None:
+    p = sub.add_parser("import-annotations",
+                       help="import an export-annotations folder (SEG masks, COCO boxes, labels.csv) from another "
+                            "project holding the same images")
+    add_project_arg(p)
+    p.add_argument("path", help="the folder export-annotations wrote")
+    p.add_argument("--replace-human", action="store_true",
+                   help="where a label conflicts with a human label, take the file's (default: keep and list)")
+    p.set_defaults(func=cmd_import_annotations)
+
     p = sub.add_parser("import-seg", help="import masks from DICOM SEG files (3D Slicer, OHIF, another project)")
     add_project_arg(p)
     p.add_argument("path", help="a SEG file, or a folder searched for SEG files")
@@ -76,4 +85,17 @@ def cmd_import_labels(args) -> int:
                            "label_sets": args.label_sets, "author": args.author}, label="import-labels")
     print_problems(result["unknown"] + result["conflict_lines"] + result["problems"])
     print_json({k: v for k, v in result.items() if k not in ("unknown", "conflict_lines", "problems")})
+    return 0
+
+
+def cmd_import_annotations(args) -> int:
+    with open_writable(args.project) as project:
+        result = run_sync(project, "import-annotations",
+                          {"path": str(Path(args.path).absolute()), "replace_human": args.replace_human},
+                          label="import-annotations")
+    lines: list[str] = []
+    for part in result.values():
+        lines += part.get("unknown", []) + part.get("conflict_lines", []) + part.get("problems", [])
+    print_problems(lines)
+    print_json({name: {k: v for k, v in part.items() if not isinstance(v, list)} for name, part in result.items()})
     return 0
