@@ -159,7 +159,12 @@ def import_seg(project: Project, path: Path, *, annotator: str | None = None,
 
 
 def run_import_seg(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    path = Path(params["path"])
-    result = import_seg(project, path, annotator=params.get("annotator"), ctx=ctx)
-    ctx.progress(1.0, f"{result['masks']} masks from {result['files']} SEG files")
-    return result
+    """Job ``import-seg``: ``path`` (a file or folder) or ``paths`` (several chosen files)."""
+    paths = [Path(p) for p in (params.get("paths") or [params["path"]])]
+    total: dict[str, Any] = {}
+    for path in paths:
+        result = import_seg(project, path, annotator=params.get("annotator"), ctx=ctx)
+        for k, v in result.items():
+            total[k] = total.get(k, [] if isinstance(v, list) else 0) + v
+    ctx.progress(1.0, f"{total['masks']} masks from {total['files']} SEG files")
+    return total
