@@ -117,3 +117,23 @@ def test_image_without_spacing_reports_pixels(new_project, tmp_path):
     assert values["Area"] == (100.0, "{pixels}")
     assert values["Long axis"][0] == pytest.approx(max_feret(mask))
     assert lesion.finding_type.value == "79654002"  # SNOMED CT Edema
+
+
+def test_frame_of_a_multiframe_object(new_project, tmp_path):
+    """The SR cites the frame; the SEG of such a frame is one problem line (not yet), the rest goes on."""
+    p = new_project
+    sid = p.images.study_id(p.images.patient_id("P-mf"), "2.25.31")
+    ids = [p.images.add_image({"study_id": sid, "sop_uid": "2.25.32", "frame": f, "n_frames": 2,
+                               "rows": 20, "cols": 30}, None) for f in range(2)]
+    single = p.images.add_image({"study_id": sid, "sop_uid": "2.25.33", "rows": 20, "cols": 30}, None)
+    mask = np.zeros((20, 30), bool)
+    mask[5:10, 5:20] = True
+    for image_id in (ids[1], single):
+        p.annotations.save_mask(image_id, p.annotations.class_id("tumour"), mask)
+    result = export_annotations(p, tmp_path / "out")
+    assert result["seg"] == 1 and result["sr"] == 2
+    assert result["problems"] == ["SEG of image 2.25.32.f1: image 2.25.32 frame 1: a frame of a multi-frame "
+                                  "object is not exported as DICOM SEG yet (its PNG masks are)"]
+    (group,) = hd.sr.srread(tmp_path / "out" / "sr" / "2.25.32.f1.dcm").content.get_image_measurement_groups()
+    assert [(s.referenced_sop_instance_uid, s.referenced_frame_numbers) for s in group.source_images] == \
+        [("2.25.32", [2])]

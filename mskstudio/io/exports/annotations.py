@@ -94,8 +94,10 @@ def export_annotations(
         )
         if ctx is not None and i % 20 == 0:
             ctx.progress(0.6 * (i + 1) / max(len(rows), 1), "masks")
-    seg_files = export_seg(project, outdir / "seg", rows, info, every_mask=seg_all, ctx=ctx) if seg else []
-    sr_counts = export_sr(project, outdir / "sr", info, ctx=ctx) if sr else {"files": 0}
+    problems: list[str] = []
+    seg_files = (export_seg(project, outdir / "seg", rows, info, every_mask=seg_all, problems=problems, ctx=ctx)
+                 if seg else [])
+    sr_counts = export_sr(project, outdir / "sr", info, problems=problems, ctx=ctx) if sr else {"files": 0}
     with open(outdir / "lesions.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=LESION_COLUMNS)
         w.writeheader()
@@ -126,13 +128,14 @@ def export_annotations(
         "seg": len(seg_files),
         "sr": sr_counts["files"],
         "labels": n_labels,
+        "problems": problems,
         "sr_contents": {k: v for k, v in sr_counts.items() if k != "files"},
     }
 
 
 def export_seg(
     project: Project, folder: Path, rows: list, info: dict[int, dict[str, Any]], *, every_mask: bool = False,
-    ctx: JobContext | None = None
+    problems: list[str] | None = None, ctx: JobContext | None = None
 ) -> list[Path]:
     """One DICOM SEG per annotated image under ``folder``, named by the image's pseudonymous UID."""
     from mskstudio.io.exports.seg_write import write_seg
@@ -146,13 +149,19 @@ def export_seg(
             ctx.check_cancelled()
             ctx.progress(0.6 + 0.2 * i / max(len(by_image), 1), "DICOM SEG")
         path = folder / f"{safe_name(info[image_id]['uid'])}.dcm"
-        if write_seg(project, image_id, path, mask_rows=image_rows, every_mask=every_mask):
-            written.append(path)
+        try:
+            if write_seg(project, image_id, path, mask_rows=image_rows, every_mask=every_mask):
+                written.append(path)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # one image: one line, the rest goes on
+            if problems is None:
+                raise
+            problems.append(f"SEG of image {info[image_id]['uid']}: {exc}")
     return written
 
 
 def export_sr(
-    project: Project, folder: Path, info: dict[int, dict[str, Any]], *, ctx: JobContext | None = None
+    project: Project, folder: Path, info: dict[int, dict[str, Any]], *, problems: list[str] | None = None,
+    ctx: JobContext | None = None
 ) -> dict[str, int]:
     """One DICOM SR (TID 1500) per image with measurements, masks, boxes or predictions; returns counts."""
     from mskstudio.io.exports.sr import classifier_predictions, report_image_ids, write_report
@@ -165,7 +174,14 @@ def export_sr(
             ctx.check_cancelled()
             ctx.progress(0.8 + 0.15 * i / max(len(image_ids), 1), "DICOM SR")
         path = folder / f"{safe_name(info[image_id]['uid'])}.dcm"
-        for k, v in write_report(project, image_id, path, predictions=predictions).items():
+        try:
+            counts = write_report(project, image_id, path, predictions=predictions)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # one image: one line, the rest goes on
+            if problems is None:
+                raise
+            problems.append(f"SR of image {info[image_id]['uid']}: {exc}")
+            continue
+        for k, v in counts.items():
             totals[k] = totals.get(k, 0) + v
     return totals
 

@@ -176,11 +176,12 @@ def build_seg(project: Project, image_id: int, mask_rows: Sequence[Any]):
     planes, fractional = segment_planes(project, mask_rows)
     if planes.shape[:2] != (int(image["rows"]), int(image["cols"])):
         raise ValueError(f"masks of {planes.shape[:2]} for an image of {(image['rows'], image['cols'])}")
-    if int(image["n_frames"] or 1) > 1:  # one plane per source frame; the others stay empty (omitted)
-        stack = np.zeros((int(image["n_frames"]), *planes.shape), planes.dtype)
-        stack[int(image["frame"])] = planes
-    else:
-        stack = planes[None]
+    if int(image["n_frames"] or 1) > 1:
+        # highdicom 0.28 fails on a legacy multi-frame source without functional groups; radiographs
+        # are single-frame, so this is left for later rather than written half right.
+        raise ValueError(f"image {image['sop_uid']} frame {image['frame']}: a frame of a multi-frame "
+                         "object is not exported as DICOM SEG yet (its PNG masks are)")
+    stack = planes[None]
     if fractional:
         pixel_array = stack.astype(np.float32) / 255.0  # levels k/255 round back to k exactly
     else:

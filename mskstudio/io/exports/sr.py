@@ -74,19 +74,24 @@ class ReportBuilder:
         self.stamp: list[str] = []  # what the report holds: an unchanged report keeps its UID
 
     # ---- references -------------------------------------------------------------------
+    def _ref(self, cls):
+        """A reference of type ``cls`` to the source image (its frame, in a multi-frame object)."""
+        frames = [int(self.image["frame"]) + 1] if int(self.image["n_frames"] or 1) > 1 else None
+        return cls(self.source.SOPClassUID, self.source.SOPInstanceUID, referenced_frame_numbers=frames)
+
     def _region(self, points: list[tuple[float, float]]):
         hd = self.hd
         return hd.sr.ImageRegion(
             graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
             graphic_data=np.asarray(points, dtype=float),
-            source_image=hd.sr.SourceImageForRegion(self.source.SOPClassUID, self.source.SOPInstanceUID),
+            source_image=self._ref(hd.sr.SourceImageForRegion),
         )
 
     def _image_ref(self):
-        return self.hd.sr.SourceImageForMeasurement(self.source.SOPClassUID, self.source.SOPInstanceUID)
+        return self._ref(self.hd.sr.SourceImageForMeasurement)
 
     def _group_images(self):
-        return [self.hd.sr.SourceImageForMeasurementGroup(self.source.SOPClassUID, self.source.SOPInstanceUID)]
+        return [self._ref(self.hd.sr.SourceImageForMeasurementGroup)]
 
     def _tracking(self, text: str, *key: Any):
         return self.hd.sr.TrackingIdentifier(uid=derived_uid(self.project, "sr-tracking", *key), identifier=text[:64])
