@@ -174,3 +174,20 @@ def test_whole_round_trip_keeps_masks_boxes_and_labels_with_provenance(annotated
         assert '"source": "human"' in boxes_entry["details"]
     finally:
         b.close()
+
+
+def test_cli_imports_print_one_line_per_problem(annotated, new_project, tmp_path, capsys):
+    from mskstudio.cli import main
+
+    assert main(["export-annotations", str(annotated.root), str(tmp_path / "out"), "--no-sr"]) == 0
+    root = new_project.root
+    new_project.close()  # a project with none of those images
+    assert main(["import-seg", str(root), str(tmp_path / "out" / "seg")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    n_seg = len(list((tmp_path / "out" / "seg").glob("*.dcm")))
+    assert sum("not in the project" in line for line in err) == n_seg
+    assert main(["import-annotations", str(root), str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    assert '"unknown_images": ' in captured.out and "is not in the project" in captured.err
+    assert main(["import-annotations", str(root), str(tmp_path / "nowhere")]) != 0
+    assert "nowhere: no such folder" in capsys.readouterr().err
