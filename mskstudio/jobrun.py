@@ -24,7 +24,11 @@ JOB_KINDS: dict[str, str] = {
     "import": "mskstudio.io.importer:run_import",
     "import-clinical": "mskstudio.io.clinical:run_import_clinical",
     "demo-archive": "mskstudio.io.demo:run_demo_archive",
-    "export-annotations": "mskstudio.io.export_annotations:run_export_annotations",
+    "export-annotations": "mskstudio.io.exports.annotations:run_export_annotations",
+    "import-annotations": "mskstudio.io.exports.annotations:run_import_annotations",
+    "import-seg": "mskstudio.io.exports.seg_read:run_import_seg",
+    "export-labels": "mskstudio.io.exports.labels_table:run_export_labels",
+    "import-labels": "mskstudio.io.exports.labels_table:run_import_labels",
     # clustering and classification
     "cluster": "mskstudio.ml.cluster.deepcluster:run_cluster",
     "recluster": "mskstudio.ml.cluster.deepcluster:run_recluster",  # light: stored features, ~1 s

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "mskstudio.cli.cmd_annotate",
     "mskstudio.cli.cmd_measure",
     "mskstudio.cli.cmd_readers",
+    "mskstudio.cli.cmd_exchange",
 )
 
 

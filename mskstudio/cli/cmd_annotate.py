@@ -52,7 +52,8 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_prelabel)
 
     p = sub.add_parser(
-        "export-annotations", help="write masks (PNG), boxes (COCO JSON), lesions.csv and DICOM SEG files"
+        "export-annotations",
+        help="write masks (PNG), boxes (COCO JSON), lesions.csv, labels.csv, DICOM SEG and SR files",
     )
     add_project_arg(p)
     p.add_argument("outdir", help="output folder")
@@ -62,6 +63,21 @@ def register(sub) -> None:
         action="store_false",
         help="skip the DICOM SEG files (seg/<image uid>.dcm, one per annotated image)",
     )
+    p.add_argument(
+        "--seg-all",
+        action="store_true",
+        help="one SEG segment per mask (every reader, model, import) instead of the best mask per class: "
+        "lossless, for import-seg into another project",
+    )
+    p.add_argument(
+        "--no-sr",
+        dest="sr",
+        action="store_false",
+        help="skip the DICOM SR measurement reports (sr/<image uid>.dcm: rulers, angles, lesion sizes, boxes, "
+        "classifications)",
+    )
+    p.add_argument("--no-labels", dest="labels", action="store_false",
+                   help="skip labels.csv (image labels of every label set; see export-labels)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import-masks", help="import ground-truth masks listed in a manifest.csv (phantoms)")
@@ -112,17 +128,18 @@ def cmd_prelabel(args) -> int:
 
 def cmd_export(args) -> int:
     with open_project(args.project) as project:
-        from mskstudio.io.export_annotations import export_annotations
+        from mskstudio.io.exports.annotations import export_annotations
 
         # Export only reads the store (plus one audit line when writable): no job row needed,
         # and a read-only project can be exported.
-        result = export_annotations(project, Path(args.outdir).absolute(), seg=args.seg)
+        result = export_annotations(project, Path(args.outdir).absolute(), seg=args.seg, seg_all=args.seg_all,
+                                    sr=args.sr, labels=args.labels)
     print_json(result)
     return 0
 
 
 def cmd_import_masks(args) -> int:
-    from mskstudio.io.export_annotations import import_masks
+    from mskstudio.io.exports.annotations import import_masks
 
     with open_writable(args.project) as project:
         result = import_masks(

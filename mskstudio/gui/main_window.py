@@ -51,7 +51,8 @@ OPTIONAL_DOCKS = [
 # Optional menus: "module:function" called as function(main_window) after the core menus.
 MENU_HOOKS = ["mskstudio.gui.model_menu:add_model_menu",
               "mskstudio.gui.annotate.adjudicate:add_adjudication_menu",  # the Annotate menu
-              "mskstudio.gui.readers.menu:add_readers_menu"]
+              "mskstudio.gui.readers.menu:add_readers_menu",
+              "mskstudio.gui.exports.menu:add_exchange_menu"]  # File › SEG, annotations, labels
 IMPORT_KINDS = {"import": "Import DICOM", "import-clinical": "Import clinical CSV"}
 
 

@@ -159,7 +159,8 @@ def export_onnx(window) -> int | None:
 def export_annotations(window) -> int | None:
     if not window._need_project():
         return None
-    outdir = QFileDialog.getExistingDirectory(window, "Export masks (PNG), boxes (COCO) and lesions.csv to")
+    outdir = QFileDialog.getExistingDirectory(
+        window, "Export masks (PNG, DICOM SEG), boxes (COCO), measurements (DICOM SR) and labels to")
     return window.runner.submit("export-annotations", {"outdir": outdir}) if outdir else None
 
 

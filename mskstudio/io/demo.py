@@ -22,7 +22,7 @@ DEMO_IMAGES = 600
 def run_demo_archive(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job ``demo-archive``: generate a phantom archive and import it into ``project``."""
     from mskstudio.io.clinical import run_import_clinical
-    from mskstudio.io.export_annotations import import_masks
+    from mskstudio.io.exports.annotations import import_masks
     from mskstudio.io.importer import run_import
     from mskstudio.io.phantoms import generate_archive
 

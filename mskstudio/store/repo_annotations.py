@@ -99,8 +99,12 @@ class AnnotationRepo:
         action: str = "mask.save",
         details: dict[str, Any] | None = None,
         audit: bool = True,
+        probability_png: bytes | None = None,
     ) -> int:
-        """Store (insert or replace) a mask; returns its row id.  One transaction with its audit."""
+        """Store (insert or replace) a mask; returns its row id.  One transaction with its audit.
+
+        ``probability_png``: the model's probability map (8-bit greyscale PNG, image-sized) the
+        mask was thresholded from; replacing a mask without one clears the old map."""
         from mskstudio.io.masks import encode_png, measure
 
         if source not in MASK_SOURCES:
@@ -115,9 +119,9 @@ class AnnotationRepo:
         with self.p.db.transaction() as c:
             c.execute(
                 "INSERT INTO masks(image_id, class_id, annotator, source, run_id, png, bbox, area_px, "
-                "longest_mm, area_mm2) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "longest_mm, area_mm2, prob_png) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(image_id, class_id, annotator, source) DO UPDATE SET run_id = excluded.run_id, "
-                "png = excluded.png, bbox = excluded.bbox, area_px = excluded.area_px, "
+                "png = excluded.png, prob_png = excluded.prob_png, bbox = excluded.bbox, area_px = excluded.area_px, "
                 f"longest_mm = excluded.longest_mm, area_mm2 = excluded.area_mm2, updated_at = {NOW}",
                 (
                     image_id,
@@ -130,6 +134,7 @@ class AnnotationRepo:
                     m["area_px"],
                     m["longest_mm"],
                     m["area_mm2"],
+                    probability_png,
                 ),
             )
             mask_id = int(
@@ -173,6 +178,13 @@ class AnnotationRepo:
     def mask_png(self, mask_id: int) -> bytes | None:
         """The stored 1-bit PNG of a mask, or None."""
         return self.p.db.scalar("SELECT png FROM masks WHERE id = ?", (mask_id,))
+
+    def probability_png(self, mask_id: int) -> bytes | None:
+        """The model's 8-bit probability PNG of a mask, or None (none kept, or a pre-v7 read-only project)."""
+        try:
+            return self.p.db.scalar("SELECT prob_png FROM masks WHERE id = ?", (mask_id,))
+        except sqlite3.OperationalError:  # no such column: an older project opened read-only
+            return None
 
     def find_mask(
         self, image_id: int, class_id: int, *, annotator: str | None = None, source: str = "human"

@@ -128,6 +128,10 @@ class ImageRepo:
             "JOIN studies s ON s.id = i.study_id JOIN patients p ON p.id = s.patient_id"
         )
 
+    def uid_index(self) -> list[sqlite3.Row]:
+        """id, sop_uid, frame and n_frames of every image: how imported files find their images."""
+        return self.p.db.query("SELECT id, sop_uid, frame, n_frames FROM images")
+
     def table(self) -> list[sqlite3.Row]:
         """Light rows for the browser: one per image, no blobs."""
         return self.p.db.query(

@@ -72,6 +72,9 @@ class LabelRepo:
     def class_name(self, class_id: int) -> str | None:
         return self.p.db.scalar("SELECT name FROM classes WHERE id = ?", (class_id,))
 
+    def label_set_of_class(self, class_id: int) -> int | None:
+        return self.p.db.scalar("SELECT label_set_id FROM classes WHERE id = ?", (class_id,))
+
     def classes(self, label_set_id: int) -> list[sqlite3.Row]:
         return self.p.db.query(
             "SELECT * FROM classes WHERE label_set_id = ? ORDER BY position, id", (label_set_id,))
@@ -161,6 +164,31 @@ class LabelRepo:
             "SELECT image_id, class_id FROM labels WHERE label_set_id = ? AND source = ? AND run_id = ?",
             (label_set_id, source, run_id))
         return {int(r[0]): int(r[1]) for r in rows}
+
+    def table(self, label_set_ids: Iterable[int] | None = None) -> list[sqlite3.Row]:
+        """Every label (of some label sets) with its image, patient pseudonym and provenance, for exports."""
+        sql = (
+            "SELECT l.id, l.image_id, i.sop_uid, i.frame, p.pseudonym, s.name AS label_set, c.name AS label, "
+            "l.source, l.author, r.name AS reader, l.run_id, l.confidence, l.created_at FROM labels l "
+            "LEFT JOIN readers r ON r.id = l.reader_id "
+            "JOIN images i ON i.id = l.image_id JOIN studies st ON st.id = i.study_id "
+            "JOIN patients p ON p.id = st.patient_id JOIN label_sets s ON s.id = l.label_set_id "
+            "JOIN classes c ON c.id = l.class_id"
+        )
+        args: tuple = ()
+        if label_set_ids is not None:
+            ids = list(label_set_ids)
+            sql += f" WHERE l.label_set_id IN ({','.join('?' for _ in ids)})"
+            args = tuple(ids)
+        return self.p.db.query(sql + f" ORDER BY l.image_id, s.name, {PRECEDENCE_SQL}", args)
+
+    def label_of(self, image_id: int, label_set_id: int, *, source: str) -> int | None:
+        """Class id of the ``source`` label of an image in a label set (the latest, where
+        several readers' human labels coexist), or None."""
+        return self.p.db.scalar(
+            "SELECT class_id FROM labels WHERE image_id = ? AND label_set_id = ? AND source = ? "
+            "ORDER BY created_at DESC, id DESC LIMIT 1",
+            (image_id, label_set_id, source))
 
     def has_label(self, image_id: int, label_set_id: int, *, source: str) -> bool:
         return bool(self.p.db.scalar(

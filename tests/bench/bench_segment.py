@@ -41,7 +41,7 @@ from mskstudio.store import Project, is_project
 def build_project(path: Path, images: int) -> Project:
     """The demo phantoms with their ground-truth lesion masks imported (source 'import')."""
     from mskstudio.io.demo import run_demo_archive
-    from mskstudio.io.export_annotations import import_masks
+    from mskstudio.io.exports.annotations import import_masks
     from mskstudio.jobs import JobContext
 
     project = Project.create(path, name="segmentation bench")

@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 def test_fill_box_with_the_box_segmenter(window, qtbot, phantom_archive):
     import torch
 
-    from mskstudio.io.export_annotations import import_masks
+    from mskstudio.io.exports.annotations import import_masks
     from mskstudio.jobs import JobContext
     from mskstudio.ml.segment import roi_seg as sr
     from mskstudio.ml.segment.data import training_masks

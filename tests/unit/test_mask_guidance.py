@@ -158,7 +158,7 @@ def test_linear_cam_has_the_grad_cam_peak(arch):
 
 
 def test_train_job_with_mask_guidance(phantom_project, phantom_archive):
-    from mskstudio.io.export_annotations import import_masks
+    from mskstudio.io.exports.annotations import import_masks
     from mskstudio.jobrun import submit_and_run
     from mskstudio.ml.classify.mask_guidance import letterboxed_masks
 

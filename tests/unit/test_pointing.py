@@ -37,7 +37,7 @@ def test_score_peak_hit_miss_and_chance():
 def trained_diagnosis_run(phantom_project, phantom_archive):
     import torch
 
-    from mskstudio.io.export_annotations import import_masks
+    from mskstudio.io.exports.annotations import import_masks
     from mskstudio.jobrun import submit_and_run
 
     torch.set_num_threads(2)

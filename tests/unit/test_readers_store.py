@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mskstudio.io.masks import encode_png
 from mskstudio.store import Project, schema
 
 
@@ -33,7 +34,10 @@ def _v2_project(root: Path, monkeypatch) -> dict:
             mclass = project.annotations.class_id("lesion")
             mask = np.zeros((12, 10), bool)
             mask[2:5, 3:7] = True
-            project.annotations.save_mask(images[0], mclass, mask, annotator="dr_old")
+            with project.db.transaction() as c:  # the row as schema-2 code wrote it
+                c.execute("INSERT INTO masks(image_id, class_id, annotator, source, png, area_px) "
+                          "VALUES (?, ?, 'dr_old', 'human', ?, ?)",
+                          (images[0], mclass, encode_png(mask), int(mask.sum())))
             project.annotations.add_box(images[1], mclass, (1, 1, 5, 6), annotator="dr_other")
             labels = [tuple(r) for r in project.db.query(
                 "SELECT id, image_id, label_set_id, class_id, source, author, run_id, created_at "

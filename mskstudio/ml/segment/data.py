@@ -103,13 +103,17 @@ def prepare(
 
 def unprepare(prob: np.ndarray, geom: Geometry, threshold: float = 0.5) -> np.ndarray:
     """Square probability map -> bool mask on the full DICOM grid."""
+    return unprepare_probability(prob, geom) > threshold
+
+
+def unprepare_probability(prob: np.ndarray, geom: Geometry) -> np.ndarray:
+    """Square probability map -> float probabilities on the full DICOM grid (0 outside the crop)."""
     top, left, nh, nw = geom.placed
     x0, y0, x1, y1 = geom.crop
     part = _resize_float(prob[top : top + nh, left : left + nw], (y1 - y0, x1 - x0))
     ana = np.zeros(geom.analysis, np.float32)
     ana[y0:y1, x0:x1] = part
-    full = _resize_float(ana, geom.full) if tuple(geom.full) != tuple(geom.analysis) else ana
-    return full > threshold
+    return _resize_float(ana, geom.full) if tuple(geom.full) != tuple(geom.analysis) else ana
 
 
 # ---- data -----------------------------------------------------------------------------------

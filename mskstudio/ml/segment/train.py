@@ -45,6 +45,7 @@ from mskstudio.ml.segment.data import (  # noqa: F401
     store_finished_run,
     training_masks,
     unprepare,
+    unprepare_probability,
 )
 
 if TYPE_CHECKING:
@@ -298,6 +299,11 @@ def load_segmenter(project: Project, run_id: int):
 
 def predict_mask(project: Project, model, ckpt: dict, image_id: int, device=None) -> np.ndarray:
     """Bool mask on the image's full DICOM grid."""
+    return predict_probability(project, model, ckpt, image_id, device) > ckpt.get("threshold", 0.5)
+
+
+def predict_probability(project: Project, model, ckpt: dict, image_id: int, device=None) -> np.ndarray:
+    """Lesion probability (float, 0-1) on the image's full DICOM grid."""
     import torch
 
     row = project.images.get(image_id)
@@ -309,7 +315,7 @@ def predict_mask(project: Project, model, ckpt: dict, image_id: int, device=None
         threshold=ckpt.get("background_threshold", 0.02),
     )
     prob = predict_squares(model, sq[None], device or torch.device("cpu"))[0]
-    return unprepare(prob, geom, ckpt.get("threshold", 0.5))
+    return unprepare_probability(prob, geom)
 
 
 def predict_mask_cascade(project: Project, coarse, box_segmenter, image_id: int, device=None) -> np.ndarray:
@@ -363,11 +369,21 @@ def run_prelabel(project: Project, params: dict[str, Any], ctx: JobContext) -> d
         todo = todo[: int(params["max_images"])]
     stored = empty = 0
     for i in ctx.steps(todo, "pre-labelling {i}/{n}"):
-        mask = predict_mask_cascade(project, (model, ckpt), box_segmenter, i, device)
+        probability_png = None
+        if box_segmenter is None:
+            # One model: its probability map is kept with the mask (a FRACTIONAL DICOM SEG exports it).
+            from mskstudio.io.exports.probability import encode_probability
+
+            prob = predict_probability(project, model, ckpt, i, device)
+            mask = prob > ckpt.get("threshold", 0.5)
+            probability_png = encode_probability(prob) if mask.any() else None
+        else:  # the box model re-draws the regions: no single map gives this mask
+            mask = predict_mask_cascade(project, (model, ckpt), box_segmenter, i, device)
         if not mask.any():
             empty += 1
             continue
-        ann.save_mask(i, class_id, mask, annotator="model", source="model", run_id=run_id, audit=False)
+        ann.save_mask(i, class_id, mask, annotator="model", source="model", run_id=run_id, audit=False,
+                      probability_png=probability_png)
         stored += 1
     project.audit(
         "mask.prelabel",

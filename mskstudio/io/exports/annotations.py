@@ -1,15 +1,19 @@
-"""Annotations in and out: PNG masks, COCO boxes, a lesion CSV; ground-truth mask import.
+"""Annotations in and out: the export folder, its import into another project, and
+ground-truth mask import from a phantom manifest.
 
 Export layout (``OUTDIR``)::
 
     masks/<image uid>/<class>__<annotator>__<source>.png   1-bit, full DICOM size
-    boxes_coco.json                                         COCO detection (boxes only)
+    boxes_coco.json                                         COCO detection (boxes; see coco.py)
     lesions.csv                                             one row per mask, with mm measurements
-    seg/<image uid>.dcm                                     DICOM SEG (binary), one segment per class
+    labels.csv                                              image labels, every source (labels_table.py)
+    seg/<image uid>.dcm                                     DICOM SEG, one per annotated image (seg_write.py)
+    sr/<image uid>.dcm                                      DICOM SR TID 1500 measurement report (sr.py)
 
 Images are named by their pseudonymous SOP instance UID (the de-identified one stored
-in the project), never by anything that identifies the patient.  The SEG objects are
-built in ``dicom_seg`` (one per annotated image; see there which mask a class exports).
+in the project), never by anything that identifies the patient.
+``import_annotations`` reads such a folder into another project holding the same images:
+SEG masks, COCO boxes and labels, each stored with source ``import`` and its provenance.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.io.exports.coco import coco_boxes, image_info
 from mskstudio.io.masks import decode_png
 
 if TYPE_CHECKING:
@@ -48,26 +53,16 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-") or "x"
 
 
-def _image_info(project: Project) -> dict[int, dict[str, Any]]:
-    rows = project.images.identities()
-    return {
-        r["id"]: {
-            "uid": r["sop_uid"] + (f".f{r['frame']}" if r["frame"] else ""),
-            "rows": r["rows"],
-            "cols": r["cols"],
-            "patient": r["pseudonym"],
-        }
-        for r in rows
-    }
-
-
 def export_annotations(
-    project: Project, outdir: Path, *, seg: bool = True, ctx: JobContext | None = None
+    project: Project, outdir: Path, *, seg: bool = True, seg_all: bool = False, sr: bool = True,
+    labels: bool = True, ctx: JobContext | None = None
 ) -> dict[str, Any]:
-    """Write masks, COCO boxes, the lesion CSV and (``seg``) DICOM SEG files under ``outdir``."""
+    """Write masks, COCO boxes, the lesion CSV, (``seg``) DICOM SEG and (``sr``) DICOM SR files under ``outdir``.
+
+    ``seg_all``: every mask its own segment (lossless, for another project) instead of the best per class."""
     outdir = Path(outdir)
     (outdir / "masks").mkdir(parents=True, exist_ok=True)
-    info = _image_info(project)
+    info = image_info(project)
     rows = project.annotations.all_masks()
     csv_rows = []
     for i, r in enumerate(rows):
@@ -99,19 +94,28 @@ def export_annotations(
         )
         if ctx is not None and i % 20 == 0:
             ctx.progress(0.6 * (i + 1) / max(len(rows), 1), "masks")
-    seg_files = export_seg(project, outdir / "seg", rows, info, ctx=ctx) if seg else []
+    problems: list[str] = []
+    seg_files = (export_seg(project, outdir / "seg", rows, info, every_mask=seg_all, problems=problems, ctx=ctx)
+                 if seg else [])
+    sr_counts = export_sr(project, outdir / "sr", info, problems=problems, ctx=ctx) if sr else {"files": 0}
     with open(outdir / "lesions.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=LESION_COLUMNS)
         w.writeheader()
         w.writerows(csv_rows)
     coco = coco_boxes(project, info)
     (outdir / "boxes_coco.json").write_text(json.dumps(coco, indent=1), encoding="utf-8")
+    n_labels = 0
+    if labels:
+        from mskstudio.io.exports.labels_table import export_labels
+
+        n_labels = export_labels(project, outdir / "labels.csv")["rows"]
     if not project.readonly:  # a read-only project can still be exported
         project.audit(
             "annotations.export",
             "project",
             None,
-            {"outdir": str(outdir), "masks": len(rows), "boxes": len(coco["annotations"]), "seg": len(seg_files)},
+            {"outdir": str(outdir), "masks": len(rows), "boxes": len(coco["annotations"]), "seg": len(seg_files),
+             "sr": sr_counts["files"]},
         )
     if ctx is not None:
         ctx.progress(1.0, "done")
@@ -122,14 +126,19 @@ def export_annotations(
         "csv": str(outdir / "lesions.csv"),
         "coco": str(outdir / "boxes_coco.json"),
         "seg": len(seg_files),
+        "sr": sr_counts["files"],
+        "labels": n_labels,
+        "problems": problems,
+        "sr_contents": {k: v for k, v in sr_counts.items() if k != "files"},
     }
 
 
 def export_seg(
-    project: Project, folder: Path, rows: list, info: dict[int, dict[str, Any]], *, ctx: JobContext | None = None
+    project: Project, folder: Path, rows: list, info: dict[int, dict[str, Any]], *, every_mask: bool = False,
+    problems: list[str] | None = None, ctx: JobContext | None = None
 ) -> list[Path]:
     """One DICOM SEG per annotated image under ``folder``, named by the image's pseudonymous UID."""
-    from mskstudio.io.dicom_seg import write_seg
+    from mskstudio.io.exports.seg_write import write_seg
 
     by_image: dict[int, list] = {}
     for r in rows:
@@ -138,46 +147,79 @@ def export_seg(
     for i, (image_id, image_rows) in enumerate(sorted(by_image.items())):
         if ctx is not None:
             ctx.check_cancelled()
-            ctx.progress(0.6 + 0.35 * i / max(len(by_image), 1), "DICOM SEG")
+            ctx.progress(0.6 + 0.2 * i / max(len(by_image), 1), "DICOM SEG")
         path = folder / f"{safe_name(info[image_id]['uid'])}.dcm"
-        if write_seg(project, image_id, path, mask_rows=image_rows):
-            written.append(path)
+        try:
+            if write_seg(project, image_id, path, mask_rows=image_rows, every_mask=every_mask):
+                written.append(path)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # one image: one line, the rest goes on
+            if problems is None:
+                raise
+            problems.append(f"SEG of image {info[image_id]['uid']}: {exc}")
     return written
 
 
-def coco_boxes(project: Project, info: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """COCO detection dict: bbox [x, y, w, h] in pixels of the full image."""
-    info = info or _image_info(project)
-    boxes = project.annotations.all_boxes()
-    cats = {}
-    for r in project.annotations.categories():
-        cats[r["id"]] = {"id": r["id"], "name": r["name"], "supercategory": r["supercategory"]}
-    image_ids = sorted({b["image_id"] for b in boxes})
-    return {
-        "info": {"description": f"mskstudio export of {project.name}"},
-        "images": [
-            {"id": i, "file_name": info[i]["uid"], "width": info[i]["cols"], "height": info[i]["rows"]}
-            for i in image_ids
-        ],
-        "categories": list(cats.values()),
-        "annotations": [
-            {
-                "id": b["id"],
-                "image_id": b["image_id"],
-                "category_id": b["class_id"],
-                "bbox": [b["x0"], b["y0"], b["x1"] - b["x0"], b["y1"] - b["y0"]],
-                "area": (b["x1"] - b["x0"]) * (b["y1"] - b["y0"]),
-                "iscrowd": 0,
-                "annotator": b["annotator"],
-                "source": b["source"],
-            }
-            for b in boxes
-        ],
-    }
+def export_sr(
+    project: Project, folder: Path, info: dict[int, dict[str, Any]], *, problems: list[str] | None = None,
+    ctx: JobContext | None = None
+) -> dict[str, int]:
+    """One DICOM SR (TID 1500) per image with measurements, masks, boxes or predictions; returns counts."""
+    from mskstudio.io.exports.sr import classifier_predictions, report_image_ids, write_report
+
+    predictions = classifier_predictions(project)
+    image_ids = report_image_ids(project, predictions)
+    totals = {"files": 0}
+    for i, image_id in enumerate(image_ids):
+        if ctx is not None:
+            ctx.check_cancelled()
+            ctx.progress(0.8 + 0.15 * i / max(len(image_ids), 1), "DICOM SR")
+        path = folder / f"{safe_name(info[image_id]['uid'])}.dcm"
+        try:
+            counts = write_report(project, image_id, path, predictions=predictions)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # one image: one line, the rest goes on
+            if problems is None:
+                raise
+            problems.append(f"SR of image {info[image_id]['uid']}: {exc}")
+            continue
+        for k, v in counts.items():
+            totals[k] = totals.get(k, 0) + v
+    return totals
 
 
 def run_export_annotations(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    return export_annotations(project, Path(params["outdir"]), seg=bool(params.get("seg", True)), ctx=ctx)
+    return export_annotations(project, Path(params["outdir"]), seg=bool(params.get("seg", True)),
+                              seg_all=bool(params.get("seg_all", False)), sr=bool(params.get("sr", True)),
+                              labels=bool(params.get("labels", True)), ctx=ctx)
+
+
+def import_annotations(project: Project, folder: Path, *, replace_human: bool = False,
+                       ctx: JobContext | None = None) -> dict[str, Any]:
+    """Read an export folder into this project: seg/ masks, boxes_coco.json boxes, labels.csv labels."""
+    from mskstudio.io.exports.coco import import_coco
+    from mskstudio.io.exports.labels_table import import_labels
+    from mskstudio.io.exports.seg_read import import_seg
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    parts = {"seg": folder / "seg", "boxes": folder / "boxes_coco.json", "labels": folder / "labels.csv"}
+    if not any(p.exists() for p in parts.values()):
+        raise ValueError(f"{folder}: no seg/, boxes_coco.json or labels.csv (not an export-annotations folder)")
+    result: dict[str, Any] = {}
+    if parts["seg"].is_dir():
+        result["seg"] = import_seg(project, parts["seg"], ctx=ctx)
+    if parts["boxes"].is_file():
+        result["boxes"] = import_coco(project, parts["boxes"])
+    if parts["labels"].is_file():
+        result["labels"] = import_labels(project, parts["labels"], replace_human=replace_human)
+    return result
+
+
+def run_import_annotations(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    result = import_annotations(project, Path(params["path"]), replace_human=bool(params.get("replace_human")),
+                                ctx=ctx)
+    ctx.progress(1.0, "imported")
+    return result
 
 
 # ---- import ---------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""File menu entries for exchanging annotations with other tools and projects."""

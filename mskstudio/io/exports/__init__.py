@@ -1,0 +1,1 @@
+"""Exports other tools read, and their imports: DICOM SEG and SR (highdicom), label tables, COCO."""
