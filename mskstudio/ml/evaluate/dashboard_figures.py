@@ -149,7 +149,36 @@ def comparison_rows(runs: list[tuple[str, dict[str, Any], dict[str, Any]]],
         paired = paired_difference(report(runs[0][1], which), report(runs[1][1], which))
         if paired is not None:
             table.append(["B − A accuracy, same cases (paired)", "", paired])
+            table += [[name, "", value] for name, value in
+                      paired_auc_rows(report(runs[0][1], which), report(runs[1][1], which))]
     return table
+
+
+def _same_cases(rep_a: dict[str, Any], rep_b: dict[str, Any]) -> bool:
+    return bool(rep_a.get("image_ids")) and rep_a.get("probs") is not None \
+        and rep_b.get("probs") is not None and rep_a.get("image_ids") == rep_b.get("image_ids") \
+        and rep_a.get("y_true") == rep_b.get("y_true") and rep_a.get("classes") == rep_b.get("classes")
+
+
+def paired_auc_rows(rep_a: dict[str, Any], rep_b: dict[str, Any]) -> list[tuple[str, str]]:
+    """DeLong's test of B − A AUC (one-vs-rest per class, Holm-adjusted when several)."""
+    from mskstudio.ml.evaluate.compare import compare_runs
+
+    if not _same_cases(rep_a, rep_b):
+        return []
+    classes = list(rep_a.get("classes") or [])
+    cmp_ = compare_runs(rep_a["y_true"], np.asarray(rep_a["probs"]), np.asarray(rep_b["probs"]), classes)
+    rows = []
+    for t in cmp_["auc"]:
+        if math.isnan(t["diff"]):
+            continue
+        holm = f"; Holm p {t['p_holm']:.3g}" if cmp_["multiple"] else ""
+        rows.append((f"B − A AUC {t['class']} (DeLong)",
+                     f"{t['diff']:+.3f} (95% CI {t['ci'][0]:+.3f} to {t['ci'][1]:+.3f}; "
+                     f"p {t['p']:.3g}{holm}; n={t['n']})"))
+    if cmp_["multiple"] and rows:
+        rows.append(("note", f"{len(rows)} AUC tests: read the Holm-adjusted p-values"))
+    return rows
 
 
 def paired_difference(rep_a: dict[str, Any], rep_b: dict[str, Any]) -> str | None:
