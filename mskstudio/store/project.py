@@ -57,6 +57,7 @@ class Project:
         "models": "repo_models:ModelRepo",
         "annotations": "repo_annotations:AnnotationRepo",
         "measurements": "repo_measurements:MeasurementRepo",
+        "cohort": "repo_cohort:CohortRepo",
     }
 
     def __getattr__(self, name: str) -> Any:
