@@ -42,6 +42,9 @@ JOB_KINDS: dict[str, str] = {
     "eval-retrieval": "mskstudio.ml.retrieve.evaluate:run_eval_retrieval",
     "noise-queue": "mskstudio.ml.noise.queue:run_noise_queue",
     "export-onnx": "mskstudio.ml.deploy.onnx_export:run_export_onnx",
+    # evaluation: statistics only (no network), a few seconds
+    "report": "mskstudio.ml.report.report:run_report",
+    "operating-point": "mskstudio.ml.evaluate.calibration:run_operating_point",
 }
 
 # Kinds that train or run networks over many images: the GUI runs them in a subprocess

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "mskstudio.cli.cmd_train",
     "mskstudio.cli.cmd_annotate",
     "mskstudio.cli.cmd_measure",
+    "mskstudio.cli.cmd_report",
 )
 
 

@@ -54,7 +54,7 @@ class CohortRepo:
         return out
 
     def selection_counts(self, cluster_run_id: int | None = None) -> dict[str, Any]:
-        """Counts for the selection flow: imported, failed by reason, discarded, excluded by flag."""
+        """Counts for the selection flow: imported, failed by reason, discarded, excluded (and its flags)."""
         db = self.p.db
         failures = [(r[0], int(r[1])) for r in db.query(
             "SELECT reason, COUNT(*) FROM import_failures GROUP BY reason ORDER BY COUNT(*) DESC, reason")]
@@ -64,10 +64,13 @@ class CohortRepo:
             discarded = {int(r[0]) for r in db.query(
                 "SELECT m.image_id FROM cluster_members m JOIN clusters c ON c.id = m.cluster_id "
                 "WHERE m.run_id = ? AND c.discarded = 1", (run,))}
+        # Only ``excluded`` keeps an image out of training; the other flags say why it was excluded.
+        excluded = {int(r[0]) for r in db.query("SELECT id FROM images WHERE excluded = 1")}
         flags = {}
-        for name, where in (("excluded", "excluded = 1"), ("screenshot", "is_screenshot = 1"),
-                            ("burned-in annotation", "burned_in_annotation = 1"),
-                            ("poor quality", "quality IN ('poor', 'unusable', 'bad')")):
+        for name, where in (("screenshot", "is_screenshot = 1"),
+                            ("quality", "quality IS NOT NULL AND quality NOT IN ('', 'good', 'ok')"),
+                            ("burned-in annotation", "burned_in_annotation = 1")):
             flags[name] = {int(r[0]) for r in db.query(f"SELECT id FROM images WHERE {where}")}
         return {"imported": int(db.scalar("SELECT COUNT(*) FROM images")), "failures": failures,
-                "cluster_run_id": run, "discarded": discarded, "flags": flags}
+                "cluster_run_id": run, "discarded": discarded, "excluded": excluded,
+                "flags": flags}

@@ -63,8 +63,10 @@ def test_multiclass_subgroups_use_the_macro_auc(tmp_path):
         roc_auc_score(y[sel], probs[sel], multi_class="ovr", average="macro"))
     table = sg.subgroup_table(rows)
     assert table[0][:3] == ["grouping", "group", "n"] and len(table) == len(rows) + 1
-    sg.forest_plot(rows, tmp_path / "forest.svg", overall=0.7, title="t")
-    sg.forest_plot(rows, tmp_path / "forest.png")
+    from mskstudio.ml.report.figures import forest_figure
+
+    forest_figure(rows, tmp_path / "forest.svg", overall=0.7, title="t")
+    forest_figure(rows, tmp_path / "forest.png")
     assert "<svg" in (tmp_path / "forest.svg").read_text()[:500]
     assert (tmp_path / "forest.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="grouping"):

@@ -72,6 +72,7 @@ def brier(y_true: Sequence[int], probs: np.ndarray) -> float:
     y, p = _arrays(y_true, probs)
     if not len(y):
         return math.nan
+    p = p / p.sum(1, keepdims=True)  # stored probabilities are rounded: sums of 0.99999
     labels = list(range(p.shape[1]))
     if p.shape[1] == 2:
         # the binary form counts one squared error per case, the multi-class form two
@@ -159,7 +160,7 @@ def operating_point(metrics: dict[str, Any], *, positive: str | None = None, rul
     """Temperature and threshold fitted on the run's out-of-fold predictions, scored on its hold-out.
 
     ``positive``: the class scored one-vs-rest (default: the second class of a binary
-    task, else the first).  Raises ValueError when the run kept no out-of-fold probabilities.
+    task, else the class with most validation cases).  Raises ValueError when the run kept no out-of-fold probabilities.
     """
     from mskstudio.ml.evaluate.dashboard_figures import report
 
@@ -167,12 +168,14 @@ def operating_point(metrics: dict[str, Any], *, positive: str | None = None, rul
     classes = list(oof.get("classes") or metrics.get("classes") or [])
     if not oof.get("probs") or oof.get("y_true") is None:
         raise ValueError("this run kept no out-of-fold probabilities: retrain it to choose an operating point")
+    y_val, p_val = _arrays(oof["y_true"], oof["probs"])
     if positive is None:
-        positive = classes[1] if len(classes) == 2 else classes[0]
+        # binary: the second class; more classes: the one with most validation cases
+        positive = classes[1] if len(classes) == 2 else \
+            classes[int(np.bincount(y_val, minlength=len(classes)).argmax())]
     if positive not in classes:
         raise ValueError(f"class {positive!r} is not one of {', '.join(classes)}")
     j = classes.index(positive)
-    y_val, p_val = _arrays(oof["y_true"], oof["probs"])
     t = fit_temperature(y_val, p_val)
     p_val_t = apply_temperature(p_val, t)
     thr = choose_threshold((y_val == j).astype(int), p_val_t[:, j], rule, target)
@@ -206,3 +209,22 @@ def store_operating_point(project, run_id: int, **kwargs: Any) -> dict[str, Any]
     project.audit("model_run.operating_point", "model_run", run_id,
                   {k: op[k] for k in ("positive", "rule", "target", "temperature", "threshold")})
     return op
+
+
+def run_operating_point(project, params: dict[str, Any], ctx) -> dict[str, Any]:
+    """Job ``operating-point``: fit temperature + threshold of a run on validation, store it."""
+    if params.get("run") is None:
+        raise ValueError("operating-point needs a model run id (run)")
+    run_id = int(params["run"])
+    if project.models.get(run_id) is None:
+        raise ValueError(f"no model run {run_id}")
+    ctx.progress(0.1, f"run {run_id}: fitting on out-of-fold predictions")
+    op = store_operating_point(project, run_id, positive=params.get("positive"),
+                               rule=params.get("rule") or "youden", target=params.get("target"))
+    ctx.progress(1.0, f"run {run_id}: T = {op['temperature']:.3f}, threshold {op['threshold']:.3f}")
+    hold = (op.get("holdout") or {}).get("at_threshold") or {}
+    return {"run": run_id, "positive": op["positive"], "rule": op["rule"], "temperature": op["temperature"],
+            "threshold": op["threshold"],
+            "holdout_sensitivity": (hold.get("sensitivity") or {}).get("value"),
+            "holdout_specificity": (hold.get("specificity") or {}).get("value"),
+            "holdout_n": (hold.get("accuracy") or {}).get("n")}

@@ -7,7 +7,7 @@ turns an image's attributes (``project.cohort.attributes()``) into its group.
 which keep ``image_ids``/``y_true``/``probs``) per group: accuracy with its Wilson CI
 and the AUC with its DeLong CI (binary: the positive class; more classes: the macro
 one-vs-rest AUC with a percentile bootstrap CI, as DeLong has no macro form).
-``forest_plot`` draws them (matplotlib, no Qt).
+The study report draws them as a forest plot (``ml/report/figures.forest_figure``).
 """
 
 from __future__ import annotations
@@ -115,36 +115,3 @@ def subgroup_table(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
         table.append([GROUPINGS.get(r["grouping"], r["grouping"]), r["group"], r["n"],
                       _fmt(r["accuracy"]), _fmt(r["auc"])])
     return table
-
-
-def forest_plot(rows: Sequence[Mapping[str, Any]], path, *, metric: str = "auc", overall: float | None = None,
-                title: str = "") -> None:
-    """Horizontal CI bars per group (matplotlib Agg), one block per grouping; PNG or SVG by suffix."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in rows if not math.isnan(r[metric].get("value", math.nan))]
-    height = 1.2 + 0.28 * max(len(rows), 1)
-    fig, ax = plt.subplots(figsize=(7.5, height), dpi=100)
-    labels = []
-    for k, r in enumerate(rows):
-        y = len(rows) - k
-        v = r[metric]["value"]
-        lo, hi = r[metric].get("ci") or [math.nan, math.nan]
-        if lo is not None and not math.isnan(lo):
-            ax.plot([lo, hi], [y, y], color="#1f4e79", lw=1.6)
-        ax.plot([v], [y], "s", color="#1f4e79", ms=4 + min(6, math.sqrt(r["n"]) / 2))
-        labels.append((y, f"{GROUPINGS.get(r['grouping'], r['grouping'])}: {r['group']} (n={r['n']})"))
-    if overall is not None and not math.isnan(overall):
-        ax.axvline(overall, color="#999", ls="--", lw=1)
-    ax.set_yticks([y for y, _ in labels], [t for _, t in labels], fontsize=8)
-    ax.set_xlim(0, 1.0)
-    ax.set_xlabel({"auc": "AUC (95% CI)", "accuracy": "accuracy (95% CI)"}.get(metric, metric))
-    if title:
-        ax.set_title(title, fontsize=10)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, metadata={"Date": None} if str(path).endswith(".svg") else None)
-    plt.close(fig)
