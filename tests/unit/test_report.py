@@ -68,9 +68,14 @@ def test_report_contents_and_regeneration(project, trained, tmp_path):
     from mskstudio.jobrun import submit_and_run
     from mskstudio.ml.evaluate import compare as cmp
     from mskstudio.ml.evaluate import dashboard_figures as dd
+    from mskstudio.ml.explain.gradcam import cam_path
 
     a = trained[1]
     b = add_perturbed_run(project, a)
+    cached = project.models.metrics(a)["holdout"]["image_ids"][0]
+    path = cam_path(project, a, cached)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.outer(np.hanning(16), np.hanning(16)).astype(np.float32))  # as explain caches it
     r1 = submit_and_run(project, "report", {"out": str(tmp_path / "r1")})
     r2 = submit_and_run(project, "report", {"out": str(tmp_path / "r2"), "runs": f"{a},{b}"})
     assert r1["runs"] == [a, b] == r2["runs"]
@@ -111,8 +116,14 @@ def test_report_contents_and_regeneration(project, trained, tmp_path):
     patients = next(r for r in cohort if r[0] == "patients")
     patient_of = project.images.patient_of()
     assert int(patients[3]) == len({patient_of[i] for i in hold["image_ids"]})
+    assert (out / "figures" / f"run{a}_cam_{cached}.png").exists() and f"run{a}_cam_{cached}.png" in html
+    errors = _rows(out / "tables" / f"run{a}_errors.csv")
+    pred = np.asarray(hold["probs"]).argmax(1)
+    assert len(errors) - 1 == min(20, int((pred != y).sum()))
     checklist = _rows(out / "tables" / "checklist.csv")
     assert any(r[4] == "answered in the report" for r in checklist[1:])
+    gradcam = next(r for r in checklist if r[2] == "#gradcam")
+    assert gradcam[4] == "answered in the report"
 
 
 def test_operating_point_is_stored_and_the_report_uses_it(project, trained, tmp_path, capsys):

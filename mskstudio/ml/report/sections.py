@@ -113,6 +113,8 @@ def run_section(project, row, attributes, w, p) -> dict[str, Any]:
                              dd.confusion_rows(hold, classes)),
         "holdout": hold,
     }
+    out["errors"] = w.table(f"run{rid}_errors", f"Run #{rid}: the most confident errors on the hold-out",
+                            error_rows(hold, classes))
     roc = w.figure_path(f"run{rid}_roc")
     figs.roc_figure(_roc(hold, classes), roc, title=f"Run #{rid}: ROC on the hold-out (n = {hold.get('n', 0)})")
     w.figures.append(roc)
@@ -157,6 +159,21 @@ def run_section(project, row, attributes, w, p) -> dict[str, Any]:
     return out
 
 
+def error_rows(rep: dict[str, Any], classes: list[str], limit: int = 20) -> list[list[Any]]:
+    """Misclassified hold-out cases, most confident first (false positives of the predicted class,
+    false negatives of the true one): where to look first in the Viewer."""
+    rows: list[list[Any]] = [["image", "truth", "predicted", "P(predicted)", "P(truth)"]]
+    probs = np.asarray(rep.get("probs") or [], float)
+    wrong = []
+    for k, (i, y) in enumerate(zip(rep.get("image_ids") or [], rep.get("y_true") or [], strict=False)):
+        pred = int(probs[k].argmax())
+        if pred != int(y):
+            wrong.append((-probs[k, pred], int(i), int(y), pred, probs[k, pred], probs[k, int(y)]))
+    for _neg, i, y, pred, pp, pt in sorted(wrong)[:limit]:
+        rows.append([f"#{i}", classes[y], classes[pred], f"{pp:.3f}", f"{pt:.3f}"])
+    return rows
+
+
 def _same_cases(a: dict[str, Any], b: dict[str, Any]) -> bool:
     ha, hb = a["holdout"], b["holdout"]
     return ha.get("image_ids") == hb.get("image_ids") and ha.get("y_true") == hb.get("y_true") \
@@ -197,9 +214,8 @@ def comparison_section(runs: list[dict[str, Any]], w) -> dict[str, Any]:
 
 def gradcam_section(project, row, w, max_cams: int) -> dict[str, Any]:
     """Cached Grad-CAM maps of hold-out images (Model › Explain fills the cache); none computed here."""
-    from mskstudio.ml.explain.gradcam import cam_path
-
     rid = int(row["id"])
+    folder = project.cache_dir / "cam" / str(rid)
     hold = dd.report(json.loads(row["metrics"]), "holdout")
     classes = dd.classes_of(json.loads(row["metrics"]), hold)
     probs = np.asarray(hold.get("probs") or [], float)
@@ -207,9 +223,11 @@ def gradcam_section(project, row, w, max_cams: int) -> dict[str, Any]:
     for k, (image_id, y) in enumerate(zip(hold.get("image_ids") or [], hold.get("y_true") or [], strict=False)):
         if len(items) >= max_cams:
             break
-        path = cam_path(project, rid, int(image_id))
-        if not path.exists():
+        # any cached map of the predicted class (single- or multi-scale, any layer), first by name
+        cached = sorted(folder.glob(f"{int(image_id)}-*-pred*.npy")) if folder.is_dir() else []
+        if not cached:
             continue
+        path = cached[0]
         try:
             cam = np.load(path)
             image = project.images.load_analysis(int(image_id))

@@ -1,0 +1,36 @@
+"""Model › Study report… asks runs and a folder, runs the report job and says where it wrote it."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtWidgets import QFileDialog, QInputDialog
+
+from mskstudio.gui import model_menu
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(scope="module")
+def trained(phantom_project_path, tmp_path_factory):
+    from trained_project import build_trained_project
+
+    return build_trained_project(phantom_project_path, tmp_path_factory.mktemp("study-report"))
+
+
+def test_study_report_menu_writes_the_report(qtbot, trained, tmp_path, monkeypatch):
+    from trained_project import close_window, open_window
+
+    w = open_window(qtbot, trained[0], tmp_path)
+    try:
+        model_menu.add_model_menu(w)
+        asked = []
+        monkeypatch.setattr(QInputDialog, "getText",
+                            staticmethod(lambda *a, **k: asked.append(k.get("text")) or (k.get("text"), True)))
+        monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(tmp_path)))
+        w.actions_by_name["study_report"].trigger()
+        assert asked == [str(trained[1])]  # every run with hold-out results is offered
+        html = tmp_path / f"{w.project.name} report" / "report.html"
+        qtbot.waitUntil(lambda: "Study report written" in w.statusBar().currentMessage(), timeout=60000)
+        assert html.exists() and f"Run #{trained[1]}" in html.read_text()
+    finally:
+        close_window(w)
