@@ -118,3 +118,31 @@ def test_operating_point_fits_on_validation_and_reports_the_holdout():
     assert not math.isnan(op["holdout"]["before"]["brier"])
     with pytest.raises(ValueError, match="out-of-fold"):
         cal.operating_point({"holdout": metrics["holdout"]})
+
+
+def test_apply_operating_point_decides_by_the_threshold():
+    probs = np.array([[0.7, 0.2, 0.1], [0.5, 0.1, 0.4], [0.2, 0.3, 0.5], [0.1, 0.8, 0.1]])
+    op = {"positive": "c", "threshold": 0.35, "temperature": 1.0}
+    scaled, pred = cal.apply_operating_point(probs, ["a", "b", "c"], op)
+    assert scaled == pytest.approx(probs, abs=1e-6)
+    assert pred.tolist() == [0, 2, 2, 1]  # case 1: c reaches 0.35 though a is larger
+    scaled, _ = cal.apply_operating_point(probs, ["a", "b", "c"], {**op, "temperature": 2.0})
+    assert scaled == pytest.approx(ev.softmax(np.log(probs) / 2.0))
+    with pytest.raises(ValueError, match="not one of"):
+        cal.apply_operating_point(probs, ["a", "b", "x"], op)
+
+
+def test_dashboard_lists_the_stored_operating_point():
+    from mskstudio.ml.evaluate import dashboard_figures as dd
+
+    y_val, p_val = _overconfident(200, 2, seed=3)
+    y_h, p_h = _overconfident(80, 2, seed=4)
+    names = ["no", "yes"]
+    metrics = {"classes": names,
+               "main": {"oof": {"classes": names, "y_true": y_val.tolist(), "probs": p_val.tolist()}},
+               "holdout": {"classes": names, "y_true": y_h.tolist(), "probs": p_h.tolist(), "n": 80}}
+    assert dd.operating_point_lines(metrics) == []
+    metrics["operating_point"] = op = cal.operating_point(metrics, rule="specificity", target=0.9)
+    rows = dict(dd.comparison_rows([("A", metrics, {})])[1:])
+    assert rows["operating point P(yes) ≥"].startswith(f"{op['threshold']:.3f} (specificity")
+    assert rows["  specificity at it"] == dd.fmt_prop(op["holdout"]["at_threshold"]["specificity"])

@@ -142,3 +142,28 @@ def test_operating_point_is_stored_and_the_report_uses_it(project, trained, tmp_
     assert "stored on the run" in html
     assert main(["report", str(project.root), "--runs", "999", "--out", str(tmp_path / "x")]) == 1
     assert "no model run 999" in capsys.readouterr().err
+
+
+def test_predictions_use_the_stored_operating_point(project, trained):
+    from mskstudio.jobrun import submit_and_run
+    from mskstudio.ml.classify.predict import predictions
+    from mskstudio.ml.evaluate.calibration import apply_temperature, store_operating_point
+
+    a = trained[1]
+    ids = project.images.ids()[:12]
+    submit_and_run(project, "predict", {"model_run": a, "image_ids": ids, "device": "cpu"})
+    before = {r["image_id"]: r for r in predictions(project, a)}
+    op = store_operating_point(project, a, rule="sensitivity", target=1.0)
+    submit_and_run(project, "predict", {"model_run": a, "image_ids": ids, "device": "cpu"})
+    after = {r["image_id"]: r for r in predictions(project, a)}
+    classes = project.models.metrics(a)["classes"]
+    ls = project.models.get(a)["label_set_id"]
+    positive_id = project.labels.class_id(ls, op["positive"])
+    for i in ids:
+        raw = np.array([[before[i]["probs"][project.labels.class_id(ls, c)] for c in classes]])
+        p_pos = apply_temperature(raw, op["temperature"])[0, classes.index(op["positive"])]
+        assert after[i]["probs"][positive_id] == pytest.approx(p_pos, abs=1e-4)
+        if p_pos >= op["threshold"] + 1e-4:
+            assert after[i]["class_id"] == positive_id
+        elif p_pos < op["threshold"] - 1e-4:
+            assert after[i]["class_id"] != positive_id

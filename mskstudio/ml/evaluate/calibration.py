@@ -196,6 +196,25 @@ def operating_point(metrics: dict[str, Any], *, positive: str | None = None, rul
     return out
 
 
+def apply_operating_point(probs: np.ndarray, class_names: Sequence[str],
+                          op: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(temperature-scaled probabilities, decisions) of a stored operating point.
+
+    The positive class wins when its scaled probability reaches the threshold; otherwise
+    the most probable of the other classes (binary: the other class).
+    """
+    p = apply_temperature(np.asarray(probs, float), float(op["temperature"])) if len(probs) else \
+        np.asarray(probs, float)
+    if op["positive"] not in class_names:
+        raise ValueError(f"operating point class {op['positive']!r} is not one of the run's classes")
+    j = list(class_names).index(op["positive"])
+    if not len(p):
+        return p, np.zeros(0, int)
+    others = p.copy()
+    others[:, j] = -np.inf
+    return p, np.where(p[:, j] >= float(op["threshold"]), j, others.argmax(1))
+
+
 def store_operating_point(project, run_id: int, **kwargs: Any) -> dict[str, Any]:
     """Compute ``operating_point`` for a run and keep it in the run's metrics JSON."""
     import json

@@ -138,7 +138,7 @@ def comparison_rows(runs: list[tuple[str, dict[str, Any], dict[str, Any]]],
     for k, (_t, m, p) in enumerate(runs):
         lines = [("init", str(p.get("init", "scratch"))), ("architecture", str(p.get("arch", "?"))),
                  ("frozen encoder", "yes" if p.get("freeze_encoder") else "no"),
-                 *summary(report(m, which)), *pointing_lines(m)]
+                 *summary(report(m, which)), *pointing_lines(m), *operating_point_lines(m, which)]
         for name, value in lines:
             if name not in rows:
                 rows[name] = [""] * len(runs)
@@ -205,6 +205,21 @@ def pointing_lines(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     return [(f"Grad-CAM on lesion (±{pg_['tolerance_mm']:g} mm)",
              f"{hit['value']:.3f} [{hit['ci'][0]:.3f}–{hit['ci'][1]:.3f}] n={hit['n']}"),
             ("  chance (random body point)", f"{pg_['chance_mean']:.3f}")]
+
+
+def operating_point_lines(metrics: dict[str, Any], which: str = "holdout") -> list[tuple[str, str]]:
+    """The run's stored operating point (mskstudio operating-point): calibration and the threshold."""
+    op = metrics.get("operating_point")
+    part = (op or {}).get("holdout" if which == "holdout" else "validation")
+    if not op or not part:
+        return []
+    at = part["at_threshold"]
+    cal = part.get("after") or {}
+    return [(f"operating point P({op['positive']}) ≥", f"{op['threshold']:.3f} ({op['rule']}, on validation)"),
+            ("  sensitivity at it", fmt_prop(at["sensitivity"])),
+            ("  specificity at it", fmt_prop(at["specificity"])),
+            (f"Brier / ECE (T = {op['temperature']:.2f})",
+             f"{cal.get('brier', math.nan):.3f} / {cal.get('ece', math.nan):.3f}")]
 
 
 def learning_curves(metrics: dict[str, Any]) -> dict[str, dict[str, list[tuple[int, float]]]]:
