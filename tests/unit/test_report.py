@@ -167,3 +167,26 @@ def test_predictions_use_the_stored_operating_point(project, trained):
             assert after[i]["class_id"] == positive_id
         elif p_pos < op["threshold"] - 1e-4:
             assert after[i]["class_id"] != positive_id
+
+
+def test_a_run_with_an_external_centre_reports_each_test_set(project, tmp_path):
+    from trained_project import FAST
+
+    from mskstudio.jobrun import submit_and_run
+    from mskstudio.ml.evaluate import dashboard_figures as dd
+
+    centres = sorted({r["centre"] for r in project.images.table() if r["centre"]})
+    result = submit_and_run(project, "train", {**FAST, "external_centres": [centres[0]], "name": "ext"})
+    run = result["model_run_id"]
+    metrics = project.models.metrics(run)
+    split = json.loads(project.models.get(run)["split"])
+    ext = metrics["external"][centres[0]]
+    assert ext["image_ids"] == split["external"][centres[0]] and ext["n"] == len(ext["y_true"]) > 0
+    centre_of = {int(r["id"]): r["centre"] for r in project.images.table()}
+    assert centres[0] not in {centre_of[i] for i in metrics["holdout"]["image_ids"]}
+    assert centres[0] not in {centre_of[i] for f in split["folds"] for i in f["val"]}
+    submit_and_run(project, "report", {"out": str(tmp_path / "r"), "runs": str(run)})
+    sets = _rows(tmp_path / "r" / "tables" / f"run{run}_test_sets.csv")
+    assert [r[0] for r in sets[1:]] == ["internal hold-out", f"external: {centres[0]}"]
+    assert sets[2][1] == str(ext["n"])
+    assert sets[2][2] == dd.fmt_prop(ext["accuracy"])

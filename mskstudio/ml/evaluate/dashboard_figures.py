@@ -26,13 +26,22 @@ CURVE_STYLES = {"loss": {"val_loss": "solid", "train_loss": "dash", "val_acc": "
 STYLE_GLYPHS = {"solid": "—", "dash": "– –", "dot": "···"}
 
 
+def test_sets(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """(title, key) of every test set of a run: the internal hold-out, then each external centre."""
+    out = [("internal hold-out", "holdout")] if metrics.get("holdout") else []
+    return out + [(f"external: {c}", f"external:{c}") for c in sorted(metrics.get("external") or {})]
+
+
 def task_of(metrics: dict[str, Any]) -> str:
     return "main" if "main" in metrics else ("stage2" if "stage2" in metrics else "main")
 
 
 def report(metrics: dict[str, Any], which: str = "holdout") -> dict[str, Any]:
+    """``holdout``, ``oof`` or ``external:<centre>`` (a run's external test sets)."""
     if which == "holdout":
         return metrics.get("holdout") or {}
+    if which.startswith("external:"):
+        return (metrics.get("external") or {}).get(which.split(":", 1)[1]) or {}
     return (metrics.get(task_of(metrics)) or {}).get("oof") or {}
 
 

@@ -113,6 +113,17 @@ def run_section(project, row, attributes, w, p) -> dict[str, Any]:
                              dd.confusion_rows(hold, classes)),
         "holdout": hold,
     }
+    sets = [["test set", "n", "accuracy [95% CI]", "macro AUC [95% CI]", "majority-class rate"]]
+    for title, key in dd.test_sets(metrics):
+        rep = dd.report(metrics, key)
+        sets.append([title, rep.get("n", 0), dd.fmt_prop(rep.get("accuracy")),
+                     dd.fmt_prop((rep.get("macro") or {}).get("auc")), f"{rep.get('majority_rate', math.nan):.3f}"])
+    out["test_sets"] = w.table(f"run{rid}_test_sets", f"Run #{rid}: every test set (never trained on)", sets)
+    for title, key in dd.test_sets(metrics)[1:]:
+        rep = dd.report(metrics, key)
+        out.setdefault("external", []).append(
+            w.table(f"run{rid}_per_class_{key.replace(':', '_')}", f"Run #{rid}: per class, {title}",
+                    dd.per_class_rows(rep, dd.classes_of(metrics, rep))))
     out["errors"] = w.table(f"run{rid}_errors", f"Run #{rid}: the most confident errors on the hold-out",
                             error_rows(hold, classes))
     roc = w.figure_path(f"run{rid}_roc")
