@@ -34,3 +34,31 @@ def test_study_report_menu_writes_the_report(qtbot, trained, tmp_path, monkeypat
         assert html.exists() and f"Run #{trained[1]}" in html.read_text()
     finally:
         close_window(w)
+
+
+def test_dashboard_offers_the_external_test_sets(qtbot, trained, tmp_path):
+    import json
+
+    from trained_project import close_window, open_window
+
+    from mskstudio.gui.dashboard.dashboard import Dashboard
+
+    w = open_window(qtbot, trained[0], tmp_path)
+    try:
+        run = trained[1]
+        metrics = w.project.models.metrics(run)
+        ext = dict(metrics["holdout"])
+        keep = list(range(len(ext["y_true"]) // 2 + 1))
+        ext.update(n=len(keep), y_true=[ext["y_true"][k] for k in keep],
+                   image_ids=[ext["image_ids"][k] for k in keep], probs=[ext["probs"][k] for k in keep])
+        metrics["external"] = {"Centre X": ext}
+        w.project.models.set_fields(run, metrics=json.dumps(metrics))
+        d = Dashboard(w)
+        w.add_workspace("Dashboard", d)
+        d.reload()
+        key = d.which.findData("external:Centre X")
+        assert key >= 0 and d.which.itemText(key) == "External test: Centre X"
+        d.which.setCurrentIndex(key)
+        assert f"n = {len(keep)}" in d.note.text()
+    finally:
+        close_window(w)
