@@ -62,3 +62,32 @@ def test_dashboard_offers_the_external_test_sets(qtbot, trained, tmp_path):
         assert f"n = {len(keep)}" in d.note.text()
     finally:
         close_window(w)
+
+
+def test_review_queue_decides_hold_out_cases_by_the_operating_point(trained, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    from mskstudio.gui.review.review_queue import load_cases
+    from mskstudio.ml.evaluate.calibration import apply_temperature, store_operating_point
+    from mskstudio.store import Project
+
+    copy = tmp_path / "r.mskproj"
+    shutil.copytree(trained[0], copy)
+    with Project.open(copy) as p:
+        run = trained[1]
+        assert not p.models.predictions(run)  # the hold-out fallback is what is tested
+        argmax = {c.image_id: c.pred for c in load_cases(p, run).cases}
+        op = store_operating_point(p, run, rule="sensitivity", target=1.0)
+        hold = p.models.metrics(run)["holdout"]
+        names = hold["classes"]
+        pos = p.labels.class_id(p.models.get(run)["label_set_id"], op["positive"])
+        scaled = apply_temperature(np.asarray(hold["probs"]), op["temperature"])[:, names.index(op["positive"])]
+        cases = {c.image_id: c for c in load_cases(p, run).cases}
+        for image_id, q in zip(hold["image_ids"], scaled, strict=True):
+            assert (cases[image_id].pred == pos) == (q >= op["threshold"])
+        # below the threshold the rest is decided by argmax as before
+        for image_id, q in zip(hold["image_ids"], scaled, strict=True):
+            if q < op["threshold"] and argmax[image_id] != pos:
+                assert cases[image_id].pred == argmax[image_id]
