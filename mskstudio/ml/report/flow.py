@@ -56,12 +56,14 @@ def selection_flow(project, run_row=None, cluster_run_id: int | None = None) -> 
         if split:
             dev = {i for f in split["folds"] for i in f["val"]}
             test = set(split["test"])
-            analysed = dev | test
+            external = {c: set(v) for c, v in (split.get("external") or {}).items()}
+            analysed = dev | test | {i for v in external.values() for i in v}
             unused = len((labelled & remaining) - analysed)
             steps.append({"label": "analysed", "n": len(analysed),
                           "out": [("labelled, not in the run's split", unused)] if unused else [],
                           "parts": [("development (cross-validation)", len(dev)),
-                                    (f"hold-out ({split.get('holdout', 'random')})", len(test))]})
+                                    (f"hold-out ({split.get('holdout', 'random')})", len(test)),
+                                    *[(f"external test ({c})", len(v)) for c, v in sorted(external.items())]]})
     return flow
 
 
@@ -94,7 +96,7 @@ def flow_svg(flow: dict[str, Any]) -> str:
         y += BOX_H
         if step.get("parts"):
             top = y + GAP
-            half = (BOX_W - 10) / 2
+            half = max(140.0, (BOX_W - 10) / 2)  # 2 parts under the main box, more to its right
             for j, (label, n) in enumerate(step["parts"]):
                 px = x_main + j * (half + 10)
                 head, _, tail = label.partition(" (")
@@ -115,7 +117,8 @@ def flow_svg(flow: dict[str, Any]) -> str:
                                   [f"{_short(lab)}: {n:,}" for lab, n in outs], fill="#fbf1f1"))
             y += seg
     height = y + 10
-    width = x_side + SIDE_W + 10
+    n_parts = max((len(s_.get("parts", [])) for s_ in steps), default=0)
+    width = max(x_side + SIDE_W + 10, x_main + n_parts * (max(140.0, (BOX_W - 10) / 2) + 10) + 10)
     defs = ('<defs><marker id="a" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
             'orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#1f4e79"/></marker></defs>')
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
