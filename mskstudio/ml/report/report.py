@@ -18,11 +18,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from mskstudio.jobs import JobContext
 from mskstudio.ml.evaluate import dashboard_figures as dd
@@ -154,18 +151,6 @@ def run_report(project, params: dict[str, Any], ctx: JobContext) -> dict[str, An
     ctx.progress(1.0, f"report written: {html}")
     return {"out": str(w.root), "html": str(html), "runs": run_ids, "tables": len(w.tables),
             "figures": len(w.figures)}
-
-
-def nan_to_none(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [nan_to_none(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def pairs(items: list[Any]) -> list[tuple[Any, Any]]:
