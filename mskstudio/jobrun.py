@@ -48,6 +48,9 @@ JOB_KINDS: dict[str, str] = {
     "export-onnx": "mskstudio.ml.deploy.onnx_export:run_export_onnx",
     # reader studies
     "reader-study-analyze": "mskstudio.ml.readers.job:run_reader_analysis",  # light: seconds
+    # evaluation: statistics only (no network), a few seconds
+    "report": "mskstudio.ml.report.report:run_report",
+    "operating-point": "mskstudio.ml.evaluate.calibration:run_operating_point",
 }
 
 # Kinds that train or run networks over many images: the GUI runs them in a subprocess

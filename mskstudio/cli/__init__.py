@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "mskstudio.cli.cmd_measure",
     "mskstudio.cli.cmd_readers",
     "mskstudio.cli.cmd_exchange",
+    "mskstudio.cli.cmd_report",
 )
 
 

@@ -28,6 +28,9 @@ def register(sub) -> None:
     p.add_argument("--holdout", choices=("random", "centre", "none"), default="random")
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--test-centre", help="centre code held out as an external test (--holdout centre)")
+    p.add_argument("--external-centre", action="append", dest="external_centres", metavar="CENTRE",
+                   help="also hold this centre's patients out as an external test set, reported apart "
+                        "from the hold-out (repeat for several centres)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
@@ -89,7 +92,8 @@ def cmd_train(args) -> int:
     params = {k: getattr(args, k) for k in (
         "label_set", "arch", "init", "freeze_encoder", "input", "size", "k", "holdout",
         "test_fraction", "test_centre", "epochs", "batch_size", "optimizer", "lr", "schedule",
-        "loss_weighting", "patience", "reject", "cascade", "mask_guidance", "seed", "device", "name")}
+        "loss_weighting", "patience", "reject", "cascade", "mask_guidance", "seed", "device", "name",
+        "external_centres")}
     params["augment"] = not args.no_augment
     if args.resume:
         params = {"resume": args.resume, "device": args.device}

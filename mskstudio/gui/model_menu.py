@@ -1,4 +1,4 @@
-"""The "Model" menu: train, predict, explain, evaluate (opens the Dashboard), pointing game; segment,
+"""The "Model" menu: train, predict, explain, evaluate (opens the Dashboard), pointing game, study report; segment,
 pre-label, export to ONNX and export annotations.
 
 ``add_model_menu(main_window)`` adds the menu to ``main_window.menuBar()`` and its
@@ -74,6 +74,41 @@ def pointing_game(window, run_id: int | None = None) -> int | None:
     if run_id is None:
         return None
     return window.runner.submit("pointing-game", {"model_run": run_id})
+
+
+def study_report(window, out: str | None = None, runs: str | None = None) -> int | None:
+    """Ask a folder (and which runs), write the study report there as a job (Model › Study report…)."""
+    from pathlib import Path
+
+    from mskstudio.ml.report.report import eligible_runs
+
+    if not window._need_project():
+        return None
+    available = eligible_runs(window.project)
+    if not available:
+        window.show_error("No results", "No model run has hold-out results yet: train a model first.")
+        return None
+    if runs is None:
+        runs, ok = QInputDialog.getText(window, "Study report", "Model runs (comma-separated ids)",
+                                        text=",".join(map(str, available)))
+        if not ok:
+            return None
+    if out is None:
+        folder = QFileDialog.getExistingDirectory(window, "Write the study report into")
+        if not folder:
+            return None
+        out = str(Path(folder) / f"{window.project.name} report")
+    job_id = window.runner.submit("report", {"out": out, "runs": runs or None})
+
+    def done(jid: int, result) -> None:
+        if jid == job_id and isinstance(result, dict):
+            window.runner.job_returned.disconnect(done)
+            bar = window.statusBar() if hasattr(window, "statusBar") else None
+            if bar is not None:
+                bar.showMessage(f"Study report written: {result.get('html')}", 15000)
+
+    window.runner.job_returned.connect(done)
+    return job_id
 
 
 def evaluate(window) -> None:
@@ -177,6 +212,7 @@ def add_model_menu(window) -> QMenu:
             ("review", "&Review cases", lambda: review(window), None),
             ("evaluate", "E&valuate (Dashboard)", lambda: evaluate(window), None),
             ("pointing_game", "Pointing &game (Grad-CAM vs lesion masks)…", lambda: pointing_game(window), None),
+            ("study_report", "Study &report…", lambda: study_report(window), None),
             (None, None, None, None),
             ("train_seg", "Train &segmenter…", lambda: train_segmenter(window), None),
             ("train_seg_box", "Train &box segmenter…", lambda: train_box_segmenter(window), None),

@@ -10,7 +10,8 @@ A split is a JSON-able dict (stored in ``model_runs.split``)::
 
     {"holdout": "random" | "centre" | "none", "seed": 0, "k": 5,
      "test": [image ids], "folds": [{"train": [...], "val": [...]}, ...],
-     "patients": {"<patient id>": "test" | "fold0" …}}   # fold = where it validates
+     "patients": {"<patient id>": "test" | "fold0" | "external:<centre>" …},  # fold = where it validates
+     "external": {"<centre>": [image ids], …}}   # only with external_centres
 """
 
 from __future__ import annotations
@@ -51,18 +52,41 @@ def _sgkf_parts(ids: np.ndarray, groups: np.ndarray, y: np.ndarray | None, n: in
 def make_split(image_ids: Sequence[int], patient_of: Mapping[int, int],
                targets: Sequence[int] | None = None, *, k: int = 5, holdout: str = "random",
                test_fraction: float = 0.2, centre_of: Mapping[int, str | None] | None = None,
-               test_centre: str | None = None, seed: int = 0) -> dict[str, Any]:
+               test_centre: str | None = None, external_centres: Sequence[str] | None = None,
+               seed: int = 0) -> dict[str, Any]:
     """Split images by patient into a hold-out test part and ``k`` CV folds.
 
     ``holdout``: ``"random"`` (about ``test_fraction`` of the patients, stratified),
     ``"centre"`` (every patient with an image from ``test_centre`` — an external test),
     or ``"none"``.  ``targets`` (class index per image) stratify the parts.
+    ``external_centres``: each named centre's patients become one more test set
+    (``split["external"][centre]``), taken out before the hold-out and the folds, so one
+    run reports an internal hold-out and one external test per held-out centre.
     """
     ids = np.asarray([int(i) for i in image_ids])
     if len(ids) == 0:
         raise ValueError("no images to split")
     groups = np.asarray([int(patient_of[int(i)]) for i in ids])
     y = np.asarray(targets) if targets is not None else None
+    external: dict[str, list[int]] = {}
+    assigned: dict[int, str] = {}
+    if external_centres:
+        if centre_of is None:
+            raise ValueError("external test centres need centre_of")
+        # A patient seen at several external centres joins the first of them named.
+        for centre in external_centres:
+            for image_id, g in zip(ids, groups, strict=True):
+                if centre_of.get(int(image_id)) == centre and int(g) not in assigned:
+                    assigned[int(g)] = centre
+            if centre not in assigned.values():
+                raise ValueError(f"no image from external centre {centre!r}")
+        keep = np.array([int(g) not in assigned for g in groups])
+        external = {c: [int(i) for i, g in zip(ids, groups, strict=True) if assigned.get(int(g)) == c]
+                    for c in external_centres}
+        ids, groups = ids[keep], groups[keep]
+        y = y[keep] if y is not None else None
+        if len(ids) == 0:
+            raise ValueError("the external centres took every image; nothing is left to train on")
     test_mask = np.zeros(len(ids), bool)
     if holdout == "random":
         if not 0 < test_fraction < 1:
@@ -94,8 +118,11 @@ def make_split(image_ids: Sequence[int], patient_of: Mapping[int, int],
         train_idx = np.setdiff1d(rest, val_idx)
         folds.append({"train": [int(i) for i in ids[train_idx]], "val": [int(i) for i in ids[val_idx]]})
         patients.update({str(int(g)): f"fold{f}" for g in groups[val_idx]})
+    patients.update({str(g): f"external:{c}" for g, c in assigned.items()})
     split = {"holdout": holdout, "seed": int(seed), "k": k, "test_centre": test_centre,
              "test": [int(i) for i in ids[test_mask]], "folds": folds, "patients": patients}
+    if external:
+        split["external"] = external
     check_split(split, patient_of)
     return split
 
@@ -125,6 +152,12 @@ def check_split(split: Mapping[str, Any], patient_of: Mapping[int, int]) -> None
             raise SplitLeak(f"fold {f}: an image is in train and validation")
     if set(split["test"]) & all_cv_images:
         raise SplitLeak("an image is in the test part and in cross-validation")
+    used = test | {int(patient_of[int(i)]) for i in all_cv_images}
+    for centre, ext_ids in (split.get("external") or {}).items():
+        ext = pats(ext_ids)
+        if ext & used:
+            raise SplitLeak(f"external test {centre!r}: patients {sorted(ext & used)[:5]} also elsewhere")
+        used |= ext
 
 
 def split_summary(split: Mapping[str, Any], patient_of: Mapping[int, int],

@@ -58,6 +58,7 @@ class Project:
         "annotations": "repo_annotations:AnnotationRepo",
         "measurements": "repo_measurements:MeasurementRepo",
         "readers": "repo_readers:ReaderRepo",
+        "cohort": "repo_cohort:CohortRepo",
     }
 
     def __getattr__(self, name: str) -> Any:

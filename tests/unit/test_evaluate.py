@@ -127,6 +127,43 @@ def test_run_comparison_adds_the_paired_difference_only_for_the_same_cases():
 
     ids = [10, 11, 12, 13, 14]
     rows = dd.comparison_rows([("A", metrics(probs_a, ids), {}), ("B", metrics(probs_b, ids), {})])
-    assert rows[-1][0].startswith("B − A accuracy") and rows[-1][2].startswith("+0.400")
+    paired = [r for r in rows if r[0].startswith("B − A accuracy")]
+    assert len(paired) == 1 and paired[0][2].startswith("+0.400")
+    assert any("(DeLong)" in r[0] for r in rows)  # the AUC test follows the accuracy one
     other = dd.comparison_rows([("A", metrics(probs_a, ids), {}), ("B", metrics(probs_b, ids[::-1]), {})])
-    assert not other[-1][0].startswith("B − A")
+    assert not any(r[0].startswith("B − A") for r in other)
+
+
+def _loop_bootstrap_auc(y_true, probs, n_boot, seed):
+    """The bootstrap as it was first written: one ranking per resample and class."""
+    rng = np.random.default_rng(seed)
+    n, c = probs.shape
+    boots = np.full((n_boot, c), np.nan)
+    for b in range(n_boot):
+        idx = rng.integers(0, n, n)
+        for j in range(c):
+            yb = y_true[idx] == j
+            if yb.any() and not yb.all():
+                boots[b, j] = ev._fast_auc(yb, probs[idx, j])
+    return boots
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_vectorised_bootstrap_equals_the_loop(ties):
+    y, probs = _cases()
+    y = np.concatenate([y, [3]])  # a class with one case: most resamples lack it
+    probs = np.vstack([np.hstack([probs, np.full((len(probs), 1), 0.05)]), [0.1, 0.1, 0.1, 0.7]])
+    if ties:
+        probs = np.round(probs, 1)
+    rep = ev.bootstrap_auc(y, probs, n_boot=300, seed=4)
+    boots = _loop_bootstrap_auc(y, probs, 300, 4)
+    for j in range(4):
+        col = boots[:, j][~np.isnan(boots[:, j])]
+        expect = [np.quantile(col, 0.025), np.quantile(col, 0.975)] if len(col) >= 10 else [math.nan] * 2
+        assert rep["per_class"][j]["ci"] == pytest.approx(expect, nan_ok=True)
+    with np.errstate(all="ignore"):
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            macro = np.nanmean(boots, axis=1)
+    assert rep["macro"]["ci"] == pytest.approx([np.quantile(macro, 0.025), np.quantile(macro, 0.975)])

@@ -163,3 +163,26 @@ def test_cli_analyze_writes_tables_and_figures_and_export_every_read(simulated, 
     assert {r["answer"] for r in rows} <= set(names)
     assert main(["reader-study", "analyze", str(p.root), "sim", "--positive", "nope"]) == 1
     assert "--positive 'nope'" in capsys.readouterr().err
+
+
+def test_the_study_report_shows_the_reader_study(simulated, tmp_path):
+    from mskstudio.ml.readers.job import report_tables
+    from mskstudio.ml.report.render import ReportWriter
+    from mskstudio.ml.report.sections import readers_section
+
+    p, sid, names, n = simulated
+    tables = report_tables(p)
+    perf = next(t for t in tables if t["title"] == "sim: performance")
+    header = perf["rows"][0]
+    assert {"who", "n", "accuracy"} <= set(header)
+    # one row per reader and arm at least, with the accuracy the analysis computed
+    analysed = analyze_study(p, sid, n_boot=50, seed=0)["tables"]["performance"]
+    who, acc = header.index("who"), header.index("accuracy")
+    first = analysed.iloc[0]
+    assert any(r[who] == first["who"] and abs(r[acc] - round(first["accuracy"], 4)) < 1e-9
+               for r in perf["rows"][1:])
+    (tmp_path / "tables").mkdir()
+    section = readers_section(p, ReportWriter(tmp_path))
+    titles = [t["title"] for t in section["tables"]]
+    assert "sim: performance" in titles and "sim: cohen kappa" in titles
+    assert (tmp_path / "tables" / "readers_0.csv").read_text().startswith(",".join(header))

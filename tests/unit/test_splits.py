@@ -88,3 +88,26 @@ def test_bad_arguments():
         make_split(ids, patient_of, targets, k=1)
     with pytest.raises(ValueError):
         make_split(ids, patient_of, targets, holdout="centre")
+
+
+def test_external_centres_become_separate_test_sets():
+    ids = list(range(120))
+    patient_of = {i: i // 2 for i in ids}
+    centre_of = {i: ("A", "B", "C", "D")[(i // 2) % 4] for i in ids}
+    centre_of[5] = "C"  # patient 2 (images 4, 5) seen at B and C: it joins the first centre named
+    targets = [i % 3 for i in ids]
+    split = make_split(ids, patient_of, targets, k=3, holdout="random", centre_of=centre_of,
+                       external_centres=["C", "D"], seed=0)
+    assert set(split["external"]) == {"C", "D"}
+    assert set(split["external"]["C"]) == {i for i in ids if centre_of[i] == "C"} | {4}
+    assert all(centre_of[i] == "D" for i in split["external"]["D"])
+    cv = {i for f in split["folds"] for i in f["val"]}
+    inside = set(split["test"]) | cv
+    assert inside.isdisjoint(split["external"]["C"]) and inside.isdisjoint(split["external"]["D"])
+    assert inside | set(split["external"]["C"]) | set(split["external"]["D"]) == set(ids)
+    assert split["patients"]["2"] == "external:C"
+    leaky = {**split, "external": {**split["external"], "D": [*split["external"]["D"], split["test"][0]]}}
+    with pytest.raises(SplitLeak, match="external test 'D'"):
+        check_split(leaky, patient_of)
+    with pytest.raises(ValueError, match="no image from external centre 'Z'"):
+        make_split(ids, patient_of, targets, k=3, centre_of=centre_of, external_centres=["Z"])

@@ -231,6 +231,7 @@ class Dashboard(QWidget):
         a, b = self.run_a.currentData(), self.run_b.currentData()
         self.metrics_a = p.models.metrics(a) if p is not None and a is not None else {}
         self.metrics_b = p.models.metrics(b) if p is not None and b is not None and b != a else {}
+        self._sync_test_sets()
         self.rep = dd.report(self.metrics_a, self.which_key)
         self.classes = dd.classes_of(self.metrics_a, self.rep)
         self._draw_roc()
@@ -247,6 +248,21 @@ class Dashboard(QWidget):
             acc = dd.fmt_prop(self.rep.get("accuracy"))
             self.note.setText(f"run A: {self.which.currentText().lower()} n = {self.rep.get('n', 0)}, "
                               f"accuracy {acc}")
+
+    def _sync_test_sets(self) -> None:
+        """Offer run A's external test sets beside the hold-out and the out-of-fold report."""
+        wanted = [*dd.REPORTS, *[(f"External test: {t.split(': ', 1)[1]}", k)
+                                 for t, k in dd.test_sets(self.metrics_a)[1:]]]
+        have = [(self.which.itemText(i), self.which.itemData(i)) for i in range(self.which.count())]
+        if have == wanted:
+            return
+        keep = self.which.currentData()
+        self.which.blockSignals(True)
+        self.which.clear()
+        for text, key in wanted:
+            self.which.addItem(text, key)
+        self.which.setCurrentIndex(max(self.which.findData(keep), 0))
+        self.which.blockSignals(False)
 
     def _draw_roc(self) -> None:
         self.roc.clear()

@@ -2,7 +2,8 @@
 
 ``load_cases(project, run_id)`` gathers, for one classifier run, every case that has
 a prediction: the run's stored predictions (job ``predict``) first, else the
-hold-out probabilities kept in the run's metrics.  Each case carries its
+hold-out probabilities kept in the run's metrics (decided by the run's stored operating
+point when it has one, else argmax).  Each case carries its
 probabilities by class id and the *effective reference label* (human > import >
 cluster; model labels are never a reference).
 
@@ -113,16 +114,30 @@ def load_cases(project, run_id: int) -> RunCases:
     hold_names = hold.get("classes") or names
     if hold.get("image_ids") and hold.get("probs"):
         ids_of = [by_name[n].id if n in by_name else None for n in hold_names]
-        for image_id, probs in zip(hold["image_ids"], hold["probs"], strict=False):
+        hold_probs, decided = _decide(hold["probs"], hold_names, metrics.get("operating_point"))
+        for k, (image_id, probs) in enumerate(zip(hold["image_ids"], hold_probs, strict=False)):
             if int(image_id) in cases or None in ids_of:
                 continue
             pd = {cid: float(q) for cid, q in zip(ids_of, probs, strict=False)}
-            pred = max(pd, key=pd.get)
+            pred = ids_of[int(decided[k])]
             cases[int(image_id)] = Case(int(image_id), pred, pd, origin="holdout")
     for c in cases.values():
         if c.image_id in refs:
             c.label, c.source = refs[c.image_id]
     return RunCases(int(run_id), ls, run_classes, sorted(cases.values(), key=lambda c: c.image_id))
+
+
+def _decide(probs, class_names, op):
+    """Hold-out probabilities and decisions: argmax, or the run's stored operating point
+    (temperature-scaled, thresholded on validation: mskstudio operating-point)."""
+    import numpy as np
+
+    p = np.asarray(probs, float)
+    if not op or op.get("positive") not in class_names or not len(p):
+        return p, p.argmax(1) if len(p) else np.zeros(0, int)
+    from mskstudio.ml.evaluate.calibration import apply_operating_point
+
+    return apply_operating_point(p, class_names, op)
 
 
 def refresh_labels(project, run_cases: RunCases) -> None:

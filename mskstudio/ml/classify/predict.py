@@ -84,8 +84,15 @@ def predict_probs(project: Project, model_run_id: int, image_ids: Sequence[int],
     else:
         rejected = np.zeros(len(ids), bool)
     reject_class = ens.class_ids[ens.reject_index] if ens.reject_index is not None else None
+    # An operating point chosen on validation (mskstudio operating-point) replaces argmax.
+    op = project.models.metrics(model_run_id).get("operating_point")
+    if op:
+        from mskstudio.ml.evaluate.calibration import apply_operating_point
+
+        probs, pred = apply_operating_point(probs, ens.class_names, op)
     return {"class_ids": ens.class_ids, "class_names": ens.class_names, "probs": probs,
-            "pred": pred, "rejected": rejected, "reject_class_id": reject_class}
+            "pred": pred, "rejected": rejected, "reject_class_id": reject_class,
+            "operating_point": {k: op[k] for k in ("positive", "threshold", "temperature")} if op else None}
 
 
 def store_predictions(project: Project, model_run_id: int, image_ids: Sequence[int],

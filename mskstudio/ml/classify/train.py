@@ -68,6 +68,7 @@ DEFAULTS: dict[str, Any] = {
     "holdout": "random",        # random | centre | none
     "test_fraction": 0.2,
     "test_centre": None,
+    "external_centres": None,   # [centre codes]: one external test set each, beside the hold-out
     "epochs": 20,
     "batch_size": 32,
     "optimizer": "adam",        # adam | sgd
@@ -153,10 +154,11 @@ def run_train(project: Project, params: dict[str, Any], ctx: JobContext) -> dict
 
     if split is None:
         centre_of = {int(r["id"]): r["centre"] for r in project.images.table()} \
-            if p["holdout"] == "centre" else None
+            if p["holdout"] == "centre" or p["external_centres"] else None
         split = make_split(ids, patient_of, targets, k=p["k"], holdout=p["holdout"],
                            test_fraction=p["test_fraction"], centre_of=centre_of,
-                           test_centre=p["test_centre"], seed=p["seed"])
+                           test_centre=p["test_centre"], external_centres=p["external_centres"],
+                           seed=p["seed"])
     check_split(split, patient_of)  # also on resume: the labels may have moved since
 
     parent = None
@@ -276,6 +278,8 @@ def _train_run(project, p, ctx, run_id, ls_name, ids, targets, class_ids, class_
     else:
         ckpt["kind"] = "flat"
         metrics["holdout"] = metrics["main"].get("holdout")
+        if metrics["main"].get("external"):
+            metrics["external"] = metrics["main"]["external"]
     metrics["timings"] = {"total_s": round(time.monotonic() - t_start, 2),
                           "scoring_s": round(time.monotonic() - t_eval, 2),
                           "folds_s": {t: [r["seconds"] for r in done[t]] for t in done}}
@@ -378,4 +382,19 @@ def _score_task(base: FoldData, split, task_targets, names, results, p, device, 
         rep["probs"] = probs.round(5).tolist()
         rep["y_true"] = list(map(int, y))
         out["holdout"] = rep
+    for centre, ext_ids in (split.get("external") or {}).items():
+        ext = [i for i in ext_ids if i in task_targets]
+        if ext:
+            out.setdefault("external", {})[centre] = _score_test_set(base, ext, task_targets, names, models,
+                                                                     p, device)
     return out, models, extra
+
+
+def _score_test_set(base: FoldData, ids, task_targets, names, models, p, device) -> dict[str, Any]:
+    """One external test set scored like the hold-out: the fold ensemble's mean logits."""
+    ds = base.subset(ids, task_targets, train=False)
+    probs = softmax(np.mean([logits_of(m, ds, device, p) for m in models], axis=0))
+    y = [task_targets[i] for i in ids]
+    rep = ev.classification_report(y, probs, names, n_boot=int(p["n_boot"]), seed=p["seed"])
+    rep.update(image_ids=list(ids), probs=probs.round(5).tolist(), y_true=list(map(int, y)))
+    return rep

@@ -26,13 +26,22 @@ CURVE_STYLES = {"loss": {"val_loss": "solid", "train_loss": "dash", "val_acc": "
 STYLE_GLYPHS = {"solid": "—", "dash": "– –", "dot": "···"}
 
 
+def test_sets(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """(title, key) of every test set of a run: the internal hold-out, then each external centre."""
+    out = [("internal hold-out", "holdout")] if metrics.get("holdout") else []
+    return out + [(f"external: {c}", f"external:{c}") for c in sorted(metrics.get("external") or {})]
+
+
 def task_of(metrics: dict[str, Any]) -> str:
     return "main" if "main" in metrics else ("stage2" if "stage2" in metrics else "main")
 
 
 def report(metrics: dict[str, Any], which: str = "holdout") -> dict[str, Any]:
+    """``holdout``, ``oof`` or ``external:<centre>`` (a run's external test sets)."""
     if which == "holdout":
         return metrics.get("holdout") or {}
+    if which.startswith("external:"):
+        return (metrics.get("external") or {}).get(which.split(":", 1)[1]) or {}
     return (metrics.get(task_of(metrics)) or {}).get("oof") or {}
 
 
@@ -138,7 +147,7 @@ def comparison_rows(runs: list[tuple[str, dict[str, Any], dict[str, Any]]],
     for k, (_t, m, p) in enumerate(runs):
         lines = [("init", str(p.get("init", "scratch"))), ("architecture", str(p.get("arch", "?"))),
                  ("frozen encoder", "yes" if p.get("freeze_encoder") else "no"),
-                 *summary(report(m, which)), *pointing_lines(m)]
+                 *summary(report(m, which)), *pointing_lines(m), *operating_point_lines(m, which)]
         for name, value in lines:
             if name not in rows:
                 rows[name] = [""] * len(runs)
@@ -149,7 +158,36 @@ def comparison_rows(runs: list[tuple[str, dict[str, Any], dict[str, Any]]],
         paired = paired_difference(report(runs[0][1], which), report(runs[1][1], which))
         if paired is not None:
             table.append(["B − A accuracy, same cases (paired)", "", paired])
+            table += [[name, "", value] for name, value in
+                      paired_auc_rows(report(runs[0][1], which), report(runs[1][1], which))]
     return table
+
+
+def _same_cases(rep_a: dict[str, Any], rep_b: dict[str, Any]) -> bool:
+    return bool(rep_a.get("image_ids")) and rep_a.get("probs") is not None \
+        and rep_b.get("probs") is not None and rep_a.get("image_ids") == rep_b.get("image_ids") \
+        and rep_a.get("y_true") == rep_b.get("y_true") and rep_a.get("classes") == rep_b.get("classes")
+
+
+def paired_auc_rows(rep_a: dict[str, Any], rep_b: dict[str, Any]) -> list[tuple[str, str]]:
+    """DeLong's test of B − A AUC (one-vs-rest per class, Holm-adjusted when several)."""
+    from mskstudio.ml.evaluate.compare import compare_runs
+
+    if not _same_cases(rep_a, rep_b):
+        return []
+    classes = list(rep_a.get("classes") or [])
+    cmp_ = compare_runs(rep_a["y_true"], np.asarray(rep_a["probs"]), np.asarray(rep_b["probs"]), classes)
+    rows = []
+    for t in cmp_["auc"]:
+        if math.isnan(t["diff"]):
+            continue
+        holm = f"; Holm p {t['p_holm']:.3g}" if cmp_["multiple"] else ""
+        rows.append((f"B − A AUC {t['class']} (DeLong)",
+                     f"{t['diff']:+.3f} (95% CI {t['ci'][0]:+.3f} to {t['ci'][1]:+.3f}; "
+                     f"p {t['p']:.3g}{holm}; n={t['n']})"))
+    if cmp_["multiple"] and rows:
+        rows.append(("note", f"{len(rows)} AUC tests: read the Holm-adjusted p-values"))
+    return rows
 
 
 def paired_difference(rep_a: dict[str, Any], rep_b: dict[str, Any]) -> str | None:
@@ -176,6 +214,21 @@ def pointing_lines(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     return [(f"Grad-CAM on lesion (±{pg_['tolerance_mm']:g} mm)",
              f"{hit['value']:.3f} [{hit['ci'][0]:.3f}–{hit['ci'][1]:.3f}] n={hit['n']}"),
             ("  chance (random body point)", f"{pg_['chance_mean']:.3f}")]
+
+
+def operating_point_lines(metrics: dict[str, Any], which: str = "holdout") -> list[tuple[str, str]]:
+    """The run's stored operating point (mskstudio operating-point): calibration and the threshold."""
+    op = metrics.get("operating_point")
+    part = (op or {}).get("holdout" if which == "holdout" else "validation")
+    if not op or not part:
+        return []
+    at = part["at_threshold"]
+    cal = part.get("after") or {}
+    return [(f"operating point P({op['positive']}) ≥", f"{op['threshold']:.3f} ({op['rule']}, on validation)"),
+            ("  sensitivity at it", fmt_prop(at["sensitivity"])),
+            ("  specificity at it", fmt_prop(at["specificity"])),
+            (f"Brier / ECE (T = {op['temperature']:.2f})",
+             f"{cal.get('brier', math.nan):.3f} / {cal.get('ece', math.nan):.3f}")]
 
 
 def learning_curves(metrics: dict[str, Any]) -> dict[str, dict[str, list[tuple[int, float]]]]:

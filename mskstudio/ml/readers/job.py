@@ -51,3 +51,22 @@ def study_results(project: Project, *, n_boot: int = 200, seed: int = 0) -> list
             out.append({"study": study["name"], "summary": result["summary"], "tables": result["tables"],
                         "roc": result["roc"]})
     return out
+
+
+# The study report shows these; the raw reads stay in the CSV export (they are per case).
+REPORT_TABLES = ("performance", "cohen_kappa", "fleiss_kappa", "mcnemar_vs_model", "cochran_q",
+                 "reading_times", "arm_differences")
+
+
+def report_tables(project: Project) -> list[dict[str, Any]]:
+    """The reader-study tables of the study report: ``{"title", "rows"}`` with a header row."""
+    out = []
+    for result in study_results(project):
+        for name in REPORT_TABLES:
+            frame = result["tables"].get(name)
+            if frame is None or frame.empty:
+                continue
+            rounded = frame.round(4)
+            rows = [list(rounded.columns)] + rounded.astype(object).where(rounded.notna(), None).values.tolist()
+            out.append({"title": f"{result['study']}: {name.replace('_', ' ')}", "rows": rows})
+    return out
