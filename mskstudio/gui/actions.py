@@ -89,6 +89,19 @@ def build_menus(w) -> None:
     _act(w, m, "&About mskstudio", w.show_about, name="about")
 
 
+# Actions that act on the main viewer: their keys (1-5, M, A, F, R, ...) mean something only
+# while the Viewer workspace is shown, so a board's own keys never meet them.
+VIEWER_ACTIONS = ("preset1", "preset2", "preset3", "preset4", "preset5", "invert", "toggle_overlays",
+                  "fit", "actual_size", "rotate_right", "rotate_left", "flip_h", "flip_v", "tool_pan",
+                  "tool_ruler", "tool_angle", "delete_measurements")
+
+
+def scope_viewer_keys(w, viewer_shown: bool) -> None:
+    """Enable the viewer's actions only while the Viewer workspace is the current one."""
+    for name in VIEWER_ACTIONS:
+        w.actions_by_name[name].setEnabled(viewer_shown)
+
+
 def shortcut_entries(w) -> list[tuple[str, str, str]]:
     """(menu, action, shortcuts) for every action with a shortcut, walking the menus."""
     out: list[tuple[str, str, str]] = []

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from mskstudio.gui import settings as prefs
-from mskstudio.gui.actions import build_menus, shortcut_entries
+from mskstudio.gui.actions import build_menus, scope_viewer_keys, shortcut_entries
 from mskstudio.gui.case.browser import CaseBrowser
 from mskstudio.gui.case.panel import CasePanel
 from mskstudio.gui.dialogs import info as dialogs
@@ -137,6 +137,7 @@ class MainWindow(QMainWindow):
         self.viewer.load_failed.connect(lambda i, m, d: self.show_error(f"Cannot show image {i}", m, d))
         self.runner.job_errored.connect(self._job_errored)
         self.runner.job_returned.connect(self._job_returned)
+        self.workspace.currentChanged.connect(self._workspace_shown)
         if load_workspaces:
             self.load_workspaces()
         self._default_state = self.saveState()
@@ -183,6 +184,17 @@ class MainWindow(QMainWindow):
                 self.docks_menu.addAction(self.docks[title].toggleViewAction())
         for target in MENU_HOOKS if menus is None else menus:
             self._construct(target, target)
+
+    def _workspace_shown(self, _index: int) -> None:
+        """Keys are scoped per workspace: the viewer's keys only on the Viewer, and the shown
+        board gets the keyboard so its keys (1-9, D, M, S, arrows) work at once."""
+        current = self.workspace.currentWidget()
+        scope_viewer_keys(self, current is self.viewer)
+        focus = getattr(current, "focus_default", None)
+        if callable(focus):
+            focus()
+        elif current is not None:
+            current.setFocus()
 
     def _workspace_failed(self, title: str, exc: BaseException) -> None:
         details = "".join(traceback.format_exception(exc))
