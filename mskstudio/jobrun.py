@@ -42,13 +42,15 @@ JOB_KINDS: dict[str, str] = {
     "eval-retrieval": "mskstudio.ml.retrieve.evaluate:run_eval_retrieval",
     "noise-queue": "mskstudio.ml.noise.queue:run_noise_queue",
     "export-onnx": "mskstudio.ml.deploy.onnx_export:run_export_onnx",
+    "demo-loop": "mskstudio.ml.loop.demo_loop:run_demo_loop",  # the whole loop on the phantom demo
 }
 
 # Kinds that train or run networks over many images: the GUI runs them in a subprocess
 # (``mskstudio run-job``) so torch threads never starve its event loop. Kept beside
 # JOB_KINDS so a new kind is classified where it is registered.
 HEAVY_KINDS = frozenset({"cluster", "train", "predict", "pointing-game", "train-seg", "train-seg-box",
-                         "prelabel", "embed", "eval-retrieval", "noise-queue", "export-onnx"})
+                         "prelabel", "embed", "eval-retrieval", "noise-queue", "export-onnx",
+                         "demo-loop"})
 
 
 class UserError(Exception):
