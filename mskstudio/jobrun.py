@@ -123,9 +123,10 @@ def submit_and_run(project: Project, kind: str, params: dict[str, Any], *,
 class TqdmSink:
     """Progress bar for the terminal (stderr), metrics printed as lines."""
 
-    def __init__(self, label: str):
+    def __init__(self, label: str, *, echo_log: bool = True):
         from tqdm import tqdm
 
+        self.echo_log = echo_log
         self.bar = tqdm(total=1000, desc=label, unit="‰", file=sys.stderr,
                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
                         disable=None)
@@ -139,7 +140,8 @@ class TqdmSink:
         self.bar.write(f"  {name}[{step}] = {value:.4g}")
 
     def on_log(self, message: str) -> None:
-        self.bar.write(f"  {message}")
+        if self.echo_log:
+            self.bar.write(f"  {message}")
 
     def close(self) -> None:
         self.bar.close()
@@ -169,10 +171,13 @@ def ctrl_c_cancels(token: CancelToken):
 
 
 def run_sync(project: Project, kind: str, params: dict[str, Any], *, label: str | None = None,
-             quiet: bool = False) -> Any:
-    """Submit and run a job in this process with a progress bar and Ctrl-C as cancel."""
+             quiet: bool = False, echo_log: bool = True) -> Any:
+    """Submit and run a job in this process with a progress bar and Ctrl-C as cancel.
+
+    ``echo_log=False``: the job's log lines are not printed (the caller prints the result's
+    own list, e.g. an import's skipped files, which were otherwise printed twice)."""
     token = CancelToken()
-    sink = None if quiet else TqdmSink(label or kind)
+    sink = None if quiet else TqdmSink(label or kind, echo_log=echo_log)
     try:
         with ctrl_c_cancels(token):
             return submit_and_run(project, kind, params, sink=sink, token=token)

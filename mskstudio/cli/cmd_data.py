@@ -47,14 +47,16 @@ def cmd_import(args) -> int:
         result = run_sync(project, "import", {
             "paths": [str(Path(p).absolute()) for p in args.paths], "copy": not args.in_place,
             "deidentify": not args.no_deid, "keep_map": args.keep_map, "workers": args.workers,
-        }, label="import")
+        }, label="import", echo_log=False)
     _print_import(result)
     return 0 if result["imported"] or result["duplicates"] else 1
 
 
 def _print_import(result: dict) -> None:
-    print(f"imported {result['imported']} files, {result['duplicates']} already in the project, "
-          f"{result['non_dicom']} not DICOM, {result['failed']} failed ({result['seconds']} s)")
+    """The summary and the skipped files, once (the job's own log lines are not echoed)."""
+    from mskstudio.io.importer import summary_line
+
+    print(f"{summary_line(result)} in {result['seconds']} s")
     for path, reason in result["failures"]:
         print(f"  skipped {path}: {reason}")
 

@@ -82,6 +82,7 @@ def build_menus(w) -> None:
     m = bar.addMenu("&Jobs")
     _act(w, m, "Show &jobs", w.show_jobs, "Ctrl+J", name="show_jobs")
     _act(w, m, "&Resume interrupted jobs", w.jobs_view.resume_interrupted, name="resume_jobs")
+    _act(w, m, "&Import failures…", w.show_import_failures, name="import_failures")
     _act(w, m, "&Cancel all jobs", w.runner.cancel_all, name="cancel_all")
 
     m = bar.addMenu("&Help")

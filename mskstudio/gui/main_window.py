@@ -372,9 +372,7 @@ class MainWindow(QMainWindow):
             return
         if h is None or h.kind not in IMPORT_KINDS:
             return
-        failures = self.project.jobs.failures(job_id)
-        title = f"{IMPORT_KINDS[h.kind]} — job {job_id}"
-        self.dialogs.append(dialogs.import_summary(self, title, result, failures))
+        self.show_import_failures(job_id, kind=h.kind, result=result)
         current = self.image_id
         self.browser.reload()
         self.project_changed.emit()
@@ -391,6 +389,20 @@ class MainWindow(QMainWindow):
         self.errors.append((title, message, details))
         self.statusBar().showMessage(f"{title}: {message.splitlines()[0] if message else ''}", 8000)
         self.dialogs.append(dialogs.error(self, title, message, details))
+
+    def show_import_failures(self, job_id: int | None = None, *, kind: str = "import", result=None):
+        """The skipped files of one import job (with its summary) or of every import."""
+        from mskstudio.gui.dialogs.import_failures import ImportFailuresDialog, result_line
+
+        if not self._need_project():
+            return None
+        failures = self.project.jobs.failures(job_id)
+        title = (f"{IMPORT_KINDS.get(kind, kind)} — job {job_id}" if job_id is not None
+                 else "Import failures — every import of this project")
+        summary = result_line(kind, result) if result is not None else f"{len(failures)} file(s) skipped"
+        d = ImportFailuresDialog(self, title, failures, summary)
+        self.dialogs.append(d)
+        return d
 
     def show_jobs(self) -> None:
         self.docks["jobs"].show()

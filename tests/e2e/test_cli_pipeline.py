@@ -40,6 +40,9 @@ def test_import_cli_reports_skips(tmp_path, phantom_archive):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "imported 60 files" in r.stdout
     assert "readme.txt: not a DICOM file" in r.stdout
+    both = r.stdout + r.stderr  # the skipped list once (the job's log lines were echoed too)
+    assert both.count("readme.txt: not a DICOM file") == 1 and both.count("half.dcm:") == 1
+    assert "(2 skipped)" in r.stdout
     assert "half.dcm" in r.stdout
     r = cli("import-clinical", project, phantom_archive.parent / "clinical.csv")
     assert r.returncode == 0, r.stdout + r.stderr
