@@ -103,8 +103,23 @@ def scope_viewer_keys(w, viewer_shown: bool) -> None:
         w.actions_by_name[name].setEnabled(viewer_shown)
 
 
+# Keys that are not menu actions: mouse gestures and keys of the viewer and the Annotate dock.
+VIEWER_KEYS = [("Right-drag", "Window / level"), ("Wheel", "Zoom at the cursor"),
+               ("Delete, Backspace", "Delete the selected measurement or box (undoable)"),
+               ("Drag a box / its corner", "Move / resize the box (undoable)")]
+
+
+def annotate_keys() -> list[tuple[str, str]]:
+    from mskstudio.gui.annotate.panel import SHORTCUTS
+
+    return [(key, f"{tool.capitalize()} tool") for tool, key in SHORTCUTS.items()] + [
+        ("Enter / double click", "Close the polygon"), ("Esc", "Drop the polygon being drawn")]
+
+
 def shortcut_entries(w) -> list[tuple[str, str, str]]:
-    """(menu, action, shortcuts) for every action with a shortcut, walking the menus."""
+    """(where, action, keys) for every key: the menus' shortcuts, then the keys of each
+    workspace (``KEYS_HELP`` of its widget, active while it is shown), the viewer's and the
+    Annotate dock's."""
     out: list[tuple[str, str, str]] = []
 
     def walk(menu: QMenu, path: str) -> None:
@@ -118,4 +133,11 @@ def shortcut_entries(w) -> list[tuple[str, str, str]]:
     for top in w.menuBar().actions():
         if top.menu() is not None:
             walk(top.menu(), top.menu().title().replace("&", ""))
+    out += [("Viewer", action, keys) for keys, action in VIEWER_KEYS]
+    for i in range(w.workspace.count()):
+        title = w.workspace.tabText(i)
+        for keys, action in getattr(w.workspace.widget(i), "KEYS_HELP", []):
+            out.append((f"{title} tab (while it has focus)", action, keys))
+    if "Annotate" in getattr(w, "docks", {}):
+        out += [("Annotate dock (on the viewer)", action, keys) for keys, action in annotate_keys()]
     return out

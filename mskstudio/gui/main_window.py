@@ -52,6 +52,14 @@ OPTIONAL_DOCKS = [
 MENU_HOOKS = ["mskstudio.gui.model_menu:add_model_menu",
               "mskstudio.gui.annotate.adjudicate:add_adjudication_menu"]  # the Annotate menu
 IMPORT_KINDS = {"import": "Import DICOM", "import-clinical": "Import clinical CSV"}
+# What a finished job of each kind changed in the project ("data_changed" tells every view).
+JOB_CHANGES = {
+    "import": {"images"}, "import-clinical": {"images"}, "demo-archive": {"images", "labels", "masks"},
+    "cluster": {"runs"}, "recluster": {"runs"}, "train": {"runs"}, "train-seg": {"runs"},
+    "train-seg-box": {"runs"}, "embed": {"runs"}, "predict": {"runs", "labels"},
+    "prelabel": {"masks"}, "fill-boxes": {"masks"}, "noise-queue": {"runs"},
+    "demo-loop": {"runs", "labels", "masks"},
+}
 
 
 class _VerticalScroll(QScrollArea):
@@ -91,6 +99,10 @@ class ScrollingDock(QDockWidget):
 class MainWindow(QMainWindow):
     image_changed = Signal(int)
     project_changed = Signal()
+    # One notification when the project's data changed under the views: a set of subjects
+    # ("runs", "labels", "masks", "images").  Emitted after every finished job and every
+    # undoable edit, so a new model run shows in Similar cases without reopening the project.
+    data_changed = Signal(object)
 
     def __init__(self, project_path: str | Path | None = None, *, load_workspaces: bool = True):
         super().__init__()
@@ -133,11 +145,17 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.status_readout)
 
         self.browser.image_selected.connect(self.open_image)
+        self.browser.notice.connect(lambda text: self.statusBar().showMessage(text, 10000))
         self.viewer.readout_changed.connect(self.status_readout.setText)
         self.viewer.load_failed.connect(lambda i, m, d: self.show_error(f"Cannot show image {i}", m, d))
         self.runner.job_errored.connect(self._job_errored)
         self.runner.job_returned.connect(self._job_returned)
         self.workspace.currentChanged.connect(self._workspace_shown)
+        self._pending_changes: set[str] = set()
+        self._changes_timer = QTimer(self, singleShot=True, interval=0)
+        self._changes_timer.timeout.connect(self._emit_changes)
+        self.undo_stack.indexChanged.connect(lambda _i: self.notify_changed({"labels"}))
+        self.data_changed.connect(self._data_changed)
         if load_workspaces:
             self.load_workspaces()
         self._default_state = self.saveState()
@@ -184,6 +202,22 @@ class MainWindow(QMainWindow):
                 self.docks_menu.addAction(self.docks[title].toggleViewAction())
         for target in MENU_HOOKS if menus is None else menus:
             self._construct(target, target)
+
+    def notify_changed(self, subjects) -> None:
+        """Tell every view that ``subjects`` changed; bursts (a job and its undo) become one signal."""
+        self._pending_changes |= set(subjects)
+        self._changes_timer.start()
+
+    def _emit_changes(self) -> None:
+        subjects, self._pending_changes = frozenset(self._pending_changes), set()
+        if subjects and self.project is not None:
+            self.data_changed.emit(subjects)
+
+    def _data_changed(self, subjects) -> None:
+        if subjects & {"labels", "images"}:
+            self._store_edited()  # the tree and grid, keeping the open image selected
+        if subjects & {"masks", "labels"} and self.image_id is not None:
+            self.viewer.load_boxes()
 
     def _workspace_shown(self, _index: int) -> None:
         """Keys are scoped per workspace: the viewer's keys only on the Viewer, and the shown
@@ -271,6 +305,7 @@ class MainWindow(QMainWindow):
         return True
 
     def set_project(self, project: Project | None) -> None:
+        self._close_project_dialogs()
         if self.project is not None:
             self.project.close()
         self.project = project
@@ -364,6 +399,8 @@ class MainWindow(QMainWindow):
     # ---- jobs and messages ----------------------------------------------------------------
     def _job_returned(self, job_id: int, result) -> None:
         h = self.runner.handle(job_id)
+        if h is not None:
+            self.notify_changed(JOB_CHANGES.get(h.kind, {"runs"}))
         if h is not None and h.kind == "demo-archive":
             self.browser.reload()
             self.project_changed.emit()
@@ -408,9 +445,23 @@ class MainWindow(QMainWindow):
         self.docks["jobs"].show()
         self.docks["jobs"].raise_()
 
-    def show_project_info(self) -> None:
+    def show_project_info(self):
         if self._need_project():
-            self.dialogs.append(dialogs.project_info(self, self.project))
+            d = dialogs.project_info(self, self.project)
+            d.setProperty("project_dialog", True)  # closed when another project opens
+            self.dialogs.append(d)
+            return d
+        return None
+
+    def _close_project_dialogs(self) -> None:
+        """Dialogs about the open project (Project info) would show the old one after a switch."""
+        for d in list(self.dialogs):
+            try:
+                if d.property("project_dialog"):
+                    d.close()
+                    self.dialogs.remove(d)
+            except RuntimeError:  # deleted on close already
+                self.dialogs.remove(d)
 
     def show_shortcuts(self):
         d = dialogs.shortcuts(self, shortcut_entries(self))

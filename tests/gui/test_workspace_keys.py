@@ -165,3 +165,32 @@ def test_viewer_keys_work_in_the_real_window(full_window, qtbot):
     QTest.keyClick(w.viewer.view, Qt.Key.Key_2)  # bone
     assert w.viewer.window != full
     assert not _ambiguous(w.qt_messages), _ambiguous(w.qt_messages)
+
+
+def _readme_keys() -> dict[str, list[str]]:
+    """The keys the README's tour promises, read from the README itself."""
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    clusters = re.search(r"Clusters tab \(keys ([^;)]*)", text).group(1)
+    annotate = re.search(r"Annotate dock \(([^)]*)\)", text).group(1)
+    viewer = re.search(r"keys 1–5 presets, ([^;)]*)", text).group(1)
+    return {"Clusters": [k.strip() for k in clusters.split(",")],
+            "Annotate": [part.split()[0] for part in annotate.split(",")],
+            "Viewer": ["1", "5"] + [part.split()[0] for part in viewer.split(",")]}
+
+
+def test_help_lists_every_key_the_readme_promises(full_window):
+    w = full_window
+    dialog = w.show_shortcuts()
+    rows = [tuple(dialog.table.item(r, c).text() for c in range(3)) for r in range(dialog.table.rowCount())]
+    promised = _readme_keys()
+    assert promised["Clusters"] == ["1–9", "D", "M", "S"] and "X" in promised["Annotate"]
+
+    def keys_in(where: str) -> set[str]:
+        return {k.strip() for place, _a, keys in rows if place.startswith(where) for k in keys.split(",")}
+
+    assert set(promised["Clusters"]) <= keys_in("Clusters tab")
+    assert set(promised["Annotate"]) <= keys_in("Annotate dock")
+    assert set(promised["Viewer"]) <= keys_in("View") | keys_in("Viewer")
+    assert keys_in("Review tab") and keys_in("Label noise tab")

@@ -49,6 +49,9 @@ class ClusterBoard(BoardKeys, QWidget):
     ACCEPT_KEYS: set = set()
     LETTER_KEYS = {Qt.Key.Key_D: "discard_selected", Qt.Key.Key_M: "merge_selected",
                    Qt.Key.Key_S: "split_by_spin"}
+    KEYS_HELP = [("1–9", "Label the selected clusters with that class"), ("D", "Discard the selected clusters"),
+                 ("M", "Merge the selected clusters"), ("S", "Split the selected cluster"),
+                 ("Right, ], Page Down / Left, [, Page Up", "Next / previous cluster")]
 
     def __init__(self, window, parent=None):
         super().__init__(parent if parent is not None else (window if isinstance(window, QWidget) else None))

@@ -58,6 +58,9 @@ def heat_rgba(heat: np.ndarray, cmap: str = "inferno") -> np.ndarray:
 
 class ReviewBoard(BoardKeys, QWidget):
     ACCEPT_KEYS = ENTER_KEYS | {Qt.Key.Key_A}
+    KEYS_HELP = [("1–9", "Label the case with that class (human label)"),
+                 ("A, Enter", "Accept the prediction as the label"),
+                 ("Right, ], Page Down / Left, [, Page Up", "Next / previous case")]
 
     def __init__(self, window, parent=None):
         super().__init__(parent)
@@ -328,7 +331,9 @@ class ReviewBoard(BoardKeys, QWidget):
         self._set_bars(case)
         self._show_labels(case)
         self.viewer.open_image(case.image_id)
-        if self.follow.isChecked() and hasattr(self.window_, "open_image"):
+        # Only while the board is on screen: a run finishing in the background must not move
+        # the main viewer to another patient under the user's eyes.
+        if self.follow.isChecked() and self.isVisible() and hasattr(self.window_, "open_image"):
             self.window_.open_image(case.image_id)   # case panel and browser follow the review
         self.heat = None
         self._request_heat(case)
