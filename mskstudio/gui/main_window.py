@@ -12,17 +12,14 @@ import importlib
 import traceback
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QUndoGroup, QUndoStack
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication, QUndoGroup, QUndoStack
 from PySide6.QtWidgets import (
-    QDockWidget,
     QFileDialog,
-    QFrame,
     QLabel,
     QMainWindow,
     QMessageBox,
     QPlainTextEdit,
-    QScrollArea,
     QTabWidget,
 )
 
@@ -34,6 +31,8 @@ from mskstudio.gui.dialogs import info as dialogs
 from mskstudio.gui.jobs.jobs_view import JobsView
 from mskstudio.gui.jobs.runner import JobRunner
 from mskstudio.gui.viewer.viewer import Viewer
+from mskstudio.gui.widgets.scrolling_dock import ScrollingDock
+from mskstudio.gui.widgets.task_layout import TaskLayouts
 from mskstudio.store import Project, StoreError
 
 # Optional workspaces ("Title", "module:Class"), constructed as Class(main_window).
@@ -60,40 +59,6 @@ JOB_CHANGES = {
     "prelabel": {"masks"}, "fill-boxes": {"masks"}, "noise-queue": {"runs"},
     "demo-loop": {"runs", "labels", "masks"},
 }
-
-
-class _VerticalScroll(QScrollArea):
-    """Scrolls up and down only: as narrow as the view allows, but never narrower."""
-
-    def __init__(self):
-        super().__init__()
-        self.setWidgetResizable(True)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-
-    def minimumSizeHint(self) -> QSize:
-        view = self.widget()
-        width = view.minimumSizeHint().width() if view is not None else 0
-        return QSize(width + self.verticalScrollBar().sizeHint().width(), 60)
-
-
-class ScrollingDock(QDockWidget):
-    """A dock whose view scrolls when the dock is shorter than the view's minimum.
-
-    The docks' own minimum heights added up to 1,221 px in the right-hand column (Case,
-    Similar cases, Annotate), so the window could not be made shorter than a 1080p
-    screen.  ``view()`` is the widget the dock shows (``widget()`` is the scroll area).
-    """
-
-    def __init__(self, title: str, view, parent=None):
-        super().__init__(title, parent)
-        self._view = view
-        scroll = _VerticalScroll()
-        scroll.setWidget(view)
-        self.setWidget(scroll)
-
-    def view(self):
-        return self._view
 
 
 class MainWindow(QMainWindow):
@@ -151,6 +116,7 @@ class MainWindow(QMainWindow):
         self.runner.job_errored.connect(self._job_errored)
         self.runner.job_returned.connect(self._job_returned)
         self.workspace.currentChanged.connect(self._workspace_shown)
+        self.task_layouts = TaskLayouts(self)
         self._pending_changes: set[str] = set()
         self._changes_timer = QTimer(self, singleShot=True, interval=0)
         self._changes_timer.timeout.connect(self._emit_changes)
@@ -224,11 +190,17 @@ class MainWindow(QMainWindow):
         board gets the keyboard so its keys (1-9, D, M, S, arrows) work at once."""
         current = self.workspace.currentWidget()
         scope_viewer_keys(self, current is self.viewer)
+        self.apply_task_layout()
         focus = getattr(current, "focus_default", None)
         if callable(focus):
             focus()
         elif current is not None:
             current.setFocus()
+
+    def apply_task_layout(self) -> None:
+        """The shown workspace's docks (a board gets most of the window; see task_layout.py)."""
+        if self.isVisible():
+            self.task_layouts.apply(self.workspace.tabText(self.workspace.currentIndex()))
 
     def _workspace_failed(self, title: str, exc: BaseException) -> None:
         details = "".join(traceback.format_exception(exc))
@@ -239,12 +211,24 @@ class MainWindow(QMainWindow):
     def restore_layout(self) -> None:
         s = prefs.settings()
         geometry, state = s.value("window/geometry"), s.value("window/state")
-        if isinstance(geometry, QByteArray):
-            self.restoreGeometry(geometry)
+        if not (isinstance(geometry, QByteArray) and self.restoreGeometry(geometry)):
+            self.fit_to_screen()
         else:
-            self.resize(1600, 1000)
+            self.fit_to_screen(self.width(), self.height())  # saved on a larger screen
         if isinstance(state, QByteArray) and self.restoreState(state):
             self._default_sizes_pending = False
+
+    def fit_to_screen(self, width: int = 1600, height: int = 1000) -> None:
+        """At most ``width`` × ``height``, never larger than the screen's free area, centred on it."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            self.resize(width, height)
+            return
+        free = screen.availableGeometry()
+        w, h = min(width, free.width()), min(height, free.height())
+        if (w, h) != (self.width(), self.height()) or not free.contains(self.frameGeometry()):
+            self.resize(w, h)
+            self.move(free.x() + (free.width() - w) // 2, free.y() + (free.height() - h) // 2)
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
@@ -258,8 +242,12 @@ class MainWindow(QMainWindow):
         """The first-run split: the case form whole (its height depends on the style's
         fonts), the docks under it sharing the rest of the column, the jobs table a few
         rows.  Docks scroll when made smaller than their views."""
-        self.resizeDocks([self.docks["browser"], self.docks["case"]], [340, 400], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["jobs"]], [190], Qt.Orientation.Vertical)
+        # On a 1366 px screen fixed 340 + 400 px left the image about 350 px wide: the side
+        # columns take at most a fifth and a quarter of the width.
+        width, height = max(self.width(), 800), max(self.height(), 600)
+        self.resizeDocks([self.docks["browser"], self.docks["case"]],
+                         [min(340, width // 5), min(400, width // 4 + 40)], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["jobs"]], [min(190, height // 6)], Qt.Orientation.Vertical)
         right = [self.docks[k] for k in ("case", "Similar cases", "Annotate") if k in self.docks]
         # resizeDocks scales sizes that add up to more than the column: share out what is there.
         column = sum(d.height() for d in right)
@@ -276,6 +264,7 @@ class MainWindow(QMainWindow):
         s.sync()
 
     def reset_layout(self) -> None:
+        self.task_layouts.reset()
         self.restoreState(self._default_state)
         self.default_dock_sizes()
 
@@ -428,18 +417,9 @@ class MainWindow(QMainWindow):
         self.dialogs.append(dialogs.error(self, title, message, details))
 
     def show_import_failures(self, job_id: int | None = None, *, kind: str = "import", result=None):
-        """The skipped files of one import job (with its summary) or of every import."""
-        from mskstudio.gui.dialogs.import_failures import ImportFailuresDialog, result_line
+        from mskstudio.gui.dialogs.import_failures import show_import_failures
 
-        if not self._need_project():
-            return None
-        failures = self.project.jobs.failures(job_id)
-        title = (f"{IMPORT_KINDS.get(kind, kind)} — job {job_id}" if job_id is not None
-                 else "Import failures — every import of this project")
-        summary = result_line(kind, result) if result is not None else f"{len(failures)} file(s) skipped"
-        d = ImportFailuresDialog(self, title, failures, summary)
-        self.dialogs.append(d)
-        return d
+        return show_import_failures(self, job_id, kind=kind, result=result) if self._need_project() else None
 
     def show_jobs(self) -> None:
         self.docks["jobs"].show()

@@ -86,6 +86,11 @@ class AnnotatePanel(QWidget):
         self.box_from_mask_btn.setToolTip("A box around this image's mask of the class (undoable)")
         self.box_from_mask_btn.clicked.connect(controller.box_from_mask)
         row.addWidget(self.box_from_mask_btn)
+        row.addStretch(1)
+        layout.addLayout(row)
+        # A second row: five buttons in one made the dock (and so the right column) ~600 px
+        # wide, which left the image about 350 px on a 1366 px screen.
+        row = QHBoxLayout()
         self.accept_btn = QPushButton("Accept model mask")
         self.accept_btn.clicked.connect(self.accept_model_mask)
         row.addWidget(self.accept_btn)

@@ -120,3 +120,17 @@ class ImportFailuresDialog(QDialog):
                                               "CSV files (*.csv)")
         if path:
             self.export_csv(path)
+
+
+IMPORT_KINDS = {"import": "Import DICOM", "import-clinical": "Import clinical CSV"}
+
+
+def show_import_failures(window, job_id: int | None = None, *, kind: str = "import", result=None):
+    """The skipped files of one import job (with its summary) or of every import of the project."""
+    failures = window.project.jobs.failures(job_id)
+    title = (f"{IMPORT_KINDS.get(kind, kind)} — job {job_id}" if job_id is not None
+             else "Import failures — every import of this project")
+    summary = result_line(kind, result) if result is not None else f"{len(failures)} file(s) skipped"
+    d = ImportFailuresDialog(window, title, failures, summary)
+    window.dialogs.append(d)
+    return d

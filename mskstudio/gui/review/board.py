@@ -37,6 +37,7 @@ from mskstudio.gui.commands import SetLabelCommand
 from mskstudio.gui.review import review_queue as rq
 from mskstudio.gui.viewer.viewer import Viewer
 from mskstudio.gui.widgets.board_keys import ENTER_KEYS, BoardKeys
+from mskstudio.gui.widgets.scrolling_dock import VerticalScroll
 from mskstudio.gui.widgets.workspace import follow_window
 from mskstudio.ml.explain.gradcam import DEFAULT_SCALES, SINGLE_SCALE
 
@@ -181,7 +182,11 @@ class ReviewBoard(BoardKeys, QWidget):
         split = QSplitter()
         split.addWidget(self.list)
         split.addWidget(self.viewer)
-        split.addWidget(side)
+        # The case column scrolls when the window is short (1366×768 with the Jobs dock cut the
+        # Grad-CAM controls to a few pixels): as narrow as it allows, never narrower.
+        side_scroll = VerticalScroll()
+        side_scroll.setWidget(side)
+        split.addWidget(side_scroll)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
         split.setStretchFactor(2, 0)

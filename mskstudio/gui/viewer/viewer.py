@@ -85,7 +85,9 @@ class Viewer(MeasurementLayer, BoxLayer, OverlayLayers, QWidget):
     def _corner(self, text: str, color: str = "#d8dee9") -> QLabel:
         label = QLabel(text, self.view)
         label.setObjectName("viewerCorner")
-        label.setStyleSheet(f"color: {color}; background: transparent; font-size: 12px;")
+        # A dark backing: over bright bone or a white film border bare text could not be read.
+        label.setStyleSheet(f"color: {color}; background: rgba(0, 0, 0, 150); border-radius: 3px; "
+                            "padding: 1px 3px; font-size: 12px;")
         label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         return label
 
