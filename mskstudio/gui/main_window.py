@@ -37,6 +37,7 @@ from mskstudio.store import Project, StoreError
 
 # Optional workspaces ("Title", "module:Class"), constructed as Class(main_window).
 WORKSPACES = [
+    ("Start here", "mskstudio.gui.start.panel:StartHere"),
     ("Clusters", "mskstudio.gui.clusters.board:ClusterBoard"),
     ("Review", "mskstudio.gui.review.board:ReviewBoard"),
     ("Dashboard", "mskstudio.gui.dashboard.dashboard:Dashboard"),
