@@ -165,7 +165,10 @@ class ClusterRepo:
         run = self.run(run_id)
         label_set_id = label_set_id or (run["label_set_id"] if run else None)
         live = self.clusters(run_id)
-        reviewed = [c for c in live if c["class_id"] is not None or c["discarded"]]
+        # Reviewed in this set: a cluster labelled (or discarded) with a class of another set
+        # was reviewed there, not here.
+        reviewed = [c for c in live if (c["class_id"] is not None or c["discarded"])
+                    and (label_set_id is None or c["class_label_set_id"] in (None, label_set_id))]
         seconds = float(self.p.db.scalar(
             "SELECT COALESCE(SUM(review_seconds), 0) FROM clusters WHERE run_id = ?", (run_id,)))
         total_images = sum(c["size"] for c in live)

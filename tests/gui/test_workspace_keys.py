@@ -146,6 +146,15 @@ def test_cluster_board_keys_work_in_the_real_window(full_window, qtbot):
     assert w.undo_stack.count() == 4
     assert not _ambiguous(w.qt_messages), _ambiguous(w.qt_messages)
 
+    # Another label set: the first set's classes are not shown as this set's labels.
+    def tip(cid):
+        return next(board.clusters.item(i).toolTip() for i in range(board.clusters.count())
+                    if int(board.clusters.item(i).data(Qt.UserRole)) == cid)
+
+    assert classes[1]["name"] in tip(first)
+    board.label_set.setCurrentText("site")
+    assert "unlabelled" in tip(first) and "0/" in board.progress.text().split("clusters reviewed")[0]
+
 
 def test_viewer_keys_work_in_the_real_window(full_window, qtbot):
     w = full_window

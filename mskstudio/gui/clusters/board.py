@@ -65,7 +65,8 @@ class ClusterBoard(BoardKeys, QWidget):
         self.run_combo.currentIndexChanged.connect(self._run_chosen)
         self.label_set = QComboBox()
         self.label_set.setEditable(True)
-        self.label_set.currentTextChanged.connect(lambda _: self._refresh_classes())
+        # Another set: its classes, its labels and its progress (classes belong to their set).
+        self.label_set.currentTextChanged.connect(lambda _: self.refresh())
         self.sort = QComboBox()
         for text, key in SORTS:
             self.sort.addItem(text, key)
@@ -268,7 +269,11 @@ class ClusterBoard(BoardKeys, QWidget):
 
     def _show_progress(self) -> None:
         ls = self._existing_label_set_id()
-        p = self.project.clusters.progress(self.run_id, ls)
+        name = self.label_set.currentText().strip()
+        if ls is None and name:  # a new set, typed in: nothing is labelled in it yet
+            p = self.project.clusters.progress(self.run_id, -1)
+        else:
+            p = self.project.clusters.progress(self.run_id, ls)
         speed = f", {p['images_per_minute']:.0f} images/min" if p["images_per_minute"] else ""
         self.progress.setText(f"{p['clusters_reviewed']}/{p['clusters_total']} clusters reviewed, "
                               f"{p['images_covered']}/{p['images_total']} images labelled{speed}")
