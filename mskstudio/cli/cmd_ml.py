@@ -119,6 +119,9 @@ def cmd_clusters(args) -> int:
         if project.clusters.run(args.run) is None:
             raise ValueError(f"no cluster run {args.run}")
         ls = project.labels.find_label_set(label_set_name(project, args.run, args.label_set))
+        if ls is None and args.label_set:
+            names = ", ".join(r["name"] for r in project.labels.label_sets("image"))
+            raise ValueError(f"no label set {args.label_set!r} (label sets: {names})")
         print_progress(project, args.run, ls)
         for c in project.clusters.clusters(args.run, order=args.order):
             in_set = c["class_label_set_id"] == ls

@@ -118,3 +118,11 @@ def test_cli_action_errors_are_one_line(run_project, capsys):
     err = capsys.readouterr().err
     assert "not a live cluster of run" in err and "at least 2" in err and "nothing to undo" in err
     assert "Traceback" not in err
+
+
+def test_cli_listing_names_a_missing_label_set(run_project, capsys):
+    p, run_id = run_project
+    root = str(p.root)
+    p.close()
+    assert main(["clusters", root, str(run_id), "--label-set", "nope"]) == 1
+    assert "no label set 'nope'" in capsys.readouterr().err
