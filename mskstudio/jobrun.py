@@ -51,13 +51,15 @@ JOB_KINDS: dict[str, str] = {
     # evaluation: statistics only (no network), a few seconds
     "report": "mskstudio.ml.report.report:run_report",
     "operating-point": "mskstudio.ml.evaluate.calibration:run_operating_point",
+    "demo-loop": "mskstudio.ml.loop.demo_loop:run_demo_loop",  # the whole loop on the phantom demo
 }
 
 # Kinds that train or run networks over many images: the GUI runs them in a subprocess
 # (``mskstudio run-job``) so torch threads never starve its event loop. Kept beside
 # JOB_KINDS so a new kind is classified where it is registered.
 HEAVY_KINDS = frozenset({"cluster", "train", "predict", "pointing-game", "train-seg", "train-seg-box",
-                         "prelabel", "embed", "eval-retrieval", "noise-queue", "export-onnx"})
+                         "prelabel", "embed", "eval-retrieval", "noise-queue", "export-onnx",
+                         "demo-loop"})
 
 
 class UserError(Exception):
@@ -130,9 +132,10 @@ def submit_and_run(project: Project, kind: str, params: dict[str, Any], *,
 class TqdmSink:
     """Progress bar for the terminal (stderr), metrics printed as lines."""
 
-    def __init__(self, label: str):
+    def __init__(self, label: str, *, echo_log: bool = True):
         from tqdm import tqdm
 
+        self.echo_log = echo_log
         self.bar = tqdm(total=1000, desc=label, unit="‰", file=sys.stderr,
                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
                         disable=None)
@@ -146,7 +149,8 @@ class TqdmSink:
         self.bar.write(f"  {name}[{step}] = {value:.4g}")
 
     def on_log(self, message: str) -> None:
-        self.bar.write(f"  {message}")
+        if self.echo_log:
+            self.bar.write(f"  {message}")
 
     def close(self) -> None:
         self.bar.close()
@@ -176,10 +180,13 @@ def ctrl_c_cancels(token: CancelToken):
 
 
 def run_sync(project: Project, kind: str, params: dict[str, Any], *, label: str | None = None,
-             quiet: bool = False) -> Any:
-    """Submit and run a job in this process with a progress bar and Ctrl-C as cancel."""
+             quiet: bool = False, echo_log: bool = True) -> Any:
+    """Submit and run a job in this process with a progress bar and Ctrl-C as cancel.
+
+    ``echo_log=False``: the job's log lines are not printed (the caller prints the result's
+    own list, e.g. an import's skipped files, which were otherwise printed twice)."""
     token = CancelToken()
-    sink = None if quiet else TqdmSink(label or kind)
+    sink = None if quiet else TqdmSink(label or kind, echo_log=echo_log)
     try:
         with ctrl_c_cancels(token):
             return submit_and_run(project, kind, params, sink=sink, token=token)

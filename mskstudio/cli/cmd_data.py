@@ -37,6 +37,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--headless", action="store_true",
                    help="do not open the GUI (default when there is no display)")
+    p.add_argument("--no-loop", action="store_true",
+                   help="headless: only build the project, do not run the whole loop on it")
     p.set_defaults(func=cmd_demo)
 
 
@@ -45,14 +47,16 @@ def cmd_import(args) -> int:
         result = run_sync(project, "import", {
             "paths": [str(Path(p).absolute()) for p in args.paths], "copy": not args.in_place,
             "deidentify": not args.no_deid, "keep_map": args.keep_map, "workers": args.workers,
-        }, label="import")
+        }, label="import", echo_log=False)
     _print_import(result)
     return 0 if result["imported"] or result["duplicates"] else 1
 
 
 def _print_import(result: dict) -> None:
-    print(f"imported {result['imported']} files, {result['duplicates']} already in the project, "
-          f"{result['non_dicom']} not DICOM, {result['failed']} failed ({result['seconds']} s)")
+    """The summary and the skipped files, once (the job's own log lines are not echoed)."""
+    from mskstudio.io.importer import summary_line
+
+    print(f"{summary_line(result)} in {result['seconds']} s")
     for path, reason in result["failures"]:
         print(f"  skipped {path}: {reason}")
 
@@ -97,14 +101,31 @@ def cmd_demo(args) -> int:
             print(f"  lesion masks and boxes of the phantom surgeons: {r['masks']['imported']} masks, "
                   f"{r['masks']['boxes']} boxes")
     if args.headless or not has_display():
-        headless_tour(Path(info["path"]))
+        headless_tour(Path(info["path"]), loop=not args.no_loop)
         return 0
     os.execv(sys.executable, [sys.executable, "-m", "mskstudio.gui", info["path"]])
     return 0  # not reached
 
 
-def headless_tour(path: Path) -> None:
-    """What a person would do first, without a screen: look at the project summary."""
+def headless_tour(path: Path, *, loop: bool = True) -> None:
+    """Without a screen: run the whole loop on the demo (job ``demo-loop``: cluster, label the
+    clusters, train, predict and explain, similar cases, box segmenter, ONNX) and print each
+    step's figures and time; a project that already ran it prints the stored result."""
     with open_writable(path) as project:
-        print_json({k: v for k, v in project.summary().items() if k in ("label_sets", "jobs")})
+        if loop:
+            result = project.jobs.last_result("demo-loop")
+            if result is None:
+                print("no display: running the whole loop on the demo project (about 2-5 minutes)")
+                result = run_sync(project, "demo-loop", {}, label="demo loop")
+            else:
+                print("the demo loop already ran on this project; its figures:")
+            print_loop(result)
+        else:
+            print_json({k: v for k, v in project.summary().items() if k in ("label_sets", "jobs")})
     print("no display: ran headless. Open it later with `mskstudio gui " + str(path) + "`.")
+
+
+def print_loop(result: dict) -> None:
+    for n, s in enumerate(result["steps"], 1):
+        print(f"  {n}. {s['step']:<20} {s['seconds']:>6.1f} s  {s['figures']}")
+    print(f"  whole loop: {result['seconds']:.1f} s of pipeline")

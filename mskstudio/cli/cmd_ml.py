@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from mskstudio.cli.cmd_cluster_review import add_action_args, label_set_name, print_progress, run_action
 from mskstudio.cli.common import add_project_arg, open_project, open_writable, print_json
 
 
@@ -47,10 +48,12 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_recluster)
 
-    p = sub.add_parser("clusters", help="list cluster runs, or the clusters of one run")
+    p = sub.add_parser("clusters", help="list cluster runs, the clusters of one run, or label, discard, "
+                                         "merge, split them (as on the Clusters board)")
     add_project_arg(p)
     p.add_argument("run", nargs="?", type=int, help="cluster run id")
     p.add_argument("--order", default="size", choices=("size", "spread", "unlabelled", "index"))
+    add_action_args(p)
     p.set_defaults(func=cmd_clusters)
 
 
@@ -99,6 +102,11 @@ def _print_cluster_result(result: dict, as_json: bool) -> int:
 
 
 def cmd_clusters(args) -> int:
+    if args.action is not None:
+        if args.run is None:
+            raise ValueError(f"clusters {args.action}: give the cluster run id first")
+        with open_writable(args.project) as project:
+            return run_action(project, args)
     with open_project(args.project) as project:
         if args.run is None:
             print(f"{'run':>4}  {'k':>5} {'images':>7} {'clusters':>8}  model  truth")
@@ -108,11 +116,16 @@ def cmd_clusters(args) -> int:
                 print(f"{r['id']:>4}  {r['k']:>5} {r['n_images']:>7} {r['n_clusters']:>8}  "
                       f"{r['model_run_id'] or '-':>5}  {t}")
             return 0
-        prog = project.clusters.progress(args.run)
-        print(f"run {args.run}: {prog['clusters_reviewed']}/{prog['clusters_total']} clusters reviewed, "
-              f"{prog['images_covered']}/{prog['images_total']} images labelled")
+        if project.clusters.run(args.run) is None:
+            raise ValueError(f"no cluster run {args.run}")
+        ls = project.labels.find_label_set(label_set_name(project, args.run, args.label_set))
+        if ls is None and args.label_set:
+            names = ", ".join(r["name"] for r in project.labels.label_sets("image"))
+            raise ValueError(f"no label set {args.label_set!r} (label sets: {names})")
+        print_progress(project, args.run, ls)
         for c in project.clusters.clusters(args.run, order=args.order):
-            label = "discarded" if c["discarded"] else (c["class_name"] or "")
+            in_set = c["class_label_set_id"] == ls
+            label = ("discarded" if c["discarded"] else (c["class_name"] or "")) if in_set else ""
             print(f"  #{c['idx']:<4} id {c['id']:<5} size {c['size']:>5}  "
                   f"spread {c['spread'] or 0:.3f}  {label}")
     return 0

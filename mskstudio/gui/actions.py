@@ -82,6 +82,7 @@ def build_menus(w) -> None:
     m = bar.addMenu("&Jobs")
     _act(w, m, "Show &jobs", w.show_jobs, "Ctrl+J", name="show_jobs")
     _act(w, m, "&Resume interrupted jobs", w.jobs_view.resume_interrupted, name="resume_jobs")
+    _act(w, m, "&Import failures…", w.show_import_failures, name="import_failures")
     _act(w, m, "&Cancel all jobs", w.runner.cancel_all, name="cancel_all")
 
     m = bar.addMenu("&Help")
@@ -89,8 +90,36 @@ def build_menus(w) -> None:
     _act(w, m, "&About mskstudio", w.show_about, name="about")
 
 
+# Actions that act on the main viewer: their keys (1-5, M, A, F, R, ...) mean something only
+# while the Viewer workspace is shown, so a board's own keys never meet them.
+VIEWER_ACTIONS = ("preset1", "preset2", "preset3", "preset4", "preset5", "invert", "toggle_overlays",
+                  "fit", "actual_size", "rotate_right", "rotate_left", "flip_h", "flip_v", "tool_pan",
+                  "tool_ruler", "tool_angle", "delete_measurements")
+
+
+def scope_viewer_keys(w, viewer_shown: bool) -> None:
+    """Enable the viewer's actions only while the Viewer workspace is the current one."""
+    for name in VIEWER_ACTIONS:
+        w.actions_by_name[name].setEnabled(viewer_shown)
+
+
+# Keys that are not menu actions: mouse gestures and keys of the viewer and the Annotate dock.
+VIEWER_KEYS = [("Right-drag", "Window / level"), ("Wheel", "Zoom at the cursor"),
+               ("Delete, Backspace", "Delete the selected measurement or box (undoable)"),
+               ("Drag a box / its corner", "Move / resize the box (undoable)")]
+
+
+def annotate_keys() -> list[tuple[str, str]]:
+    from mskstudio.gui.annotate.panel import SHORTCUTS
+
+    return [(key, f"{tool.capitalize()} tool") for tool, key in SHORTCUTS.items()] + [
+        ("Enter / double click", "Close the polygon"), ("Esc", "Drop the polygon being drawn")]
+
+
 def shortcut_entries(w) -> list[tuple[str, str, str]]:
-    """(menu, action, shortcuts) for every action with a shortcut, walking the menus."""
+    """(where, action, keys) for every key: the menus' shortcuts, then the keys of each
+    workspace (``KEYS_HELP`` of its widget, active while it is shown), the viewer's and the
+    Annotate dock's."""
     out: list[tuple[str, str, str]] = []
 
     def walk(menu: QMenu, path: str) -> None:
@@ -104,4 +133,11 @@ def shortcut_entries(w) -> list[tuple[str, str, str]]:
     for top in w.menuBar().actions():
         if top.menu() is not None:
             walk(top.menu(), top.menu().title().replace("&", ""))
+    out += [("Viewer", action, keys) for keys, action in VIEWER_KEYS]
+    for i in range(w.workspace.count()):
+        title = w.workspace.tabText(i)
+        for keys, action in getattr(w.workspace.widget(i), "KEYS_HELP", []):
+            out.append((f"{title} tab (while it has focus)", action, keys))
+    if "Annotate" in getattr(w, "docks", {}):
+        out += [("Annotate dock (on the viewer)", action, keys) for keys, action in annotate_keys()]
     return out

@@ -119,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     log_path = setup_logging()
     install_crash_handler()
+    from mskstudio.gui.platform_check import xcb_problem
+
+    problem = xcb_problem()
+    if problem:  # before Qt aborts with a message that names no package
+        log.error(problem)
+        print(problem, file=sys.stderr)
+        return 3
     app = make_app()
     from mskstudio.gui.main_window import MainWindow
 

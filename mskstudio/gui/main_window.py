@@ -12,32 +12,32 @@ import importlib
 import traceback
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QUndoGroup, QUndoStack
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication, QUndoGroup, QUndoStack
 from PySide6.QtWidgets import (
-    QDockWidget,
     QFileDialog,
-    QFrame,
     QLabel,
     QMainWindow,
     QMessageBox,
     QPlainTextEdit,
-    QScrollArea,
     QTabWidget,
 )
 
 from mskstudio.gui import settings as prefs
-from mskstudio.gui.actions import build_menus, shortcut_entries
+from mskstudio.gui.actions import build_menus, scope_viewer_keys, shortcut_entries
 from mskstudio.gui.case.browser import CaseBrowser
 from mskstudio.gui.case.panel import CasePanel
 from mskstudio.gui.dialogs import info as dialogs
 from mskstudio.gui.jobs.jobs_view import JobsView
 from mskstudio.gui.jobs.runner import JobRunner
 from mskstudio.gui.viewer.viewer import Viewer
+from mskstudio.gui.widgets.scrolling_dock import ScrollingDock
+from mskstudio.gui.widgets.task_layout import TaskLayouts
 from mskstudio.store import Project, StoreError
 
 # Optional workspaces ("Title", "module:Class"), constructed as Class(main_window).
 WORKSPACES = [
+    ("Start here", "mskstudio.gui.start.panel:StartHere"),
     ("Clusters", "mskstudio.gui.clusters.board:ClusterBoard"),
     ("Review", "mskstudio.gui.review.board:ReviewBoard"),
     ("Dashboard", "mskstudio.gui.dashboard.dashboard:Dashboard"),
@@ -54,45 +54,23 @@ MENU_HOOKS = ["mskstudio.gui.model_menu:add_model_menu",
               "mskstudio.gui.readers.menu:add_readers_menu",
               "mskstudio.gui.exports.menu:add_exchange_menu"]  # File › SEG, annotations, labels
 IMPORT_KINDS = {"import": "Import DICOM", "import-clinical": "Import clinical CSV"}
-
-
-class _VerticalScroll(QScrollArea):
-    """Scrolls up and down only: as narrow as the view allows, but never narrower."""
-
-    def __init__(self):
-        super().__init__()
-        self.setWidgetResizable(True)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-
-    def minimumSizeHint(self) -> QSize:
-        view = self.widget()
-        width = view.minimumSizeHint().width() if view is not None else 0
-        return QSize(width + self.verticalScrollBar().sizeHint().width(), 60)
-
-
-class ScrollingDock(QDockWidget):
-    """A dock whose view scrolls when the dock is shorter than the view's minimum.
-
-    The docks' own minimum heights added up to 1,221 px in the right-hand column (Case,
-    Similar cases, Annotate), so the window could not be made shorter than a 1080p
-    screen.  ``view()`` is the widget the dock shows (``widget()`` is the scroll area).
-    """
-
-    def __init__(self, title: str, view, parent=None):
-        super().__init__(title, parent)
-        self._view = view
-        scroll = _VerticalScroll()
-        scroll.setWidget(view)
-        self.setWidget(scroll)
-
-    def view(self):
-        return self._view
+# What a finished job of each kind changed in the project ("data_changed" tells every view).
+JOB_CHANGES = {
+    "import": {"images"}, "import-clinical": {"images"}, "demo-archive": {"images", "labels", "masks"},
+    "cluster": {"runs"}, "recluster": {"runs"}, "train": {"runs"}, "train-seg": {"runs"},
+    "train-seg-box": {"runs"}, "embed": {"runs"}, "predict": {"runs", "labels"},
+    "prelabel": {"masks"}, "fill-boxes": {"masks"}, "noise-queue": {"runs"},
+    "demo-loop": {"runs", "labels", "masks"},
+}
 
 
 class MainWindow(QMainWindow):
     image_changed = Signal(int)
     project_changed = Signal()
+    # One notification when the project's data changed under the views: a set of subjects
+    # ("runs", "labels", "masks", "images").  Emitted after every finished job and every
+    # undoable edit, so a new model run shows in Similar cases without reopening the project.
+    data_changed = Signal(object)
 
     def __init__(self, project_path: str | Path | None = None, *, load_workspaces: bool = True):
         super().__init__()
@@ -135,10 +113,18 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.status_readout)
 
         self.browser.image_selected.connect(self.open_image)
+        self.browser.notice.connect(lambda text: self.statusBar().showMessage(text, 10000))
         self.viewer.readout_changed.connect(self.status_readout.setText)
         self.viewer.load_failed.connect(lambda i, m, d: self.show_error(f"Cannot show image {i}", m, d))
         self.runner.job_errored.connect(self._job_errored)
         self.runner.job_returned.connect(self._job_returned)
+        self.workspace.currentChanged.connect(self._workspace_shown)
+        self.task_layouts = TaskLayouts(self)
+        self._pending_changes: set[str] = set()
+        self._changes_timer = QTimer(self, singleShot=True, interval=0)
+        self._changes_timer.timeout.connect(self._emit_changes)
+        self.undo_stack.indexChanged.connect(lambda _i: self.notify_changed({"labels"}))
+        self.data_changed.connect(self._data_changed)
         if load_workspaces:
             self.load_workspaces()
         self._default_state = self.saveState()
@@ -186,6 +172,39 @@ class MainWindow(QMainWindow):
         for target in MENU_HOOKS if menus is None else menus:
             self._construct(target, target)
 
+    def notify_changed(self, subjects) -> None:
+        """Tell every view that ``subjects`` changed; bursts (a job and its undo) become one signal."""
+        self._pending_changes |= set(subjects)
+        self._changes_timer.start()
+
+    def _emit_changes(self) -> None:
+        subjects, self._pending_changes = frozenset(self._pending_changes), set()
+        if subjects and self.project is not None:
+            self.data_changed.emit(subjects)
+
+    def _data_changed(self, subjects) -> None:
+        if subjects & {"labels", "images"}:
+            self._store_edited()  # the tree and grid, keeping the open image selected
+        if subjects & {"masks", "labels"} and self.image_id is not None:
+            self.viewer.load_boxes()
+
+    def _workspace_shown(self, _index: int) -> None:
+        """Keys are scoped per workspace: the viewer's keys only on the Viewer, and the shown
+        board gets the keyboard so its keys (1-9, D, M, S, arrows) work at once."""
+        current = self.workspace.currentWidget()
+        scope_viewer_keys(self, current is self.viewer)
+        self.apply_task_layout()
+        focus = getattr(current, "focus_default", None)
+        if callable(focus):
+            focus()
+        elif current is not None:
+            current.setFocus()
+
+    def apply_task_layout(self) -> None:
+        """The shown workspace's docks (a board gets most of the window; see task_layout.py)."""
+        if self.isVisible():
+            self.task_layouts.apply(self.workspace.tabText(self.workspace.currentIndex()))
+
     def _workspace_failed(self, title: str, exc: BaseException) -> None:
         details = "".join(traceback.format_exception(exc))
         self.workspace_errors[title] = details
@@ -195,12 +214,24 @@ class MainWindow(QMainWindow):
     def restore_layout(self) -> None:
         s = prefs.settings()
         geometry, state = s.value("window/geometry"), s.value("window/state")
-        if isinstance(geometry, QByteArray):
-            self.restoreGeometry(geometry)
+        if not (isinstance(geometry, QByteArray) and self.restoreGeometry(geometry)):
+            self.fit_to_screen()
         else:
-            self.resize(1600, 1000)
+            self.fit_to_screen(self.width(), self.height())  # saved on a larger screen
         if isinstance(state, QByteArray) and self.restoreState(state):
             self._default_sizes_pending = False
+
+    def fit_to_screen(self, width: int = 1600, height: int = 1000) -> None:
+        """At most ``width`` × ``height``, never larger than the screen's free area, centred on it."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            self.resize(width, height)
+            return
+        free = screen.availableGeometry()
+        w, h = min(width, free.width()), min(height, free.height())
+        if (w, h) != (self.width(), self.height()) or not free.contains(self.frameGeometry()):
+            self.resize(w, h)
+            self.move(free.x() + (free.width() - w) // 2, free.y() + (free.height() - h) // 2)
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
@@ -214,8 +245,12 @@ class MainWindow(QMainWindow):
         """The first-run split: the case form whole (its height depends on the style's
         fonts), the docks under it sharing the rest of the column, the jobs table a few
         rows.  Docks scroll when made smaller than their views."""
-        self.resizeDocks([self.docks["browser"], self.docks["case"]], [340, 400], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["jobs"]], [190], Qt.Orientation.Vertical)
+        # On a 1366 px screen fixed 340 + 400 px left the image about 350 px wide: the side
+        # columns take at most a fifth and a quarter of the width.
+        width, height = max(self.width(), 800), max(self.height(), 600)
+        self.resizeDocks([self.docks["browser"], self.docks["case"]],
+                         [min(340, width // 5), min(400, width // 4 + 40)], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["jobs"]], [min(190, height // 6)], Qt.Orientation.Vertical)
         right = [self.docks[k] for k in ("case", "Similar cases", "Annotate") if k in self.docks]
         # resizeDocks scales sizes that add up to more than the column: share out what is there.
         column = sum(d.height() for d in right)
@@ -232,6 +267,7 @@ class MainWindow(QMainWindow):
         s.sync()
 
     def reset_layout(self) -> None:
+        self.task_layouts.reset()
         self.restoreState(self._default_state)
         self.default_dock_sizes()
 
@@ -261,6 +297,7 @@ class MainWindow(QMainWindow):
         return True
 
     def set_project(self, project: Project | None) -> None:
+        self._close_project_dialogs()
         if self.project is not None:
             self.project.close()
         self.project = project
@@ -354,6 +391,8 @@ class MainWindow(QMainWindow):
     # ---- jobs and messages ----------------------------------------------------------------
     def _job_returned(self, job_id: int, result) -> None:
         h = self.runner.handle(job_id)
+        if h is not None:
+            self.notify_changed(JOB_CHANGES.get(h.kind, {"runs"}))
         if h is not None and h.kind == "demo-archive":
             self.browser.reload()
             self.project_changed.emit()
@@ -362,9 +401,7 @@ class MainWindow(QMainWindow):
             return
         if h is None or h.kind not in IMPORT_KINDS:
             return
-        failures = self.project.jobs.failures(job_id)
-        title = f"{IMPORT_KINDS[h.kind]} — job {job_id}"
-        self.dialogs.append(dialogs.import_summary(self, title, result, failures))
+        self.show_import_failures(job_id, kind=h.kind, result=result)
         current = self.image_id
         self.browser.reload()
         self.project_changed.emit()
@@ -382,13 +419,32 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"{title}: {message.splitlines()[0] if message else ''}", 8000)
         self.dialogs.append(dialogs.error(self, title, message, details))
 
+    def show_import_failures(self, job_id: int | None = None, *, kind: str = "import", result=None):
+        from mskstudio.gui.dialogs.import_failures import show_import_failures
+
+        return show_import_failures(self, job_id, kind=kind, result=result) if self._need_project() else None
+
     def show_jobs(self) -> None:
         self.docks["jobs"].show()
         self.docks["jobs"].raise_()
 
-    def show_project_info(self) -> None:
+    def show_project_info(self):
         if self._need_project():
-            self.dialogs.append(dialogs.project_info(self, self.project))
+            d = dialogs.project_info(self, self.project)
+            d.setProperty("project_dialog", True)  # closed when another project opens
+            self.dialogs.append(d)
+            return d
+        return None
+
+    def _close_project_dialogs(self) -> None:
+        """Dialogs about the open project (Project info) would show the old one after a switch."""
+        for d in list(self.dialogs):
+            try:
+                if d.property("project_dialog"):
+                    d.close()
+                    self.dialogs.remove(d)
+            except RuntimeError:  # deleted on close already
+                self.dialogs.remove(d)
 
     def show_shortcuts(self):
         d = dialogs.shortcuts(self, shortcut_entries(self))

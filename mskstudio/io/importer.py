@@ -79,6 +79,15 @@ class ImportSummary:
         }
 
 
+def summary_line(result: dict[str, Any]) -> str:
+    """The one sentence the CLI prints and the GUI shows for an import result, so both count alike:
+    imported = new images, already present = duplicates (skipped, not failures), skipped = not
+    DICOM + failed (each with its reason in ``import_failures``)."""
+    return (f"imported {result['imported']} files, {result['duplicates']} already in the project, "
+            f"{result['non_dicom']} not DICOM, {result['failed']} failed "
+            f"({result['non_dicom'] + result['failed']} skipped)")
+
+
 # ----------------------------------------------------------------------------- walking
 def iter_candidate_files(paths: list[str]) -> Iterator[tuple[Path, str | None]]:
     """Yield (path, None) for every regular file under ``paths``, or (path, reason) for

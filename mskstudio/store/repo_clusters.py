@@ -137,7 +137,8 @@ class ClusterRepo:
         having = "" if include_empty else "HAVING size > 0"
         return self.p.db.query(
             "SELECT c.*, COUNT(m.image_id) AS size, cl.name AS class_name, cl.color AS class_color, "
-            "cl.is_reject FROM clusters c LEFT JOIN cluster_members m ON m.cluster_id = c.id "
+            "cl.is_reject, cl.label_set_id AS class_label_set_id FROM clusters c "
+            "LEFT JOIN cluster_members m ON m.cluster_id = c.id "
             "LEFT JOIN classes cl ON cl.id = c.class_id WHERE c.run_id = ? AND c.merged_into IS NULL "
             f"GROUP BY c.id {having} ORDER BY {ORDERS[order]}", (run_id,))
 
@@ -164,7 +165,10 @@ class ClusterRepo:
         run = self.run(run_id)
         label_set_id = label_set_id or (run["label_set_id"] if run else None)
         live = self.clusters(run_id)
-        reviewed = [c for c in live if c["class_id"] is not None or c["discarded"]]
+        # Reviewed in this set: a cluster labelled (or discarded) with a class of another set
+        # was reviewed there, not here.
+        reviewed = [c for c in live if (c["class_id"] is not None or c["discarded"])
+                    and (label_set_id is None or c["class_label_set_id"] in (None, label_set_id))]
         seconds = float(self.p.db.scalar(
             "SELECT COALESCE(SUM(review_seconds), 0) FROM clusters WHERE run_id = ?", (run_id,)))
         total_images = sum(c["size"] for c in live)
@@ -175,7 +179,9 @@ class ClusterRepo:
         }
         if label_set_id:
             eff = self.p.labels.effective(label_set_id)
-            names = {r["id"]: r["name"] for r in self.p.labels.classes(label_set_id)}
+            # Every class by id: a label of another set's class (written by an old merge) is
+            # counted under its name instead of ending the count with a KeyError.
+            names = {r[0]: r[1] for r in self.p.db.query("SELECT id, name FROM classes")}
             members = self.assignment(run_id)
             for image_id in members:
                 cls = eff.get(image_id)
@@ -304,8 +310,9 @@ class ClusterRepo:
         snap = self._snapshot(run_id, cids, members, [ls])
         per = (review_seconds or 0.0) / len(cids)
         with self.p.db.transaction() as c:
-            c.execute("UPDATE cluster_runs SET label_set_id = COALESCE(label_set_id, ?) WHERE id = ?",
-                      (ls, run_id))
+            # The run remembers the set it was last labelled in: the board opens on it and
+            # ``progress`` (GUI and CLI alike) counts in it unless told another set.
+            c.execute("UPDATE cluster_runs SET label_set_id = ? WHERE id = ?", (ls, run_id))
             c.executemany(
                 f"UPDATE clusters SET class_id = ?, discarded = ?, reviewed_at = {NOW}, "
                 "review_seconds = COALESCE(review_seconds, 0) + ? WHERE id = ?",
@@ -322,18 +329,30 @@ class ClusterRepo:
         return self.label_cluster(cluster_ids, label_set, REJECT_CLASS, review_seconds=review_seconds,
                                   discard=True)
 
-    def merge(self, cluster_ids: Sequence[int]) -> dict[str, Any]:
-        """Merge into the first cluster; moved members take its class (or lose this run's label)."""
+    def _label_set_or_run(self, run_id: int, label_set: int | str | None) -> int | None:
+        if label_set is not None:
+            return self._label_set(label_set)
+        return self.run(run_id)["label_set_id"]
+
+    def class_in_set(self, cluster_id: int, label_set_id: int) -> int | None:
+        """The cluster's class when it belongs to ``label_set_id``, else None (classes belong
+        to their set: a class of another set is never written into this one)."""
+        row = self.p.db.one("SELECT cl.id FROM clusters c JOIN classes cl ON cl.id = c.class_id "
+                            "WHERE c.id = ? AND cl.label_set_id = ?", (cluster_id, label_set_id))
+        return int(row[0]) if row else None
+
+    def merge(self, cluster_ids: Sequence[int], label_set: int | str | None = None) -> dict[str, Any]:
+        """Merge into the first cluster; moved members take its class in ``label_set`` (the set
+        the reviewer works in; default the run's) or lose this run's label there."""
         cids = [int(x) for x in cluster_ids]
         if len(cids) < 2:
             raise ValueError("merge needs at least two clusters")
         target, others = cids[0], cids[1:]
         run_id = self._run_of(cids)
-        run = self.run(run_id)
-        ls = run["label_set_id"]
+        ls = self._label_set_or_run(run_id, label_set)
         moved = self._members_of(others)
         snap = self._snapshot(run_id, cids, moved, [ls] if ls else [], member_ids=self._members_of(cids))
-        target_class = self.cluster(target)["class_id"]
+        target_class = self.class_in_set(target, ls) if ls else None
         with self.p.db.transaction() as c:
             c.executemany("UPDATE cluster_members SET cluster_id = ? WHERE cluster_id = ?",
                           [(target, o) for o in others])
@@ -342,7 +361,7 @@ class ClusterRepo:
                 self._write_cluster_labels(c, run_id, moved, ls, target_class)
             self._refresh(c, run_id, [target])
             rec = self._record("merge", run_id, snap, [], {"into": target, "clusters": others,
-                                                           "n": len(moved)})
+                                                           "n": len(moved), "label_set_id": ls})
         return rec
 
     def split(self, cluster_id: int, n: int = 2, *, seed: int = 0,
@@ -382,8 +401,8 @@ class ClusterRepo:
                                {"cluster": cluster_id, "n": n, "sizes": np.bincount(parts).tolist()})
         return rec
 
-    def move_out(self, run_id: int, image_ids: Sequence[int], *, new_id: int | None = None
-                 ) -> dict[str, Any]:
+    def move_out(self, run_id: int, image_ids: Sequence[int], *, new_id: int | None = None,
+                 label_set: int | str | None = None) -> dict[str, Any]:
         """Move members to a new, unlabelled cluster; they lose this run's cluster label."""
         ids = [int(i) for i in image_ids]
         if not ids:
@@ -393,7 +412,7 @@ class ClusterRepo:
             f"({_marks(len(ids))})", (run_id, *ids))]
         if not sources:
             raise ValueError("the images are not members of this run")
-        ls = self.run(run_id)["label_set_id"]
+        ls = self._label_set_or_run(run_id, label_set)
         snap = self._snapshot(run_id, sources, ids, [ls] if ls else [],
                               member_ids=self._members_of(sources))
         with self.p.db.transaction() as c:
@@ -404,7 +423,8 @@ class ClusterRepo:
             if ls:
                 self._write_cluster_labels(c, run_id, ids, ls, None)
             self._refresh(c, run_id, [nid, *sources])
-            rec = self._record("move_out", run_id, snap, [nid], {"from": sources, "n": len(ids)})
+            rec = self._record("move_out", run_id, snap, [nid], {"from": sources, "n": len(ids),
+                                                                 "label_set_id": ls})
         return rec
 
     def label_images(self, run_id: int, image_ids: Sequence[int], label_set: int | str,
@@ -464,12 +484,12 @@ class ClusterRepo:
             return self.label_cluster(d["clusters"], d["label_set_id"], d["class_id"],
                                       review_seconds=d.get("review_seconds"), discard=a == "discard")
         if a == "merge":
-            return self.merge([d["into"], *d["clusters"]])
+            return self.merge([d["into"], *d["clusters"]], d.get("label_set_id"))
         if a == "split":
             return self.split(d["cluster"], d["n"], new_ids=record["created"])
         if a == "move_out":
             return self.move_out(record["run_id"], record["snapshot"]["label_scope"]["image_ids"],
-                                 new_id=record["created"][0])
+                                 new_id=record["created"][0], label_set=d.get("label_set_id"))
         if a == "label_images":
             return self.label_images(record["run_id"], record["snapshot"]["label_scope"]["image_ids"],
                                      d["label_set_id"], d["class_id"])

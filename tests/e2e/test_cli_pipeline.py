@@ -14,7 +14,7 @@ def cli(*args, cwd=None, timeout=600):
 
 def test_demo_headless_then_inspect(tmp_path):
     project = tmp_path / "demo.mskproj"
-    r = cli("demo", project, "--images", 24, "--size", "small", "--headless")
+    r = cli("demo", project, "--images", 24, "--size", "small", "--headless", "--no-loop")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "demo project ready" in r.stdout and "ran headless" in r.stdout
     info = json.loads(cli("info", project, "--json").stdout)
@@ -23,7 +23,7 @@ def test_demo_headless_then_inspect(tmp_path):
     assert info["label_sets"]["diagnosis"] > 0
     assert info["jobs"] == {"done": 1}
     # Running the demo again reuses the finished project instead of rebuilding it.
-    again = cli("demo", project, "--headless")
+    again = cli("demo", project, "--headless", "--no-loop")
     assert again.returncode == 0 and "24 images" in again.stdout
     jobs = cli("jobs", project)
     assert "demo-archive" in jobs.stdout and "done" in jobs.stdout
@@ -40,6 +40,9 @@ def test_import_cli_reports_skips(tmp_path, phantom_archive):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "imported 60 files" in r.stdout
     assert "readme.txt: not a DICOM file" in r.stdout
+    both = r.stdout + r.stderr  # the skipped list once (the job's log lines were echoed too)
+    assert both.count("readme.txt: not a DICOM file") == 1 and both.count("half.dcm:") == 1
+    assert "(2 skipped)" in r.stdout
     assert "half.dcm" in r.stdout
     r = cli("import-clinical", project, phantom_archive.parent / "clinical.csv")
     assert r.returncode == 0, r.stdout + r.stderr

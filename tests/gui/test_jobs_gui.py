@@ -33,6 +33,32 @@ def test_import_job_with_progress_and_summary(qtbot, window, phantom_archive, tm
     failures = w.project.db.query("SELECT path, reason FROM import_failures WHERE job_id=?", (job_id,))
     assert any("broken" in f["path"] for f in failures)
 
+    # A readable view (not the result as JSON): the CLI's own summary sentence, file and reason
+    # per row, a filter, CSV export of what the filter shows.
+    from mskstudio.gui.dialogs.import_failures import ImportFailuresDialog
+    from mskstudio.io.importer import summary_line
+
+    assert isinstance(summary, ImportFailuresDialog)
+    assert summary.summary.text() == summary_line(h.result) and "{" not in summary.summary.text()
+    # The phantom files are in the project already: present, not imported, not "skipped".
+    assert summary.summary.text() == "imported 0 files, 3 already in the project, 1 not DICOM, 0 failed (1 skipped)"
+    assert [(r[0], r[1]) for r in summary.shown_rows()] == [(f["path"], f["reason"]) for f in failures]
+    summary.filter.setText("BROKEN")
+    assert len(summary.shown_rows()) == 1
+    summary.filter.setText("no such reason")
+    assert summary.shown_rows() == [] and "0 of 1 shown" in summary.count.text()
+    summary.filter.setText("broken")
+    out = tmp_path / "failures.csv"
+    assert summary.export_csv(out) == 1
+    lines = out.read_text().splitlines()
+    assert lines[0] == "file,reason,job" and "broken.dcm" in lines[1]
+
+    with qtbot.waitSignal(w.runner.job_finished, timeout=60000):
+        again = w.import_dicom(str(src))  # again: the same counts, the failures of both jobs listed
+    assert w.dialogs[-1].summary.text() == summary.summary.text()
+    every = w.show_import_failures()
+    assert {r[2] for r in every.shown_rows()} == {str(job_id), str(again)}
+
 
 def test_cancel_thread_job(qtbot, window):
     w = window

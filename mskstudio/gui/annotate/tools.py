@@ -29,6 +29,7 @@ from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QUndoCommand
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsObject, QStyleOptionGraphicsItem
 
+from mskstudio.gui.viewer.boxes import box_events
 from mskstudio.io.masks import MaskDiff, Rect
 
 
@@ -122,9 +123,11 @@ class InputCatcher(QGraphicsObject):
         self.prepareGeometryChange()
         self.shape_ = shape
 
-    def set_active(self, active: bool) -> None:
+    def set_active(self, active: bool, *, hover: bool = False) -> None:
+        """Take the left button while a tool is on; ``hover`` also forwards plain mouse moves
+        (kind "hover": the polygon's rubber band follows the cursor between clicks)."""
         self.setAcceptedMouseButtons(Qt.MouseButton.LeftButton if active else Qt.MouseButton.NoButton)
-        self.setAcceptHoverEvents(False)
+        self.setAcceptHoverEvents(active and hover)
 
     def boundingRect(self) -> QRectF:
         # A margin around the image so strokes may start just outside it.
@@ -153,6 +156,9 @@ class InputCatcher(QGraphicsObject):
     def mouseDoubleClickEvent(self, ev):
         ev.accept()
         self._emit("double", ev)
+
+    def hoverMoveEvent(self, ev):
+        self._emit("hover", ev)
 
 
 class MaskEditCommand(QUndoCommand):
@@ -193,22 +199,26 @@ class AddBoxCommand(QUndoCommand):
     """Add a box through the store; undo deletes it (both audited by the store)."""
 
     def __init__(
-        self, project, image_id: int, class_id: int, rect, on_change: Callable[[], None] | None = None
+        self, project, image_id: int, class_id: int, rect, on_change: Callable[[], None] | None = None,
+        text: str = "Add box",
     ):
-        super().__init__("Add box")
+        super().__init__(text)
         self.project, self.image_id, self.class_id, self.rect = project, image_id, class_id, rect
         self.on_change = on_change
         self.box_id: int | None = None
 
     def redo(self) -> None:
         self.box_id = self.project.annotations.add_box(self.image_id, self.class_id, self.rect)
-        if self.on_change:
-            self.on_change()
+        self._changed()
 
     def undo(self) -> None:
         if self.box_id is not None:
-            self.project.annotations.delete_box(self.box_id)
+            self.project.annotations.delete_box(box_events.current_id(self.box_id))
             self.box_id = None
+        self._changed()
+
+    def _changed(self) -> None:
+        box_events.changed.emit(self.project, self.image_id)  # every viewer redraws its boxes
         if self.on_change:
             self.on_change()
 

@@ -8,7 +8,7 @@ project opens in well under a second (``tests/bench/bench_viewer.py``).
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QModelIndex, QSize, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -33,6 +33,7 @@ UNLABELLED = "(unlabelled)"
 
 class CaseBrowser(QWidget):
     image_selected = Signal(int)
+    notice = Signal(str)  # something the user should know (the window shows it in the status bar)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -107,6 +108,21 @@ class CaseBrowser(QWidget):
         self.project = project
         self.model.set_project(project)
         self.reload()
+        if self.rows and not self.order:
+            # Filters kept from the last project (or session) hid every image of this one:
+            # "0 of 600 images" on opening reads as an empty project.
+            self.reset_filters()
+            self.notice.emit(f"The filters hid all {len(self.rows):,} images of this project; they were reset.")
+
+    def reset_filters(self) -> None:
+        for combo in (self.label, self.diagnosis, self.centre, self.view_filter, self.flags):
+            combo.blockSignals(True)
+            combo.setCurrentIndex(0)
+            combo.blockSignals(False)
+        self.search.blockSignals(True)
+        self.search.clear()
+        self.search.blockSignals(False)
+        self.apply_filters()
 
     def reload(self) -> None:
         """Re-read rows and filter choices (after an import, a flag edit, …)."""
@@ -234,6 +250,13 @@ class CaseBrowser(QWidget):
                 idx = self.model.index(row)
                 self.grid.setCurrentIndex(idx)
                 self.grid.scrollTo(idx)
+            else:  # hidden by the filters: nothing else may stay highlighted as if it were open
+                self.grid.clearSelection()
+                self.grid.setCurrentIndex(QModelIndex())
+                self.tree.clearSelection()
+                self.tree.setCurrentItem(None)
+                self.count.setText(f"{len(self.order):,} of {len(self.rows):,} images · "
+                                   f"the open image #{image_id} is hidden by the filters")
             # Only a visible image (one the filters kept) has a leaf in the tree.
             patient = self._patients.get(self._patient_of.get(image_id)) if row is not None else None
             if patient is not None:

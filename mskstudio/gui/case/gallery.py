@@ -72,6 +72,9 @@ class Gallery(QWidget):
         if hasattr(main_window, "image_changed"):
             main_window.image_changed.connect(self.show_image)
         follow_window(main_window, self.reload_runs, on_returned=lambda *_: self.refresh())
+        changed = getattr(main_window, "data_changed", None)
+        if changed is not None:  # a new model run or new embeddings: offered at once
+            changed.connect(lambda subjects: self.reload_runs() if "runs" in subjects else None)
 
     # ---- state -------------------------------------------------------------------------
     @property
@@ -83,6 +86,8 @@ class Gallery(QWidget):
         return "pixels" if data is None else data
 
     def reload_runs(self) -> None:
+        """Re-read the runs that can embed (keeping the chosen one), then the results."""
+        keep = self.rep.currentData()
         self.rep.blockSignals(True)
         self.rep.clear()
         if self.project is not None:
@@ -90,6 +95,8 @@ class Gallery(QWidget):
                 if row["kind"] in ("deepcluster", "classifier", "embedder") and row["checkpoint_sha"]:
                     self.rep.addItem(f"{row['name']} (run {row['id']})", int(row["id"]))
         self.rep.addItem("raw pixels (baseline)", "pixels")
+        if keep is not None and self.rep.findData(keep) >= 0:
+            self.rep.setCurrentIndex(self.rep.findData(keep))
         self.rep.blockSignals(False)
         self.refresh()
 

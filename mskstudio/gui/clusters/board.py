@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QIcon, QKeySequence, QShortcut
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -36,13 +36,23 @@ from PySide6.QtWidgets import (
 from mskstudio.gui.clusters.commands import ClusterActionCommand
 from mskstudio.gui.clusters.detail import ClusterDetail
 from mskstudio.gui.clusters.montage import ThumbCache, montage
+from mskstudio.gui.widgets.board_keys import BoardKeys
 from mskstudio.gui.widgets.workspace import follow_window
 
 SORTS = (("Largest first", "size"), ("Most spread first", "spread"), ("Unlabelled first", "unlabelled"))
 DEFAULT_LABEL_SET = "finding"
 
 
-class ClusterBoard(QWidget):
+class ClusterBoard(BoardKeys, QWidget):
+    # Keys through BoardKeys (not QShortcuts, which clashed with the viewer's presets 1-5
+    # and its ruler M): arrows/[ ] step through the clusters, digits label, D M S act.
+    ACCEPT_KEYS: set = set()
+    LETTER_KEYS = {Qt.Key.Key_D: "discard_selected", Qt.Key.Key_M: "merge_selected",
+                   Qt.Key.Key_S: "split_by_spin"}
+    KEYS_HELP = [("1–9", "Label the selected clusters with that class"), ("D", "Discard the selected clusters"),
+                 ("M", "Merge the selected clusters"), ("S", "Split the selected cluster"),
+                 ("Right, ], Page Down / Left, [, Page Up", "Next / previous cluster")]
+
     def __init__(self, window, parent=None):
         super().__init__(parent if parent is not None else (window if isinstance(window, QWidget) else None))
         self.window_ = window
@@ -55,7 +65,8 @@ class ClusterBoard(QWidget):
         self.run_combo.currentIndexChanged.connect(self._run_chosen)
         self.label_set = QComboBox()
         self.label_set.setEditable(True)
-        self.label_set.currentTextChanged.connect(lambda _: self._refresh_classes())
+        # Another set: its classes, its labels and its progress (classes belong to their set).
+        self.label_set.currentTextChanged.connect(lambda _: self.refresh())
         self.sort = QComboBox()
         for text, key in SORTS:
             self.sort.addItem(text, key)
@@ -135,13 +146,31 @@ class ClusterBoard(QWidget):
         lay.addLayout(actions)
         lay.addWidget(body, 1)
 
-        for n in range(1, 10):
-            QShortcut(QKeySequence(str(n)), self, lambda n=n: self.label_with_number(n))
-        QShortcut(QKeySequence("D"), self, self.discard_selected)
-        QShortcut(QKeySequence("M"), self, self.merge_selected)
-        QShortcut(QKeySequence("S"), self, lambda: self.split_selected(self.split_n.value()))
+        self.install_key_filter()
 
         follow_window(window, self.reload, on_returned=self._job_returned)
+
+    # ---- keys (BoardKeys) ---------------------------------------------------------------
+    def accept_current(self) -> None:
+        pass  # no Enter action: a cluster is labelled by its number
+
+    def digit_allowed(self, n: int) -> bool:
+        return True  # a digit on the board is always a class number, never a W/L preset
+
+    def step(self, delta: int) -> None:
+        n = self.clusters.count()
+        if n == 0:
+            return
+        row = self.clusters.currentRow()
+        row = 0 if row < 0 else max(0, min(n - 1, row + delta))
+        self.clusters.setCurrentRow(row)
+        self.select_clusters([int(self.clusters.item(row).data(Qt.UserRole))])
+
+    def focus_default(self) -> None:
+        self.clusters.setFocus()
+
+    def split_by_spin(self) -> bool:
+        return self.split_selected(self.split_n.value())
 
     # ---- data ---------------------------------------------------------------------------
     @property
@@ -210,13 +239,15 @@ class ClusterBoard(QWidget):
             self.detail.show_cluster(self.project, None)
             return
         rows = self.project.clusters.clusters(self.run_id, order=self.sort.currentData())
+        shown_set = self._existing_label_set_id()
         spots = []
         for r in rows:
             central = [m["image_id"] for m in
                        self.project.clusters.members(r["id"], order="central", limit=4)]
-            label = "discarded" if r["discarded"] else (r["class_name"] or "")
+            in_set = r["class_label_set_id"] == shown_set  # a class of another set is not this set's
+            label = "discarded" if r["discarded"] and in_set else (r["class_name"] or "") if in_set else ""
             pix = montage(self.thumbs, central, caption=f"#{r['idx']}  n={r['size']}  {label}",
-                          color=r["class_color"], discarded=bool(r["discarded"]))
+                          color=r["class_color"] if in_set else None, discarded=bool(r["discarded"]) and in_set)
             it = QListWidgetItem(QIcon(pix), "")
             it.setData(Qt.UserRole, int(r["id"]))
             it.setToolTip(f"cluster #{r['idx']}: {r['size']} images, spread {r['spread'] or 0:.3f}, "
@@ -227,7 +258,8 @@ class ClusterBoard(QWidget):
                 it.setSelected(True)
             spots.append({"pos": (r["map_x"] or 0.0, r["map_y"] or 0.0), "data": int(r["id"]),
                           "size": 6 + 2 * min(r["size"], 200) ** 0.5,
-                          "brush": r["class_color"] or ("#555" if r["discarded"] else "#aaaaaa")})
+                          "brush": (r["class_color"] if in_set else None)
+                          or ("#555" if r["discarded"] and in_set else "#aaaaaa")})
         self.points.addPoints(spots)
         self._refresh_classes()
         self._show_progress()
@@ -237,7 +269,11 @@ class ClusterBoard(QWidget):
 
     def _show_progress(self) -> None:
         ls = self._existing_label_set_id()
-        p = self.project.clusters.progress(self.run_id, ls)
+        name = self.label_set.currentText().strip()
+        if ls is None and name:  # a new set, typed in: nothing is labelled in it yet
+            p = self.project.clusters.progress(self.run_id, -1)
+        else:
+            p = self.project.clusters.progress(self.run_id, ls)
         speed = f", {p['images_per_minute']:.0f} images/min" if p["images_per_minute"] else ""
         self.progress.setText(f"{p['clusters_reviewed']}/{p['clusters_total']} clusters reviewed, "
                               f"{p['images_covered']}/{p['images_total']} images labelled{speed}")
@@ -318,7 +354,8 @@ class ClusterBoard(QWidget):
         ids = self.selected_cluster_ids()
         if len(ids) < 2:
             return False
-        return self._push(f"Merge {len(ids)} clusters", lambda: self.project.clusters.merge(ids))
+        ls = self.label_set_id()  # the set the board shows, never the run's first one
+        return self._push(f"Merge {len(ids)} clusters", lambda: self.project.clusters.merge(ids, ls))
 
     def split_selected(self, n: int = 2) -> bool:
         ids = self.selected_cluster_ids()
@@ -329,9 +366,9 @@ class ClusterBoard(QWidget):
     def move_out(self, image_ids: list[int]) -> bool:
         if not image_ids:
             return False
-        run = self.run_id
+        run, ls = self.run_id, self.label_set_id()
         return self._push(f"Move {len(image_ids)} image(s) out",
-                          lambda: self.project.clusters.move_out(run, image_ids))
+                          lambda: self.project.clusters.move_out(run, image_ids, label_set=ls))
 
     def label_images(self, image_ids: list[int], cls) -> bool:
         if not image_ids or cls is None:

@@ -1,8 +1,7 @@
-"""Small non-modal dialogs: project info, shortcuts, import summary, error with details."""
+"""Small non-modal dialogs: project info, shortcuts, error with details (import failures:
+``import_failures.py``)."""
 
 from __future__ import annotations
-
-import json
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -68,19 +67,6 @@ def shortcuts(parent, entries: list[tuple[str, str, str]]) -> _Dialog:
     d.layout_.addWidget(QLabel("Every shortcut is also shown next to its menu item."))
     d.table = _table(entries, ["Menu", "Action", "Shortcut"])
     d.layout_.addWidget(d.table)
-    return d.finish()
-
-
-def import_summary(parent, title: str, result, failures: list) -> _Dialog:
-    d = _Dialog(parent, title, 640, 480)
-    if isinstance(result, dict):
-        rows = [(k, json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in result.items()]
-        d.layout_.addWidget(_table(rows, ["", "Value"]))
-    else:
-        d.layout_.addWidget(QLabel(str(result)))
-    d.layout_.addWidget(QLabel(f"{len(failures)} file(s) skipped" + (":" if failures else "")))
-    if failures:
-        d.layout_.addWidget(_table([(f["path"], f["reason"]) for f in failures], ["File", "Reason"]))
     return d.finish()
 
 

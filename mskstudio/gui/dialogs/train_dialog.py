@@ -40,6 +40,28 @@ def _label_set_row(project, key):
     return None
 
 
+def trainable_counts(project, label_set_id: int) -> dict[str, int]:
+    """Labelled images per class of a label set, from the labels training uses."""
+    labels = project.labels.effective(label_set_id, sources=TRAIN_SOURCES)
+    names = {r["id"]: r["name"] for r in project.labels.classes(label_set_id)}
+    counts: dict[str, int] = {}
+    for c in labels.values():
+        counts[names.get(c, str(c))] = counts.get(names.get(c, str(c)), 0) + 1
+    return counts
+
+
+def default_label_set(project, names: list[str]) -> str | None:
+    """"finding" when it has two labelled classes, else the set with most labelled images
+    in at least two classes, else the first: never an empty set when one has labels."""
+    counts = {n: trainable_counts(project, project.labels.find_label_set(n)) for n in names}
+    usable = {n: sum(c.values()) for n, c in counts.items() if len(c) >= 2}
+    if "finding" in usable:
+        return "finding"
+    if usable:
+        return max(usable, key=lambda n: (usable[n], n == "finding"))
+    return names[0] if names else None
+
+
 def validate_params(project, p: dict[str, Any]) -> list[str]:
     """What makes these parameters impossible for this project (empty list = fine)."""
     problems: list[str] = []
@@ -63,7 +85,8 @@ def validate_params(project, p: dict[str, Any]) -> list[str]:
                             f"(it has {len(class_rows)}).")
     k = int(p.get("k", 5))
     if k < 2:
-        problems.append("Cross-validation needs at least 2 folds.")
+        problems.append(f"{k} folds: every model here is validated on patients it never trained on, so "
+                        "cross-validation needs at least 2 folds (5 is usual).")
     elif row is not None and n_patients and k > n_patients:
         problems.append(f"{k} folds need at least {k} patients with labels; there are {n_patients}.")
     if int(p.get("epochs", 1)) < 1:
@@ -118,11 +141,14 @@ class TrainDialog(QDialog):
         form = QFormLayout()
 
         self.label_set = QComboBox()
-        for r in project.labels.label_sets() if project is not None else []:
+        for r in project.labels.label_sets("image") if project is not None else []:
             if not is_truth_set(r["name"]):
                 self.label_set.addItem(r["name"], r["name"])
         self.label_set.currentIndexChanged.connect(lambda _i: self._fill_classes())
         form.addRow("Label set", self.label_set)
+        self.class_counts = QLabel()  # what the chosen set holds: labelled images per class
+        self.class_counts.setWordWrap(True)
+        form.addRow("", self.class_counts)
         self.arch = QComboBox()
         try:
             from mskstudio.ml.classify.classifier import architectures
@@ -147,9 +173,13 @@ class TrainDialog(QDialog):
         self.size.setValue(224)
         form.addRow("Input size (px)", self.size)
         self.folds = QSpinBox()
-        self.folds.setRange(1, 20)
+        self.folds.setRange(0, 20)  # 0 and 1 are shown and explained, not silently clamped
         self.folds.setValue(5)
+        self.folds_note = QLabel()
+        self.folds_note.setWordWrap(True)
+        self.folds.valueChanged.connect(self._folds_changed)
         form.addRow("Cross-validation folds", self.folds)
+        form.addRow("", self.folds_note)
 
         self.holdout = QComboBox()
         self.holdout.addItem("Random patients", "random")
@@ -229,11 +259,14 @@ class TrainDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.problems)
         layout.addWidget(buttons)
-        i = self.label_set.findData("finding")
+        names = [self.label_set.itemData(i) for i in range(self.label_set.count())]
+        preferred = default_label_set(project, names) if project is not None else None
+        i = self.label_set.findData(preferred)
         if i >= 0:
             self.label_set.setCurrentIndex(i)
         self._fill_classes()
         self._holdout_changed()
+        self._folds_changed(self.folds.value())
 
     def reject_dialog(self) -> None:
         QDialog.reject(self)
@@ -247,6 +280,16 @@ class TrainDialog(QDialog):
         if row is not None:
             for c in project.labels.classes(int(row["id"])):
                 self.cascade.addItem(f"{c['name']} vs the rest, then among the rest", c["name"])
+        counts = trainable_counts(project, int(row["id"])) if row is not None else {}
+        self.class_counts.setText(
+            " · ".join(f"{name} {n}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+            + f"  ({sum(counts.values())} labelled images)" if counts else "No labelled images in this set yet.")
+
+    def _folds_changed(self, k: int) -> None:
+        self.folds_note.setText(
+            f"{k} models, each validated on about 1/{k} of the patients; their ensemble is scored "
+            "on the hold-out." if k >= 2 else
+            f"{k} folds would train without validation: choose 2 or more.")
 
     def _holdout_changed(self) -> None:
         kind = self.holdout.currentData()

@@ -51,6 +51,8 @@ def _square(pix: QPixmap) -> QPixmap:
 
 
 class NoiseBoard(BoardKeys, QWidget):
+    KEYS_HELP = [("1–9", "Relabel the image with that class"), ("Enter", "Keep the given label (as human)"),
+                 ("Right, ], Page Down / Left, [, Page Up", "Next / previous image")]
     def __init__(self, window, parent=None):
         super().__init__(parent)
         self.window_ = window

@@ -37,6 +37,7 @@ from mskstudio.gui.commands import SetLabelCommand
 from mskstudio.gui.review import review_queue as rq
 from mskstudio.gui.viewer.viewer import Viewer
 from mskstudio.gui.widgets.board_keys import ENTER_KEYS, BoardKeys
+from mskstudio.gui.widgets.scrolling_dock import VerticalScroll
 from mskstudio.gui.widgets.workspace import follow_window
 from mskstudio.ml.explain.gradcam import DEFAULT_SCALES, SINGLE_SCALE
 
@@ -58,6 +59,9 @@ def heat_rgba(heat: np.ndarray, cmap: str = "inferno") -> np.ndarray:
 
 class ReviewBoard(BoardKeys, QWidget):
     ACCEPT_KEYS = ENTER_KEYS | {Qt.Key.Key_A}
+    KEYS_HELP = [("1–9", "Label the case with that class (human label)"),
+                 ("A, Enter", "Accept the prediction as the label"),
+                 ("Right, ], Page Down / Left, [, Page Up", "Next / previous case")]
 
     def __init__(self, window, parent=None):
         super().__init__(parent)
@@ -178,7 +182,11 @@ class ReviewBoard(BoardKeys, QWidget):
         split = QSplitter()
         split.addWidget(self.list)
         split.addWidget(self.viewer)
-        split.addWidget(side)
+        # The case column scrolls when the window is short (1366×768 with the Jobs dock cut the
+        # Grad-CAM controls to a few pixels): as narrow as it allows, never narrower.
+        side_scroll = VerticalScroll()
+        side_scroll.setWidget(side)
+        split.addWidget(side_scroll)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
         split.setStretchFactor(2, 0)
@@ -328,7 +336,9 @@ class ReviewBoard(BoardKeys, QWidget):
         self._set_bars(case)
         self._show_labels(case)
         self.viewer.open_image(case.image_id)
-        if self.follow.isChecked() and hasattr(self.window_, "open_image"):
+        # Only while the board is on screen: a run finishing in the background must not move
+        # the main viewer to another patient under the user's eyes.
+        if self.follow.isChecked() and self.isVisible() and hasattr(self.window_, "open_image"):
             self.window_.open_image(case.image_id)   # case panel and browser follow the review
         self.heat = None
         self._request_heat(case)

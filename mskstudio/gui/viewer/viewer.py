@@ -20,6 +20,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QTransform
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from mskstudio.gui.viewer.boxes import BoxLayer
 from mskstudio.gui.viewer.image_loader import DisplayImage, ImageLoader, halve_u16, png_to_gray
 from mskstudio.gui.viewer.measure import MeasurementLayer
 from mskstudio.gui.viewer.overlays import OverlayLayers
@@ -29,7 +30,7 @@ from mskstudio.io.dicom import Window
 INVERT_LUT = np.arange(255, -1, -1, dtype=np.uint8)
 
 
-class Viewer(MeasurementLayer, OverlayLayers, QWidget):
+class Viewer(MeasurementLayer, BoxLayer, OverlayLayers, QWidget):
     image_loaded = Signal(int)          # full-resolution image ready
     window_changed = Signal(float, float)
     readout_changed = Signal(str)
@@ -84,7 +85,9 @@ class Viewer(MeasurementLayer, OverlayLayers, QWidget):
     def _corner(self, text: str, color: str = "#d8dee9") -> QLabel:
         label = QLabel(text, self.view)
         label.setObjectName("viewerCorner")
-        label.setStyleSheet(f"color: {color}; background: transparent; font-size: 12px;")
+        # A dark backing: over bright bone or a white film border bare text could not be read.
+        label.setStyleSheet(f"color: {color}; background: rgba(0, 0, 0, 150); border-radius: 3px; "
+                            "padding: 1px 3px; font-size: 12px;")
         label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         return label
 
@@ -149,6 +152,7 @@ class Viewer(MeasurementLayer, OverlayLayers, QWidget):
         self.img.clear()
         self.clear_measurements()
         self.clear_overlays()
+        self.selected_box = None
         self._update_corners()
 
     def open_image(self, image_id: int) -> None:
@@ -162,6 +166,7 @@ class Viewer(MeasurementLayer, OverlayLayers, QWidget):
         self.image_id, self.row, self.rad = image_id, row, None
         self.load_measurements()
         self.clear_overlays()
+        self.load_boxes()  # every source's boxes: a person's, imported, a model's
         png = project.images.thumbnail(image_id)
         thumb = png_to_gray(png) if png else None
         if thumb is not None:

@@ -1,0 +1,1 @@
+"""The "Start here" workspace: the loop in five steps."""

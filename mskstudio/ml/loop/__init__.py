@@ -1,0 +1,1 @@
+"""The whole loop as one job (the demo without a display)."""
