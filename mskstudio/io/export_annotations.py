@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mskstudio.io.masks import decode_png
+from mskstudio.imaging.masks import decode_png
 
 if TYPE_CHECKING:
     from mskstudio.jobs import JobContext

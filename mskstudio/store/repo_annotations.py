@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.imaging.masks import decode_png, encode_png, iou_dice, measure
+
 if TYPE_CHECKING:
     from mskstudio.store.project import Project
 
@@ -101,8 +103,6 @@ class AnnotationRepo:
         audit: bool = True,
     ) -> int:
         """Store (insert or replace) a mask; returns its row id.  One transaction with its audit."""
-        from mskstudio.io.masks import encode_png, measure
-
         if source not in MASK_SOURCES:
             raise ValueError(f"unknown mask source {source!r}")
         mask = np.asarray(mask, dtype=bool)
@@ -163,8 +163,6 @@ class AnnotationRepo:
         )
 
     def load_mask(self, mask_id: int) -> np.ndarray:
-        from mskstudio.io.masks import decode_png
-
         png = self.mask_png(mask_id)
         if png is None:
             raise KeyError(f"no mask {mask_id}")
@@ -272,8 +270,6 @@ class AnnotationRepo:
 
     # ---- agreement and adjudication ---------------------------------------------------
     def agreement(self, mask_a: int, mask_b: int) -> dict[str, float]:
-        from mskstudio.io.masks import iou_dice
-
         iou, dice = iou_dice(self.load_mask(mask_a), self.load_mask(mask_b))
         return {"iou": iou, "dice": dice}
 

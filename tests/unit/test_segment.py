@@ -47,7 +47,7 @@ def _synthetic_project(project, n_patients=8, per_patient=2, size=64, seed=0):
 def test_tiny_unet_beats_empty_baseline(new_project):
     import torch
 
-    from mskstudio.io.masks import iou_dice
+    from mskstudio.imaging.masks import iou_dice
     from mskstudio.jobs import JobContext
     from mskstudio.ml.segment.train import load_segmenter, predict_mask, run_prelabel, run_train_seg
 
@@ -200,7 +200,7 @@ def _ellipse_project(project, n_patients=10, per_patient=2, size=80, seed=1):
 
 
 def test_roi_crop_and_paste_round_trip_on_the_full_grid():
-    from mskstudio.io.masks import iou_dice
+    from mskstudio.imaging.masks import iou_dice
     from mskstudio.ml.segment import roi_seg as sr
 
     full = (120, 90)
@@ -236,7 +236,7 @@ def test_jittered_boxes_stay_around_the_lesion():
 
 
 def test_otsu_in_box_finds_a_bright_blob():
-    from mskstudio.io.masks import iou_dice
+    from mskstudio.imaging.masks import iou_dice
     from mskstudio.ml.segment import roi_seg as sr
 
     full = (100, 100)
@@ -251,7 +251,7 @@ def test_otsu_in_box_finds_a_bright_blob():
 def test_box_model_beats_the_filled_box_and_refines_prelabels(new_project):
     import torch
 
-    from mskstudio.io.masks import iou_dice
+    from mskstudio.imaging.masks import iou_dice
     from mskstudio.jobs import JobContext
     from mskstudio.ml.segment import roi_seg as sr
     from mskstudio.ml.segment.train_box import run_train_box_seg

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from mskstudio.io import masks as M
+from mskstudio.imaging import masks as M
 from mskstudio.io.pixels import fit_long_side, resize_area
 
 COLOR_A = (230, 159, 0)  # Okabe-Ito orange

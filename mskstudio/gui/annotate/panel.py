@@ -42,7 +42,7 @@ from mskstudio.gui.annotate.tools import (
     OverlayPainter,
     SaveRequest,
 )
-from mskstudio.io import masks as M
+from mskstudio.imaging import masks as M
 
 TOOLS = ("brush", "eraser", "polygon", "fill", "lasso", "box")
 

@@ -29,7 +29,7 @@ from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QUndoCommand
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsObject, QStyleOptionGraphicsItem
 
-from mskstudio.io.masks import MaskDiff, Rect
+from mskstudio.imaging.masks import MaskDiff, Rect
 
 
 class MaskOverlayItem(QGraphicsObject):

@@ -49,7 +49,7 @@ def score_boxes(
     ctx: JobContext | None = None,
 ) -> dict[str, dict[str, list[float]]]:
     """Per-image IoU and Dice on the full grid of the model and the baselines, on the same boxes."""
-    from mskstudio.io.masks import iou_dice
+    from mskstudio.imaging.masks import iou_dice
 
     out: dict[str, dict[str, list[float]]] = {k: {"iou": [], "dice": []} for k in ("model", "box", "otsu")}
     for n, (i, box) in enumerate(boxes.items()):
