@@ -37,6 +37,7 @@ from mskstudio.gui.clusters.commands import ClusterActionCommand
 from mskstudio.gui.clusters.detail import ClusterDetail
 from mskstudio.gui.clusters.montage import ThumbCache, montage
 from mskstudio.gui.widgets.workspace import follow_window
+from mskstudio.ml.cluster.split import split_cluster
 
 SORTS = (("Largest first", "size"), ("Most spread first", "spread"), ("Unlabelled first", "unlabelled"))
 DEFAULT_LABEL_SET = "finding"
@@ -324,7 +325,7 @@ class ClusterBoard(QWidget):
         ids = self.selected_cluster_ids()
         if len(ids) != 1:
             return False
-        return self._push(f"Split cluster into {n}", lambda: self.project.clusters.split(ids[0], n))
+        return self._push(f"Split cluster into {n}", lambda: split_cluster(self.project, ids[0], n))
 
     def move_out(self, image_ids: list[int]) -> bool:
         if not image_ids:
