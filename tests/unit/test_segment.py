@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mskstudio.io.analysis import load_analysis
 from mskstudio.ml import roi
 
 
@@ -301,7 +302,7 @@ def test_roi_pixels_come_from_the_dicom_windowed_like_the_cache(phantom_project)
     assert pixels.image.shape == pixels.full == (row["rows"], row["cols"])
     # Small phantoms fit the 512 px cache unscaled, so the decoded DICOM and the cache must agree
     # (same window, same orientation, bone bright) to 16-bit rounding.
-    cache = phantom_project.images.load_analysis(image_id)
+    cache = load_analysis(phantom_project, image_id)
     assert cache.shape == pixels.full
     assert np.abs(pixels.image - cache).max() < 1e-3
     # Without a readable file the cache stands in.

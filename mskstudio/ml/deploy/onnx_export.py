@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.io.analysis import load_analysis
 from mskstudio.jobs import JobContext
 from mskstudio.ml.classify.classifier import CHECKPOINT_FORMAT
 
@@ -104,7 +105,7 @@ def sample_inputs(project: Project, size: int, n: int = 8, image_ids: Sequence[i
     from mskstudio.ml.datasets import letterbox
 
     ids = list(image_ids if image_ids is not None else project.images.ids())[:n]
-    x = np.stack([letterbox(project.images.load_analysis(i), size)[None] for i in ids]) if ids else \
+    x = np.stack([letterbox(load_analysis(project, i), size)[None] for i in ids]) if ids else \
         np.zeros((0, 1, size, size), np.float32)
     return x.astype(np.float32), [int(i) for i in ids]
 

@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.io.analysis import load_analysis
+
 if TYPE_CHECKING:
     from mskstudio.store import Project
 
@@ -148,7 +150,7 @@ def model_inputs(project: Project, ens, image_id: int, sizes: Sequence[int]):
     from mskstudio.ml.classify.classifier import geometry
     from mskstudio.ml.datasets import letterbox
 
-    array = project.images.load_analysis(image_id)
+    array = load_analysis(project, image_id)
     geo = geometry(project, image_id, array.shape, ens.input_mode, ens.margin)
     crop = geo.crop(array)
     return [torch.from_numpy(letterbox(crop, int(s)))[None, None] for s in sizes], geo

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.io.analysis import load_analysis
 from mskstudio.jobs import JobContext
 from mskstudio.ml.classify.classifier import CHECKPOINT_FORMAT
 
@@ -49,7 +50,7 @@ def roi_loader(project: Project):
     from mskstudio.ml.roi import crop_roi, image_roi_rect
 
     def load(image_id: int) -> np.ndarray:
-        arr = project.images.load_analysis(image_id)
+        arr = load_analysis(project, image_id)
         rect = image_roi_rect(project, image_id, arr.shape)
         return crop_roi(arr, rect)[0] if rect is not None else arr
 
@@ -123,7 +124,7 @@ def pixel_embeddings(project: Project, image_ids: Sequence[int], ctx: JobContext
         if i % 32 == 0:
             ctx.check_cancelled()
             ctx.progress(i / max(len(image_ids), 1), f"pixels {i}/{len(image_ids)}")
-        out[i] = letterbox(project.images.load_analysis(int(image_id)), size).ravel()
+        out[i] = letterbox(load_analysis(project, int(image_id)), size).ravel()
     ctx.progress(1.0, "pixels done")
     return l2_normalise(out)
 

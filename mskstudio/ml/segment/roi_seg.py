@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.io.analysis import load_analysis
 from mskstudio.ml import roi
 from mskstudio.ml.segment.data import _resize_float
 
@@ -126,7 +127,7 @@ def load_pixels(project: Project, image_id: int) -> Pixels:
             return Pixels(image, full)
     except (OSError, ValueError, KeyError, DicomReadError):
         pass  # no readable file (e.g. a moved source folder): the cache is the best we have
-    return Pixels(project.images.load_analysis(image_id), full)
+    return Pixels(load_analysis(project, image_id), full)
 
 
 def crop_input(pixels: Pixels, square: Sequence[int], box: Rect, size: int) -> np.ndarray:

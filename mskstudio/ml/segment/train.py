@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.io.analysis import load_analysis
+
 # Re-exported: the public segmentation API lives in one place for callers.
 from mskstudio.ml.segment.data import (  # noqa: F401
     SOURCE_ORDER,
@@ -88,7 +90,7 @@ def _stack(
             ctx.check_cancelled()
         row = project.images.get(i)
         x, m, _ = prepare(
-            project.images.load_analysis(i),
+            load_analysis(project, i),
             masks[i],
             size,
             full=(row["rows"], row["cols"]),
@@ -302,7 +304,7 @@ def predict_mask(project: Project, model, ckpt: dict, image_id: int, device=None
 
     row = project.images.get(image_id)
     sq, _, geom = prepare(
-        project.images.load_analysis(image_id),
+        load_analysis(project, image_id),
         None,
         ckpt["input_size"],
         full=(row["rows"], row["cols"]),
