@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mskstudio.io.dicom import read_dataset
+from mskstudio.io.dicom import frame_products, read_dataset
 from mskstudio.io.import_worker import ANALYSIS_LONG_SIDE
-from mskstudio.io.stored_products import frame_products
 from mskstudio.store import Project
 
 
