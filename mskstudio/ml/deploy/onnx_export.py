@@ -26,6 +26,8 @@ import numpy as np
 from mskstudio.io.analysis import load_analysis
 from mskstudio.jobs import JobContext
 from mskstudio.ml.classify.classifier import CHECKPOINT_FORMAT
+from mskstudio.ml.deploy.onnx_runtime import BACKENDS, Backend, OnnxBackend, TorchBackend
+from mskstudio.ml.retrieve.embedders import embedding_module
 
 if TYPE_CHECKING:
     import torch
@@ -88,8 +90,6 @@ def export_onnx(module: torch.nn.Module, path: str | Path, size: int, *, opset: 
 def parity(module: torch.nn.Module, onnx_path: str | Path, x: np.ndarray) -> dict[str, Any]:
     """Max abs difference between torch (CPU, fp32) and ONNX Runtime on the same batch."""
     import torch
-
-    from mskstudio.ml.deploy.onnx_runtime import OnnxBackend
 
     with torch.inference_mode():
         ref = module.cpu().eval()(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
@@ -172,7 +172,6 @@ def load_run_module(project: Project, run_id: int, role: str = "embedder"
     import torch
 
     from mskstudio.ml.models import load_checkpoint
-    from mskstudio.ml.retrieve.embeddings import embedding_module
 
     row = project.models.get(int(run_id))
     if row is None:
@@ -201,6 +200,55 @@ def load_run_module(project: Project, run_id: int, role: str = "embedder"
         raise ValueError(f"model run {run_id}: segmenter checkpoints without a pickled 'module' are "
                          "not supported yet; use export_module(segmenter, ...)")
     raise ValueError(f"unknown role {role!r}; known: {', '.join(ROLES)}")
+
+
+# ---- a run's backends, exported on first use into the cache (derived data) ----------------
+def onnx_path_for_run(project: Project, run_id: int, role: str = "embedder") -> Path:
+    return project.cache_path("onnx", f"run{int(run_id)}.{role}.onnx")
+
+
+def ensure_onnx(project: Project, run_id: int, module: torch.nn.Module, size: int,
+                role: str = "embedder") -> Path:
+    """The run's exported ONNX file in the cache (exported on first use; derived data)."""
+    path = onnx_path_for_run(project, run_id, role)
+    row = project.models.get(int(run_id))
+    stamp = path.with_suffix(".sha")
+    sha = (row["checkpoint_sha"] or "") if row else ""
+    if not path.exists() or not stamp.exists() or stamp.read_text() != sha:
+        export_onnx(wrap_for_export(module, role), path, size)
+        stamp.write_text(sha)
+    return path
+
+
+def backend_for_run(project: Project, run_id: int, backend: str = "torch", *,
+                    role: str = "embedder") -> tuple[Backend, int]:
+    """(backend, input size) for a run's embedder (or classifier where role="classifier")."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    module, size, _ = load_run_module(project, run_id, role)
+    if backend == "onnx":
+        return OnnxBackend(ensure_onnx(project, run_id, module, size, role)), size
+    return TorchBackend(wrap_for_export(module, role)), size
+
+
+def onnx_module_for_run(project: Project, run_id: int, module: torch.nn.Module, size: int):
+    """A torch-module look-alike running the ONNX embedder, for ``features.extract_features``
+    (which feeds *normalised* batches: undone here since the ONNX graph normalises)."""
+    import torch
+
+    from mskstudio.ml.models import INPUT_MEAN, INPUT_STD
+
+    backend = OnnxBackend(ensure_onnx(project, run_id, module, size, "embedder"))
+
+    class _OnnxModule(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raw = (x * INPUT_STD + INPUT_MEAN).cpu().numpy()
+            return torch.from_numpy(backend(raw))
+
+    m = _OnnxModule()
+    m.input_size = size
+    m.feature_dim = getattr(module, "feature_dim", 0)
+    return m
 
 
 def roles_for_kind(kind: str) -> list[str]:
