@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mskstudio.io.demo import build_demo
+from mskstudio.cli.cmd_data import build_demo
 from mskstudio.io.phantoms import NON_MSK
 from mskstudio.jobrun import submit_and_run
 from mskstudio.ml.cluster.split import split_cluster
