@@ -136,6 +136,9 @@ class ModelRepo:
         return self.p.db.query(
             "SELECT * FROM predictions WHERE model_run_id = ? ORDER BY image_id", (run_id,))
 
+    def prediction_count(self, run_id: int) -> int:
+        return int(self.p.db.scalar("SELECT COUNT(*) FROM predictions WHERE model_run_id = ?", (run_id,)))
+
     def referenced_blobs(self) -> set[str]:
         return {r[0] for r in self.p.db.query(
             "SELECT checkpoint_sha FROM model_runs WHERE checkpoint_sha IS NOT NULL")}
