@@ -44,6 +44,13 @@ JOB_KINDS: dict[str, str] = {
     "export-onnx": "mskstudio.ml.deploy.onnx_export:run_export_onnx",
 }
 
+# The parameter object of a kind ("module:Class", a ``ml.params.JobParams``): defaults,
+# checks against the project and JSON.  ``check_params`` runs it before a job row is
+# written; the job function runs it again before it writes any run row.
+JOB_PARAMS: dict[str, str] = {
+    "train": "mskstudio.ml.classify.params:TrainParams",
+}
+
 # Kinds that train or run networks over many images: the GUI runs them in a subprocess
 # (``mskstudio run-job``) so torch threads never starve its event loop. Kept beside
 # JOB_KINDS so a new kind is classified where it is registered.
@@ -62,6 +69,25 @@ def job_function(kind: str) -> Callable[..., Any]:
         raise UserError(f"unknown job kind {kind!r}; known: {', '.join(sorted(JOB_KINDS))}") from None
     module, name = target.split(":")
     return getattr(importlib.import_module(module), name)
+
+
+def params_class(kind: str) -> type | None:
+    target = JOB_PARAMS.get(kind)
+    if target is None:
+        return None
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def check_params(project: Project, kind: str, params: dict[str, Any]) -> None:
+    """Raise UserError (one line) when ``params`` are impossible for job ``kind`` here."""
+    cls = params_class(kind)
+    if cls is None:
+        return
+    try:
+        cls.from_json(params).check(project)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 class _StoreSink:
@@ -114,6 +140,7 @@ def run_job(project: Project, job_id: int, *, sink: JobSink | None = None,
 
 def submit_and_run(project: Project, kind: str, params: dict[str, Any], *,
                    sink: JobSink | None = None, token: CancelToken | None = None) -> Any:
+    check_params(project, kind, params)  # a bad value: one line, and no job row written
     job_id = project.jobs.submit(kind, params)
     return run_job(project, job_id, sink=sink, token=token)
 

@@ -33,7 +33,8 @@ import numpy as np
 
 from mskstudio.domain import is_truth_set
 from mskstudio.jobs import Cancelled, JobContext
-from mskstudio.ml.classify.classifier import CHECKPOINT_FORMAT, ROI_MARGIN
+from mskstudio.ml.classify.classifier import CHECKPOINT_FORMAT
+from mskstudio.ml.classify.params import TRAIN_SOURCES, TrainParams
 from mskstudio.ml.classify.train_loop import (  # noqa: F401 - class_weights is part of this module's API
     FoldData,
     checkpoint_progress,
@@ -54,46 +55,8 @@ if TYPE_CHECKING:
     from mskstudio.store import Project
 
 KIND = "classifier"
-TRAIN_SOURCES = ("human", "import", "cluster")  # model labels never become targets
-
-DEFAULTS: dict[str, Any] = {
-    "label_set": None,          # name or id (required)
-    "arch": "resnet18",         # resnet18 | resnet50 | efficientnet_b0 | swin_t | tinycnn
-    "init": "scratch",          # scratch | run:<id> (DeepCluster backbone) | path to a weights file
-    "freeze_encoder": False,
-    "input": "image",           # image (letterboxed) | roi (square around mask/box + margin)
-    "roi_margin": ROI_MARGIN,
-    "size": 224,
-    "k": 5,
-    "holdout": "random",        # random | centre | none
-    "test_fraction": 0.2,
-    "test_centre": None,
-    "epochs": 20,
-    "batch_size": 32,
-    "optimizer": "adam",        # adam | sgd
-    "lr": 1e-3,
-    "momentum": 0.9,
-    "weight_decay": 1e-4,
-    "schedule": "cosine",       # cosine | step | none
-    "step_size": 10,
-    "gamma": 0.1,
-    "loss_weighting": "none",   # none | inverse | median
-    "patience": 5,              # epochs without validation improvement before stopping
-    "monitor": "val_loss",      # val_loss (with mask guidance: + weight x val attention) | val_acc
-    "augment": True,
-    "mask_guidance": 0.0,       # weight of the mask-guided attention term (0 = off; mask_guidance.py)
-    "reject": "auto",           # auto | class | threshold | none
-    "reject_quantile": 0.05,    # threshold = this quantile of validation max-softmax
-    "cascade": None,            # name of the healthy class -> two-stage cascade
-    "cascade_threshold": 0.5,
-    "n_boot": 500,
-    "seed": 0,
-    "device": "auto",
-    "workers": 0,
-    "image_ids": None,
-    "name": None,
-    "resume": None,             # model run id of a classifier run to continue
-}
+# The defaults are TrainParams' (ml/classify/params.py), the one place that defines them.
+DEFAULTS: dict[str, Any] = TrainParams().to_json()
 
 
 # ---- small pieces (tested by hand) ------------------------------------------------------------
@@ -110,6 +73,7 @@ def run_train(project: Project, params: dict[str, Any], ctx: JobContext) -> dict
     from mskstudio.ml.models import load_checkpoint, pick_device
 
     t_start = time.monotonic()
+    TrainParams.from_json(params).check(project)  # before any run row is written
     resume_state: dict[str, Any] | None = None
     if params.get("resume"):
         run_id = int(params["resume"])

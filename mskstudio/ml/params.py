@@ -1,0 +1,135 @@
+"""One parameter object per job kind: defaults, validation against the project, JSON.
+
+A job kind's parameters are a frozen dataclass (``TrainParams``, ``ClusterParams`` …)
+whose field defaults are the only defaults there are: the CLI reads its option
+defaults from it, the dialogs their initial values, and the job fills what a caller
+left out from it.  ``problems(project)`` says in plain words what makes the values
+impossible for this project (empty list = fine); ``check(project)`` raises them as
+one ValueError.  ``jobrun.check_params`` runs the check before a job row is written
+(CLI) and the job function runs it again before it writes any run row (GUI, resume),
+so a bad value gets the same message everywhere, before anything is stored.
+
+``RENAMED`` maps old parameter names still found in stored job rows of older projects
+to today's (e.g. ``model_run`` -> ``model_run_id``), so an old row still runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+from mskstudio.domain import is_truth_set
+from mskstudio.store import Project
+
+
+@dataclasses.dataclass(frozen=True)
+class JobParams:
+    KIND: ClassVar[str] = ""
+    RENAMED: ClassVar[dict[str, str]] = {}
+
+    resume_of: int | None = None  # set by ``jobs.resubmit``: the interrupted job this one continues
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Self:
+        """From a job's params dict: None means the default; old names are accepted."""
+        data = {k: v for k, v in (data or {}).items() if v is not None}
+        for old, new in cls.RENAMED.items():
+            if old in data:
+                data.setdefault(new, data.pop(old))
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"{cls.KIND}: unknown parameter{'s' if len(unknown) > 1 else ''} "
+                             f"{', '.join(unknown)}")
+        return cls(**data)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if data["resume_of"] is None:
+            del data["resume_of"]
+        return data
+
+    def problems(self, project: Project) -> list[str]:
+        return []
+
+    def check(self, project: Project) -> Self:
+        """Raise the problems as one line (a ValueError the CLI prints without a traceback)."""
+        problems = self.problems(project)
+        if problems:
+            raise ValueError(f"{self.KIND}: " + " ".join(problems))
+        return self
+
+
+# ---- checks shared by several kinds -------------------------------------------------------------
+def label_set_row(project: Project, key: Any):
+    """The label set row named ``key`` (or with id ``key``), or None."""
+    for r in project.labels.label_sets():
+        if str(r["id"]) == str(key) or r["name"] == key:
+            return r
+    return None
+
+
+def target_label_set_problem(project: Project, key: Any, *, required: bool = True) -> str | None:
+    """Why ``key`` cannot be a training target or a labelling target (None = fine)."""
+    if key in (None, ""):
+        return "Choose a label set to train on." if required else None
+    row = label_set_row(project, key)
+    if row is None:
+        return f"There is no label set “{key}”."
+    if is_truth_set(row["name"]):
+        return f"“{row['name']}” holds ground truth for scoring only; it cannot be a training target."
+    return None
+
+
+def model_run_problem(project: Project, run_id: Any, kinds: tuple[str, ...] = (), *,
+                      what: str = "model run", finished: bool = False) -> str | None:
+    """Why ``run_id`` does not name a usable model run (None = fine)."""
+    try:
+        row = project.models.get(int(run_id))
+    except (TypeError, ValueError):
+        row = None
+    if row is None:
+        return f"There is no {what} {run_id}."
+    if kinds and row["kind"] not in kinds:
+        return f"Model run {run_id} is a {row['kind']} run, not a {' or '.join(kinds)} run."
+    if finished and row["status"] != "done":
+        return f"Model run {run_id} has not finished (status {row['status']})."
+    return None
+
+
+def cluster_run_problem(project: Project, run_id: Any) -> str | None:
+    try:
+        row = project.clusters.run(int(run_id))
+    except (TypeError, ValueError):
+        row = None
+    return f"There is no cluster run {run_id}." if row is None else None
+
+
+def start_point_problem(project: Project, init: Any, *, allow_auto: bool = False) -> str | None:
+    """Why ``init`` (scratch | run:ID | weights file; ``auto`` where the kind has it) cannot
+    start a training (None = fine)."""
+    if isinstance(init, str) and init.startswith("run:"):
+        try:
+            parent = project.models.get(int(init[4:]))
+        except ValueError:
+            parent = None
+        if parent is None or parent["kind"] != "deepcluster" or parent["status"] != "done":
+            return f"{init} is not a finished DeepCluster run."
+    elif init == "auto" and allow_auto:
+        return None
+    elif init not in (None, "", "scratch") and not Path(str(init)).is_file():
+        return f"Weights file not found: {init}"
+    return None
+
+
+def at_least(value: Any, low: float, message: str) -> str | None:
+    return message if value is not None and float(value) < low else None
+
+
+def positive(value: Any, message: str) -> str | None:
+    return message if value is not None and float(value) <= 0 else None
+
+
+def collect(*problems: str | None) -> list[str]:
+    return [p for p in problems if p]
