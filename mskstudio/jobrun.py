@@ -49,6 +49,9 @@ JOB_KINDS: dict[str, str] = {
 # written; the job function runs it again before it writes any run row.
 JOB_PARAMS: dict[str, str] = {
     "train": "mskstudio.ml.classify.params:TrainParams",
+    "train-seg": "mskstudio.ml.segment.params:TrainSegParams",
+    "train-seg-box": "mskstudio.ml.segment.params:TrainBoxSegParams",
+    "cluster": "mskstudio.ml.cluster.params:ClusterParams",
 }
 
 # Kinds that train or run networks over many images: the GUI runs them in a subprocess

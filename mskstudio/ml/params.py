@@ -27,6 +27,7 @@ from mskstudio.store import Project
 class JobParams:
     KIND: ClassVar[str] = ""
     RENAMED: ClassVar[dict[str, str]] = {}
+    JSON_NAMES: ClassVar[dict[str, str]] = {}  # field -> JSON key where the key is no Python name
 
     resume_of: int | None = None  # set by ``jobs.resubmit``: the interrupted job this one continues
 
@@ -34,6 +35,9 @@ class JobParams:
     def from_json(cls, data: dict[str, Any] | None) -> Self:
         """From a job's params dict: None means the default; old names are accepted."""
         data = {k: v for k, v in (data or {}).items() if v is not None}
+        for field_name, key in cls.JSON_NAMES.items():
+            if key in data:
+                data[field_name] = data.pop(key)
         for old, new in cls.RENAMED.items():
             if old in data:
                 data.setdefault(new, data.pop(old))
@@ -48,7 +52,7 @@ class JobParams:
         data = dataclasses.asdict(self)
         if data["resume_of"] is None:
             del data["resume_of"]
-        return data
+        return {self.JSON_NAMES.get(k, k): v for k, v in data.items()}
 
     def problems(self, project: Project) -> list[str]:
         return []
@@ -123,12 +127,23 @@ def start_point_problem(project: Project, init: Any, *, allow_auto: bool = False
     return None
 
 
-def at_least(value: Any, low: float, message: str) -> str | None:
-    return message if value is not None and float(value) < low else None
+def training_problems(*, epochs: Any = 1, batch_size: Any = 1, lr: Any = 1.0, size: Any = None,
+                      min_size: int = 32, min_batch: int = 1) -> list[str]:
+    """The checks every trainer shares, in the words of the train dialog."""
+    return collect(
+        "Train for at least one epoch." if int(epochs) < 1 else None,
+        f"The batch size must be at least {min_batch}." if int(batch_size) < min_batch else None,
+        "The learning rate must be positive." if float(lr) <= 0 else None,
+        f"The input size must be at least {min_size} pixels (not {size})."
+        if size is not None and int(size) < min_size else None)
 
 
-def positive(value: Any, message: str) -> str | None:
-    return message if value is not None and float(value) <= 0 else None
+def fractions_problem(val_fraction: Any, test_fraction: Any) -> str | None:
+    v, t = float(val_fraction), float(test_fraction)
+    if not (0 <= v < 1 and 0 <= t < 1 and v + t < 1):
+        return (f"The validation and test fractions ({v:g}, {t:g}) must each be in [0, 1) "
+                "and leave images to train on.")
+    return None
 
 
 def collect(*problems: str | None) -> list[str]:

@@ -61,6 +61,7 @@ from mskstudio.ml.cluster.features import (
     recalibrate_batchnorm,
     truth_metrics,
 )
+from mskstudio.ml.cluster.params import ClusterParams
 
 if TYPE_CHECKING:
     import torch
@@ -68,32 +69,8 @@ if TYPE_CHECKING:
     from mskstudio.store import Project
 
 KIND = "deepcluster"
-DEFAULTS: dict[str, Any] = {
-    "mode": "deepcluster",      # deepcluster | fast
-    "arch": "resnet18",
-    "k": None,                  # default: about N / 40
-    "epochs": 10,
-    "pretrain_epochs": 0,       # fast mode only
-    "batch_size": 64,
-    "input_size": 224,
-    "lr": 0.05,
-    "momentum": 0.9,
-    "weight_decay": 1e-5,
-    "pca_dim": 256,
-    "crop_scale": 0.7,          # smallest random-resized-crop area; smaller crops lose the anatomy
-    "samples_per_epoch": 2.0,   # training images per epoch, as a multiple of N
-    "head_warmup_steps": 200,   # fit each fresh head on the frozen features before the epoch
-    "bn_recalibrate": True,     # BatchNorm statistics recomputed on clean images each epoch
-    "kmeans_iter": 20,
-    "init": "auto",             # auto | scratch | run:<id> | <path to a weights file>
-    "resume": None,             # model run id, or true for the latest resumable DeepCluster run
-    "seed": 0,
-    "device": "auto",
-    "workers": None,
-    "image_ids": None,
-    "label_set": None,          # label set the reviewer will label this run's clusters in
-    "name": None,
-}
+# The defaults are ClusterParams' (ml/cluster/params.py), the one place that defines them.
+DEFAULTS: dict[str, Any] = ClusterParams().to_json()
 
 
 def run_cluster(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -101,6 +78,7 @@ def run_cluster(project: Project, params: dict[str, Any], ctx: JobContext) -> di
 
     from mskstudio.ml.models import pick_device
 
+    ClusterParams.from_json(params).check(project)  # before any run row is written
     p = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
     ids = [int(i) for i in (p["image_ids"] or project.images.ids())]
     if len(ids) < 2:

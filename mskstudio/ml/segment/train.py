@@ -48,30 +48,14 @@ from mskstudio.ml.segment.data import (  # noqa: F401
     training_masks,
     unprepare,
 )
+from mskstudio.ml.segment.params import TrainSegParams
 
 if TYPE_CHECKING:
     from mskstudio.jobs import JobContext
     from mskstudio.store import Project
 
-DEFAULTS: dict[str, Any] = {
-    "arch": "unet-resnet34",
-    "size": 256,
-    "epochs": 30,
-    "batch_size": 8,
-    "lr": 1e-3,
-    "val_fraction": 0.15,
-    "test_fraction": 0.15,
-    "folds": 1,
-    "seed": 0,
-    "augment": True,
-    "background_threshold": 0.02,
-    "encoder_run_id": None,
-    "class": None,
-    "device": None,
-    "max_images": None,
-    "threshold": 0.5,
-    "pos_weight": 5.0,
-}
+# The defaults are TrainSegParams' (ml/segment/params.py), the one place that defines them.
+DEFAULTS: dict[str, Any] = TrainSegParams().to_json()
 
 
 # ---- training -----------------------------------------------------------------------------------
@@ -204,6 +188,7 @@ def run_train_seg(project: Project, params: dict[str, Any], ctx: JobContext) -> 
 
     from mskstudio.ml.models import load_checkpoint, pick_device
 
+    TrainSegParams.from_json(params).check(project)  # before any run row is written
     p = {**DEFAULTS, **(params or {})}
     t0, cpu0 = time.time(), time.process_time()
     device = pick_device(p["device"])

@@ -24,6 +24,7 @@ from mskstudio.ml.segment.data import (
     store_finished_run,
     training_masks,
 )
+from mskstudio.ml.segment.params import TrainBoxSegParams
 
 if TYPE_CHECKING:
     from mskstudio.jobs import JobContext
@@ -156,6 +157,7 @@ def run_train_box_seg(project: Project, params: dict[str, Any], ctx: JobContext)
     from mskstudio.ml.models import pick_device
     from mskstudio.ml.segment.unet import build_segmenter
 
+    TrainBoxSegParams.from_json(params).check(project)  # before any run row is written
     p = {**sr.DEFAULTS, **(params or {})}
     p["jitter"] = list(p["jitter"])
     if p["threads"]:
