@@ -52,6 +52,14 @@ JOB_PARAMS: dict[str, str] = {
     "train-seg": "mskstudio.ml.segment.params:TrainSegParams",
     "train-seg-box": "mskstudio.ml.segment.params:TrainBoxSegParams",
     "cluster": "mskstudio.ml.cluster.params:ClusterParams",
+    "predict": "mskstudio.ml.classify.params:PredictParams",
+    "explain": "mskstudio.ml.classify.params:ExplainParams",
+    "pointing-game": "mskstudio.ml.classify.params:PointingGameParams",
+    "prelabel": "mskstudio.ml.segment.params:PrelabelParams",
+    "embed": "mskstudio.ml.retrieve.params:EmbedParams",
+    "eval-retrieval": "mskstudio.ml.retrieve.params:EvalRetrievalParams",
+    "noise-queue": "mskstudio.ml.noise.params:NoiseQueueParams",
+    "export-onnx": "mskstudio.ml.deploy.params:ExportOnnxParams",
 }
 
 # Kinds that train or run networks over many images: the GUI runs them in a subprocess

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from mskstudio.cli.common import add_project_arg, open_project, open_writable, print_json
+from mskstudio.jobrun import UserError
 
 
 def register(sub) -> None:
@@ -108,6 +109,8 @@ def cmd_clusters(args) -> int:
                 print(f"{r['id']:>4}  {r['k']:>5} {r['n_images']:>7} {r['n_clusters']:>8}  "
                       f"{r['model_run_id'] or '-':>5}  {t}")
             return 0
+        if project.clusters.run(args.run) is None:
+            raise UserError(f"no cluster run {args.run}")
         prog = project.clusters.progress(args.run)
         print(f"run {args.run}: {prog['clusters_reviewed']}/{prog['clusters_total']} clusters reviewed, "
               f"{prog['images_covered']}/{prog['images_total']} images labelled")

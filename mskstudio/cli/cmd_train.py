@@ -114,7 +114,7 @@ def cmd_train(args) -> int:
 
 def cmd_predict(args) -> int:
     with open_writable(args.project) as project:
-        result = run_sync(project, "predict", {"model_run": args.model_run, "image_ids": args.images,
+        result = run_sync(project, "predict", {"model_run_id": args.model_run, "image_ids": args.images,
                                                "label": not args.no_label, "device": args.device},
                           label="predict")
     print_json(result)
@@ -131,7 +131,7 @@ def _scales(args) -> list[float]:
 def cmd_explain(args) -> int:
     scales = _scales(args)
     with open_writable(args.project) as project:
-        result = run_sync(project, "explain", {"model_run": args.model_run, "image_ids": args.images,
+        result = run_sync(project, "explain", {"model_run_id": args.model_run, "image_ids": args.images,
                                                "method": args.method, "layer": args.layer,
                                                "class_id": args.class_id, "scales": scales},
                           label="explain")
@@ -144,7 +144,7 @@ def cmd_explain(args) -> int:
 def cmd_pointing_game(args) -> int:
     scales = _scales(args)
     with open_writable(args.project) as project:
-        result = run_sync(project, "pointing-game", {"model_run": args.model_run,
+        result = run_sync(project, "pointing-game", {"model_run_id": args.model_run,
                                                      "tolerance_mm": args.tolerance_mm,
                                                      "only_correct": not args.all_cases, "layer": args.layer,
                                                      "scales": scales}, label="pointing game")

@@ -148,3 +148,25 @@ def fractions_problem(val_fraction: Any, test_fraction: Any) -> str | None:
 
 def collect(*problems: str | None) -> list[str]:
     return [p for p in problems if p]
+
+
+def label_set_problem(project: Project, key: Any) -> str | None:
+    """Why ``key`` names no existing label set (None = fine)."""
+    if key in (None, ""):
+        return "Choose a label set."
+    return None if label_set_row(project, key) is not None else f"There is no label set “{key}”."
+
+
+def representation_problem(project: Project, rep: Any) -> str | None:
+    """Why ``rep`` (a model run id, or "pixels") cannot give embeddings (None = fine)."""
+    if rep in (None, "pixels", "baseline", 0):
+        return None
+    return model_run_problem(project, rep)
+
+
+def image_problem(project: Project, image_id: Any) -> str | None:
+    try:
+        found = project.images.get(int(image_id)) is not None
+    except (TypeError, ValueError):
+        found = False
+    return None if found else f"There is no image {image_id}."

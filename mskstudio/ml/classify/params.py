@@ -157,3 +157,52 @@ def _centre_problem(project: Project, centre: str | None) -> str | None:
     if len(centres) < 2:
         return "Holding out the only centre leaves nothing to train on."
     return None
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictParams(JobParams):
+    KIND = "predict"
+    RENAMED = {"model_run": "model_run_id"}
+
+    model_run_id: int | None = None
+    image_ids: list[int] | None = None
+    label: bool = True             # also write the predictions as 'model' labels
+    batch_size: int = 32
+    device: str | None = None
+
+    def problems(self, project: Project) -> list[str]:
+        return collect(model_run_problem(project, self.model_run_id, ("classifier",), what="classifier run"))
+
+
+@dataclasses.dataclass(frozen=True)
+class ExplainParams(JobParams):
+    KIND = "explain"
+    RENAMED = {"model_run": "model_run_id"}
+
+    model_run_id: int | None = None
+    image_ids: list[int] | None = None
+    class_id: int | None = None
+    method: str = "gradcam"
+    layer: str | None = None
+    scales: Any = None
+
+    def problems(self, project: Project) -> list[str]:
+        return collect(model_run_problem(project, self.model_run_id, ("classifier",), what="classifier run"))
+
+
+@dataclasses.dataclass(frozen=True)
+class PointingGameParams(JobParams):
+    KIND = "pointing-game"
+    RENAMED = {"model_run": "model_run_id"}
+
+    model_run_id: int | None = None
+    tolerance_mm: float | None = None
+    only_correct: bool = True
+    layer: str | None = None
+    scales: Any = None
+
+    def problems(self, project: Project) -> list[str]:
+        problems = collect(model_run_problem(project, self.model_run_id, ("classifier",), what="classifier run"))
+        if self.tolerance_mm is not None and float(self.tolerance_mm) < 0:
+            problems.append("The tolerance cannot be negative.")
+        return problems

@@ -27,6 +27,7 @@ from mskstudio.io.analysis import load_analysis
 from mskstudio.jobs import JobContext
 from mskstudio.ml.classify.classifier import CHECKPOINT_FORMAT
 from mskstudio.ml.deploy.onnx_runtime import BACKENDS, Backend, OnnxBackend, TorchBackend
+from mskstudio.ml.deploy.params import ExportOnnxParams
 from mskstudio.ml.retrieve.embedders import embedding_module
 
 if TYPE_CHECKING:
@@ -419,5 +420,6 @@ def export_run(project: Project, run_id: int, outdir: str | Path, ctx: JobContex
 
 def run_export_onnx(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job ``export-onnx``: params run_id, outdir, roles (optional), n_parity (8)."""
-    return export_run(project, int(params["run_id"]), params["outdir"], ctx,
+    p = ExportOnnxParams.from_json(params).check(project)
+    return export_run(project, int(p.model_run_id), p.outdir, ctx,
                       roles=params.get("roles"), n_parity=int(params.get("n_parity", 8)))

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mskstudio.io.analysis import load_analysis
+from mskstudio.ml.classify.params import ExplainParams
 
 if TYPE_CHECKING:
     from mskstudio.store import Project
@@ -210,7 +211,7 @@ def explain(project: Project, model_run_id: int, image_id: int, class_id: int | 
 
 def run_explain(project: Project, params: dict[str, Any], ctx) -> dict[str, Any]:
     """Job ``explain``: heatmaps for many images (cached for the review view)."""
-    run_id = int(params["model_run"])
+    run_id = int(ExplainParams.from_json(params).check(project).model_run_id)
     ids = [int(i) for i in (params.get("image_ids") or project.images.ids())]
     scales = parse_scales(params.get("scales"))
     for image_id in ctx.steps(ids, "Grad-CAM {i}/{n}"):

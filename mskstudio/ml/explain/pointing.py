@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mskstudio.io.analysis import load_analysis
+from mskstudio.ml.classify.params import PointingGameParams
 from mskstudio.ml.evaluate.metrics import proportion
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ def pointing_game(project: Project, run_id: int, *, tolerance_mm: float = TOLERA
 
 def run_pointing_game(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job ``pointing_game``: the result is also kept in the run's metrics under ``pointing_game``."""
-    run_id = int(params["model_run"])
+    run_id = int(PointingGameParams.from_json(params).check(project).model_run_id)
     tolerance = params.get("tolerance_mm")
     result = pointing_game(project, run_id, tolerance_mm=TOLERANCE_MM if tolerance is None else float(tolerance),
                            only_correct=bool(params.get("only_correct", True)), layer=params.get("layer"),

@@ -23,6 +23,7 @@ from mskstudio.io.analysis import load_analysis
 from mskstudio.jobs import JobContext
 from mskstudio.ml.deploy.onnx_export import onnx_module_for_run
 from mskstudio.ml.retrieve.embedders import embedding_module
+from mskstudio.ml.retrieve.params import EmbedParams
 
 if TYPE_CHECKING:
 
@@ -154,6 +155,7 @@ def _save(path: Path, array: np.ndarray) -> None:
 
 def run_embed(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job ``embed``: params run_id (or "pixels"), roi (True), backend ("torch"|"onnx"), rebuild."""
+    EmbedParams.from_json(params).check(project)
     rep = params.get("run_id", "pixels")
     x, ids = load(project, rep, None, ctx, roi=bool(params.get("roi", True)),
                   backend=params.get("backend", "torch"), rebuild=bool(params.get("rebuild", False)))

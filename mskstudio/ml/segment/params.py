@@ -94,3 +94,26 @@ class TrainBoxSegParams(JobParams):
         if self.threads is not None and int(self.threads) < 1:
             problems.append("Use at least one thread.")
         return problems
+
+
+@dataclasses.dataclass(frozen=True)
+class PrelabelParams(JobParams):
+    KIND = "prelabel"
+    RENAMED = {"run_id": "model_run_id"}
+    JSON_NAMES = {"class_name": "class"}
+
+    model_run_id: int | None = None   # default: the latest finished segmenter
+    refine_run_id: int | None = None  # box segmenter for the second stage (default the latest; 0 none)
+    class_name: str | None = None
+    device: str | None = None
+    max_images: int | None = None
+
+    def problems(self, project: Project) -> list[str]:
+        problems = []
+        if self.model_run_id is not None:
+            problems += collect(model_run_problem(project, self.model_run_id, ("segmenter",),
+                                                  what="segmenter run", finished=True))
+        if self.refine_run_id:
+            problems += collect(model_run_problem(project, self.refine_run_id, ("box-segmenter",),
+                                                  what="box segmenter run", finished=True))
+        return problems

@@ -48,7 +48,7 @@ from mskstudio.ml.segment.data import (  # noqa: F401
     training_masks,
     unprepare,
 )
-from mskstudio.ml.segment.params import TrainSegParams
+from mskstudio.ml.segment.params import PrelabelParams, TrainSegParams
 
 if TYPE_CHECKING:
     from mskstudio.jobs import JobContext
@@ -329,7 +329,7 @@ def run_prelabel(project: Project, params: dict[str, Any], ctx: JobContext) -> d
     region the whole-image model finds is re-segmented inside its box (two-stage cascade)."""
     from mskstudio.ml.models import pick_device
 
-    run_id = params.get("run_id")
+    run_id = PrelabelParams.from_json(params).check(project).model_run_id
     if run_id is None:
         done = [r for r in project.models.list("segmenter") if r["status"] == "done" and r["checkpoint_sha"]]
         if not done:
