@@ -27,6 +27,7 @@ import hashlib
 import json
 import random
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,6 +38,7 @@ from mskstudio.ml.classify.classifier import CHECKPOINT_FORMAT
 from mskstudio.ml.classify.params import TRAIN_SOURCES, TrainParams
 from mskstudio.ml.classify.train_loop import (  # noqa: F401 - class_weights is part of this module's API
     FoldData,
+    FoldPlan,
     checkpoint_progress,
     class_weights,
     ensemble_logits,
@@ -140,8 +142,9 @@ def run_train(project: Project, params: dict[str, Any], ctx: JobContext) -> dict
             f"{len(split['test'])} held out, {len(split['folds'])} folds")
 
     try:
-        return _train_run(project, p, ctx, run_id, ls_name, ids, targets, class_ids, class_names,
-                          reject_ids, patient_of, split, parent, resume_state, t_start, device)
+        return _train_run(project, p, ctx, TrainPlan(run_id, ls_name, ids, targets, class_ids, class_names,
+                                                     reject_ids, patient_of, split, parent, resume_state,
+                                                     t_start, device))
     except Cancelled:
         project.models.set_status(run_id, "cancelled", job_id=ctx.job_id)
         raise
@@ -150,8 +153,29 @@ def run_train(project: Project, params: dict[str, Any], ctx: JobContext) -> dict
         raise
 
 
-def _train_run(project, p, ctx, run_id, ls_name, ids, targets, class_ids, class_names, reject_ids,
-               patient_of, split, parent, resume_state, t_start, device) -> dict[str, Any]:
+@dataclass
+class TrainPlan:
+    """What the training of one run needs besides the parameters (was 16 positional arguments)."""
+
+    run_id: int
+    ls_name: str
+    ids: list[int]                 # labelled images, sorted
+    targets: np.ndarray            # class index of each image in ``ids``
+    class_ids: list[int]
+    class_names: list[str]
+    reject_ids: list[int]          # the label set's reject classes among ``class_ids``
+    patient_of: dict[int, int]
+    split: dict[str, Any]          # patient-level folds and hold-out (splits.make_split)
+    parent: int | None             # DeepCluster run the encoder starts from
+    resume_state: dict | None      # checkpoint of an interrupted run
+    t_start: float
+    device: Any
+
+
+def _train_run(project, p, ctx, plan: TrainPlan) -> dict[str, Any]:
+    run_id, ls_name, ids, targets = plan.run_id, plan.ls_name, plan.ids, plan.targets
+    class_ids, class_names, reject_ids, patient_of = plan.class_ids, plan.class_names, plan.reject_ids, plan.patient_of
+    split, parent, resume_state, t_start, device = plan.split, plan.parent, plan.resume_state, plan.t_start, plan.device
     import torch
 
     random.seed(p["seed"])
@@ -194,8 +218,8 @@ def _train_run(project, p, ctx, run_id, ls_name, ids, targets, class_ids, class_
                 state = resume_state
             prefix = f"fold{f}" if task_name == "main" else f"{task_name}/fold{f}"
             result = train_fold(
-                base, tr, va, task_targets, names, p, encoder_init, device, prefix,
-                ctx.sub(lo, hi), state,
+                FoldPlan(base, tr, va, task_targets, names, encoder_init, prefix, state), p, device,
+                ctx.sub(lo, hi),
                 save=lambda s, tn=task_name, ff=f: checkpoint_progress(project, run_id, p, tn, ff, s, done))
             done[task_name].append(result)
             checkpoint_progress(project, run_id, p, task_name, f + 1, None, done)

@@ -44,6 +44,7 @@ import json
 import os
 import random
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -107,18 +108,16 @@ def run_cluster(project: Project, params: dict[str, Any], ctx: JobContext) -> di
         backbone, model_run_id = _initial_backbone(project, p)
         epochs = int(p["pretrain_epochs"] or 0)
         if epochs:
-            backbone, model_run_id, nmi_history = _train(
-                project, p, ids, dataset, backbone, model_run_id, epochs, ctx.sub(0.05, 0.8),
-                device, job_id)
+            backbone, model_run_id, nmi_history = _train(project, p, PretrainPlan(
+                ids, dataset, backbone, model_run_id, epochs, device, job_id), ctx.sub(0.05, 0.8))
     elif p["mode"] in ("deepcluster", "fast"):
         if resume:
             backbone, model_run_id = None, resume
         else:
             backbone, model_run_id = _initial_backbone(project, p)
         epochs = int(p["epochs"] if p["mode"] == "deepcluster" else p["pretrain_epochs"] or 0)
-        backbone, model_run_id, nmi_history = _train(
-            project, p, ids, dataset, backbone, model_run_id, epochs, ctx.sub(0.05, 0.85), device,
-            job_id, resume=resume)
+        backbone, model_run_id, nmi_history = _train(project, p, PretrainPlan(
+            ids, dataset, backbone, model_run_id, epochs, device, job_id, resume), ctx.sub(0.05, 0.85))
     else:
         raise ValueError(f"unknown clustering mode {p['mode']!r} (deepcluster or fast)")
     return cluster_and_store(project, backbone, ids, p, ctx.sub(0.85, 1.0), dataset=dataset,
@@ -170,9 +169,24 @@ def _checkpoint_bytes(state: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-def _train(project: Project, p: dict[str, Any], ids: list[int], dataset, backbone, parent_run_id,
-           epochs: int, ctx: JobContext, device, job_id, *, resume: int | None = None):
+@dataclass
+class PretrainPlan:
+    """What one DeepCluster training needs besides the parameters (was 11 positional arguments)."""
+
+    ids: list[int]
+    dataset: Any                   # AnalysisDataset over ``ids``, already loaded
+    backbone: Any                  # the starting network (None when resuming: rebuilt from the run)
+    parent_run_id: int | None      # the model run the backbone came from
+    epochs: int
+    device: Any
+    job_id: int | None
+    resume: int | None = None      # model run to continue
+
+
+def _train(project: Project, p: dict[str, Any], plan: PretrainPlan, ctx: JobContext):
     """DeepCluster epochs; returns (backbone, model run id, NMI history)."""
+    ids, dataset, backbone, parent_run_id = plan.ids, plan.dataset, plan.backbone, plan.parent_run_id
+    epochs, device, job_id, resume = plan.epochs, plan.device, plan.job_id, plan.resume
     import torch
     import torch.nn as nn
 
