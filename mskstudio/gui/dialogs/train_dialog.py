@@ -29,11 +29,11 @@ from PySide6.QtWidgets import (
 
 from mskstudio.domain import is_truth_set
 from mskstudio.gui.dialogs.start_point import StartPointPicker
+from mskstudio.ml.classify.classifier import architectures
 from mskstudio.ml.classify.params import TrainParams
 from mskstudio.ml.params import label_set_row
 
 D = TrainParams()  # the defaults of job ``train``, defined once in the core
-FALLBACK_ARCHS = ["resnet18", "resnet50", "efficientnet_b0", "swin_t", "tinycnn"]
 
 
 def validate_params(project, p: dict[str, Any]) -> list[str]:
@@ -62,13 +62,7 @@ class TrainDialog(QDialog):
         self.label_set.currentIndexChanged.connect(lambda _i: self._fill_classes())
         form.addRow("Label set", self.label_set)
         self.arch = QComboBox()
-        try:
-            from mskstudio.ml.classify.classifier import architectures
-
-            archs = architectures()
-        except Exception:  # noqa: BLE001 - registry unavailable: the known names
-            archs = FALLBACK_ARCHS
-        self.arch.addItems(archs)
+        self.arch.addItems(architectures())  # the registry itself: no second copy of the names
         form.addRow("Architecture", self.arch)
 
         self.start = StartPointPicker(project)
