@@ -14,20 +14,12 @@ MASK_SOURCES = ("human", "model", "import", "adjudicated")
 DIGNITIES = ("benign", "intermediate", "malignant", "none")
 DIAGNOSIS_SOURCES = ("histology", "tumour_board", "follow_up")
 JOB_STATUSES = ("submitted", "running", "done", "error", "cancelled", "interrupted")
-MODEL_KINDS = ("deepcluster", "classifier", "segmenter", "embedder")
+JOB_FINISHED = ("done", "error", "cancelled", "interrupted")  # a job in one of these never runs again
+MODEL_RUN_STATUSES = ("running", "done", "cancelled", "error", "interrupted")
 
 # Label sets whose name starts with this hold ground truth used only for scoring
 # (e.g. the phantoms' true regions); training code must never read them as targets.
 TRUTH_PREFIX = "truth:"
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """Enough to place an image in a split or a gallery without loading it."""
-
-    image_id: int
-    patient_id: int
-    study_id: int
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.domain import MASK_SOURCES
 from mskstudio.imaging.masks import decode_png, encode_png, iou_dice, measure
 
 if TYPE_CHECKING:
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 
 MASK_SET = "lesions"
 DEFAULT_CLASSES = (("tumour", "#e6194b"), ("soft-tissue mass", "#f58231"), ("reactive zone", "#4363d8"))
-MASK_SOURCES = ("human", "model", "import", "adjudicated")
 MASK_COLUMNS = (
     "m.id, m.image_id, m.class_id, m.annotator, m.source, m.run_id, m.bbox, m.area_px, "
     "m.longest_mm, m.area_mm2, m.updated_at, c.name AS class_name, c.color"

@@ -8,10 +8,12 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
+from mskstudio.domain import JOB_FINISHED
+
 if TYPE_CHECKING:
     from mskstudio.store.project import Project
 
-FINISHED = ("done", "error", "cancelled", "interrupted")
+FINISHED = JOB_FINISHED
 NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 
 

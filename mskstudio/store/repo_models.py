@@ -11,11 +11,13 @@ import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from mskstudio.domain import MODEL_RUN_STATUSES
+
 if TYPE_CHECKING:
     from mskstudio.store.project import Project
 
 NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-STATUSES = ("running", "done", "cancelled", "error", "interrupted")
+STATUSES = MODEL_RUN_STATUSES
 # Columns ``set_fields`` may write, each value given as stored (JSON already encoded).
 SETTABLE_FIELDS = ("data_hash", "split", "metrics", "params", "name")
 RESUMABLE = ("running", "cancelled", "interrupted", "error")
