@@ -8,7 +8,6 @@ when a job of that kind runs, so the CLI starts without importing torch.
 from __future__ import annotations
 
 import importlib
-import json
 import signal
 import sys
 import traceback
@@ -129,11 +128,11 @@ def run_job(project: Project, job_id: int, *, sink: JobSink | None = None,
     Re-raises what the job raised (after recording it) so the caller decides how to
     show it; ``Cancelled`` is recorded as status 'cancelled'.
     """
-    row = project.jobs.get(job_id)
-    if row is None:
+    job = project.jobs.record(job_id)
+    if job is None:
         raise UserError(f"{project.root}: no job {job_id}")
-    fn = job_function(row["kind"])
-    params = json.loads(row["params"])
+    fn = job_function(job.kind)
+    params = job.params
     ctx = JobContext(_StoreSink(project, job_id, sink), token, job_id=job_id)
     project.jobs.started(job_id)
     try:

@@ -3,8 +3,6 @@ features) and ``clusters`` (list runs)."""
 
 from __future__ import annotations
 
-import json
-
 from mskstudio.cli.common import add_project_arg, open_project, open_writable, print_json
 from mskstudio.jobrun import UserError
 
@@ -103,11 +101,11 @@ def cmd_clusters(args) -> int:
     with open_project(args.project) as project:
         if args.run is None:
             print(f"{'run':>4}  {'k':>5} {'images':>7} {'clusters':>8}  model  truth")
-            for r in project.clusters.runs():
-                truth = json.loads(r["metrics"] or "{}").get("truth", {})
+            for run in project.clusters.run_records():
+                truth = run.metrics.get("truth", {})
                 t = ", ".join(f"{n}: NMI {m['nmi']:.2f}" for n, m in truth.items())
-                print(f"{r['id']:>4}  {r['k']:>5} {r['n_images']:>7} {r['n_clusters']:>8}  "
-                      f"{r['model_run_id'] or '-':>5}  {t}")
+                print(f"{run.id:>4}  {run.k:>5} {run.n_images:>7} {run.n_clusters:>8}  "
+                      f"{run.model_run_id or '-':>5}  {t}")
             return 0
         if project.clusters.run(args.run) is None:
             raise UserError(f"no cluster run {args.run}")

@@ -183,12 +183,12 @@ def _write_pngs(project, args, scales: list[float]) -> None:
 
 def cmd_evaluate(args) -> int:
     with open_project(args.project) as project:
-        row = project.models.get(args.model_run)
-        if row is None:
+        run = project.models.record(args.model_run)
+        if run is None:
             raise UserError(f"no model run {args.model_run}")
-        metrics = project.models.metrics(args.model_run)
+        metrics = run.metrics
         if not metrics:
-            raise UserError(f"model run {args.model_run} has no metrics (status {row['status']})")
+            raise UserError(f"model run {args.model_run} has no metrics (status {run.status})")
         if args.json:
             print_json(metrics)
         else:

@@ -90,15 +90,15 @@ def model_run_problem(project: Project, run_id: Any, kinds: tuple[str, ...] = ()
                       what: str = "model run", finished: bool = False) -> str | None:
     """Why ``run_id`` does not name a usable model run (None = fine)."""
     try:
-        row = project.models.get(int(run_id))
+        run = project.models.record(int(run_id))
     except (TypeError, ValueError):
-        row = None
-    if row is None:
+        run = None
+    if run is None:
         return f"There is no {what} {run_id}."
-    if kinds and row["kind"] not in kinds:
-        return f"Model run {run_id} is a {row['kind']} run, not a {' or '.join(kinds)} run."
-    if finished and row["status"] != "done":
-        return f"Model run {run_id} has not finished (status {row['status']})."
+    if kinds and run.kind not in kinds:
+        return f"Model run {run_id} is a {run.kind} run, not a {' or '.join(kinds)} run."
+    if finished and run.status != "done":
+        return f"Model run {run_id} has not finished (status {run.status})."
     return None
 
 

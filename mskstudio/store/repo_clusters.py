@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.domain import ClusterRun
+
 if TYPE_CHECKING:
     from mskstudio.store.project import Project
 
@@ -120,6 +122,15 @@ class ClusterRepo:
 
     def run(self, run_id: int) -> sqlite3.Row | None:
         return self.p.db.one("SELECT * FROM cluster_runs WHERE id = ?", (run_id,))
+
+    def run_record(self, run_id: int) -> ClusterRun | None:
+        """The run as a typed record (params, metrics, NMI history parsed), or None."""
+        row = self.run(run_id)
+        return None if row is None else ClusterRun.from_row(row)
+
+    def run_records(self) -> list[ClusterRun]:
+        """Typed records of every run with its image and cluster counts, newest first."""
+        return [ClusterRun.from_row(r) for r in self.runs()]
 
     def latest_run_id(self) -> int | None:
         return self.p.db.scalar("SELECT MAX(id) FROM cluster_runs")

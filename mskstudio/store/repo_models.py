@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from mskstudio.domain import MODEL_RUN_STATUSES
+from mskstudio.domain import MODEL_RUN_STATUSES, ModelRun
 
 if TYPE_CHECKING:
     from mskstudio.store.project import Project
@@ -49,6 +49,15 @@ class ModelRepo:
         if kind:
             return self.p.db.query("SELECT * FROM model_runs WHERE kind = ? ORDER BY id DESC", (kind,))
         return self.p.db.query("SELECT * FROM model_runs ORDER BY id DESC")
+
+    def record(self, run_id: int) -> ModelRun | None:
+        """The run as a typed record (params, metrics and split parsed), or None."""
+        row = self.get(run_id)
+        return None if row is None else ModelRun.from_row(row)
+
+    def records(self, kind: str | None = None) -> list[ModelRun]:
+        """Typed records of the runs (of ``kind``), newest first."""
+        return [ModelRun.from_row(r) for r in self.list(kind)]
 
     def params(self, run_id: int) -> dict[str, Any]:
         row = self.get(run_id)

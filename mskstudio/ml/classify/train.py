@@ -79,16 +79,16 @@ def run_train(project: Project, params: dict[str, Any], ctx: JobContext) -> dict
     resume_state: dict[str, Any] | None = None
     if params.get("resume"):
         run_id = int(params["resume"])
-        row = project.models.get(run_id)
-        if row is None or row["kind"] != KIND:
+        run = project.models.record(run_id)
+        if run is None or run.kind != KIND:
             raise ValueError(f"model run {run_id} is not a classifier run")
-        p = {**DEFAULTS, **json.loads(row["params"])}
+        p = {**DEFAULTS, **run.params}
         p.update({k: v for k, v in params.items() if k in ("device", "workers") and v is not None})
-        if row["checkpoint_sha"]:
+        if run.checkpoint_sha:
             resume_state = load_checkpoint(project, run_id)
             if resume_state.get("state") == "done":
                 raise ValueError(f"model run {run_id} is already finished")
-        split = json.loads(row["split"])
+        split = run.split
         project.models.set_status(run_id, "running", job_id=ctx.job_id)
     else:
         p = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
