@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from mskstudio.io.dicom import frame_products, read_dataset
 from mskstudio.io.import_worker import ANALYSIS_LONG_SIDE
 from mskstudio.store import Project
 
@@ -28,6 +27,8 @@ def load_analysis(project: Project, image_id: int) -> np.ndarray:
 
 def rebuild_analysis(project: Project, image_id: int) -> None:
     """Decode the image's frame again and write its analysis array to the cache."""
+    from mskstudio.io.dicom import frame_products, read_dataset  # pydicom: ~0.5 s, only for a rebuild
+
     ds = read_dataset(project.images.dicom_path(image_id))
     analysis, _thumb = frame_products(ds, project.images.frame_of(image_id), ANALYSIS_LONG_SIDE)
     project.images.save_analysis(image_id, analysis)
