@@ -51,6 +51,7 @@ JOB_PARAMS: dict[str, str] = {
     "train-seg": "mskstudio.ml.segment.params:TrainSegParams",
     "train-seg-box": "mskstudio.ml.segment.params:TrainBoxSegParams",
     "cluster": "mskstudio.ml.cluster.params:ClusterParams",
+    "recluster": "mskstudio.ml.cluster.params:ReclusterParams",
     "predict": "mskstudio.ml.classify.params:PredictParams",
     "explain": "mskstudio.ml.classify.params:ExplainParams",
     "pointing-game": "mskstudio.ml.classify.params:PointingGameParams",
@@ -90,14 +91,11 @@ def params_class(kind: str) -> type | None:
 
 
 def check_params(project: Project, kind: str, params: dict[str, Any]) -> None:
-    """Raise UserError (one line) when ``params`` are impossible for job ``kind`` here."""
+    """Raise ValueError (one line, the job's own message) when ``params`` are impossible for
+    job ``kind`` in this project; the CLI prints it without a traceback."""
     cls = params_class(kind)
-    if cls is None:
-        return
-    try:
+    if cls is not None:
         cls.from_json(params).check(project)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
 
 
 class _StoreSink:

@@ -78,7 +78,7 @@ def cmd_recluster(args) -> int:
     from mskstudio.jobrun import run_sync
 
     with open_writable(args.project) as project:
-        result = run_sync(project, "recluster", {"run": args.run, "k": args.k, "seed": args.seed,
+        result = run_sync(project, "recluster", {"cluster_run_id": args.run, "k": args.k, "seed": args.seed,
                                                  "method": "merge" if args.merge else "kmeans"},
                           label=f"{'merge' if args.merge else 're-cluster'} run {args.run} into {args.k}")
     return _print_cluster_result(result, args.json)

@@ -56,6 +56,6 @@ def test_problems_are_checked_against_the_project(phantom_project):
     bad = TrainParams(label_set="diagnosis", k=2, size=-5, epochs=0)
     assert bad.problems(phantom_project) == ["Train for at least one epoch.",
                                              "The input size must be at least 32 pixels (not -5)."]
-    with pytest.raises(jobrun.UserError, match="^train: Train for at least one epoch"):
+    with pytest.raises(ValueError, match="^train: Train for at least one epoch"):
         jobrun.check_params(phantom_project, "train", bad.to_json())
     assert ClusterParams(k=1).problems(phantom_project) == ["Clustering needs at least 2 clusters (k = 1)."]

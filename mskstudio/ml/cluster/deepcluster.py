@@ -62,7 +62,7 @@ from mskstudio.ml.cluster.features import (
     recalibrate_batchnorm,
     truth_metrics,
 )
-from mskstudio.ml.cluster.params import ClusterParams
+from mskstudio.ml.cluster.params import RECLUSTER_METHODS, ClusterParams, ReclusterParams
 
 if TYPE_CHECKING:
     import torch
@@ -401,9 +401,6 @@ def recluster_points_per_centroid(k: int) -> int:
     return max(RECLUSTER_MIN_PER_CENTROID, -(-RECLUSTER_SAMPLE // k))
 
 
-RECLUSTER_METHODS = ("kmeans", "merge")
-
-
 def run_recluster(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job ``recluster``: a new run with ``k`` clusters from the stored features of cluster ``run``.
 
@@ -415,7 +412,8 @@ def run_recluster(project: Project, params: dict[str, Any], ctx: JobContext) -> 
     human labels stay where they are.
     """
     t0 = time.perf_counter()
-    source = int(params["run"])
+    rp = ReclusterParams.from_json(params).check(project)
+    source = int(rp.cluster_run_id)
     row = project.clusters.run(source)
     if row is None:
         raise ValueError(f"no cluster run {source}")

@@ -8,10 +8,18 @@ import dataclasses
 from typing import Any
 
 from mskstudio.domain import is_truth_set
-from mskstudio.ml.params import JobParams, collect, model_run_problem, start_point_problem, training_problems
+from mskstudio.ml.params import (
+    JobParams,
+    cluster_run_problem,
+    collect,
+    model_run_problem,
+    start_point_problem,
+    training_problems,
+)
 from mskstudio.store import Project
 
 MODES = ("deepcluster", "fast")
+RECLUSTER_METHODS = ("kmeans", "merge")
 CLUSTER_ARCHS = ("resnet18", "resnet50")
 
 
@@ -71,4 +79,23 @@ class ClusterParams(JobParams):
         if self.label_set not in (None, "") and is_truth_set(str(self.label_set)):
             problems.append(f"“{self.label_set}” holds ground truth for scoring only; "
                             "clusters cannot be labelled in it.")
+        return problems
+
+
+@dataclasses.dataclass(frozen=True)
+class ReclusterParams(JobParams):
+    KIND = "recluster"
+    RENAMED = {"run": "cluster_run_id"}
+
+    cluster_run_id: int | None = None  # the run whose stored features are re-clustered
+    k: int | None = None               # default: about N / 40
+    method: str = "kmeans"             # kmeans | merge (join the run's clusters into k groups)
+    seed: int = 0
+
+    def problems(self, project: Project) -> list[str]:
+        problems = collect(cluster_run_problem(project, self.cluster_run_id))
+        if self.method not in RECLUSTER_METHODS:
+            problems.append(f"Unknown re-cluster method “{self.method}” ({', '.join(RECLUSTER_METHODS)}).")
+        if self.k is not None and int(self.k) < 2:
+            problems.append(f"Clustering needs at least 2 clusters (k = {self.k}).")
         return problems
