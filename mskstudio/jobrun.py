@@ -8,7 +8,6 @@ when a job of that kind runs, so the CLI starts without importing torch.
 from __future__ import annotations
 
 import importlib
-import json
 import signal
 import sys
 import traceback
@@ -54,6 +53,25 @@ JOB_KINDS: dict[str, str] = {
     "demo-loop": "mskstudio.ml.loop.demo_loop:run_demo_loop",  # the whole loop on the phantom demo
 }
 
+# The parameter object of a kind ("module:Class", a ``ml.params.JobParams``): defaults,
+# checks against the project and JSON.  ``check_params`` runs it before a job row is
+# written; the job function runs it again before it writes any run row.
+JOB_PARAMS: dict[str, str] = {
+    "train": "mskstudio.ml.classify.params:TrainParams",
+    "train-seg": "mskstudio.ml.segment.params:TrainSegParams",
+    "train-seg-box": "mskstudio.ml.segment.params:TrainBoxSegParams",
+    "cluster": "mskstudio.ml.cluster.params:ClusterParams",
+    "recluster": "mskstudio.ml.cluster.params:ReclusterParams",
+    "predict": "mskstudio.ml.classify.params:PredictParams",
+    "explain": "mskstudio.ml.classify.params:ExplainParams",
+    "pointing-game": "mskstudio.ml.classify.params:PointingGameParams",
+    "prelabel": "mskstudio.ml.segment.params:PrelabelParams",
+    "embed": "mskstudio.ml.retrieve.params:EmbedParams",
+    "eval-retrieval": "mskstudio.ml.retrieve.params:EvalRetrievalParams",
+    "noise-queue": "mskstudio.ml.noise.params:NoiseQueueParams",
+    "export-onnx": "mskstudio.ml.deploy.params:ExportOnnxParams",
+}
+
 # Kinds that train or run networks over many images: the GUI runs them in a subprocess
 # (``mskstudio run-job``) so torch threads never starve its event loop. Kept beside
 # JOB_KINDS so a new kind is classified where it is registered.
@@ -73,6 +91,22 @@ def job_function(kind: str) -> Callable[..., Any]:
         raise UserError(f"unknown job kind {kind!r}; known: {', '.join(sorted(JOB_KINDS))}") from None
     module, name = target.split(":")
     return getattr(importlib.import_module(module), name)
+
+
+def params_class(kind: str) -> type | None:
+    target = JOB_PARAMS.get(kind)
+    if target is None:
+        return None
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def check_params(project: Project, kind: str, params: dict[str, Any]) -> None:
+    """Raise ValueError (one line, the job's own message) when ``params`` are impossible for
+    job ``kind`` in this project; the CLI prints it without a traceback."""
+    cls = params_class(kind)
+    if cls is not None:
+        cls.from_json(params).check(project)
 
 
 class _StoreSink:
@@ -103,11 +137,11 @@ def run_job(project: Project, job_id: int, *, sink: JobSink | None = None,
     Re-raises what the job raised (after recording it) so the caller decides how to
     show it; ``Cancelled`` is recorded as status 'cancelled'.
     """
-    row = project.jobs.get(job_id)
-    if row is None:
+    job = project.jobs.record(job_id)
+    if job is None:
         raise UserError(f"{project.root}: no job {job_id}")
-    fn = job_function(row["kind"])
-    params = json.loads(row["params"])
+    fn = job_function(job.kind)
+    params = job.params
     ctx = JobContext(_StoreSink(project, job_id, sink), token, job_id=job_id)
     project.jobs.started(job_id)
     try:
@@ -125,6 +159,7 @@ def run_job(project: Project, job_id: int, *, sink: JobSink | None = None,
 
 def submit_and_run(project: Project, kind: str, params: dict[str, Any], *,
                    sink: JobSink | None = None, token: CancelToken | None = None) -> Any:
+    check_params(project, kind, params)  # a bad value: one line, and no job row written
     job_id = project.jobs.submit(kind, params)
     return run_job(project, job_id, sink=sink, token=token)
 

@@ -119,7 +119,8 @@ def cmd_prelabel(args) -> int:
         result = run_sync(
             project,
             "prelabel",
-            {"run_id": args.run, "refine_run_id": args.refine_run, "class": args.class_name, "device": args.device},
+            {"model_run_id": args.run, "refine_run_id": args.refine_run, "class": args.class_name,
+             "device": args.device},
             label="prelabel",
         )
     print_json(result)

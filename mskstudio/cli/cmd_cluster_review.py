@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mskstudio.ml.cluster.split import split_cluster
+
 ACTIONS = ("label", "discard", "merge", "split", "undo")
 DEFAULT_LABEL_SET = "finding"  # the board's default (gui/clusters/board.py)
 
@@ -81,7 +83,7 @@ def run_action(project, args) -> int:
         elif action == "merge":
             record = project.clusters.merge(ids, ls)
         else:
-            record = project.clusters.split(ids[0], args.n)
+            record = split_cluster(project, ids[0], args.n)
         records.append(record)
         print(f"{action}: {len(ids)} cluster(s), {record['details'].get('n', len(ids))} images"
               + (f", created clusters {record['created']}" if record["created"] else ""))

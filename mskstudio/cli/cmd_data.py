@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 from mskstudio.cli.common import add_project_arg, open_writable, print_json
-from mskstudio.jobrun import UserError, run_sync
+from mskstudio.io.demo import DEMO_IMAGES
+from mskstudio.jobrun import UserError, run_sync, submit_and_run
+from mskstudio.store import Project, is_project
 
 
 def register(sub) -> None:
@@ -79,7 +81,6 @@ def has_display() -> bool:
 
 
 def cmd_demo(args) -> int:
-    from mskstudio.io.demo import build_demo
     from mskstudio.jobrun import TqdmSink
 
     if args.images < 1:
@@ -129,3 +130,19 @@ def print_loop(result: dict) -> None:
     for n, s in enumerate(result["steps"], 1):
         print(f"  {n}. {s['step']:<20} {s['seconds']:>6.1f} s  {s['figures']}")
     print(f"  whole loop: {result['seconds']:.1f} s of pipeline")
+
+
+def build_demo(path: Path, *, images: int = DEMO_IMAGES, size: str = "medium", seed: int = 0,
+               sink=None, token=None) -> Project:
+    """Create (or reuse, if complete) the demo project at ``path``."""
+    path = Path(path)
+    if is_project(path):
+        project = Project.open(path)
+        if project.meta("demo") == "phantoms" and project.images.count() > 0:
+            return project
+        raise ValueError(f"{path}: a project exists here that is not a finished demo; "
+                         "choose another path or delete it")
+    project = Project.create(path, name="Demo (phantoms)")
+    submit_and_run(project, "demo-archive", {"images": images, "size": size, "seed": seed},
+                   sink=sink, token=token)
+    return project

@@ -3,10 +3,9 @@ features) and ``clusters`` (list runs)."""
 
 from __future__ import annotations
 
-import json
-
 from mskstudio.cli.cmd_cluster_review import add_action_args, label_set_name, print_progress, run_action
 from mskstudio.cli.common import add_project_arg, open_project, open_writable, print_json
+from mskstudio.jobrun import UserError
 
 
 def register(sub) -> None:
@@ -82,7 +81,7 @@ def cmd_recluster(args) -> int:
     from mskstudio.jobrun import run_sync
 
     with open_writable(args.project) as project:
-        result = run_sync(project, "recluster", {"run": args.run, "k": args.k, "seed": args.seed,
+        result = run_sync(project, "recluster", {"cluster_run_id": args.run, "k": args.k, "seed": args.seed,
                                                  "method": "merge" if args.merge else "kmeans"},
                           label=f"{'merge' if args.merge else 're-cluster'} run {args.run} into {args.k}")
     return _print_cluster_result(result, args.json)
@@ -110,14 +109,14 @@ def cmd_clusters(args) -> int:
     with open_project(args.project) as project:
         if args.run is None:
             print(f"{'run':>4}  {'k':>5} {'images':>7} {'clusters':>8}  model  truth")
-            for r in project.clusters.runs():
-                truth = json.loads(r["metrics"] or "{}").get("truth", {})
+            for run in project.clusters.run_records():
+                truth = run.metrics.get("truth", {})
                 t = ", ".join(f"{n}: NMI {m['nmi']:.2f}" for n, m in truth.items())
-                print(f"{r['id']:>4}  {r['k']:>5} {r['n_images']:>7} {r['n_clusters']:>8}  "
-                      f"{r['model_run_id'] or '-':>5}  {t}")
+                print(f"{run.id:>4}  {run.k:>5} {run.n_images:>7} {run.n_clusters:>8}  "
+                      f"{run.model_run_id or '-':>5}  {t}")
             return 0
         if project.clusters.run(args.run) is None:
-            raise ValueError(f"no cluster run {args.run}")
+            raise UserError(f"no cluster run {args.run}")
         ls = project.labels.find_label_set(label_set_name(project, args.run, args.label_set))
         if ls is None and args.label_set:
             names = ", ".join(r["name"] for r in project.labels.label_sets("image"))

@@ -65,12 +65,11 @@ def cmd_info(args) -> int:
 
 def cmd_jobs(args) -> int:
     with open_project(args.project) as project:
-        rows = project.jobs.list()
         print(f"{'id':>4}  {'kind':<16} {'status':<11} {'progress':>8}  message")
-        for r in rows:
-            text = r["error"] or r["message"] or ""
+        for job in project.jobs.records():
+            text = job.error or job.message or ""
             msg = text.splitlines()[0][:70] if text else ""
-            print(f"{r['id']:>4}  {r['kind']:<16} {r['status']:<11} {r['progress']*100:7.0f}%  {msg}")
+            print(f"{job.id:>4}  {job.kind:<16} {job.status:<11} {job.progress*100:7.0f}%  {msg}")
         if args.failures:
             for f in project.jobs.failures():
                 print(f"  job {f['job_id']}: {f['path']}: {f['reason']}")

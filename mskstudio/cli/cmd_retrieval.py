@@ -125,7 +125,8 @@ def cmd_noise(args) -> int:
 
 def cmd_export(args) -> int:
     with open_writable(args.project) as project:
-        res = run_sync(project, "export-onnx", {"run_id": args.run_id, "outdir": str(Path(args.outdir).absolute()),
+        res = run_sync(project, "export-onnx", {"model_run_id": args.run_id,
+                                                "outdir": str(Path(args.outdir).absolute()),
                                                 "roles": args.role}, label="export-onnx")
     for f in res["files"]:
         p = f["parity"]

@@ -7,8 +7,18 @@ import math
 
 from mskstudio.cli.common import add_project_arg, open_project, open_writable, print_json
 from mskstudio.jobrun import UserError, run_sync
+from mskstudio.ml.classify.params import (
+    HOLDOUTS,
+    INPUTS,
+    LOSS_WEIGHTINGS,
+    OPTIMIZERS,
+    REJECTS,
+    SCHEDULES,
+    TrainParams,
+)
 from mskstudio.ml.explain.gradcam import DEFAULT_SCALES, parse_scales
 
+D = TrainParams()  # the defaults of job ``train``, defined once
 SCALES_DEFAULT = ",".join(f"{s:g}" for s in DEFAULT_SCALES)
 SCALES_HELP = ("input scales of the Grad-CAM, times the run's input size; the maps are averaged "
                "(default: %(default)s; 1 = single-scale Grad-CAM, about one forward pass)")
@@ -18,35 +28,35 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train a classifier on a label set (patient-level CV + hold-out)")
     add_project_arg(p)
     p.add_argument("label_set", help="label set name (not a truth: set)")
-    p.add_argument("--arch", default="resnet18",
+    p.add_argument("--arch", default=D.arch,
                    help="resnet18 | resnet50 | efficientnet_b0 | swin_t | tinycnn (default: %(default)s)")
-    p.add_argument("--init", default="scratch", help="scratch | run:ID (DeepCluster backbone) | weights file")
+    p.add_argument("--init", default=D.init, help="scratch | run:ID (DeepCluster backbone) | weights file")
     p.add_argument("--freeze-encoder", action="store_true")
-    p.add_argument("--input", choices=("image", "roi"), default="image")
-    p.add_argument("--size", type=int, default=224)
-    p.add_argument("--folds", type=int, default=5, dest="k")
-    p.add_argument("--holdout", choices=("random", "centre", "none"), default="random")
-    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--input", choices=INPUTS, default=D.input)
+    p.add_argument("--size", type=int, default=D.size)
+    p.add_argument("--folds", type=int, default=D.k, dest="k")
+    p.add_argument("--holdout", choices=HOLDOUTS, default=D.holdout)
+    p.add_argument("--test-fraction", type=float, default=D.test_fraction)
     p.add_argument("--test-centre", help="centre code held out as an external test (--holdout centre)")
     p.add_argument("--external-centre", action="append", dest="external_centres", metavar="CENTRE",
                    help="also hold this centre's patients out as an external test set, reported apart "
                         "from the hold-out (repeat for several centres)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--schedule", choices=("cosine", "step", "none"), default="cosine")
-    p.add_argument("--loss-weighting", choices=("none", "inverse", "median"), default="none")
-    p.add_argument("--patience", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=D.epochs)
+    p.add_argument("--batch-size", type=int, default=D.batch_size)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=D.optimizer)
+    p.add_argument("--lr", type=float, default=D.lr)
+    p.add_argument("--schedule", choices=SCHEDULES, default=D.schedule)
+    p.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS, default=D.loss_weighting)
+    p.add_argument("--patience", type=int, default=D.patience)
     p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--mask-guidance", type=float, default=0.0, metavar="WEIGHT",
+    p.add_argument("--mask-guidance", type=float, default=D.mask_guidance, metavar="WEIGHT",
                    help="teach the network to look at the lesion masks: weight of the attention term "
                         "(e.g. 1; default 0 = off)")
-    p.add_argument("--reject", choices=("auto", "class", "threshold", "none"), default="auto")
+    p.add_argument("--reject", choices=REJECTS, default=D.reject)
     p.add_argument("--cascade", metavar="HEALTHY_CLASS",
                    help="two-stage cascade: HEALTHY_CLASS vs pathological, then among pathological")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=D.seed)
+    p.add_argument("--device", default=D.device)
     p.add_argument("--name")
     p.add_argument("--resume", type=int, metavar="RUN", help="continue a cancelled/crashed classifier run")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -108,7 +118,7 @@ def cmd_train(args) -> int:
 
 def cmd_predict(args) -> int:
     with open_writable(args.project) as project:
-        result = run_sync(project, "predict", {"model_run": args.model_run, "image_ids": args.images,
+        result = run_sync(project, "predict", {"model_run_id": args.model_run, "image_ids": args.images,
                                                "label": not args.no_label, "device": args.device},
                           label="predict")
     print_json(result)
@@ -125,7 +135,7 @@ def _scales(args) -> list[float]:
 def cmd_explain(args) -> int:
     scales = _scales(args)
     with open_writable(args.project) as project:
-        result = run_sync(project, "explain", {"model_run": args.model_run, "image_ids": args.images,
+        result = run_sync(project, "explain", {"model_run_id": args.model_run, "image_ids": args.images,
                                                "method": args.method, "layer": args.layer,
                                                "class_id": args.class_id, "scales": scales},
                           label="explain")
@@ -138,7 +148,7 @@ def cmd_explain(args) -> int:
 def cmd_pointing_game(args) -> int:
     scales = _scales(args)
     with open_writable(args.project) as project:
-        result = run_sync(project, "pointing-game", {"model_run": args.model_run,
+        result = run_sync(project, "pointing-game", {"model_run_id": args.model_run,
                                                      "tolerance_mm": args.tolerance_mm,
                                                      "only_correct": not args.all_cases, "layer": args.layer,
                                                      "scales": scales}, label="pointing game")
@@ -177,12 +187,12 @@ def _write_pngs(project, args, scales: list[float]) -> None:
 
 def cmd_evaluate(args) -> int:
     with open_project(args.project) as project:
-        row = project.models.get(args.model_run)
-        if row is None:
+        run = project.models.record(args.model_run)
+        if run is None:
             raise UserError(f"no model run {args.model_run}")
-        metrics = project.models.metrics(args.model_run)
+        metrics = run.metrics
         if not metrics:
-            raise UserError(f"model run {args.model_run} has no metrics (status {row['status']})")
+            raise UserError(f"model run {args.model_run} has no metrics (status {run.status})")
         if args.json:
             print_json(metrics)
         else:

@@ -15,14 +15,49 @@ from PySide6.QtGui import QUndoCommand
 Callback = Callable[[], None] | None
 
 
-class _StoreCommand(QUndoCommand):
+class StoreCommand(QUndoCommand):
+    """The one base of the GUI's undoable edits (clinical, labs, flags, labels, measurements,
+    cluster actions).  Subclasses write ``_redo``/``_undo``.  When the *first* redo fails (a
+    duplicate name, a read-only project) the error is kept in ``error`` and the command
+    marks itself obsolete, so ``QUndoStack.push`` drops it and the caller shows the message;
+    a later failure (redo after undo) propagates.  ``on_change`` runs after every change."""
+
     def __init__(self, text: str, on_change: Callback = None):
         super().__init__(text)
         self.on_change = on_change
+        self.error: Exception | None = None
+        self._done_once = False
+
+    def redo(self) -> None:
+        try:
+            self._redo()
+        except Exception as exc:  # noqa: BLE001 - kept for the caller to show, never swallowed
+            if self._done_once:
+                raise
+            self.error = exc
+            self.setObsolete(True)
+            return
+        self._done_once = True
+        self._changed()
+
+    def undo(self) -> None:
+        self._undo()
+        self._changed()
+
+    def _redo(self) -> None:
+        raise NotImplementedError
+
+    def _undo(self) -> None:
+        raise NotImplementedError
 
     def _changed(self) -> None:
         if self.on_change:
             self.on_change()
+
+
+class _StoreCommand(StoreCommand):
+    """The older commands below override ``redo``/``undo`` themselves, so a failure still
+    reaches the caller of ``push`` as an exception (their callers do not read ``error``)."""
 
 
 class SetClinicalCommand(_StoreCommand):

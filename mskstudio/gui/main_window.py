@@ -97,7 +97,7 @@ class MainWindow(QMainWindow):
         self.add_workspace("Viewer", self.viewer)
         self.setCentralWidget(self.workspace)
         self.browser = CaseBrowser()
-        self.case_panel = CasePanel(self.undo_stack, on_change=self._store_edited)
+        self.case_panel = CasePanel(self.undo_stack, on_change=self.store_edited)
         self.jobs_view = JobsView(self.runner)
         self.docks = {
             "browser": self._dock("Cases", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea),
@@ -144,16 +144,13 @@ class MainWindow(QMainWindow):
         return self.workspace.addTab(widget, title)
 
     def _construct(self, target: str, title: str):
-        """``module:name`` called with this window; None when the module does not exist yet.
+        """``module:name`` called with this window; None when it failed.
 
-        Any other failure is shown (a tab with the traceback), never swallowed."""
+        Every failure, a missing module included (a renamed file, a broken install), is
+        shown in a tab with the traceback and kept in ``workspace_errors``, never skipped."""
         module, name = target.split(":")
         try:
             return getattr(importlib.import_module(module), name)(self)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                return None  # not written yet: skip silently
-            self._workspace_failed(title, exc)
         except Exception as exc:  # noqa: BLE001 - shown in its tab, never swallowed
             self._workspace_failed(title, exc)
         return None
@@ -313,10 +310,16 @@ class MainWindow(QMainWindow):
         if project is not None and self.browser.order:
             self.open_image(self.browser.order[0])
 
-    def _store_edited(self) -> None:
+    def store_edited(self) -> None:
+        """Labels or clinical fields changed outside the browser (a view's edit): refresh it."""
         self.browser.reload()
         if self.image_id is not None:
             self.browser.select_image(self.image_id)
+
+    _store_edited = store_edited  # the name views looked up before the window contract
+
+    def show_in_viewer(self) -> None:
+        self.workspace.setCurrentWidget(self.viewer)
 
     # ---- images -------------------------------------------------------------------------
     def open_image(self, image_id: int) -> None:

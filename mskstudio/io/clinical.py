@@ -24,14 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mskstudio.domain import DIAGNOSIS_SOURCES, DIGNITIES
 from mskstudio.io.deid import pseudonym
 from mskstudio.jobs import JobContext
 from mskstudio.store import Project
 
 BASE_COLUMNS = ("patient_id", "age", "sex", "site", "position", "diagnosis", "dignity",
                 "diagnosis_source", "report")
-DIGNITIES = ("benign", "intermediate", "malignant", "none")
-SOURCES = ("histology", "tumour_board", "follow_up")
 LAB_RE = re.compile(r"^lab_([A-Za-z0-9]+)(?:_(unit|low|high))?$")
 
 
@@ -125,8 +124,9 @@ def _clinical_fields(row: dict[str, str | None]) -> dict[str, Any]:
             raise RowError(f"dignity {get('dignity')!r} is not one of {', '.join(DIGNITIES)}")
         fields["dignity"] = get("dignity").lower()
     if get("diagnosis_source"):
-        if get("diagnosis_source").lower() not in SOURCES:
-            raise RowError(f"diagnosis_source {get('diagnosis_source')!r} is not one of {', '.join(SOURCES)}")
+        if get("diagnosis_source").lower() not in DIAGNOSIS_SOURCES:
+            raise RowError(f"diagnosis_source {get('diagnosis_source')!r} is not one of "
+                           f"{', '.join(DIAGNOSIS_SOURCES)}")
         fields["diagnosis_source"] = get("diagnosis_source").lower()
     return fields
 

@@ -1,7 +1,8 @@
 """The embedded demo: phantom archive → project → import → clinical data.
 
-``build_demo`` is what ``mskstudio demo`` and the README's first command run; the
-same function builds the test fixture project, so the demo is tested every run.
+``run_demo_archive`` is the job ``demo-archive``; ``cli.cmd_data.build_demo`` (what
+``mskstudio demo`` and the README's first command run) submits it, one layer up, since
+io never submits jobs.  The test fixture project is built from the same steps.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from mskstudio.domain import TRUTH_PREFIX
 from mskstudio.jobs import JobContext
-from mskstudio.store import Project, is_project
+from mskstudio.store import Project
 
 DEMO_IMAGES = 600
 
@@ -81,21 +82,3 @@ def _store_ground_truth(project: Project, manifest: Path) -> None:
 
 def default_demo_path() -> Path:
     return Path.cwd() / "demo.mskproj"
-
-
-def build_demo(path: Path, *, images: int = DEMO_IMAGES, size: str = "medium", seed: int = 0,
-               sink=None, token=None) -> Project:
-    """Create (or reuse, if complete) the demo project at ``path``."""
-    from mskstudio.jobrun import submit_and_run
-
-    path = Path(path)
-    if is_project(path):
-        project = Project.open(path)
-        if project.meta("demo") == "phantoms" and project.images.count() > 0:
-            return project
-        raise ValueError(f"{path}: a project exists here that is not a finished demo; "
-                         "choose another path or delete it")
-    project = Project.create(path, name="Demo (phantoms)")
-    submit_and_run(project, "demo-archive", {"images": images, "size": size, "seed": seed},
-                   sink=sink, token=token)
-    return project

@@ -43,14 +43,14 @@ from mskstudio.io.pixels import (  # noqa: F401 - re-exported: callers read and 
     resize_area,
     thumbnail_png,
 )
-from mskstudio.io.stored_products import StoredFrame
+from mskstudio.io.stored_products import StoredFrame, analysis_and_thumbnail_from_stored
 
 PathLike = str | os.PathLike
 
 __all__ = [
     "DicomReadError", "Window", "HeaderInfo", "Radiograph", "is_dicom_file", "scan_header",
     "read_dataset", "read_radiograph", "read_stored_frame", "analysis_array", "analysis_and_thumbnail",
-    "thumbnail_png", "resize_area", "decoder_for",
+    "thumbnail_png", "resize_area", "decoder_for", "frame_products",
 ]
 
 
@@ -452,6 +452,18 @@ def read_stored_frame(ds: Dataset, frame: int = 0) -> StoredFrame | None:
         windows=windows, voi_lut=voi,
     )
 
+
+
+def frame_products(ds: Dataset, frame: int = 0, long_side: int = 512, thumb_size: int = 256
+                   ) -> tuple[np.ndarray, bytes]:
+    """(16-bit analysis array, thumbnail PNG) of one frame: from the stored integers when
+    the frame allows it, else (colour, palette, Modality LUT sequence) the float pipeline.
+    The importer and the analysis-cache rebuild both call this, so a rebuilt cache is the
+    imported one."""
+    stored = read_stored_frame(ds, frame)
+    if stored is not None:
+        return analysis_and_thumbnail_from_stored(stored, long_side, thumb_size)
+    return analysis_and_thumbnail(read_radiograph(ds, frame=frame), long_side, thumb_size)
 
 def _within_stored_bits(arr: np.ndarray, bits_stored: int) -> bool:
     """True when no unused high bit disturbs a value (then masking changes nothing)."""

@@ -114,8 +114,8 @@ def _frame_products(ds, frame: int, original_hash: str) -> dict[str, Any]:
     """Analysis array (written to the incoming folder) and thumbnail of one frame."""
     import numpy as np
 
+    from mskstudio.io.dicom import frame_products
     from mskstudio.io.dicom_attributes import frame_header
-    from mskstudio.io.stored_products import frame_products
 
     analysis, thumb = frame_products(ds, frame, ANALYSIS_LONG_SIDE, THUMB_SIZE)
     tmp = _WORKER["incoming"] / f"{original_hash}-{frame}.npy"

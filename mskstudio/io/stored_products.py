@@ -210,17 +210,3 @@ def analysis_and_thumbnail_from_stored(frame: StoredFrame, long_side: int = 512,
     y += 0.5
     np.clip(y, 0, 65535, out=y)
     return y.astype(np.uint16), thumbnail_png(small, thumb_size, window=thumb_window)
-
-
-def frame_products(ds, frame: int = 0, long_side: int = 512, thumb_size: int = 256) -> tuple[np.ndarray, bytes]:
-    """(16-bit analysis array, thumbnail PNG) of one frame: from the stored integers when
-    the frame allows it, else (colour, palette, Modality LUT sequence) the float pipeline.
-    The importer and the store's cache rebuild both call this, so a rebuilt cache is the
-    imported one."""
-    from mskstudio.io.dicom import read_radiograph, read_stored_frame
-    from mskstudio.io.pixels import analysis_and_thumbnail
-
-    stored = read_stored_frame(ds, frame)
-    if stored is not None:
-        return analysis_and_thumbnail_from_stored(stored, long_side, thumb_size)
-    return analysis_and_thumbnail(read_radiograph(ds, frame=frame), long_side, thumb_size)

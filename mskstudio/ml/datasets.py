@@ -15,9 +15,12 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from mskstudio.io.analysis import load_analysis
 
 if TYPE_CHECKING:
     import torch
@@ -108,7 +111,7 @@ class AnalysisDataset:
         self.size = int(size)
         self.augment = Augment(self.size) if augment is True else (augment or None)
         self.targets = list(targets) if targets is not None else None
-        self._load = loader or project.images.load_analysis
+        self._load = loader or partial(load_analysis, project)
         if preload is None:
             preload = len(self.ids) * self.size * self.size * 2 <= PRELOAD_LIMIT_BYTES
         self._cache: np.ndarray | None = None

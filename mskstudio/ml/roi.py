@@ -47,7 +47,7 @@ def crop_roi(
 
 
 def mask_rect(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    from mskstudio.io.masks import bbox
+    from mskstudio.imaging.masks import bbox
 
     return bbox(mask)
 

@@ -8,16 +8,25 @@ small repositories grouped by subject (``project.images``, ``project.labels``,
 from __future__ import annotations
 
 import getpass
-import importlib
 import json
 import os
 import secrets
 import sqlite3
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from mskstudio.store.blobs import BlobStore
 from mskstudio.store.db import APPLICATION_ID, Database, StoreError, connect, open_in_this_process
+from mskstudio.store.repo_annotations import AnnotationRepo
+from mskstudio.store.repo_clusters import ClusterRepo
+from mskstudio.store.repo_cohort import CohortRepo
+from mskstudio.store.repo_images import ImageRepo
+from mskstudio.store.repo_jobs import JobRepo
+from mskstudio.store.repo_labels import LabelRepo
+from mskstudio.store.repo_measurements import MeasurementRepo
+from mskstudio.store.repo_models import ModelRepo
+from mskstudio.store.repo_readers import ReaderRepo
 from mskstudio.store.schema import latest_version, migrate
 
 SUFFIX = ".mskproj"
@@ -45,30 +54,44 @@ class Project:
         self.blobs = BlobStore(self.root / "blobs")
         self.cache_dir = self.root / "cache"
         self.author = default_author()
-        self._repos: dict[str, Any] = {}
 
-    # Repositories by subject, created on first use so opening a project stays cheap
-    # and each subject lives in its own small module.
-    REPOS = {
-        "images": "repo_images:ImageRepo",
-        "labels": "repo_labels:LabelRepo",
-        "jobs": "repo_jobs:JobRepo",
-        "clusters": "repo_clusters:ClusterRepo",
-        "models": "repo_models:ModelRepo",
-        "annotations": "repo_annotations:AnnotationRepo",
-        "measurements": "repo_measurements:MeasurementRepo",
-        "readers": "repo_readers:ReaderRepo",
-        "cohort": "repo_cohort:CohortRepo",
-    }
+    # Repositories by subject, one small module each, created on first use.  Typed
+    # properties (not a lookup by name) so IDEs and type checkers follow project.images.*.
+    @cached_property
+    def images(self) -> ImageRepo:
+        return ImageRepo(self)
 
-    def __getattr__(self, name: str) -> Any:
-        repos = self.__dict__.get("_repos")
-        if repos is None or name not in self.REPOS:
-            raise AttributeError(name)
-        if name not in repos:
-            module, cls = self.REPOS[name].split(":")
-            repos[name] = getattr(importlib.import_module(f"{__package__}.{module}"), cls)(self)
-        return repos[name]
+    @cached_property
+    def labels(self) -> LabelRepo:
+        return LabelRepo(self)
+
+    @cached_property
+    def jobs(self) -> JobRepo:
+        return JobRepo(self)
+
+    @cached_property
+    def clusters(self) -> ClusterRepo:
+        return ClusterRepo(self)
+
+    @cached_property
+    def models(self) -> ModelRepo:
+        return ModelRepo(self)
+
+    @cached_property
+    def annotations(self) -> AnnotationRepo:
+        return AnnotationRepo(self)
+
+    @cached_property
+    def measurements(self) -> MeasurementRepo:
+        return MeasurementRepo(self)
+
+    @cached_property
+    def readers(self) -> ReaderRepo:
+        return ReaderRepo(self)
+
+    @cached_property
+    def cohort(self) -> CohortRepo:
+        return CohortRepo(self)
 
     # ---- life cycle ---------------------------------------------------------------
     @classmethod

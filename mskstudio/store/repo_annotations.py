@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.domain import MASK_SOURCES
+from mskstudio.imaging.masks import decode_png, encode_png, iou_dice, measure
+
 if TYPE_CHECKING:
     from mskstudio.store.project import Project
 
 MASK_SET = "lesions"
 DEFAULT_CLASSES = (("tumour", "#e6194b"), ("soft-tissue mass", "#f58231"), ("reactive zone", "#4363d8"))
-MASK_SOURCES = ("human", "model", "import", "adjudicated")
 MASK_COLUMNS = (
     "m.id, m.image_id, m.class_id, m.annotator, m.source, m.run_id, m.bbox, m.area_px, "
     "m.longest_mm, m.area_mm2, m.updated_at, c.name AS class_name, c.color"
@@ -105,8 +107,6 @@ class AnnotationRepo:
 
         ``probability_png``: the model's probability map (8-bit greyscale PNG, image-sized) the
         mask was thresholded from; replacing a mask without one clears the old map."""
-        from mskstudio.io.masks import encode_png, measure
-
         if source not in MASK_SOURCES:
             raise ValueError(f"unknown mask source {source!r}")
         mask = np.asarray(mask, dtype=bool)
@@ -168,8 +168,6 @@ class AnnotationRepo:
         )
 
     def load_mask(self, mask_id: int) -> np.ndarray:
-        from mskstudio.io.masks import decode_png
-
         png = self.mask_png(mask_id)
         if png is None:
             raise KeyError(f"no mask {mask_id}")
@@ -284,8 +282,6 @@ class AnnotationRepo:
 
     # ---- agreement and adjudication ---------------------------------------------------
     def agreement(self, mask_a: int, mask_b: int) -> dict[str, float]:
-        from mskstudio.io.masks import iou_dice
-
         iou, dice = iou_dice(self.load_mask(mask_a), self.load_mask(mask_b))
         return {"iou": iou, "dice": dice}
 

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.domain import ClusterRun
+
 if TYPE_CHECKING:
     from mskstudio.store.project import Project
 
@@ -120,6 +122,15 @@ class ClusterRepo:
 
     def run(self, run_id: int) -> sqlite3.Row | None:
         return self.p.db.one("SELECT * FROM cluster_runs WHERE id = ?", (run_id,))
+
+    def run_record(self, run_id: int) -> ClusterRun | None:
+        """The run as a typed record (params, metrics, NMI history parsed), or None."""
+        row = self.run(run_id)
+        return None if row is None else ClusterRun.from_row(row)
+
+    def run_records(self) -> list[ClusterRun]:
+        """Typed records of every run with its image and cluster counts, newest first."""
+        return [ClusterRun.from_row(r) for r in self.runs()]
 
     def latest_run_id(self) -> int | None:
         return self.p.db.scalar("SELECT MAX(id) FROM cluster_runs")
@@ -364,28 +375,23 @@ class ClusterRepo:
                                                            "n": len(moved), "label_set_id": ls})
         return rec
 
-    def split(self, cluster_id: int, n: int = 2, *, seed: int = 0,
+    def split(self, cluster_id: int, parts: Sequence[int], *, n: int | None = None,
               new_ids: Sequence[int] | None = None) -> dict[str, Any]:
-        """Sub-k-means of one cluster into ``n`` on the run's stored features.
+        """Write a split: ``parts[i]`` is the part (0 … n-1) of ``member_ids(cluster_id)[i]``.
 
-        The first part keeps the cluster; the others are new clusters (``parent_id``
-        = the split one) that inherit its class, so labels stay as they are.
-        """
-        from mskstudio.ml.cluster.features import kmeans
-
+        The parts are computed in ``ml.cluster.split`` (a sub-k-means); the store only
+        writes them.  Part 0 keeps the cluster; the others are new clusters (``parent_id``
+        = the split one) that inherit its class, so labels stay as they are.  The record
+        keeps the parts, so a redo writes the same split."""
         row = self.cluster(cluster_id)
         if row is None:
             raise ValueError(f"no cluster {cluster_id}")
         run_id = row["run_id"]
         members = self.member_ids(cluster_id)
-        feats = self.features(run_id)
-        if feats is None:
-            raise ValueError(f"cluster run {run_id} has no stored features to split on")
-        n = max(2, min(int(n), len(members)))
-        if len(members) < 2:
-            raise ValueError("a cluster needs at least two members to split")
-        x = feats[0][[feats[1][i] for i in members]]
-        parts = kmeans(x, n, niter=25, seed=seed).assign
+        parts = np.asarray(parts, dtype=np.int64)
+        if len(parts) != len(members):
+            raise ValueError(f"split of cluster {cluster_id}: {len(parts)} parts for {len(members)} members")
+        n = int(parts.max()) + 1 if n is None else int(n)
         snap = self._snapshot(run_id, [cluster_id], members, [])
         created: list[int] = []
         with self.p.db.transaction() as c:
@@ -399,6 +405,7 @@ class ClusterRepo:
             self._refresh(c, run_id, [cluster_id, *created])
             rec = self._record("split", run_id, snap, created,
                                {"cluster": cluster_id, "n": n, "sizes": np.bincount(parts).tolist()})
+        rec["parts"] = parts.tolist()
         return rec
 
     def move_out(self, run_id: int, image_ids: Sequence[int], *, new_id: int | None = None,
@@ -486,7 +493,7 @@ class ClusterRepo:
         if a == "merge":
             return self.merge([d["into"], *d["clusters"]], d.get("label_set_id"))
         if a == "split":
-            return self.split(d["cluster"], d["n"], new_ids=record["created"])
+            return self.split(d["cluster"], record["parts"], n=d["n"], new_ids=record["created"])
         if a == "move_out":
             return self.move_out(record["run_id"], record["snapshot"]["label_scope"]["image_ids"],
                                  new_id=record["created"][0], label_set=d.get("label_set_id"))

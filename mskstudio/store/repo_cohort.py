@@ -3,7 +3,7 @@
 ``attributes()`` joins every stored attribute a subgroup or a cohort table can use
 (centre, age, sex, device, view, site, diagnosis source, lesion size …) into one row
 per image; ``selection_counts()`` counts what the selection flow diagram shows.  SQL
-only: the statistics live in ``mskstudio.ml.evaluate`` and ``mskstudio.ml.report``.
+only: the statistics live in ``mskstudio.ml.evaluate.metrics`` and ``mskstudio.ml.report``.
 """
 
 from __future__ import annotations

@@ -174,28 +174,21 @@ class ImageRepo:
             c.execute("UPDATE images SET analysis_shape = ? WHERE id = ?",
                       (f"{shape[0]},{shape[1]}", image_id))
 
-    def load_analysis(self, image_id: int) -> np.ndarray:
-        """The 16-bit analysis array as float32 in [0, 1], bone bright; rebuilt if missing
-        or unreadable (the cache is derived data, not fsynced: a power cut may truncate it)."""
+    def read_analysis(self, image_id: int, *, strict: bool = False) -> np.ndarray | None:
+        """The cached 16-bit analysis array, or None when it is missing or unreadable
+        (``strict``: raise instead).  ``io.analysis.load_analysis`` rebuilds it then:
+        the store reads and writes, it never decodes DICOM."""
         path = self.analysis_path(image_id)
-        if not path.exists():
-            self.rebuild_analysis(image_id)
+        if strict:
+            return np.load(path)
         try:
-            array = np.load(path)
-        except (ValueError, EOFError, OSError):
-            self.rebuild_analysis(image_id)
-            array = np.load(path)
-        return array.astype(np.float32) / 65535.0
+            return np.load(path)
+        except (ValueError, EOFError, OSError):  # missing, or truncated by a power cut
+            return None
 
-    def rebuild_analysis(self, image_id: int) -> None:
-        from mskstudio.io.dicom import read_dataset
-        from mskstudio.io.import_worker import ANALYSIS_LONG_SIDE
-        from mskstudio.io.stored_products import frame_products
-
-        row = self.p.db.one("SELECT frame FROM images WHERE id = ?", (image_id,))
-        ds = read_dataset(self.dicom_path(image_id))
-        analysis, _thumb = frame_products(ds, row["frame"] if row else 0, ANALYSIS_LONG_SIDE)
-        self.save_analysis(image_id, analysis)
+    def frame_of(self, image_id: int) -> int:
+        """The frame of its DICOM file the image is (0 for single-frame files)."""
+        return int(self.p.db.scalar("SELECT frame FROM images WHERE id = ?", (image_id,)) or 0)
 
     # ---- flags ------------------------------------------------------------------------
     def set_flag(self, image_id: int, flag: str, value: bool | int) -> None:

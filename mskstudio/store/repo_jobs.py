@@ -8,10 +8,12 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
+from mskstudio.domain import JOB_FINISHED, Job
+
 if TYPE_CHECKING:
     from mskstudio.store.project import Project
 
-FINISHED = ("done", "error", "cancelled", "interrupted")
+FINISHED = JOB_FINISHED
 NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 
 
@@ -34,6 +36,14 @@ class JobRepo:
 
     def get(self, job_id: int) -> sqlite3.Row | None:
         return self.p.db.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+
+    def record(self, job_id: int) -> Job | None:
+        """The job as a typed record (params and result parsed), or None."""
+        row = self.get(job_id)
+        return None if row is None else Job.from_row(row)
+
+    def records(self, limit: int = 500) -> list[Job]:
+        return [Job.from_row(r) for r in self.list(limit)]
 
     def params(self, job_id: int) -> dict[str, Any]:
         row = self.get(job_id)

@@ -52,6 +52,11 @@ class LabelRepo:
             return self.p.db.query("SELECT * FROM label_sets WHERE kind = ? ORDER BY name", (kind,))
         return self.p.db.query("SELECT * FROM label_sets ORDER BY name")
 
+    def label_sets_with_source(self, source: str) -> set[int]:
+        """Ids of the label sets holding at least one label of ``source`` (e.g. 'cluster')."""
+        return {int(r[0]) for r in self.p.db.query(
+            "SELECT DISTINCT label_set_id FROM labels WHERE source = ?", (source,))}
+
     def class_id(self, label_set_id: int, name: str, *, color: str | None = None,
                  is_reject: bool = False) -> int:
         row = self.p.db.one(

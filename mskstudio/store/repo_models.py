@@ -11,11 +11,13 @@ import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from mskstudio.domain import MODEL_RUN_STATUSES, ModelRun
+
 if TYPE_CHECKING:
     from mskstudio.store.project import Project
 
 NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-STATUSES = ("running", "done", "cancelled", "error", "interrupted")
+STATUSES = MODEL_RUN_STATUSES
 # Columns ``set_fields`` may write, each value given as stored (JSON already encoded).
 SETTABLE_FIELDS = ("data_hash", "split", "metrics", "params", "name")
 RESUMABLE = ("running", "cancelled", "interrupted", "error")
@@ -47,6 +49,15 @@ class ModelRepo:
         if kind:
             return self.p.db.query("SELECT * FROM model_runs WHERE kind = ? ORDER BY id DESC", (kind,))
         return self.p.db.query("SELECT * FROM model_runs ORDER BY id DESC")
+
+    def record(self, run_id: int) -> ModelRun | None:
+        """The run as a typed record (params, metrics and split parsed), or None."""
+        row = self.get(run_id)
+        return None if row is None else ModelRun.from_row(row)
+
+    def records(self, kind: str | None = None) -> list[ModelRun]:
+        """Typed records of the runs (of ``kind``), newest first."""
+        return [ModelRun.from_row(r) for r in self.list(kind)]
 
     def params(self, run_id: int) -> dict[str, Any]:
         row = self.get(run_id)
@@ -135,6 +146,9 @@ class ModelRepo:
         """Stored prediction rows of a run by image id (``probs`` still JSON text)."""
         return self.p.db.query(
             "SELECT * FROM predictions WHERE model_run_id = ? ORDER BY image_id", (run_id,))
+
+    def prediction_count(self, run_id: int) -> int:
+        return int(self.p.db.scalar("SELECT COUNT(*) FROM predictions WHERE model_run_id = ?", (run_id,)))
 
     def referenced_blobs(self) -> set[str]:
         return {r[0] for r in self.p.db.query(

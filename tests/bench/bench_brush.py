@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from mskstudio.io.masks import StrokeRecorder
+from mskstudio.imaging.masks import StrokeRecorder
 
 H, W, RADIUS = 3000, 4000, 20
 COLOR = np.array([230, 25, 75, 110], np.uint8)
@@ -169,7 +169,7 @@ def main() -> None:
         f"dab r={RADIUS} on {W}x{H} + dirty-rect RGBA update (numpy): "
         f"p50 {np.percentile(t, 50):.3f} ms, p95 {np.percentile(t, 95):.3f} ms, max {max(t):.2f} ms"
     )
-    from mskstudio.io.masks import encode_png, measure
+    from mskstudio.imaging.masks import encode_png, measure
 
     full = np.zeros((H, W), bool)
     full[1000:1400, 1500:2100] = True

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mskstudio.io.demo import build_demo
+from mskstudio.cli.cmd_data import build_demo
 from mskstudio.io.phantoms import NON_MSK
 from mskstudio.jobrun import submit_and_run
+from mskstudio.ml.cluster.split import split_cluster
 from mskstudio.ml.evaluate.metrics import proportion
 from mskstudio.store import Project
 
@@ -53,7 +54,7 @@ def simulated_review(project: Project, run_id: int, truth: dict[int, str], *, sp
         region, hits = counts.most_common(1)[0]
         if split_below and hits / sum(counts.values()) < split_below and depth < max_depth \
                 and len(members) >= 4:
-            record = project.clusters.split(cluster_id, 2, seed=depth)
+            record = split_cluster(project, cluster_id, 2, seed=depth)
             actions += 1
             pending += [(c, depth + 1) for c in (cluster_id, *record["created"])]
             continue

@@ -34,7 +34,7 @@ def main() -> None:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from mskstudio.io.demo import build_demo
+    from mskstudio.cli.cmd_data import build_demo
     from mskstudio.io.exports.annotations import export_annotations, import_annotations
     from mskstudio.io.importer import run_import
     from mskstudio.jobs import JobContext

@@ -28,7 +28,7 @@ from pathlib import Path
 def main() -> None:
     import torch
 
-    from mskstudio.io.demo import build_demo
+    from mskstudio.cli.cmd_data import build_demo
     from mskstudio.jobrun import submit_and_run
     from mskstudio.ml.explain.gradcam import parse_scales
     from mskstudio.ml.explain.pointing import pointing_game

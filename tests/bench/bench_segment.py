@@ -28,7 +28,7 @@ import random
 import time
 from pathlib import Path
 
-from mskstudio.io.masks import iou_dice
+from mskstudio.imaging.masks import iou_dice
 from mskstudio.jobrun import submit_and_run
 from mskstudio.ml.evaluate.metrics import proportion
 from mskstudio.ml.segment import roi_seg as sr

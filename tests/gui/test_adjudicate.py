@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from mskstudio.gui.annotate.adjudicate import COLOR_A, COLOR_B, add_adjudication_menu
-from mskstudio.io import masks as M
+from mskstudio.imaging import masks as M
 
 
 def _disc(shape, cy, cx, r):

@@ -78,6 +78,15 @@ class StubWindow(QObject):
     def open_image(self, image_id):
         self.opened.append(image_id)
 
+    def show_in_viewer(self):
+        self.shown_in_viewer = getattr(self, "shown_in_viewer", 0) + 1
+
+    def store_edited(self):
+        pass
+
+    def show_error(self, title, message, details=""):
+        self.errors = [*getattr(self, "errors", []), (title, message)]
+
     def set_project(self, project):
         self.project = project
         self.undo_stack.clear()

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from mskstudio.io import masks as M
+from mskstudio.imaging import masks as M
 from mskstudio.io.exports.annotations import export_annotations, import_masks, manifest_image_id, read_mask_png
 from mskstudio.store import Project
 

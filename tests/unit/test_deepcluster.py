@@ -7,6 +7,7 @@ import pytest
 
 from mskstudio.jobs import Cancelled, CancelToken, JobContext, RecordingSink
 from mskstudio.ml.cluster import features as F
+from mskstudio.ml.cluster.split import split_cluster
 from mskstudio.ml.synthetic import add_synthetic_images
 from mskstudio.store import Project
 
@@ -336,7 +337,7 @@ def test_merge_split_move_out_undo_redo(run_project):
     p.clusters.undo(merge)
     assert _state(p, run_id) == s0
 
-    split = p.clusters.split(a, 2)
+    split = split_cluster(p, a, 2)
     parts = [a, *split["created"]]
     sizes = [p.clusters.cluster(c)["size"] for c in parts]
     assert sum(sizes) == 8 and min(sizes) >= 1

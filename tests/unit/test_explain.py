@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mskstudio.io.analysis import load_analysis
+
 SQUARE = 14
 
 
@@ -48,7 +50,7 @@ def test_cam_shape_range_and_cache(square_run):
     project, run_id, where, yes = square_run
     image_id = next(iter(where))
     heat = explain(project, run_id, image_id)
-    assert heat.shape == project.images.load_analysis(image_id).shape == (64, 56)
+    assert heat.shape == load_analysis(project, image_id).shape == (64, 56)
     assert heat.dtype == np.float32 and heat.min() >= 0.0 and heat.max() == pytest.approx(1.0)
     assert list(project.cache_path("cam", str(run_id), "x").parent.glob(f"{image_id}-gradcam-*.npy"))
     assert np.array_equal(explain(project, run_id, image_id), heat)  # from the cache

@@ -10,9 +10,9 @@ import highdicom as hd
 import numpy as np
 import pytest
 
+from mskstudio.imaging.masks import max_feret
 from mskstudio.io.exports.annotations import export_annotations, import_masks
 from mskstudio.io.exports.sr import write_report
-from mskstudio.io.masks import max_feret
 
 
 def _texts(dataset, meaning):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mskstudio.io import masks as M
+from mskstudio.imaging import masks as M
 
 
 def test_paint_disc_matches_formula_and_dirty_rect():

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mskstudio.io.masks import encode_png
+from mskstudio.imaging.masks import encode_png
 from mskstudio.store import Project, schema
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mskstudio.io.analysis import load_analysis
 from mskstudio.ml import roi
 
 
@@ -47,7 +48,7 @@ def _synthetic_project(project, n_patients=8, per_patient=2, size=64, seed=0):
 def test_tiny_unet_beats_empty_baseline(new_project):
     import torch
 
-    from mskstudio.io.masks import iou_dice
+    from mskstudio.imaging.masks import iou_dice
     from mskstudio.jobs import JobContext
     from mskstudio.ml.segment.train import load_segmenter, predict_mask, run_prelabel, run_train_seg
 
@@ -210,7 +211,7 @@ def _ellipse_project(project, n_patients=10, per_patient=2, size=80, seed=1):
 
 
 def test_roi_crop_and_paste_round_trip_on_the_full_grid():
-    from mskstudio.io.masks import iou_dice
+    from mskstudio.imaging.masks import iou_dice
     from mskstudio.ml.segment import roi_seg as sr
 
     full = (120, 90)
@@ -246,7 +247,7 @@ def test_jittered_boxes_stay_around_the_lesion():
 
 
 def test_otsu_in_box_finds_a_bright_blob():
-    from mskstudio.io.masks import iou_dice
+    from mskstudio.imaging.masks import iou_dice
     from mskstudio.ml.segment import roi_seg as sr
 
     full = (100, 100)
@@ -261,7 +262,7 @@ def test_otsu_in_box_finds_a_bright_blob():
 def test_box_model_beats_the_filled_box_and_refines_prelabels(new_project):
     import torch
 
-    from mskstudio.io.masks import iou_dice
+    from mskstudio.imaging.masks import iou_dice
     from mskstudio.jobs import JobContext
     from mskstudio.ml.segment import roi_seg as sr
     from mskstudio.ml.segment.train_box import run_train_box_seg
@@ -311,7 +312,7 @@ def test_roi_pixels_come_from_the_dicom_windowed_like_the_cache(phantom_project)
     assert pixels.image.shape == pixels.full == (row["rows"], row["cols"])
     # Small phantoms fit the 512 px cache unscaled, so the decoded DICOM and the cache must agree
     # (same window, same orientation, bone bright) to 16-bit rounding.
-    cache = phantom_project.images.load_analysis(image_id)
+    cache = load_analysis(phantom_project, image_id)
     assert cache.shape == pixels.full
     assert np.abs(pixels.image - cache).max() < 1e-3
     # Without a readable file the cache stands in.

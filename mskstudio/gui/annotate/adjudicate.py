@@ -28,7 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from mskstudio.io import masks as M
+from mskstudio.imaging import masks as M
+from mskstudio.io.analysis import load_analysis
 from mskstudio.io.pixels import fit_long_side, resize_area
 
 COLOR_A = (230, 159, 0)  # Okabe-Ito orange
@@ -294,7 +295,7 @@ class AdjudicationPanel(QWidget):
             gray = part.render_u8(window or rad.default_window(), invert)
             return resize_area(gray.astype(np.float32), shape).astype(np.uint8)
         try:
-            img = self.project.images.load_analysis(self.image_id)
+            img = load_analysis(self.project, self.image_id)
         except Exception:  # noqa: BLE001 - a missing file leaves a dark background, the masks still show
             return np.full(shape, 40, np.uint8)
         sy, sx = img.shape[0] / full[0], img.shape[1] / full[1]

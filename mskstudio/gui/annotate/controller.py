@@ -31,7 +31,7 @@ from mskstudio.gui.annotate.tools import (
     OverlayPainter,
     SaveRequest,
 )
-from mskstudio.io import masks as M
+from mskstudio.imaging import masks as M
 
 TOOLS = ("brush", "eraser", "polygon", "fill", "lasso", "box")
 VERTEX_HALF = 4.0  # screen pixels

@@ -15,7 +15,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem
 
-from mskstudio.io import masks as M
+from mskstudio.imaging import masks as M
 
 DRAFT_COLOR = QColor("#ffd23f")
 VERTEX_PX = 4.0  # half size of a vertex mark on screen

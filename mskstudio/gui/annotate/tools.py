@@ -30,7 +30,7 @@ from PySide6.QtGui import QColor, QImage, QUndoCommand
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsObject, QStyleOptionGraphicsItem
 
 from mskstudio.gui.viewer.boxes import box_events
-from mskstudio.io.masks import MaskDiff, Rect
+from mskstudio.imaging.masks import MaskDiff, Rect
 
 
 class MaskOverlayItem(QGraphicsObject):

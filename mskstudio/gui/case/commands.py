@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QUndoCommand
+
+from mskstudio.gui.commands import StoreCommand
 
 Callback = Callable[[], None] | None
 
@@ -28,38 +29,7 @@ class MeasurementEvents(QObject):
 measurement_events = MeasurementEvents()
 
 
-class _Command(QUndoCommand):
-    def __init__(self, text: str, on_change: Callback = None):
-        super().__init__(text)
-        self.on_change = on_change
-        self.error: Exception | None = None
-        self._done_once = False
-
-    def redo(self) -> None:
-        try:
-            self._redo()
-        except Exception as exc:  # noqa: BLE001 - kept for the caller to show, never swallowed
-            if self._done_once:
-                raise
-            self.error = exc
-            self.setObsolete(True)
-            return
-        self._done_once = True
-        self._changed()
-
-    def undo(self) -> None:
-        self._undo()
-        self._changed()
-
-    def _redo(self) -> None:
-        raise NotImplementedError
-
-    def _undo(self) -> None:
-        raise NotImplementedError
-
-    def _changed(self) -> None:
-        if self.on_change:
-            self.on_change()
+_Command = StoreCommand  # the base of these commands is the GUI's one undo-command base
 
 
 # ---- labs ---------------------------------------------------------------------------------

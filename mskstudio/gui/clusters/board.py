@@ -14,6 +14,7 @@ label so the progress line can report images labelled per minute.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QIcon
@@ -38,6 +39,10 @@ from mskstudio.gui.clusters.detail import ClusterDetail
 from mskstudio.gui.clusters.montage import ThumbCache, montage
 from mskstudio.gui.widgets.board_keys import BoardKeys
 from mskstudio.gui.widgets.workspace import follow_window
+from mskstudio.ml.cluster.split import split_cluster
+
+if TYPE_CHECKING:
+    from mskstudio.gui.window_contract import ViewWindow
 
 SORTS = (("Largest first", "size"), ("Most spread first", "spread"), ("Unlabelled first", "unlabelled"))
 DEFAULT_LABEL_SET = "finding"
@@ -55,7 +60,7 @@ class ClusterBoard(BoardKeys, QWidget):
 
     def __init__(self, window, parent=None):
         super().__init__(parent if parent is not None else (window if isinstance(window, QWidget) else None))
-        self.window_ = window
+        self.window_: ViewWindow = window
         self.thumbs = ThumbCache()
         self.run_id: int | None = None
         self._selected_at = time.monotonic()
@@ -175,7 +180,7 @@ class ClusterBoard(BoardKeys, QWidget):
     # ---- data ---------------------------------------------------------------------------
     @property
     def project(self):
-        return getattr(self.window_, "project", None)
+        return self.window_.project
 
     def reload(self) -> None:
         """Project opened or changed: refill runs and label sets, keep the run if it still exists."""
@@ -301,9 +306,7 @@ class ClusterBoard(BoardKeys, QWidget):
             self.select_clusters([int(points[0].data())])
 
     def _open_image(self, image_id: int) -> None:
-        opener = getattr(self.window_, "open_image", None)
-        if opener:
-            opener(image_id)
+        self.window_.open_image(image_id)
 
     # ---- actions (each one QUndoCommand) -------------------------------------------------------------
     def _push(self, text: str, do) -> bool:
@@ -313,11 +316,7 @@ class ClusterBoard(BoardKeys, QWidget):
         self.window_.undo_stack.push(cmd)
         if cmd.error is not None:
             self.last_error = cmd.error
-            show = getattr(self.window_, "show_error", None)
-            if show is not None:
-                show("Cluster action failed", str(cmd.error))
-            else:
-                self.progress.setText(f"failed: {cmd.error}")
+            self.window_.show_error("Cluster action failed", str(cmd.error))
             return False
         return True
 
@@ -361,7 +360,7 @@ class ClusterBoard(BoardKeys, QWidget):
         ids = self.selected_cluster_ids()
         if len(ids) != 1:
             return False
-        return self._push(f"Split cluster into {n}", lambda: self.project.clusters.split(ids[0], n))
+        return self._push(f"Split cluster into {n}", lambda: split_cluster(self.project, ids[0], n))
 
     def move_out(self, image_ids: list[int]) -> bool:
         if not image_ids:
@@ -385,11 +384,10 @@ class ClusterBoard(BoardKeys, QWidget):
 
     # ---- jobs ----------------------------------------------------------------------------------------
     def submit_clustering(self, *, fast: bool, **params) -> int | None:
-        runner = getattr(self.window_, "runner", None)
-        if runner is None or self.project is None:
+        if self.project is None:
             return None
         ls = self.label_set.currentText().strip()
-        return runner.submit("cluster", {"mode": "fast" if fast else "deepcluster",
+        return self.window_.runner.submit("cluster", {"mode": "fast" if fast else "deepcluster",
                                          **({"label_set": ls} if ls else {}), **params})
 
     def ask_deepcluster(self) -> None:
@@ -416,11 +414,10 @@ class ClusterBoard(BoardKeys, QWidget):
 
     def recluster(self, k: int, method: str = "kmeans") -> int | None:
         """Submit job ``recluster``: k-means with ``k``, or ``method="merge"`` into ``k`` groups."""
-        runner = getattr(self.window_, "runner", None)
-        if runner is None or self.run_id is None:
+        if self.run_id is None:
             return None
         params = {"run": self.run_id, "k": int(k)} | ({"method": method} if method != "kmeans" else {})
-        return runner.submit("recluster", params)
+        return self.window_.runner.submit("recluster", params)
 
     def _job_returned(self, _job_id: int, result) -> None:
         if isinstance(result, dict) and "cluster_run_id" in result:

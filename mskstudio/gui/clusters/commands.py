@@ -11,36 +11,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtGui import QUndoCommand
+from mskstudio.gui.commands import StoreCommand
 
 
-class ClusterActionCommand(QUndoCommand):
+class ClusterActionCommand(StoreCommand):
     def __init__(self, project, text: str, do: Callable[[], dict[str, Any]],
                  on_change: Callable[[], None] | None = None):
-        super().__init__(text)
+        super().__init__(text, on_change)
         self.project = project
         self._do = do
         self.record: dict[str, Any] | None = None
-        self.on_change = on_change
-        self.error: BaseException | None = None
 
-    def redo(self) -> None:
-        if self.record is None:
-            try:
-                self.record = self._do()
-            except Exception as exc:  # surfaced by the board, never swallowed
-                self.error = exc
-                self.setObsolete(True)
-                return
+    def _redo(self) -> None:
+        if self.record is None:  # a first failure is kept in ``error`` and shown by the board
+            self.record = self._do()
         else:
             self.record = self.project.clusters.redo(self.record)
-        self._changed()
 
-    def undo(self) -> None:
+    def _undo(self) -> None:
         if self.record is not None:
             self.project.clusters.undo(self.record)
-        self._changed()
-
-    def _changed(self) -> None:
-        if self.on_change:
-            self.on_change()

@@ -9,6 +9,7 @@ Figures export as PNG/SVG (pyqtgraph exporters), tables as CSV.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
@@ -35,6 +36,9 @@ from mskstudio.gui.review import review_queue as rq
 from mskstudio.gui.widgets.plots import PALETTE, epoch_plot
 from mskstudio.gui.widgets.workspace import follow_window
 from mskstudio.ml.evaluate import dashboard_figures as dd
+
+if TYPE_CHECKING:
+    from mskstudio.gui.window_contract import ViewWindow
 
 FIGURES = ("roc", "curves")
 _PEN_STYLES = {"solid": Qt.PenStyle.SolidLine, "dash": Qt.PenStyle.DashLine, "dot": Qt.PenStyle.DotLine}
@@ -75,7 +79,7 @@ def _svg_by_painter(widget: QWidget, path: Path) -> None:
 class Dashboard(QWidget):
     def __init__(self, window, parent=None):
         super().__init__(parent)
-        self.window_ = window
+        self.window_: ViewWindow = window
         self.metrics_a: dict = {}
         self.metrics_b: dict = {}
         self.cell: tuple[int, int] | None = None
@@ -192,7 +196,7 @@ class Dashboard(QWidget):
     # ---- runs ----------------------------------------------------------------------------
     @property
     def project(self):
-        return getattr(self.window_, "project", None)
+        return self.window_.project
 
     def reload(self) -> None:
         keep_a, keep_b = self.run_a.currentData(), self.run_b.currentData()
@@ -377,9 +381,7 @@ class Dashboard(QWidget):
         image_id = item.data(Qt.ItemDataRole.UserRole)
         w = self.window_
         w.open_image(int(image_id))
-        tabs = getattr(w, "workspace", None)
-        if tabs is not None:
-            tabs.setCurrentWidget(w.viewer)
+        w.show_in_viewer()
 
     # ---- export ----------------------------------------------------------------------------
     def export_figure(self, which: str, path: str | Path) -> Path:

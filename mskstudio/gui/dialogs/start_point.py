@@ -1,32 +1,18 @@
 """Where a network's weights start: scratch, a finished DeepCluster run, or a weights file.
 
 ``StartPointPicker`` is the row both the Train classifier and the DeepCluster dialogs
-show; ``value()`` is the job's ``init`` parameter and ``start_point_problem`` says what
-makes one impossible, so the two dialogs accept and refuse the same things.
+show; ``value()`` is the job's ``init`` parameter and ``start_point_problem`` (in the
+core, ``ml.params``, so the jobs and the CLI check the same) says what makes one impossible.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLineEdit, QPushButton, QWidget
+
+from mskstudio.ml.params import start_point_problem  # noqa: F401 - the dialogs import it from here
 
 NO_FILE = "(no file chosen)"
 NO_RUN = "run:?"
-
-
-def start_point_problem(project, init) -> str | None:
-    """Why ``init`` cannot start a training (None = fine)."""
-    if isinstance(init, str) and init.startswith("run:"):
-        try:
-            parent = project.models.get(int(init[4:]))
-        except ValueError:
-            parent = None
-        if parent is None or parent["kind"] != "deepcluster" or parent["status"] != "done":
-            return f"{init} is not a finished DeepCluster run."
-    elif init not in (None, "", "scratch") and not Path(str(init)).is_file():
-        return f"Weights file not found: {init}"
-    return None
 
 
 class StartPointPicker(QWidget):

@@ -1,10 +1,11 @@
 """Train classifier dialog: asks every parameter of job ``train``, validates, submits.
 
 ``TrainDialog(main_window)`` fills its choices from the project (label sets, their
-classes, centres, DeepCluster runs).  ``params()`` is the job's parameter dict (see
-``ml/train.py`` DEFAULTS and ``cli/cmd_train.py``); ``validate_params(project, params)``
-returns plain-language problems (empty = fine); ``submit()`` asks the window's runner
-for a ``train`` job and returns its id (None when a problem was shown instead).
+classes, centres, DeepCluster runs) and starts from ``TrainParams``' defaults.
+``params()`` is the job's parameter dict; ``validate_params(project, params)`` returns
+``TrainParams.problems`` (plain language, empty = fine), the check the CLI and the job
+run too; ``submit()`` asks the window's runner for a ``train`` job and returns its id
+(None when a problem was shown instead).
 """
 
 from __future__ import annotations
@@ -27,17 +28,12 @@ from PySide6.QtWidgets import (
 )
 
 from mskstudio.domain import is_truth_set
-from mskstudio.gui.dialogs.start_point import StartPointPicker, start_point_problem
+from mskstudio.gui.dialogs.start_point import StartPointPicker
+from mskstudio.ml.classify.classifier import architectures
+from mskstudio.ml.classify.params import TRAIN_SOURCES, TrainParams
+from mskstudio.ml.params import label_set_row
 
-TRAIN_SOURCES = ("human", "import", "cluster")
-FALLBACK_ARCHS = ["resnet18", "resnet50", "efficientnet_b0", "swin_t", "tinycnn"]
-
-
-def _label_set_row(project, key):
-    for r in project.labels.label_sets():
-        if str(r["id"]) == str(key) or r["name"] == key:
-            return r
-    return None
+D = TrainParams()  # the defaults of job ``train``, defined once in the core
 
 
 def trainable_counts(project, label_set_id: int) -> dict[str, int]:
@@ -63,72 +59,13 @@ def default_label_set(project, names: list[str]) -> str | None:
 
 
 def validate_params(project, p: dict[str, Any]) -> list[str]:
-    """What makes these parameters impossible for this project (empty list = fine)."""
-    problems: list[str] = []
-    row = _label_set_row(project, p.get("label_set")) if p.get("label_set") not in (None, "") else None
-    labelled_classes: dict[int, int] = {}
-    class_rows = []
-    n_patients = 0
-    if row is None:
-        problems.append("Choose a label set to train on.")
-    elif is_truth_set(row["name"]):
-        problems.append(f"“{row['name']}” holds ground truth for scoring only; "
-                        "it cannot be a training target.")
-    else:
-        labels = project.labels.effective(int(row["id"]), sources=TRAIN_SOURCES)
-        for c in labels.values():
-            labelled_classes[c] = labelled_classes.get(c, 0) + 1
-        class_rows = [r for r in project.labels.classes(int(row["id"])) if r["id"] in labelled_classes]
-        n_patients = len(set(project.images.patient_of(list(labels)).values())) if labels else 0
-        if len(class_rows) < 2:
-            problems.append(f"“{row['name']}” needs labelled images of at least two classes "
-                            f"(it has {len(class_rows)}).")
-    k = int(p.get("k", 5))
-    if k < 2:
-        problems.append(f"{k} folds: every model here is validated on patients it never trained on, so "
-                        "cross-validation needs at least 2 folds (5 is usual).")
-    elif row is not None and n_patients and k > n_patients:
-        problems.append(f"{k} folds need at least {k} patients with labels; there are {n_patients}.")
-    if int(p.get("epochs", 1)) < 1:
-        problems.append("Train for at least one epoch.")
-    if int(p.get("batch_size", 1)) < 1:
-        problems.append("The batch size must be at least 1.")
-    if int(p.get("size", 224)) < 32:
-        problems.append("The input size must be at least 32 pixels.")
-    if float(p.get("lr", 1e-3)) <= 0:
-        problems.append("The learning rate must be positive.")
-    holdout = p.get("holdout", "random")
-    if holdout == "random":
-        tf = float(p.get("test_fraction", 0.2))
-        if not 0 < tf < 1:
-            problems.append("The hold-out fraction must be between 0 and 1.")
-    elif holdout == "centre":
-        centre = p.get("test_centre")
-        centres = sorted({r["centre"] for r in project.images.table() if r["centre"]})
-        if not centre:
-            problems.append("A centre hold-out needs the centre to hold out.")
-        elif centre not in centres:
-            problems.append(f"No image comes from centre “{centre}”.")
-        elif len(centres) < 2:
-            problems.append("Holding out the only centre leaves nothing to train on.")
-    init = p.get("init", "scratch")
-    if (problem := start_point_problem(project, init)) is not None:
-        problems.append(problem)
-    if p.get("freeze_encoder") and init in (None, "", "scratch"):
-        problems.append("A frozen encoder needs pretrained weights (a DeepCluster run or a weights "
-                        "file); a frozen random encoder cannot learn.")
-    if float(p.get("mask_guidance") or 0) > 0 and not project.annotations.images_with_masks():
-        problems.append("Mask guidance needs lesion masks; none are drawn or imported yet.")
-    names = [r["name"] for r in class_rows]
-    cascade = p.get("cascade")
-    if cascade and class_rows and cascade not in names:
-        problems.append(f"Cascade: “{cascade}” is not a labelled class of the label set.")
-    elif cascade and class_rows and len(class_rows) < 3:
-        problems.append("A cascade needs the healthy class and at least two other classes.")
-    if p.get("reject") == "class" and class_rows and not any(r["is_reject"] for r in class_rows):
-        problems.append("Reject = class needs a labelled reject class in the label set; "
-                        "choose auto or threshold.")
-    return problems
+    """What makes these parameters impossible for this project (empty list = fine): the
+    core's ``TrainParams.problems``, so the dialog, the CLI and the job say the same."""
+    try:
+        params = TrainParams.from_json(p)
+    except (TypeError, ValueError) as exc:
+        return [str(exc)]
+    return params.problems(project)
 
 
 class TrainDialog(QDialog):
@@ -150,13 +87,7 @@ class TrainDialog(QDialog):
         self.class_counts.setWordWrap(True)
         form.addRow("", self.class_counts)
         self.arch = QComboBox()
-        try:
-            from mskstudio.ml.classify.classifier import architectures
-
-            archs = architectures()
-        except Exception:  # noqa: BLE001 - registry unavailable: the known names
-            archs = FALLBACK_ARCHS
-        self.arch.addItems(archs)
+        self.arch.addItems(architectures())  # the registry itself: no second copy of the names
         form.addRow("Architecture", self.arch)
 
         self.start = StartPointPicker(project)
@@ -170,11 +101,11 @@ class TrainDialog(QDialog):
         self.size = QSpinBox()
         self.size.setRange(16, 1024)
         self.size.setSingleStep(32)
-        self.size.setValue(224)
+        self.size.setValue(D.size)
         form.addRow("Input size (px)", self.size)
         self.folds = QSpinBox()
         self.folds.setRange(0, 20)  # 0 and 1 are shown and explained, not silently clamped
-        self.folds.setValue(5)
+        self.folds.setValue(D.k)
         self.folds_note = QLabel()
         self.folds_note.setWordWrap(True)
         self.folds.valueChanged.connect(self._folds_changed)
@@ -188,7 +119,7 @@ class TrainDialog(QDialog):
         self.test_fraction = QDoubleSpinBox()
         self.test_fraction.setRange(0.0, 0.9)
         self.test_fraction.setSingleStep(0.05)
-        self.test_fraction.setValue(0.2)
+        self.test_fraction.setValue(D.test_fraction)
         self.centre = QComboBox()
         centres = sorted({r["centre"] for r in project.images.table() if r["centre"]}) if project else []
         self.centre.addItems(centres)
@@ -219,7 +150,7 @@ class TrainDialog(QDialog):
         self.lr.setDecimals(5)
         self.lr.setRange(0.0, 1.0)
         self.lr.setSingleStep(1e-4)
-        self.lr.setValue(1e-3)
+        self.lr.setValue(D.lr)
         opt_row = QHBoxLayout()
         opt_row.addWidget(self.optimizer)
         opt_row.addWidget(QLabel("learning rate"))
@@ -231,11 +162,11 @@ class TrainDialog(QDialog):
         form.addRow("Schedule", self.schedule)
         self.epochs = QSpinBox()
         self.epochs.setRange(0, 1000)
-        self.epochs.setValue(20)
+        self.epochs.setValue(D.epochs)
         form.addRow("Epochs", self.epochs)
         self.batch_size = QSpinBox()
         self.batch_size.setRange(0, 1024)
-        self.batch_size.setValue(32)
+        self.batch_size.setValue(D.batch_size)
         form.addRow("Batch size", self.batch_size)
         self.cascade = QComboBox()
         form.addRow("Cascade (healthy class first)", self.cascade)
@@ -276,7 +207,7 @@ class TrainDialog(QDialog):
         self.cascade.clear()
         self.cascade.addItem("No cascade (one classifier)", None)
         project = self.window_.project
-        row = _label_set_row(project, self.label_set.currentData()) if project is not None else None
+        row = label_set_row(project, self.label_set.currentData()) if project is not None else None
         if row is not None:
             for c in project.labels.classes(int(row["id"])):
                 self.cascade.addItem(f"{c['name']} vs the rest, then among the rest", c["name"])

@@ -14,6 +14,8 @@ Double-click (or "Open in Viewer") shows the image in the main viewer.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
@@ -35,6 +37,9 @@ from mskstudio.gui.noise.commands import NoiseReviewCommand
 from mskstudio.gui.widgets.board_keys import BoardKeys
 from mskstudio.gui.widgets.workspace import follow_window
 
+if TYPE_CHECKING:
+    from mskstudio.gui.window_contract import ViewWindow
+
 THUMB = 64
 
 
@@ -55,7 +60,7 @@ class NoiseBoard(BoardKeys, QWidget):
                  ("Right, ], Page Down / Left, [, Page Up", "Next / previous image")]
     def __init__(self, window, parent=None):
         super().__init__(parent)
-        self.window_ = window
+        self.window_: ViewWindow = window
         self.rows: list[nr.NoiseRow] = []
         self.classes: list[nr.ClassInfo] = []
         self.index = -1
@@ -138,7 +143,7 @@ class NoiseBoard(BoardKeys, QWidget):
     # ---- choices ------------------------------------------------------------------------
     @property
     def project(self):
-        return getattr(self.window_, "project", None)
+        return self.window_.project
 
     @property
     def label_set(self) -> str | None:
@@ -309,18 +314,14 @@ class NoiseBoard(BoardKeys, QWidget):
             if item is not None:
                 item.setText(row.list_text())
         self._show_row()
-        edited = getattr(self.window_, "_store_edited", None)
-        if edited is not None:
-            edited()
+        self.window_.store_edited()
 
     def open_in_viewer(self) -> None:
         row = self.row
         if row is None:
             return
         self.window_.open_image(row.image_id)
-        tabs, viewer = getattr(self.window_, "workspace", None), getattr(self.window_, "viewer", None)
-        if tabs is not None and viewer is not None:
-            tabs.setCurrentWidget(viewer)
+        self.window_.show_in_viewer()
 
     def showEvent(self, ev) -> None:
         super().showEvent(ev)

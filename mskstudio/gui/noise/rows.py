@@ -93,8 +93,7 @@ def refresh_human(project, rows: list[NoiseRow], label_set_id: int) -> None:
 
 def label_sets(project) -> list[str]:
     """Image label sets with at least two classes, those holding cluster labels first."""
-    clustered = {int(r[0]) for r in project.db.query(
-        "SELECT DISTINCT label_set_id FROM labels WHERE source = 'cluster'")}
+    clustered = project.labels.label_sets_with_source("cluster")
     sets = [r for r in project.labels.label_sets("image") if len(project.labels.classes(int(r["id"]))) >= 2]
     return [r["name"] for r in sorted(sets, key=lambda r: (int(r["id"]) not in clustered, r["name"]))]
 
@@ -123,7 +122,7 @@ def classifier_runs(project, label_set: str) -> list[tuple[int | None, str]]:
     for r in project.models.list("classifier"):
         if r["label_set_id"] != set_id:
             continue
-        n = project.db.scalar("SELECT COUNT(*) FROM predictions WHERE model_run_id = ?", (r["id"],))
+        n = project.models.prediction_count(int(r["id"]))
         if n:
             out.append((int(r["id"]), f"#{r['id']} {r['name'] or r['arch']} ({n} predictions)"))
     return out

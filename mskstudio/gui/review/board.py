@@ -12,6 +12,8 @@ by the store, undoable), Right / ] / PgDown next case, Left / [ / PgUp previous.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
@@ -41,6 +43,9 @@ from mskstudio.gui.widgets.scrolling_dock import VerticalScroll
 from mskstudio.gui.widgets.workspace import follow_window
 from mskstudio.ml.explain.gradcam import DEFAULT_SCALES, SINGLE_SCALE
 
+if TYPE_CHECKING:
+    from mskstudio.gui.window_contract import ViewWindow
+
 CMAPS = ("inferno", "viridis", "magma", "plasma", "turbo")
 OVERLAY = "gradcam"
 
@@ -65,7 +70,7 @@ class ReviewBoard(BoardKeys, QWidget):
 
     def __init__(self, window, parent=None):
         super().__init__(parent)
-        self.window_ = window
+        self.window_: ViewWindow = window
         self.data: rq.RunCases | None = None
         self.queue: list[rq.Case] = []
         self.index = -1
@@ -210,7 +215,7 @@ class ReviewBoard(BoardKeys, QWidget):
     # ---- runs and the queue ----------------------------------------------------------------
     @property
     def project(self):
-        return getattr(self.window_, "project", None)
+        return self.window_.project
 
     @property
     def run_id(self) -> int | None:
@@ -401,11 +406,8 @@ class ReviewBoard(BoardKeys, QWidget):
         if (run_id, case.image_id, scales) in self.pending.values():
             self.cam_status.setText("computing Grad-CAM…")
             return
-        runner = getattr(self.window_, "runner", None)
-        if runner is None:
-            return
         try:
-            job_id = runner.submit("explain", {"model_run": run_id, "image_ids": [case.image_id],
+            job_id = self.window_.runner.submit("explain", {"model_run": run_id, "image_ids": [case.image_id],
                                                "scales": list(scales)})
         except Exception as exc:  # noqa: BLE001 - shown, never swallowed
             self.cam_status.setText(f"cannot compute Grad-CAM: {exc}")
@@ -480,9 +482,7 @@ class ReviewBoard(BoardKeys, QWidget):
         if self.case is not None:
             self._show_labels(self.case)
         self._update_progress()
-        edited = getattr(self.window_, "_store_edited", None)
-        if edited is not None:
-            edited()
+        self.window_.store_edited()
 
     # ---- elsewhere ---------------------------------------------------------------------------
     def open_in_viewer(self) -> None:
@@ -494,9 +494,7 @@ class ReviewBoard(BoardKeys, QWidget):
         if self.heat is not None and self.show_heat.isChecked():
             w.viewer.set_overlay(OVERLAY, heat_rgba(self.heat, self.cmap.currentText()),
                                  self.opacity.value() / 100)
-        tabs = getattr(w, "workspace", None)
-        if tabs is not None:
-            tabs.setCurrentWidget(w.viewer)
+        w.show_in_viewer()
 
     def predict_all(self) -> None:
         if self.project is not None and self.run_id is not None:

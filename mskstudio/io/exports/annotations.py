@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.imaging.masks import decode_png
 from mskstudio.io.exports.coco import coco_boxes, image_info
-from mskstudio.io.masks import decode_png
 
 if TYPE_CHECKING:
     from mskstudio.jobs import JobContext

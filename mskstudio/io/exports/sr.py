@@ -131,7 +131,7 @@ class ReportBuilder:
                                   referenced_images=ref),
             ]
         else:
-            from mskstudio.io.masks import max_feret
+            from mskstudio.imaging.masks import max_feret
 
             longest_px = max_feret(self.project.annotations.load_mask(row["id"]))
             measurements = [

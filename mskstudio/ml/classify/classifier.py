@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.io.analysis import load_analysis
 from mskstudio.ml.roi import MARGIN as ROI_MARGIN  # one margin for every ROI crop
 
 if TYPE_CHECKING:
@@ -209,10 +210,10 @@ def input_loader(project: Project, mode: str = "image",
                  margin: float = ROI_MARGIN) -> Callable[[int], np.ndarray]:
     """image id -> float [H', W'] array the dataset letterboxes (whole image or ROI crop)."""
     if mode == "image":
-        return project.images.load_analysis
+        return partial(load_analysis, project)
 
     def load(image_id: int) -> np.ndarray:
-        a = project.images.load_analysis(image_id)
+        a = load_analysis(project, image_id)
         return geometry(project, image_id, a.shape, mode, margin).crop(a)
 
     return load

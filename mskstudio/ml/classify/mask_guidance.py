@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mskstudio.io.analysis import load_analysis
+
 if TYPE_CHECKING:
     import torch
 
@@ -48,7 +50,7 @@ def letterboxed_masks(project: Project, ids, size: int, input_mode: str, margin:
     for image_id in ids:
         if image_id not in masks:
             continue
-        shape = project.images.load_analysis(image_id).shape
+        shape = load_analysis(project, image_id).shape
         on_analysis = resize_mask(masks[image_id], shape).astype(np.float32)
         geo = geometry(project, image_id, shape, input_mode, margin)
         square = letterbox(geo.crop(on_analysis), size)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mskstudio.jobs import JobContext
+from mskstudio.ml.classify.params import PredictParams
 from mskstudio.ml.evaluate.metrics import softmax
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ def predictions(project: Project, model_run_id: int) -> list[dict[str, Any]]:
 
 
 def run_predict(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    run_id = int(params["model_run"])
+    run_id = int(PredictParams.from_json(params).check(project).model_run_id)
     row = project.models.get(run_id)
     if row is None:
         raise ValueError(f"no model run {run_id}")

@@ -27,15 +27,18 @@ import hashlib
 import json
 import random
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mskstudio.domain import is_truth_set
 from mskstudio.jobs import Cancelled, JobContext
-from mskstudio.ml.classify.classifier import CHECKPOINT_FORMAT, ROI_MARGIN
+from mskstudio.ml.classify.classifier import CHECKPOINT_FORMAT
+from mskstudio.ml.classify.params import TRAIN_SOURCES, TrainParams
 from mskstudio.ml.classify.train_loop import (  # noqa: F401 - class_weights is part of this module's API
     FoldData,
+    FoldPlan,
     checkpoint_progress,
     class_weights,
     ensemble_logits,
@@ -54,47 +57,8 @@ if TYPE_CHECKING:
     from mskstudio.store import Project
 
 KIND = "classifier"
-TRAIN_SOURCES = ("human", "import", "cluster")  # model labels never become targets
-
-DEFAULTS: dict[str, Any] = {
-    "label_set": None,          # name or id (required)
-    "arch": "resnet18",         # resnet18 | resnet50 | efficientnet_b0 | swin_t | tinycnn
-    "init": "scratch",          # scratch | run:<id> (DeepCluster backbone) | path to a weights file
-    "freeze_encoder": False,
-    "input": "image",           # image (letterboxed) | roi (square around mask/box + margin)
-    "roi_margin": ROI_MARGIN,
-    "size": 224,
-    "k": 5,
-    "holdout": "random",        # random | centre | none
-    "test_fraction": 0.2,
-    "test_centre": None,
-    "external_centres": None,   # [centre codes]: one external test set each, beside the hold-out
-    "epochs": 20,
-    "batch_size": 32,
-    "optimizer": "adam",        # adam | sgd
-    "lr": 1e-3,
-    "momentum": 0.9,
-    "weight_decay": 1e-4,
-    "schedule": "cosine",       # cosine | step | none
-    "step_size": 10,
-    "gamma": 0.1,
-    "loss_weighting": "none",   # none | inverse | median
-    "patience": 5,              # epochs without validation improvement before stopping
-    "monitor": "val_loss",      # val_loss (with mask guidance: + weight x val attention) | val_acc
-    "augment": True,
-    "mask_guidance": 0.0,       # weight of the mask-guided attention term (0 = off; mask_guidance.py)
-    "reject": "auto",           # auto | class | threshold | none
-    "reject_quantile": 0.05,    # threshold = this quantile of validation max-softmax
-    "cascade": None,            # name of the healthy class -> two-stage cascade
-    "cascade_threshold": 0.5,
-    "n_boot": 500,
-    "seed": 0,
-    "device": "auto",
-    "workers": 0,
-    "image_ids": None,
-    "name": None,
-    "resume": None,             # model run id of a classifier run to continue
-}
+# The defaults are TrainParams' (ml/classify/params.py), the one place that defines them.
+DEFAULTS: dict[str, Any] = TrainParams().to_json()
 
 
 # ---- small pieces (tested by hand) ------------------------------------------------------------
@@ -111,19 +75,20 @@ def run_train(project: Project, params: dict[str, Any], ctx: JobContext) -> dict
     from mskstudio.ml.models import load_checkpoint, pick_device
 
     t_start = time.monotonic()
+    TrainParams.from_json(params).check(project)  # before any run row is written
     resume_state: dict[str, Any] | None = None
     if params.get("resume"):
         run_id = int(params["resume"])
-        row = project.models.get(run_id)
-        if row is None or row["kind"] != KIND:
+        run = project.models.record(run_id)
+        if run is None or run.kind != KIND:
             raise ValueError(f"model run {run_id} is not a classifier run")
-        p = {**DEFAULTS, **json.loads(row["params"])}
+        p = {**DEFAULTS, **run.params}
         p.update({k: v for k, v in params.items() if k in ("device", "workers") and v is not None})
-        if row["checkpoint_sha"]:
+        if run.checkpoint_sha:
             resume_state = load_checkpoint(project, run_id)
             if resume_state.get("state") == "done":
                 raise ValueError(f"model run {run_id} is already finished")
-        split = json.loads(row["split"])
+        split = run.split
         project.models.set_status(run_id, "running", job_id=ctx.job_id)
     else:
         p = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
@@ -178,8 +143,9 @@ def run_train(project: Project, params: dict[str, Any], ctx: JobContext) -> dict
             f"{len(split['test'])} held out, {len(split['folds'])} folds")
 
     try:
-        return _train_run(project, p, ctx, run_id, ls_name, ids, targets, class_ids, class_names,
-                          reject_ids, patient_of, split, parent, resume_state, t_start, device)
+        return _train_run(project, p, ctx, TrainPlan(run_id, ls_name, ids, targets, class_ids, class_names,
+                                                     reject_ids, patient_of, split, parent, resume_state,
+                                                     t_start, device))
     except Cancelled:
         project.models.set_status(run_id, "cancelled", job_id=ctx.job_id)
         raise
@@ -188,8 +154,29 @@ def run_train(project: Project, params: dict[str, Any], ctx: JobContext) -> dict
         raise
 
 
-def _train_run(project, p, ctx, run_id, ls_name, ids, targets, class_ids, class_names, reject_ids,
-               patient_of, split, parent, resume_state, t_start, device) -> dict[str, Any]:
+@dataclass
+class TrainPlan:
+    """What the training of one run needs besides the parameters (was 16 positional arguments)."""
+
+    run_id: int
+    ls_name: str
+    ids: list[int]                 # labelled images, sorted
+    targets: np.ndarray            # class index of each image in ``ids``
+    class_ids: list[int]
+    class_names: list[str]
+    reject_ids: list[int]          # the label set's reject classes among ``class_ids``
+    patient_of: dict[int, int]
+    split: dict[str, Any]          # patient-level folds and hold-out (splits.make_split)
+    parent: int | None             # DeepCluster run the encoder starts from
+    resume_state: dict | None      # checkpoint of an interrupted run
+    t_start: float
+    device: Any
+
+
+def _train_run(project, p, ctx, plan: TrainPlan) -> dict[str, Any]:
+    run_id, ls_name, ids, targets = plan.run_id, plan.ls_name, plan.ids, plan.targets
+    class_ids, class_names, reject_ids, patient_of = plan.class_ids, plan.class_names, plan.reject_ids, plan.patient_of
+    split, parent, resume_state, t_start, device = plan.split, plan.parent, plan.resume_state, plan.t_start, plan.device
     import torch
 
     random.seed(p["seed"])
@@ -232,8 +219,8 @@ def _train_run(project, p, ctx, run_id, ls_name, ids, targets, class_ids, class_
                 state = resume_state
             prefix = f"fold{f}" if task_name == "main" else f"{task_name}/fold{f}"
             result = train_fold(
-                base, tr, va, task_targets, names, p, encoder_init, device, prefix,
-                ctx.sub(lo, hi), state,
+                FoldPlan(base, tr, va, task_targets, names, encoder_init, prefix, state), p, device,
+                ctx.sub(lo, hi),
                 save=lambda s, tn=task_name, ff=f: checkpoint_progress(project, run_id, p, tn, ff, s, done))
             done[task_name].append(result)
             checkpoint_progress(project, run_id, p, task_name, f + 1, None, done)

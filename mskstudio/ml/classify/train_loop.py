@@ -12,6 +12,7 @@ import io
 import json
 import random
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -132,8 +133,23 @@ def make_scheduler(opt, p):
     raise ValueError(f"unknown schedule {p['schedule']!r} (cosine, step, none)")
 
 
-def train_fold(base: FoldData, tr, va, task_targets, names, p, encoder_init, device, prefix,
-                ctx: JobContext, state, save) -> dict[str, Any]:
+@dataclass
+class FoldPlan:
+    """One fold of one task (was 12 positional arguments of ``train_fold``)."""
+
+    base: FoldData
+    train_ids: list[int]
+    val_ids: list[int]
+    task_targets: dict[int, int]   # image id -> class index of this task
+    names: list[str]               # the task's class names
+    encoder_init: dict | None      # encoder state every fold starts from (None: random)
+    prefix: str                    # "fold2" or "stage1/fold2": metric names and messages
+    state: dict | None = None      # a checkpointed fold to resume
+
+
+def train_fold(plan: FoldPlan, p: dict[str, Any], device, ctx: JobContext, save) -> dict[str, Any]:
+    base, tr, va, task_targets, names = plan.base, plan.train_ids, plan.val_ids, plan.task_targets, plan.names
+    encoder_init, prefix, state = plan.encoder_init, plan.prefix, plan.state
     import torch
     import torch.nn.functional as F
 

@@ -44,6 +44,7 @@ import json
 import os
 import random
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -61,6 +62,7 @@ from mskstudio.ml.cluster.features import (
     recalibrate_batchnorm,
     truth_metrics,
 )
+from mskstudio.ml.cluster.params import RECLUSTER_METHODS, ClusterParams, ReclusterParams
 
 if TYPE_CHECKING:
     import torch
@@ -68,32 +70,8 @@ if TYPE_CHECKING:
     from mskstudio.store import Project
 
 KIND = "deepcluster"
-DEFAULTS: dict[str, Any] = {
-    "mode": "deepcluster",      # deepcluster | fast
-    "arch": "resnet18",
-    "k": None,                  # default: about N / 40
-    "epochs": 10,
-    "pretrain_epochs": 0,       # fast mode only
-    "batch_size": 64,
-    "input_size": 224,
-    "lr": 0.05,
-    "momentum": 0.9,
-    "weight_decay": 1e-5,
-    "pca_dim": 256,
-    "crop_scale": 0.7,          # smallest random-resized-crop area; smaller crops lose the anatomy
-    "samples_per_epoch": 2.0,   # training images per epoch, as a multiple of N
-    "head_warmup_steps": 200,   # fit each fresh head on the frozen features before the epoch
-    "bn_recalibrate": True,     # BatchNorm statistics recomputed on clean images each epoch
-    "kmeans_iter": 20,
-    "init": "auto",             # auto | scratch | run:<id> | <path to a weights file>
-    "resume": None,             # model run id, or true for the latest resumable DeepCluster run
-    "seed": 0,
-    "device": "auto",
-    "workers": None,
-    "image_ids": None,
-    "label_set": None,          # label set the reviewer will label this run's clusters in
-    "name": None,
-}
+# The defaults are ClusterParams' (ml/cluster/params.py), the one place that defines them.
+DEFAULTS: dict[str, Any] = ClusterParams().to_json()
 
 
 def run_cluster(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -101,6 +79,7 @@ def run_cluster(project: Project, params: dict[str, Any], ctx: JobContext) -> di
 
     from mskstudio.ml.models import pick_device
 
+    ClusterParams.from_json(params).check(project)  # before any run row is written
     p = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
     ids = [int(i) for i in (p["image_ids"] or project.images.ids())]
     if len(ids) < 2:
@@ -129,18 +108,16 @@ def run_cluster(project: Project, params: dict[str, Any], ctx: JobContext) -> di
         backbone, model_run_id = _initial_backbone(project, p)
         epochs = int(p["pretrain_epochs"] or 0)
         if epochs:
-            backbone, model_run_id, nmi_history = _train(
-                project, p, ids, dataset, backbone, model_run_id, epochs, ctx.sub(0.05, 0.8),
-                device, job_id)
+            backbone, model_run_id, nmi_history = _train(project, p, PretrainPlan(
+                ids, dataset, backbone, model_run_id, epochs, device, job_id), ctx.sub(0.05, 0.8))
     elif p["mode"] in ("deepcluster", "fast"):
         if resume:
             backbone, model_run_id = None, resume
         else:
             backbone, model_run_id = _initial_backbone(project, p)
         epochs = int(p["epochs"] if p["mode"] == "deepcluster" else p["pretrain_epochs"] or 0)
-        backbone, model_run_id, nmi_history = _train(
-            project, p, ids, dataset, backbone, model_run_id, epochs, ctx.sub(0.05, 0.85), device,
-            job_id, resume=resume)
+        backbone, model_run_id, nmi_history = _train(project, p, PretrainPlan(
+            ids, dataset, backbone, model_run_id, epochs, device, job_id, resume), ctx.sub(0.05, 0.85))
     else:
         raise ValueError(f"unknown clustering mode {p['mode']!r} (deepcluster or fast)")
     return cluster_and_store(project, backbone, ids, p, ctx.sub(0.85, 1.0), dataset=dataset,
@@ -192,9 +169,24 @@ def _checkpoint_bytes(state: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-def _train(project: Project, p: dict[str, Any], ids: list[int], dataset, backbone, parent_run_id,
-           epochs: int, ctx: JobContext, device, job_id, *, resume: int | None = None):
+@dataclass
+class PretrainPlan:
+    """What one DeepCluster training needs besides the parameters (was 11 positional arguments)."""
+
+    ids: list[int]
+    dataset: Any                   # AnalysisDataset over ``ids``, already loaded
+    backbone: Any                  # the starting network (None when resuming: rebuilt from the run)
+    parent_run_id: int | None      # the model run the backbone came from
+    epochs: int
+    device: Any
+    job_id: int | None
+    resume: int | None = None      # model run to continue
+
+
+def _train(project: Project, p: dict[str, Any], plan: PretrainPlan, ctx: JobContext):
     """DeepCluster epochs; returns (backbone, model run id, NMI history)."""
+    ids, dataset, backbone, parent_run_id = plan.ids, plan.dataset, plan.backbone, plan.parent_run_id
+    epochs, device, job_id, resume = plan.epochs, plan.device, plan.job_id, plan.resume
     import torch
     import torch.nn as nn
 
@@ -409,9 +401,6 @@ def recluster_points_per_centroid(k: int) -> int:
     return max(RECLUSTER_MIN_PER_CENTROID, -(-RECLUSTER_SAMPLE // k))
 
 
-RECLUSTER_METHODS = ("kmeans", "merge")
-
-
 def run_recluster(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job ``recluster``: a new run with ``k`` clusters from the stored features of cluster ``run``.
 
@@ -423,7 +412,8 @@ def run_recluster(project: Project, params: dict[str, Any], ctx: JobContext) -> 
     human labels stay where they are.
     """
     t0 = time.perf_counter()
-    source = int(params["run"])
+    rp = ReclusterParams.from_json(params).check(project)
+    source = int(rp.cluster_run_id)
     row = project.clusters.run(source)
     if row is None:
         raise ValueError(f"no cluster run {source}")

@@ -23,8 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.io.analysis import load_analysis
 from mskstudio.jobs import JobContext
 from mskstudio.ml.classify.classifier import CHECKPOINT_FORMAT
+from mskstudio.ml.deploy.onnx_runtime import BACKENDS, Backend, OnnxBackend, TorchBackend
+from mskstudio.ml.deploy.params import ExportOnnxParams
+from mskstudio.ml.retrieve.embedders import embedding_module
 
 if TYPE_CHECKING:
     import torch
@@ -88,8 +92,6 @@ def parity(module: torch.nn.Module, onnx_path: str | Path, x: np.ndarray) -> dic
     """Max abs difference between torch (CPU, fp32) and ONNX Runtime on the same batch."""
     import torch
 
-    from mskstudio.ml.deploy.onnx_runtime import OnnxBackend
-
     with torch.inference_mode():
         ref = module.cpu().eval()(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
     got = OnnxBackend(onnx_path)(x)
@@ -104,7 +106,7 @@ def sample_inputs(project: Project, size: int, n: int = 8, image_ids: Sequence[i
     from mskstudio.ml.datasets import letterbox
 
     ids = list(image_ids if image_ids is not None else project.images.ids())[:n]
-    x = np.stack([letterbox(project.images.load_analysis(i), size)[None] for i in ids]) if ids else \
+    x = np.stack([letterbox(load_analysis(project, i), size)[None] for i in ids]) if ids else \
         np.zeros((0, 1, size, size), np.float32)
     return x.astype(np.float32), [int(i) for i in ids]
 
@@ -171,7 +173,6 @@ def load_run_module(project: Project, run_id: int, role: str = "embedder"
     import torch
 
     from mskstudio.ml.models import load_checkpoint
-    from mskstudio.ml.retrieve.embeddings import embedding_module
 
     row = project.models.get(int(run_id))
     if row is None:
@@ -200,6 +201,55 @@ def load_run_module(project: Project, run_id: int, role: str = "embedder"
         raise ValueError(f"model run {run_id}: segmenter checkpoints without a pickled 'module' are "
                          "not supported yet; use export_module(segmenter, ...)")
     raise ValueError(f"unknown role {role!r}; known: {', '.join(ROLES)}")
+
+
+# ---- a run's backends, exported on first use into the cache (derived data) ----------------
+def onnx_path_for_run(project: Project, run_id: int, role: str = "embedder") -> Path:
+    return project.cache_path("onnx", f"run{int(run_id)}.{role}.onnx")
+
+
+def ensure_onnx(project: Project, run_id: int, module: torch.nn.Module, size: int,
+                role: str = "embedder") -> Path:
+    """The run's exported ONNX file in the cache (exported on first use; derived data)."""
+    path = onnx_path_for_run(project, run_id, role)
+    row = project.models.get(int(run_id))
+    stamp = path.with_suffix(".sha")
+    sha = (row["checkpoint_sha"] or "") if row else ""
+    if not path.exists() or not stamp.exists() or stamp.read_text() != sha:
+        export_onnx(wrap_for_export(module, role), path, size)
+        stamp.write_text(sha)
+    return path
+
+
+def backend_for_run(project: Project, run_id: int, backend: str = "torch", *,
+                    role: str = "embedder") -> tuple[Backend, int]:
+    """(backend, input size) for a run's embedder (or classifier where role="classifier")."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    module, size, _ = load_run_module(project, run_id, role)
+    if backend == "onnx":
+        return OnnxBackend(ensure_onnx(project, run_id, module, size, role)), size
+    return TorchBackend(wrap_for_export(module, role)), size
+
+
+def onnx_module_for_run(project: Project, run_id: int, module: torch.nn.Module, size: int):
+    """A torch-module look-alike running the ONNX embedder, for ``features.extract_features``
+    (which feeds *normalised* batches: undone here since the ONNX graph normalises)."""
+    import torch
+
+    from mskstudio.ml.models import INPUT_MEAN, INPUT_STD
+
+    backend = OnnxBackend(ensure_onnx(project, run_id, module, size, "embedder"))
+
+    class _OnnxModule(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raw = (x * INPUT_STD + INPUT_MEAN).cpu().numpy()
+            return torch.from_numpy(backend(raw))
+
+    m = _OnnxModule()
+    m.input_size = size
+    m.feature_dim = getattr(module, "feature_dim", 0)
+    return m
 
 
 def roles_for_kind(kind: str) -> list[str]:
@@ -370,5 +420,6 @@ def export_run(project: Project, run_id: int, outdir: str | Path, ctx: JobContex
 
 def run_export_onnx(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job ``export-onnx``: params run_id, outdir, roles (optional), n_parity (8)."""
-    return export_run(project, int(params["run_id"]), params["outdir"], ctx,
+    p = ExportOnnxParams.from_json(params).check(project)
+    return export_run(project, int(p.model_run_id), p.outdir, ctx,
                       roles=params.get("roles"), n_parity=int(params.get("n_parity", 8)))

@@ -10,6 +10,10 @@ threads = physical cores, inter-op 1, ``session.intra_op.allow_spinning = 0``
 (idle threads sleep instead of spinning).  The CUDA execution provider is asked
 for only when ``torch.cuda.is_available()`` *and* ORT lists it; otherwise CPU only
 (asking for CUDA on a machine without a GPU makes ORT log library errors).
+
+A model run's backends (exported on first use into the cache) are built in
+``onnx_export`` (``backend_for_run``, ``onnx_module_for_run``): this module only runs
+graphs, so it imports nothing of the export or of retrieval.
 """
 
 from __future__ import annotations
@@ -22,8 +26,6 @@ import numpy as np
 
 if TYPE_CHECKING:
     import torch
-
-    from mskstudio.store import Project
 
 BACKENDS = ("torch", "onnx")
 
@@ -116,58 +118,6 @@ class TorchBackend:
         with torch.inference_mode():
             out = self.module(torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device))
         return out.float().cpu().numpy()
-
-
-def onnx_path_for_run(project: Project, run_id: int, role: str = "embedder") -> Path:
-    return project.cache_path("onnx", f"run{int(run_id)}.{role}.onnx")
-
-
-def ensure_onnx(project: Project, run_id: int, module: torch.nn.Module, size: int,
-                role: str = "embedder") -> Path:
-    """The run's exported ONNX file in the cache (exported on first use; derived data)."""
-    from mskstudio.ml.deploy.onnx_export import export_onnx, wrap_for_export
-
-    path = onnx_path_for_run(project, run_id, role)
-    row = project.models.get(int(run_id))
-    stamp = path.with_suffix(".sha")
-    sha = (row["checkpoint_sha"] or "") if row else ""
-    if not path.exists() or not stamp.exists() or stamp.read_text() != sha:
-        export_onnx(wrap_for_export(module, role), path, size)
-        stamp.write_text(sha)
-    return path
-
-
-def backend_for_run(project: Project, run_id: int, backend: str = "torch", *,
-                    role: str = "embedder") -> tuple[Backend, int]:
-    """(backend, input size) for a run's embedder (or classifier where role="classifier")."""
-    from mskstudio.ml.deploy.onnx_export import load_run_module, wrap_for_export
-
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
-    module, size, _ = load_run_module(project, run_id, role)
-    if backend == "onnx":
-        return OnnxBackend(ensure_onnx(project, run_id, module, size, role)), size
-    return TorchBackend(wrap_for_export(module, role)), size
-
-
-def onnx_module_for_run(project: Project, run_id: int, module: torch.nn.Module, size: int):
-    """A torch-module look-alike running the ONNX embedder, for ``features.extract_features``
-    (which feeds *normalised* batches: undone here since the ONNX graph normalises)."""
-    import torch
-
-    from mskstudio.ml.models import INPUT_MEAN, INPUT_STD
-
-    backend = OnnxBackend(ensure_onnx(project, run_id, module, size, "embedder"))
-
-    class _OnnxModule(torch.nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            raw = (x * INPUT_STD + INPUT_MEAN).cpu().numpy()
-            return torch.from_numpy(backend(raw))
-
-    m = _OnnxModule()
-    m.input_size = size
-    m.feature_dim = getattr(module, "feature_dim", 0)
-    return m
 
 
 def describe() -> dict[str, Any]:

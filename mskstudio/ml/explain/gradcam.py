@@ -38,6 +38,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.io.analysis import load_analysis
+from mskstudio.ml.classify.params import ExplainParams
+
 if TYPE_CHECKING:
     from mskstudio.store import Project
 
@@ -148,7 +151,7 @@ def model_inputs(project: Project, ens, image_id: int, sizes: Sequence[int]):
     from mskstudio.ml.classify.classifier import geometry
     from mskstudio.ml.datasets import letterbox
 
-    array = project.images.load_analysis(image_id)
+    array = load_analysis(project, image_id)
     geo = geometry(project, image_id, array.shape, ens.input_mode, ens.margin)
     crop = geo.crop(array)
     return [torch.from_numpy(letterbox(crop, int(s)))[None, None] for s in sizes], geo
@@ -208,7 +211,7 @@ def explain(project: Project, model_run_id: int, image_id: int, class_id: int | 
 
 def run_explain(project: Project, params: dict[str, Any], ctx) -> dict[str, Any]:
     """Job ``explain``: heatmaps for many images (cached for the review view)."""
-    run_id = int(params["model_run"])
+    run_id = int(ExplainParams.from_json(params).check(project).model_run_id)
     ids = [int(i) for i in (params.get("image_ids") or project.images.ids())]
     scales = parse_scales(params.get("scales"))
     for image_id in ctx.steps(ids, "Grad-CAM {i}/{n}"):

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.io.analysis import load_analysis
+from mskstudio.ml.classify.params import PointingGameParams
 from mskstudio.ml.evaluate.metrics import proportion
 
 if TYPE_CHECKING:
@@ -104,7 +106,7 @@ def pointing_game(project: Project, run_id: int, *, tolerance_mm: float = TOLERA
         spacing = _analysis_spacing_mm(project.images.get(image_id), heat.shape)
         radius = tolerance_mm / spacing if spacing else 0.0
         lesion = grown_mask(resize_mask(masks[image_id], heat.shape), radius)
-        hit, chance = score_peak(heat, lesion, body_mask(project.images.load_analysis(image_id)))
+        hit, chance = score_peak(heat, lesion, body_mask(load_analysis(project, image_id)))
         hits += hit
         chances.append(chance)
         per_image.append({"image_id": image_id, "correct": right, "hit": hit, "chance": round(chance, 4)})
@@ -124,7 +126,7 @@ def pointing_game(project: Project, run_id: int, *, tolerance_mm: float = TOLERA
 
 def run_pointing_game(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job ``pointing_game``: the result is also kept in the run's metrics under ``pointing_game``."""
-    run_id = int(params["model_run"])
+    run_id = int(PointingGameParams.from_json(params).check(project).model_run_id)
     tolerance = params.get("tolerance_mm")
     result = pointing_game(project, run_id, tolerance_mm=TOLERANCE_MM if tolerance is None else float(tolerance),
                            only_correct=bool(params.get("only_correct", True)), layer=params.get("layer"),

@@ -26,6 +26,7 @@ from typing import Any
 
 from mskstudio.domain import TRUTH_PREFIX
 from mskstudio.jobs import JobContext
+from mskstudio.ml.cluster.split import split_cluster
 from mskstudio.ml.evaluate.metrics import proportion
 from mskstudio.store import Project
 
@@ -65,7 +66,7 @@ def simulated_radiologist(project: Project, run_id: int, label_set: str, *, puri
             continue
         region, n = votes.most_common(1)[0]
         if n / len(members) < purity and depth == 0 and len(members) >= 4:
-            rec = project.clusters.split(cid, 2, seed=seed)
+            rec = split_cluster(project, cid, 2, seed=seed)
             actions["split"] += 1
             queue += [(cid, 1)] + [(c, 1) for c in rec["created"]]
         elif region in NON_MSK:

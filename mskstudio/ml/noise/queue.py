@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mskstudio.jobs import JobContext
+from mskstudio.ml.noise.params import NoiseQueueParams
 from mskstudio.ml.retrieve import embeddings as emb
 from mskstudio.ml.retrieve.similar import leave_one_patient_out_knn
 
@@ -152,6 +153,7 @@ def run_noise_queue(project: Project, params: dict[str, Any], ctx: JobContext) -
 
     params: label_set, run_id ("pixels"), classifier_run_id, cluster_run_id, k, limit.
     """
+    NoiseQueueParams.from_json(params).check(project)
     items = noise_queue(project, params["label_set"], run_id=params.get("run_id", "pixels"),
                         classifier_run_id=params.get("classifier_run_id"),
                         cluster_run_id=params.get("cluster_run_id"), k=int(params.get("k", 10)), ctx=ctx)

@@ -25,7 +25,7 @@ HUMAN = ("human", "adjudicated")
 
 
 def mask_agreement(project: Project, image_ids: Iterable[int] | None = None) -> pd.DataFrame:
-    from mskstudio.io.masks import iou_dice
+    from mskstudio.imaging.masks import iou_dice
 
     rows = project.db.query(
         "SELECT m.id, m.image_id, m.class_id, r.name AS reader FROM masks m JOIN readers r ON r.id = m.reader_id "

@@ -1,7 +1,7 @@
 """The study report's sections: each builds its tables and figures through a ``ReportWriter``.
 
 Every section returns plain data for the template; the numbers come from
-``mskstudio.ml.evaluate`` (metrics, compare, calibration, subgroups, cohort).
+``mskstudio.ml.evaluate.metrics`` (metrics, compare, calibration, subgroups, cohort).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from mskstudio.io.analysis import load_analysis
 from mskstudio.ml.evaluate import dashboard_figures as dd
 from mskstudio.ml.report import figures as figs
 
@@ -240,7 +241,7 @@ def gradcam_section(project, row, w, max_cams: int) -> dict[str, Any]:
         path = cached[0]
         try:
             cam = np.load(path)
-            image = project.images.load_analysis(int(image_id))
+            image = load_analysis(project, int(image_id))
         except (OSError, ValueError) as exc:
             items.append({"image_id": int(image_id), "error": str(exc)})
             continue

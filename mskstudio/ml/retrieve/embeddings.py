@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.io.analysis import load_analysis
 from mskstudio.jobs import JobContext
-from mskstudio.ml.classify.classifier import CHECKPOINT_FORMAT
+from mskstudio.ml.deploy.onnx_export import onnx_module_for_run
+from mskstudio.ml.retrieve.embedders import embedding_module
+from mskstudio.ml.retrieve.params import EmbedParams
 
 if TYPE_CHECKING:
-    import torch
 
     from mskstudio.store import Project
 
@@ -49,66 +51,11 @@ def roi_loader(project: Project):
     from mskstudio.ml.roi import crop_roi, image_roi_rect
 
     def load(image_id: int) -> np.ndarray:
-        arr = project.images.load_analysis(image_id)
+        arr = load_analysis(project, image_id)
         rect = image_roi_rect(project, image_id, arr.shape)
         return crop_roi(arr, rect)[0] if rect is not None else arr
 
     return load
-
-
-def classifier_trunk(project: Project, run_id: int) -> torch.nn.Module:
-    """Penultimate features of a trained classifier: its fold models' encoders side by side.
-
-    The folds learned different feature spaces, so their features are concatenated (and
-    later L2-normalised as a whole) rather than averaged."""
-    import torch
-
-    from mskstudio.ml.classify.classifier import load_ensemble
-
-    loaded = load_ensemble(project, run_id)
-    stages = [loaded[k] for k in ("main", "stage1", "stage2") if k in loaded]
-    encoders = [m.encoder for ens in stages for m in ens.models]
-
-    class Trunk(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.encoders = torch.nn.ModuleList(encoders)
-
-        def forward(self, x):  # x is already normalised by extract_features
-            return torch.cat([e(x) for e in self.encoders], dim=1)
-
-    trunk = Trunk().eval()
-    trunk.feature_dim = sum(m.feature_dim for ens in stages for m in ens.models)
-    trunk.arch, trunk.input_size = stages[0].arch, stages[0].size
-    return trunk
-
-
-def embedding_module(project: Project, run_id: int) -> torch.nn.Module:
-    """The penultimate-layer network of a model run (DeepCluster backbone, classifier trunk …)."""
-    from mskstudio.ml.models import build_backbone, load_backbone, load_checkpoint
-
-    row = project.models.get(int(run_id))
-    if row is None:
-        raise ValueError(f"no model run {run_id}")
-    ckpt = load_checkpoint(project, int(run_id))
-    if isinstance(ckpt.get("backbone"), dict) and "arch" in ckpt and row["kind"] == "deepcluster":
-        return load_backbone(project, int(run_id))
-    if row["kind"] == "classifier" and ckpt.get("format") == CHECKPOINT_FORMAT:
-        return classifier_trunk(project, int(run_id))
-    arch = ckpt.get("arch") or ckpt.get("backbone_arch") or row["arch"]
-    backbone, dim = build_backbone(arch)
-    state = ckpt.get("backbone") if isinstance(ckpt.get("backbone"), dict) else None
-    if state is None:
-        full = ckpt.get("model") or ckpt.get("state_dict") or {}
-        state = {k.removeprefix("backbone."): v for k, v in full.items() if k.startswith("backbone.")}
-        if not state:  # a plain torchvision-style state dict: drop the head
-            state = {k: v for k, v in full.items() if not k.startswith(("fc.", "head."))}
-    missing, _ = backbone.load_state_dict(state, strict=False)
-    if len(missing) > len(state):
-        raise ValueError(f"model run {run_id}: checkpoint holds no backbone weights for {arch}")
-    backbone.feature_dim, backbone.arch = dim, arch
-    backbone.input_size = ckpt.get("input_size") or (ckpt.get("params") or {}).get("input_size")
-    return backbone.eval()
 
 
 # ---- computing ------------------------------------------------------------------------------
@@ -123,7 +70,7 @@ def pixel_embeddings(project: Project, image_ids: Sequence[int], ctx: JobContext
         if i % 32 == 0:
             ctx.check_cancelled()
             ctx.progress(i / max(len(image_ids), 1), f"pixels {i}/{len(image_ids)}")
-        out[i] = letterbox(project.images.load_analysis(int(image_id)), size).ravel()
+        out[i] = letterbox(load_analysis(project, int(image_id)), size).ravel()
     ctx.progress(1.0, "pixels done")
     return l2_normalise(out)
 
@@ -140,7 +87,6 @@ def model_embeddings(project: Project, run_id: int, image_ids: Sequence[int],
     loader = roi_loader(project) if roi else None
     dataset = AnalysisDataset(project, image_ids, size, augment=None, preload=False, loader=loader)
     if backend == "onnx":
-        from mskstudio.ml.deploy.onnx_runtime import onnx_module_for_run
 
         module = onnx_module_for_run(project, run_id, module, size)
     return extract_features(project, module, image_ids, ctx, size=size, dataset=dataset,
@@ -209,6 +155,7 @@ def _save(path: Path, array: np.ndarray) -> None:
 
 def run_embed(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job ``embed``: params run_id (or "pixels"), roi (True), backend ("torch"|"onnx"), rebuild."""
+    EmbedParams.from_json(params).check(project)
     rep = params.get("run_id", "pixels")
     x, ids = load(project, rep, None, ctx, roi=bool(params.get("roi", True)),
                   backend=params.get("backend", "torch"), rebuild=bool(params.get("rebuild", False)))

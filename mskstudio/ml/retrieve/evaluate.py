@@ -19,6 +19,7 @@ import numpy as np
 from mskstudio.jobs import JobContext
 from mskstudio.ml.retrieve import embeddings as emb
 from mskstudio.ml.retrieve.knn_index import KnnIndex
+from mskstudio.ml.retrieve.params import EvalRetrievalParams
 
 if TYPE_CHECKING:
     from mskstudio.store import Project
@@ -123,6 +124,7 @@ def run_eval_retrieval(project: Project, params: dict[str, Any], ctx: JobContext
     params: run_id (None: baseline only), label_set ("diagnosis"), ks ([1,3,5,7]),
     shuffles (3), seed (0), n_splits (5, i.e. 20 % of patients are queries), roi (True).
     """
+    EvalRetrievalParams.from_json(params).check(project)  # before the label set lookup creates one
     set_name = params.get("label_set", "diagnosis")
     set_id = project.labels.label_set(set_name)
     names = {r["id"]: r["name"] for r in project.labels.classes(set_id)}

@@ -22,6 +22,7 @@ import numpy as np
 from mskstudio.jobs import JobContext
 from mskstudio.ml.retrieve import embeddings as emb
 from mskstudio.ml.retrieve.knn_index import KnnIndex
+from mskstudio.ml.retrieve.params import similar_problems
 
 if TYPE_CHECKING:
     from mskstudio.store import Project
@@ -158,6 +159,9 @@ def similar(project: Project, run_id: int | str | None, image_id: int, k: int = 
     The vote counts the neighbours' diagnoses, or their effective labels in
     ``label_set`` when given.  Excluded images are never returned.
     """
+    problems = similar_problems(project, run_id, image_id, k)
+    if problems:
+        raise ValueError(" ".join(problems))
     entry = get_index(project, run_id, ctx, **kw)
     image_id = int(image_id)
     if image_id in entry.row:

@@ -257,7 +257,7 @@ def dice_bce_loss(
 
 def iou_dice_batch(pred: np.ndarray, target: np.ndarray) -> tuple[list[float], list[float]]:
     """Per-image IoU and Dice of bool arrays [N, H, W]; empty vs empty counts as 1."""
-    from mskstudio.io.masks import iou_dice
+    from mskstudio.imaging.masks import iou_dice
 
     pairs = [iou_dice(p, t) for p, t in zip(pred, target, strict=True)]
     return [a for a, _ in pairs], [b for _, b in pairs]

@@ -33,34 +33,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.io.analysis import load_analysis
 from mskstudio.ml import roi
 from mskstudio.ml.segment.data import _resize_float
+from mskstudio.ml.segment.params import TrainBoxSegParams
 
 if TYPE_CHECKING:
     from mskstudio.store import Project
 
 MODEL_KIND = "box-segmenter"
-DEFAULTS: dict[str, Any] = {
-    # Measured on the phantom demo (tests/bench/bench_segment.py): a 64 px crop with 5 boxes
-    # per lesion per epoch beat a 96 px crop with 3 at the same CPU cost (more boxes seen);
-    # held-out IoU rose from 0.82 at 14 epochs to 0.85 at 24 (~6 CPU minutes).
-    "arch": "unet-small",
-    "crop": 64,
-    "epochs": 24,
-    "samples_per_image": 5,
-    "batch_size": 16,
-    "lr": 4e-3,
-    "val_fraction": 0.15,
-    "test_fraction": 0.15,
-    "seed": 0,
-    "jitter": (-0.1, 0.3),  # each box edge moves by U(lo, hi) x box side; > 0 is outward (looser)
-    "augment": True,
-    "class": None,
-    "device": None,
-    "max_images": None,
-    "threshold": 0.5,
-    "threads": None,
-}
+# The defaults of job train-seg-box are TrainBoxSegParams' (ml/segment/params.py), defined once.
+DEFAULTS: dict[str, Any] = TrainBoxSegParams().to_json()
 MIN_SIDE = 16  # full-grid pixels: a box smaller than this still gets a 16 px square of context
 
 
@@ -126,7 +109,7 @@ def load_pixels(project: Project, image_id: int) -> Pixels:
             return Pixels(image, full)
     except (OSError, ValueError, KeyError, DicomReadError):
         pass  # no readable file (e.g. a moved source folder): the cache is the best we have
-    return Pixels(project.images.load_analysis(image_id), full)
+    return Pixels(load_analysis(project, image_id), full)
 
 
 def crop_input(pixels: Pixels, square: Sequence[int], box: Rect, size: int) -> np.ndarray:

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.io.analysis import load_analysis
+
 # Re-exported: the public segmentation API lives in one place for callers.
 from mskstudio.ml.segment.data import (  # noqa: F401
     SOURCE_ORDER,
@@ -47,30 +49,14 @@ from mskstudio.ml.segment.data import (  # noqa: F401
     unprepare,
     unprepare_probability,
 )
+from mskstudio.ml.segment.params import PrelabelParams, TrainSegParams
 
 if TYPE_CHECKING:
     from mskstudio.jobs import JobContext
     from mskstudio.store import Project
 
-DEFAULTS: dict[str, Any] = {
-    "arch": "unet-resnet34",
-    "size": 256,
-    "epochs": 30,
-    "batch_size": 8,
-    "lr": 1e-3,
-    "val_fraction": 0.15,
-    "test_fraction": 0.15,
-    "folds": 1,
-    "seed": 0,
-    "augment": True,
-    "background_threshold": 0.02,
-    "encoder_run_id": None,
-    "class": None,
-    "device": None,
-    "max_images": None,
-    "threshold": 0.5,
-    "pos_weight": 5.0,
-}
+# The defaults are TrainSegParams' (ml/segment/params.py), the one place that defines them.
+DEFAULTS: dict[str, Any] = TrainSegParams().to_json()
 
 
 # ---- training -----------------------------------------------------------------------------------
@@ -89,7 +75,7 @@ def _stack(
             ctx.check_cancelled()
         row = project.images.get(i)
         x, m, _ = prepare(
-            project.images.load_analysis(i),
+            load_analysis(project, i),
             masks[i],
             size,
             full=(row["rows"], row["cols"]),
@@ -203,6 +189,7 @@ def run_train_seg(project: Project, params: dict[str, Any], ctx: JobContext) -> 
 
     from mskstudio.ml.models import load_checkpoint, pick_device
 
+    TrainSegParams.from_json(params).check(project)  # before any run row is written
     p = {**DEFAULTS, **(params or {})}
     t0, cpu0 = time.time(), time.process_time()
     device = pick_device(p["device"])
@@ -308,7 +295,7 @@ def predict_probability(project: Project, model, ckpt: dict, image_id: int, devi
 
     row = project.images.get(image_id)
     sq, _, geom = prepare(
-        project.images.load_analysis(image_id),
+        load_analysis(project, image_id),
         None,
         ckpt["input_size"],
         full=(row["rows"], row["cols"]),
@@ -348,7 +335,7 @@ def run_prelabel(project: Project, params: dict[str, Any], ctx: JobContext) -> d
     region the whole-image model finds is re-segmented inside its box (two-stage cascade)."""
     from mskstudio.ml.models import pick_device
 
-    run_id = params.get("run_id")
+    run_id = PrelabelParams.from_json(params).check(project).model_run_id
     if run_id is None:
         done = [r for r in project.models.list("segmenter") if r["status"] == "done" and r["checkpoint_sha"]]
         if not done:

@@ -24,6 +24,7 @@ from mskstudio.ml.segment.data import (
     store_finished_run,
     training_masks,
 )
+from mskstudio.ml.segment.params import TrainBoxSegParams
 
 if TYPE_CHECKING:
     from mskstudio.jobs import JobContext
@@ -49,7 +50,7 @@ def score_boxes(
     ctx: JobContext | None = None,
 ) -> dict[str, dict[str, list[float]]]:
     """Per-image IoU and Dice on the full grid of the model and the baselines, on the same boxes."""
-    from mskstudio.io.masks import iou_dice
+    from mskstudio.imaging.masks import iou_dice
 
     out: dict[str, dict[str, list[float]]] = {k: {"iou": [], "dice": []} for k in ("model", "box", "otsu")}
     for n, (i, box) in enumerate(boxes.items()):
@@ -156,6 +157,7 @@ def run_train_box_seg(project: Project, params: dict[str, Any], ctx: JobContext)
     from mskstudio.ml.models import pick_device
     from mskstudio.ml.segment.unet import build_segmenter
 
+    TrainBoxSegParams.from_json(params).check(project)  # before any run row is written
     p = {**sr.DEFAULTS, **(params or {})}
     p["jitter"] = list(p["jitter"])
     if p["threads"]:
