@@ -88,10 +88,15 @@ def test_window_shows_nothing_of_truth_other_readers_model_or_project(qtbot, stu
     from mskstudio.gui.readers.window import BlindImages, open_reading_window
 
     p, sid, names = study
+    # another reader's box on every case: the reading window must not draw it
+    lesion = p.annotations.class_id("lesion")
+    for image_id in p.readers.case_images(sid):
+        p.annotations.add_box(image_id, lesion, (2, 2, 20, 20), annotator="ann")
     w = open_reading_window(p, sid, "bob")
     qtbot.addWidget(w)
     w.show()
     qtbot.waitUntil(lambda: w.viewer.rad is not None, timeout=20000)
+    assert w.viewer.box_items == []
     text = _texts(w)
     pseudonyms = [r["pseudonym"] for r in p.db.query("SELECT pseudonym FROM patients")]
     assert not any(ps in text for ps in pseudonyms)

@@ -32,6 +32,13 @@ class _NoMeasurements:
         return []
 
 
+class _NoAnnotations:
+    """A reader sees no one's boxes or masks (other readers', imported or a model's)."""
+
+    def boxes_of(self, image_id: int) -> list:
+        return []
+
+
 class BlindImages:
     """What the viewer may ask of a project, for the study's images only, with no identity."""
 
@@ -42,6 +49,7 @@ class BlindImages:
         self._allowed = set(int(i) for i in image_ids)
         self.images = self
         self.measurements = _NoMeasurements()
+        self.annotations = _NoAnnotations()
 
     def _check(self, image_id: int) -> None:
         if int(image_id) not in self._allowed:
