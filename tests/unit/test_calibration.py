@@ -9,8 +9,8 @@ import pytest
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import confusion_matrix, log_loss, roc_curve
 
+from mskstudio.ml.evaluate import calibration as cal
 from mskstudio.ml.evaluate import metrics as ev
-from mskstudio.ml.evaluate.metrics import calibration as cal
 
 
 def _overconfident(n=400, c=3, seed=0):

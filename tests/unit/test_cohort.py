@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mskstudio.ml.evaluate.metrics import cohort as co
+from mskstudio.ml.evaluate import cohort as co
 
 
 def _cohort(seed=0, skewed=False):

@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import binomtest, bootstrap, norm
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from mskstudio.ml.evaluate.metrics import compare as cmp
+from mskstudio.ml.evaluate import compare as cmp
 
 
 def _kernel_delong(y, a, b):

@@ -66,8 +66,8 @@ def _rows(path: Path) -> list[list[str]]:
 
 def test_report_contents_and_regeneration(project, trained, tmp_path):
     from mskstudio.jobrun import submit_and_run
+    from mskstudio.ml.evaluate import compare as cmp
     from mskstudio.ml.evaluate import dashboard_figures as dd
-    from mskstudio.ml.evaluate.metrics import compare as cmp
     from mskstudio.ml.explain.gradcam import cam_path
 
     a = trained[1]

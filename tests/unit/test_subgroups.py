@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from mskstudio.ml.evaluate.metrics import subgroups as sg
+from mskstudio.ml.evaluate import subgroups as sg
 from mskstudio.ml.evaluate.metrics import wilson_ci
 
 
