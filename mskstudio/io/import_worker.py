@@ -80,8 +80,20 @@ def process_file(path: str) -> dict[str, Any]:
         return {"status": "failed", "path": path, "reason": "too large to decode in memory"}
     except OSError as exc:
         return {"status": "failed", "path": path, "reason": exc.strerror or str(exc)}
-    except Exception as exc:  # any decoder bug: recorded against this file, the import goes on
-        return {"status": "failed", "path": path, "reason": f"{type(exc).__name__}: {exc}"}
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - any decoder bug, pyo3's PanicException
+        # included (it derives from BaseException): recorded against this file, the import goes on.
+        return {"status": "failed", "path": path, "reason": _reason(exc)}
+
+
+def _reason(exc: BaseException) -> str:
+    """One line naming the error; never the exception object itself (it may not pickle)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    name = type(exc).__name__
+    if name == "PanicException":
+        return f"the decoder failed on damaged data (panic: {text[:200]})"
+    return f"{name}: {text[:300]}" if text else name
 
 
 def _decode_and_store(path: str) -> dict[str, Any]:

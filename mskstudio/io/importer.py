@@ -10,23 +10,24 @@ order is crash-safe).
   re-run after a kill imports exactly what is missing (a kill loses at most the
   uncommitted batch: ``COMMIT_EVERY`` files or ``COMMIT_SECONDS`` of work).
 * One bad file never stops the import: its path and reason go into
-  ``import_failures`` and the summary.
+  ``import_failures`` and the summary.  Every file is decoded in a worker process
+  (``import_pool``): a decoder that raises anything, crashes its process or hangs past
+  ``file_time_limit_s`` costs that one file, and the batches stored before stay.
 * Workers are *spawned*, not forked: the GUI and torch run threads, and forking a
   threaded process can deadlock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from functools import partial
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from mskstudio.io.import_pool import isolated_results
 from mskstudio.io.import_worker import init_worker, process_file
 from mskstudio.jobs import Cancelled, JobContext
 from mskstudio.store import Project
@@ -45,6 +46,8 @@ class ImportOptions:
     deidentify: bool = True
     keep_map: bool = False       # keep original PatientID beside the pseudonym (opt-in)
     workers: int = 2
+    file_time_limit_s: float = 180.0   # a file still decoding after this is skipped (worker replaced)
+    isolate: bool = True         # False: decode in this process (debugging; a crash ends the import)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> ImportOptions:
@@ -58,6 +61,8 @@ class ImportOptions:
             raise ValueError("import: referencing files in place needs deidentify=False")
         if opts.workers < 1:
             raise ValueError(f"import: workers must be ≥ 1, got {opts.workers}")
+        if not opts.file_time_limit_s or opts.file_time_limit_s <= 0:
+            raise ValueError(f"import: file_time_limit_s must be > 0, got {opts.file_time_limit_s}")
         return opts
 
 
@@ -153,7 +158,7 @@ def run_import(project: Project, params: dict[str, Any], ctx: JobContext) -> dic
     done = summary.failed
     try:
         try:
-            for result in _results(files, init_args, opts.workers, ctx):
+            for result in _results(files, init_args, opts, ctx):
                 batch.add(result, ctx)
                 done += 1
                 ctx.progress(done / max(summary.files_seen, 1),
@@ -162,6 +167,10 @@ def run_import(project: Project, params: dict[str, Any], ctx: JobContext) -> dic
             batch.commit()
         except Cancelled:
             batch.commit()  # keep what is finished; the re-run imports the rest
+            raise
+        except Exception:
+            with contextlib.suppress(Exception):  # keep the decoded files; report the first error
+                batch.commit()
             raise
     finally:
         summary.seconds = time.monotonic() - started
@@ -172,35 +181,16 @@ def run_import(project: Project, params: dict[str, Any], ctx: JobContext) -> dic
     return summary.as_dict()
 
 
-def _results(files: list[str], init_args: tuple, workers: int, ctx: JobContext) -> Iterator[dict]:
-    """Results in completion order; a bounded number in flight so cancel is quick."""
-    if workers <= 1 or len(files) < 8:
+def _results(files: list[str], init_args: tuple, opts: ImportOptions, ctx: JobContext) -> Iterator[dict]:
+    """Results in completion order, each file decoded in a worker process (``import_pool``)."""
+    if not opts.isolate:
         init_worker(*init_args)
         for path in files:
             ctx.check_cancelled()
             yield process_file(path)
         return
-    executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                   initializer=partial(init_worker, worker_process=True), initargs=init_args)
-    pending: set[Future] = set()
-    queue = iter(files)
-    try:
-        while True:
-            while len(pending) < workers * 4:
-                path = next(queue, None)
-                if path is None:
-                    break
-                pending.add(executor.submit(process_file, path))
-            if not pending:
-                break
-            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            ctx.check_cancelled()
-            for future in done:
-                yield future.result()
-    finally:
-        for future in pending:
-            future.cancel()
-        executor.shutdown(wait=True, cancel_futures=True)
+    yield from isolated_results(files, init_args, opts.workers, ctx.check_cancelled,
+                                time_limit_s=float(opts.file_time_limit_s))
 
 
 class _Batch:
