@@ -134,10 +134,10 @@ class TqdmSink:
         self.bar.set_postfix_str(f"{message[:60]}{eta}", refresh=True)
 
     def on_metric(self, name: str, value: float, step: int) -> None:
-        self.bar.write(f"  {name}[{step}] = {value:.4g}")
+        self.bar.write(f"  {name}[{step}] = {value:.4g}", file=sys.stderr)
 
     def on_log(self, message: str) -> None:
-        self.bar.write(f"  {message}")
+        self.bar.write(f"  {message}", file=sys.stderr)
 
     def close(self) -> None:
         self.bar.close()
@@ -169,11 +169,16 @@ def ctrl_c_cancels(token: CancelToken):
 def run_sync(project: Project, kind: str, params: dict[str, Any], *, label: str | None = None,
              quiet: bool = False) -> Any:
     """Submit and run a job in this process with a progress bar and Ctrl-C as cancel."""
+    return run_existing(project, project.jobs.submit(kind, params), label=label or kind, quiet=quiet)
+
+
+def run_existing(project: Project, job_id: int, *, label: str, quiet: bool = False) -> Any:
+    """Run a submitted job row in this process with a progress bar and Ctrl-C as cancel."""
     token = CancelToken()
-    sink = None if quiet else TqdmSink(label or kind)
+    sink = None if quiet else TqdmSink(label)
     try:
         with ctrl_c_cancels(token):
-            return submit_and_run(project, kind, params, sink=sink, token=token)
+            return run_job(project, job_id, sink=sink, token=token)
     finally:
         if sink:
             sink.close()

@@ -293,9 +293,7 @@ def _train(project: Project, p: dict[str, Any], ids: list[int], dataset, backbon
             dataset.augment = None
             if p["bn_recalibrate"]:  # the checkpoint (and the next epoch's k-means) get clean statistics
                 _recalibrate(backbone, dataset, p, device, ctx)
-            ctx.metric("loss", float(np.mean(losses)) if losses else float("nan"), epoch)
             epoch_s = time.perf_counter() - t0
-            ctx.metric("epoch_seconds", epoch_s, epoch)
             prev = km.assign
             state = {"arch": p["arch"], "backbone": {k: v.detach().cpu() for k, v in
                                                      backbone.state_dict().items()},
@@ -306,6 +304,9 @@ def _train(project: Project, p: dict[str, Any], ids: list[int], dataset, backbon
             project.models.set_checkpoint(run_id, sha, metrics={
                 "epoch": epoch, "epochs": epochs, "nmi_history": history,
                 "loss": float(np.mean(losses)) if losses else None, "epoch_seconds": epoch_s})
+            # After the checkpoint: a kill before it trains (and reports) this epoch again.
+            ctx.metric("loss", float(np.mean(losses)) if losses else float("nan"), epoch)
+            ctx.metric("epoch_seconds", epoch_s, epoch)
             ectx.progress(1.0, f"epoch {epoch + 1}/{epochs} saved")
     except Cancelled:
         project.models.set_status(run_id, "cancelled")
