@@ -22,6 +22,9 @@ ANALYSIS_LONG_SIDE = 512
 THUMB_SIZE = 256
 
 _WORKER: dict[str, Any] = {}
+# A frame larger than this is refused before decoding (a 43x43 cm detector at 0.1 mm,
+# 16-bit RGB, is 1.1 GB): a damaged Rows/Columns would otherwise ask for many GB.
+MAX_FRAME_BYTES = 2 << 30
 
 
 # glibc malloc settings of an import worker process (see ``keep_freed_memory``).
@@ -93,6 +96,8 @@ def _reason(exc: BaseException) -> str:
     name = type(exc).__name__
     if name == "PanicException":
         return f"the decoder failed on damaged data (panic: {text[:200]})"
+    if isinstance(exc, RecursionError):
+        return "sequences nested too deeply to read (damaged or hostile file)"
     return f"{name}: {text[:300]}" if text else name
 
 
@@ -107,6 +112,11 @@ def _decode_and_store(path: str) -> dict[str, Any]:
     original_hash = pseudo_uid(secret, header.sop_uid)
     if original_hash in _WORKER["known"]:
         return {"status": "duplicate", "path": path}
+    frame_bytes = header.rows * header.cols * max(header.samples_per_pixel, 1) * max(header.bits_allocated, 8) // 8
+    if frame_bytes > MAX_FRAME_BYTES:  # a damaged header would make the decoder allocate this
+        return {"status": "failed", "path": path,
+                "reason": f"image too large to decode ({header.rows} x {header.cols} pixels, "
+                          f"{frame_bytes / 2**30:.1f} GiB a frame)"}
     ds = read_dataset(path, data=data)
     frames = [_frame_products(ds, frame, original_hash) for frame in range(header.n_frames)]
     if opts.deidentify:

@@ -35,6 +35,7 @@ from mskstudio.ml.segment.data import (  # noqa: F401
     SegDataset,
     background_crop,
     dice_bce_loss,
+    images_by_part,
     iou_dice_batch,
     mark_stopped,
     patient_folds,
@@ -253,7 +254,8 @@ def run_train_seg(project: Project, params: dict[str, Any], ctx: JobContext) -> 
                 if best is None or m["val"]["dice"] > best[1]["val"]["dice"]:
                     best = (state, m, part)
                 continue
-            idx = {k: [n for n, i in enumerate(ids) if part[patients[i]] == k] for k in ("train", "val", "test")}
+            position = {i: n for n, i in enumerate(ids)}
+            idx = {k: [position[i] for i in v] for k, v in images_by_part(ids, patients, part).items()}
             data = {k: (xs[v], ms[v]) for k, v in idx.items()}
             span = 0.9 / len(splits)
             tag = f"fold{f}/" if len(splits) > 1 else ""

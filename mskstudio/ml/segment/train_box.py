@@ -17,6 +17,7 @@ import numpy as np
 from mskstudio.ml.segment import roi_seg as sr
 from mskstudio.ml.segment.data import (
     dice_bce_loss,
+    images_by_part,
     iou_dice_batch,
     mark_stopped,
     patient_split,
@@ -180,7 +181,7 @@ def run_train_box_seg(project: Project, params: dict[str, Any], ctx: JobContext)
         raise ValueError(f"box segmentation needs at least 3 images with masks, the project has {len(ids)}")
     patients = project.images.patient_of(ids)
     part = patient_split(patients, p["val_fraction"], p["test_fraction"], p["seed"])
-    by_part = {k: [i for i in ids if part[patients[i]] == k] for k in ("train", "val", "test")}
+    by_part = images_by_part(ids, patients, part)
     train = _lesions(project, by_part["train"], masks, int(p["crop"]), ctx.sub(0.0, 0.05))
     val = _lesions(project, by_part["val"], masks, int(p["crop"]), ctx.sub(0.05, 0.1))
     if run_id is None:
