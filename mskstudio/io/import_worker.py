@@ -94,6 +94,8 @@ def _reason(exc: BaseException) -> str:
     """One line naming the error; never the exception object itself (it may not pickle)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     name = type(exc).__name__
+    if name.islower():  # struct.error, zlib.error: the module says what failed
+        name = f"{type(exc).__module__}.{name}"
     if name == "PanicException":
         return f"the decoder failed on damaged data (panic: {text[:200]})"
     if isinstance(exc, RecursionError):

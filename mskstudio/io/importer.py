@@ -46,7 +46,10 @@ class ImportOptions:
     deidentify: bool = True
     keep_map: bool = False       # keep original PatientID beside the pseudonym (opt-in)
     workers: int = 2
-    file_time_limit_s: float = 180.0   # a file still decoding after this is skipped (worker replaced)
+    # A file still decoding after this many seconds (plus file_time_per_mb_s a megabyte)
+    # is skipped and its worker replaced: 15 MB then gets 60 s, on a loaded machine too.
+    file_time_limit_s: float = 30.0
+    file_time_per_mb_s: float = 2.0
     isolate: bool = True         # False: decode in this process (debugging; a crash ends the import)
 
     @classmethod
@@ -190,7 +193,8 @@ def _results(files: list[str], init_args: tuple, opts: ImportOptions, ctx: JobCo
             yield process_file(path)
         return
     yield from isolated_results(files, init_args, opts.workers, ctx.check_cancelled,
-                                time_limit_s=float(opts.file_time_limit_s))
+                                time_limit_s=float(opts.file_time_limit_s),
+                                per_mb_s=float(opts.file_time_per_mb_s))
 
 
 class _Batch:
