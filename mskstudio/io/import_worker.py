@@ -122,9 +122,10 @@ def _decode_and_store(path: str) -> dict[str, Any]:
     ds = read_dataset(path, data=data)
     frames = [_frame_products(ds, frame, original_hash) for frame in range(header.n_frames)]
     if opts.deidentify:
-        clean, _report = deidentify(ds, secret)
+        dates = getattr(opts, "dates", "shift")
+        clean, _report = deidentify(ds, secret, dates=dates)
         blob_sha, source_path = blobs.put_chunks(dataset_file_chunks(clean), durable=False), None
-        stored = _deidentified_header(header, secret)
+        stored = _deidentified_header(header, secret, dates)
     else:
         blob_sha = blobs.put_chunks([data], durable=False) if opts.copy else None
         source_path = None if opts.copy else os.path.abspath(path)
@@ -149,11 +150,15 @@ def _frame_products(ds, frame: int, original_hash: str) -> dict[str, Any]:
             "attributes": frame_header(ds, frame)}
 
 
-def _deidentified_header(header, secret: bytes):
+def _deidentified_header(header, secret: bytes, dates: str = "shift"):
     """The header as the de-identified file has it: the same keyed functions deid uses."""
-    from mskstudio.io.deid import centre_code, pseudo_uid, pseudonym
+    from mskstudio.io.deid import centre_code, date_offset_days, pseudo_uid, pseudonym, shift_date
 
     pid = pseudonym(secret, header.patient_id)
+    if dates == "shift":
+        days = date_offset_days(secret, header.patient_id)
+        header = replace(header, study_date=shift_date(header.study_date, days),
+                         acquisition_date=shift_date(header.acquisition_date, days))
     return replace(
         header, patient_id=pid, patient_name=pid,
         institution=centre_code(secret, header.institution) if header.institution.strip() else "",

@@ -44,6 +44,9 @@ class ImportOptions:
     paths: list[str]
     copy: bool = True            # copy into blobs/ (False: reference files in place)
     deidentify: bool = True
+    # De-identified dates: "shift" (PS3.15 Modified Dates) or "full"; None: the project's
+    # option (meta 'deid_dates'), "shift" for a new project.
+    dates: str | None = None
     keep_map: bool = False       # keep original PatientID beside the pseudonym (opt-in)
     workers: int = 2
     # A file still decoding after this many seconds (plus file_time_per_mb_s a megabyte)
@@ -62,6 +65,8 @@ class ImportOptions:
             # A file referenced in place keeps its PHI on disk; the project would
             # then point at identifiable data while claiming to be de-identified.
             raise ValueError("import: referencing files in place needs deidentify=False")
+        if opts.dates not in (None, "shift", "full"):
+            raise ValueError(f"import: dates must be 'shift' or 'full', not {opts.dates!r}")
         if opts.workers < 1:
             raise ValueError(f"import: workers must be ≥ 1, got {opts.workers}")
         if not opts.file_time_limit_s or opts.file_time_limit_s <= 0:
@@ -143,6 +148,8 @@ def _dicomdir_files(path: Path, emit) -> Iterator[tuple[Path, str | None]]:
 def run_import(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job ``import``: params {paths, copy, deidentify, keep_map, workers}."""
     opts = ImportOptions.from_params(params)
+    if opts.deidentify:
+        opts.dates = _date_option(project, opts.dates)
     started = time.monotonic()
     summary = ImportSummary()
     ctx.progress(0.0, "listing files")
@@ -178,10 +185,25 @@ def run_import(project: Project, params: dict[str, Any], ctx: JobContext) -> dic
     finally:
         summary.seconds = time.monotonic() - started
         project.audit("import", "job", ctx.job_id,
-                      {"paths": opts.paths, "deidentify": opts.deidentify, "copy": opts.copy,
+                      {"paths": opts.paths, "deidentify": opts.deidentify, "dates": opts.dates, "copy": opts.copy,
                        "keep_map": opts.keep_map, **{k: v for k, v in summary.as_dict().items()
                                                      if k != "failures"}})
     return summary.as_dict()
+
+
+def _date_option(project: Project, dates: str | None) -> str:
+    """One date option per project: mixing shifted and full dates would break the intervals
+    between a patient's studies.  The option is kept in meta 'deid_dates'."""
+    used = project.meta("deid_dates")
+    if used is None:
+        # Projects that imported de-identified images before the option existed kept full dates.
+        legacy = project.db.scalar("SELECT COUNT(*) FROM images WHERE blob_sha IS NOT NULL")
+        used = "full" if legacy else (dates or "shift")
+        project.set_meta("deid_dates", used)
+    if dates is not None and used != dates:
+        raise ValueError(f"import: this project's images were de-identified with dates={used!r}; "
+                         f"import with the same option (dates={dates!r} would mix shifted and full dates)")
+    return used
 
 
 def _results(files: list[str], init_args: tuple, opts: ImportOptions, ctx: JobContext) -> Iterator[dict]:
