@@ -115,9 +115,13 @@ def run_cluster(project: Project, params: dict[str, Any], ctx: JobContext) -> di
     random.seed(p["seed"])
     torch.manual_seed(p["seed"])
 
-    resume = _resume_run(project, p)
-    if resume:  # the run's own architecture, k and input size win over the new params
-        saved = project.models.params(resume)
+    resume, restart = _resume_run(project, p), None
+    if resume and not (project.models.get(resume) or {"checkpoint_sha": None})["checkpoint_sha"]:
+        # Killed before its first epoch was saved: the same run starts again from epoch 1.
+        ctx.log(f"model run {resume} has no checkpoint yet: it starts again from epoch 1")
+        restart, resume = resume, None
+    if resume or restart:  # the run's own architecture, k and input size win over the new params
+        saved = project.models.params(resume or restart)
         p.update({k: saved[k] for k in ("arch", "k", "input_size", "pca_dim") if saved.get(k)})
 
     from mskstudio.ml.datasets import AnalysisDataset
@@ -131,7 +135,7 @@ def run_cluster(project: Project, params: dict[str, Any], ctx: JobContext) -> di
         if epochs:
             backbone, model_run_id, nmi_history = _train(
                 project, p, ids, dataset, backbone, model_run_id, epochs, ctx.sub(0.05, 0.8),
-                device, job_id)
+                device, job_id, reuse_run=restart)
     elif p["mode"] in ("deepcluster", "fast"):
         if resume:
             backbone, model_run_id = None, resume
@@ -140,7 +144,7 @@ def run_cluster(project: Project, params: dict[str, Any], ctx: JobContext) -> di
         epochs = int(p["epochs"] if p["mode"] == "deepcluster" else p["pretrain_epochs"] or 0)
         backbone, model_run_id, nmi_history = _train(
             project, p, ids, dataset, backbone, model_run_id, epochs, ctx.sub(0.05, 0.85), device,
-            job_id, resume=resume)
+            job_id, resume=resume, reuse_run=restart)
     else:
         raise ValueError(f"unknown clustering mode {p['mode']!r} (deepcluster or fast)")
     return cluster_and_store(project, backbone, ids, p, ctx.sub(0.85, 1.0), dataset=dataset,
@@ -193,7 +197,8 @@ def _checkpoint_bytes(state: dict[str, Any]) -> bytes:
 
 
 def _train(project: Project, p: dict[str, Any], ids: list[int], dataset, backbone, parent_run_id,
-           epochs: int, ctx: JobContext, device, job_id, *, resume: int | None = None):
+           epochs: int, ctx: JobContext, device, job_id, *, resume: int | None = None,
+           reuse_run: int | None = None):
     """DeepCluster epochs; returns (backbone, model run id, NMI history)."""
     import torch
     import torch.nn as nn
@@ -213,6 +218,9 @@ def _train(project: Project, p: dict[str, Any], ids: list[int], dataset, backbon
             prev = np.asarray(ckpt["assign"])
         run_id = resume
         epochs = max(epochs, int(ckpt.get("params", {}).get("epochs", epochs)))
+        project.models.set_status(run_id, "running", job_id=job_id)
+    elif reuse_run:
+        run_id = reuse_run
         project.models.set_status(run_id, "running", job_id=job_id)
     else:
         run_id = project.models.create(KIND, p["arch"], name=p["name"] or f"DeepCluster {p['arch']}",
