@@ -181,11 +181,11 @@ class TqdmSink:
         self.bar.set_postfix_str(f"{message[:60]}{eta}", refresh=True)
 
     def on_metric(self, name: str, value: float, step: int) -> None:
-        self.bar.write(f"  {name}[{step}] = {value:.4g}")
+        self.bar.write(f"  {name}[{step}] = {value:.4g}", file=sys.stderr)
 
     def on_log(self, message: str) -> None:
         if self.echo_log:
-            self.bar.write(f"  {message}")
+            self.bar.write(f"  {message}", file=sys.stderr)
 
     def close(self) -> None:
         self.bar.close()
@@ -220,11 +220,18 @@ def run_sync(project: Project, kind: str, params: dict[str, Any], *, label: str 
 
     ``echo_log=False``: the job's log lines are not printed (the caller prints the result's
     own list, e.g. an import's skipped files, which were otherwise printed twice)."""
+    return run_existing(project, project.jobs.submit(kind, params), label=label or kind, quiet=quiet,
+                        echo_log=echo_log)
+
+
+def run_existing(project: Project, job_id: int, *, label: str, quiet: bool = False,
+                 echo_log: bool = True) -> Any:
+    """Run a submitted job row in this process with a progress bar and Ctrl-C as cancel."""
     token = CancelToken()
-    sink = None if quiet else TqdmSink(label or kind, echo_log=echo_log)
+    sink = None if quiet else TqdmSink(label, echo_log=echo_log)
     try:
         with ctrl_c_cancels(token):
-            return submit_and_run(project, kind, params, sink=sink, token=token)
+            return run_job(project, job_id, sink=sink, token=token)
     finally:
         if sink:
             sink.close()

@@ -36,6 +36,8 @@ def register(sub) -> None:
     )
     p.add_argument("--device", default=None, help="cpu, cuda … (default: auto)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", type=int, metavar="RUN",
+                   help="continue a cancelled or killed segmenter run at its next epoch (with --box: a box run)")
     p.set_defaults(func=cmd_train_seg)
 
     p = sub.add_parser("prelabel", help="predict masks (source 'model') for images without a human mask")
@@ -108,6 +110,8 @@ def cmd_train_seg(args) -> int:
         )
     # Unset options fall back to the job's own defaults (they differ between the two kinds).
     params = {k: v for k, v in params.items() if v is not None or k in ("class", "device", "encoder_run_id")}
+    if args.resume:  # the run keeps its own parameters
+        params = {"resume": args.resume, "device": args.device}
     with open_writable(args.project) as project:
         result = run_sync(project, kind, params, label=kind)
     print_json(result)

@@ -19,6 +19,10 @@ def register(sub) -> None:
     p.add_argument("--in-place", action="store_true",
                    help="reference files where they are instead of copying (needs --no-deid)")
     p.add_argument("--no-deid", action="store_true", help="keep identifying tags (not recommended)")
+    p.add_argument("--full-dates", action="store_true",
+                   help="keep study and acquisition dates unchanged (default for a new project: every "
+                        "date of a patient shifted by one keyed offset, PS3.15 Modified Dates; intervals "
+                        "survive); a project keeps the option of its first import")
     p.add_argument("--keep-map", action="store_true",
                    help="keep the original PatientID beside the pseudonym (opt-in)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
@@ -48,7 +52,8 @@ def cmd_import(args) -> int:
     with open_writable(args.project) as project:
         result = run_sync(project, "import", {
             "paths": [str(Path(p).absolute()) for p in args.paths], "copy": not args.in_place,
-            "deidentify": not args.no_deid, "keep_map": args.keep_map, "workers": args.workers,
+            "deidentify": not args.no_deid, "keep_map": args.keep_map,
+            "dates": "full" if args.full_dates else None, "workers": args.workers,
         }, label="import", echo_log=False)
     _print_import(result)
     return 0 if result["imported"] or result["duplicates"] else 1

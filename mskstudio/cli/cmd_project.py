@@ -25,6 +25,9 @@ def register(sub) -> None:
     p = sub.add_parser("jobs", help="list the jobs of a project with their status")
     add_project_arg(p)
     p.add_argument("--failures", action="store_true", help="also list files an import skipped")
+    p.add_argument("--resume", type=int, metavar="JOB",
+                   help="resume an interrupted (or cancelled) job: the same run continues at its next "
+                        "epoch, an import at its next file")
     p.set_defaults(func=cmd_jobs)
 
     p = sub.add_parser("run-job", help="run a submitted job (used by the GUI's subprocess runner)")
@@ -64,6 +67,8 @@ def cmd_info(args) -> int:
 
 
 def cmd_jobs(args) -> int:
+    if args.resume:
+        return _resume_job(args.project, args.resume)
     with open_project(args.project) as project:
         print(f"{'id':>4}  {'kind':<16} {'status':<11} {'progress':>8}  message")
         for job in project.jobs.records():
@@ -73,6 +78,23 @@ def cmd_jobs(args) -> int:
         if args.failures:
             for f in project.jobs.failures():
                 print(f"  job {f['job_id']}: {f['path']}: {f['reason']}")
+    return 0
+
+
+def _resume_job(path: str, job_id: int) -> int:
+    from mskstudio.jobrun import UserError, run_existing
+
+    with open_writable(path) as project:
+        row = project.jobs.get(job_id)
+        if row is None:
+            raise UserError(f"{path}: no job {job_id}")
+        if row["status"] not in ("interrupted", "cancelled", "error"):
+            raise UserError(f"job {job_id} is {row['status']}: only an interrupted, cancelled or failed "
+                            "job can be resumed")
+        new_id = project.jobs.resubmit(job_id)
+        print(f"job {new_id} resumes job {job_id} ({row['kind']})", file=sys.stderr)
+        result = run_existing(project, new_id, label=f"{row['kind']} (resumed)")
+    print_json(result)
     return 0
 
 

@@ -19,6 +19,8 @@ the patient, so training on the reference standard needs no extra step.
 from __future__ import annotations
 
 import csv
+import io
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,32 +52,64 @@ class RowError(ValueError):
     pass
 
 
+MAX_FIELD_CHARS = 16 << 20
+
+
+def _read_text(path: Path) -> str:
+    """The file as text: UTF-8 (with or without BOM) or UTF-16 with a BOM; else one clear line."""
+    data = path.read_bytes()
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: damaged UTF-16 text at byte {exc.start}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 4]!r}); save it as "
+            "UTF-8 (in Excel: 'CSV UTF-8')") from None
+
+
 def run_import_clinical(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     path = Path(params.get("path") or "")
     if not path.is_file():
         raise ValueError(f"{path}: no such CSV file")
     summary = ClinicalSummary()
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    text = _read_text(path)
+    limit = csv.field_size_limit()
+    csv.field_size_limit(MAX_FIELD_CHARS)  # a long free-text report is fine; 128 KB was the default
+    try:
         try:
-            sample = f.read(4096)
-            f.seek(0)
-            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+            dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
         except csv.Error:
             dialect = csv.excel
-        reader = csv.DictReader(f, dialect=dialect)
-        if not reader.fieldnames:
-            raise ValueError(f"{path}: empty CSV (no header row)")
-        columns = [c.strip().lower() for c in reader.fieldnames]
-        if "patient_id" not in columns:
-            raise ValueError(f"{path}: no patient_id column (columns are: {', '.join(columns)})")
-        reader.fieldnames = columns
-        summary.unknown_columns = [c for c in columns if c not in BASE_COLUMNS and not LAB_RE.match(c)]
-        rows = list(reader)
+        reader = csv.DictReader(io.StringIO(text, newline=""), dialect=dialect)
+        try:
+            fieldnames = reader.fieldnames
+            if not fieldnames:
+                raise ValueError(f"{path}: empty CSV (no header row)")
+            columns = [(c or "").strip().lower() for c in fieldnames]
+            if "patient_id" not in columns:
+                raise ValueError(f"{path}: no patient_id column (columns are: {', '.join(columns)[:300]})")
+            reader.fieldnames = columns
+            summary.unknown_columns = [c for c in columns if c not in BASE_COLUMNS and not LAB_RE.match(c)]
+            rows = list(reader)
+        except csv.Error as exc:
+            raise ValueError(f"{path} line {reader.line_num}: not readable as CSV ({exc})") from None
+    finally:
+        csv.field_size_limit(limit)
     summary.rows = len(rows)
+    first_line: dict[str, int] = {}
     for n, row in enumerate(rows):
         ctx.check_cancelled()
-        line = n + 2  # header is line 1
+        line = n + 2  # header is line 1 (a quoted field with line breaks shifts this)
         try:
+            key = (row.get("patient_id") or "").strip()
+            if key and key in first_line:
+                raise RowError(f"patient {key[:60]!r} is already on line {first_line[key]}; "
+                               "this row was skipped")
+            first_line.setdefault(key, line)
             _import_row(project, row)
             summary.imported += 1
         except RowError as exc:
@@ -91,6 +125,8 @@ def _import_row(project: Project, row: dict[str, str | None]) -> None:
     key = (row.get("patient_id") or "").strip()
     if not key:
         raise RowError("empty patient_id")
+    if "\x00" in key or len(key) > 256:
+        raise RowError(f"patient_id {key[:40]!r}… is not an identifier")
     patient = project.images.find_patient(pseudonym(project.secret, key)) or project.images.find_patient(key)
     if patient is None:
         raise RowError(f"patient {key!r} is not in this project")
@@ -149,9 +185,12 @@ def _labs(row: dict[str, str | None]) -> dict[str, tuple]:
 
 def _number(text: str, column: str) -> float:
     try:
-        return float(text.replace(",", ".")) if text.count(",") == 1 and "." not in text else float(text)
+        value = float(text.replace(",", ".")) if text.count(",") == 1 and "." not in text else float(text)
     except ValueError:
-        raise RowError(f"{column} {text!r} is not a number") from None
+        raise RowError(f"{column} {text[:40]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise RowError(f"{column} {text[:40]!r} is not a finite number")
+    return value
 
 
 def _reference_labels(project: Project, patient_id: int, fields: dict[str, Any]) -> None:

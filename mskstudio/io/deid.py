@@ -6,9 +6,16 @@ technique, coded anatomy) survive, at every sequence depth; everything else, all
 private tags and any sequence not listed, is dropped.  A keep-list fails safe: an
 attribute we never heard of is removed rather than leaked.
 
-Options applied (PS3.15 E.3):
-* Retain Longitudinal Temporal Information with Full Dates (113106): study, series,
-  acquisition and content dates/times are KEPT unchanged.
+Options applied (PS3.15 E.3), ``dates``:
+* ``"shift"`` (the default), Retain Longitudinal Temporal Information with Modified
+  Dates (113107): every date (DA) and the date part of every datetime (DT) that the
+  keep-list lets through, at any depth, moves back by one offset per patient: a whole
+  number of weeks between 1 and 10 years, keyed on the project secret and the original
+  PatientID (so it is the same in every import, and unknown without the secret).
+  Intervals between a patient's studies and the weekday survive; times of day are
+  kept; a partial or unreadable date is emptied rather than passed on.
+* ``"full"``, Retain Longitudinal Temporal Information with Full Dates (113106): dates
+  kept unchanged, only when asked for explicitly.
 * Retain Patient Characteristics (113108): sex, age, size, weight kept.  PatientAge
   is computed from birth date + study date before the birth date is dropped.
 
@@ -24,21 +31,35 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
-__all__ = ["DeidReport", "deidentify", "pseudonym", "pseudo_uid", "centre_code", "KEEP"]
+__all__ = ["DeidReport", "deidentify", "pseudonym", "pseudo_uid", "centre_code", "KEEP", "DATE_OPTIONS",
+           "date_offset_days", "shift_date"]
 
-METHOD = ("PS3.15 Annex E Basic Application Level Confidentiality Profile (keep-list); "
-          "Retain Longitudinal Temporal Information with Full Dates; Retain Patient Characteristics; "
-          "mskstudio keyed pseudonyms")
+DATE_OPTIONS = ("shift", "full")
+_DATES_TEXT = {"shift": "Retain Longitudinal Temporal Information with Modified Dates",
+               "full": "Retain Longitudinal Temporal Information with Full Dates"}
 # CID 7050 De-identification Method codes.
-_CODES = (("113100", "Basic Application Confidentiality Profile"),
-          ("113106", "Retain Longitudinal Temporal Information Full Dates Option"),
-          ("113108", "Retain Patient Characteristics Option"))
+_DATES_CODE = {"shift": ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
+               "full": ("113106", "Retain Longitudinal Temporal Information Full Dates Option")}
+
+
+def method_text(dates: str = "shift") -> str:
+    return ("PS3.15 Annex E Basic Application Level Confidentiality Profile (keep-list); "
+            f"{_DATES_TEXT[dates]}; Retain Patient Characteristics; mskstudio keyed pseudonyms")
+
+
+def method_codes(dates: str = "shift") -> tuple[tuple[str, str], ...]:
+    return (("113100", "Basic Application Confidentiality Profile"), _DATES_CODE[dates],
+            ("113108", "Retain Patient Characteristics Option"))
+
+
+METHOD = method_text("shift")
 
 KEEP = frozenset({
     # SOP common / general image, non-identifying
@@ -49,7 +70,7 @@ KEEP = frozenset({
     "QualityControlImage", "ImageLaterality", "Laterality", "BodyPartExamined", "ViewPosition",
     # Full Dates option
     "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate", "StudyTime", "SeriesTime",
-    "AcquisitionTime", "ContentTime", "AcquisitionDateTime",
+    "AcquisitionTime", "ContentTime", "AcquisitionDateTime",  # dates shifted unless dates="full"
     # Patient Characteristics option
     "PatientSex", "PatientAge", "PatientSize", "PatientWeight",
     # Device type (not identity: DeviceSerialNumber, StationName are dropped)
@@ -107,7 +128,9 @@ class DeidReport:
     removed: list[str] = field(default_factory=list)    # keywords (or "(gggg,eeee) private")
     replaced: list[str] = field(default_factory=list)   # keywords given keyed replacements
     added: list[str] = field(default_factory=list)      # e.g. PatientAge computed from birth date
+    shifted: list[str] = field(default_factory=list)    # dates moved by the patient's offset
     method: str = METHOD
+    date_offset_days: int = 0
 
 
 def _hmac(secret: bytes, kind: str, value: str) -> bytes:
@@ -129,6 +152,42 @@ def pseudo_uid(secret: bytes, uid: str) -> str:
     return "2.25." + str(int.from_bytes(_hmac(secret, "uid", str(uid).strip())[:16], "big"))
 
 
+def date_offset_days(secret: bytes, patient_id: str) -> int:
+    """The patient's date shift: minus 52 to 520 whole weeks, keyed (weekday kept)."""
+    weeks = 52 + int.from_bytes(_hmac(secret, "dateshift", str(patient_id).strip())[:4], "big") % 469
+    return -7 * weeks
+
+
+def shift_date(value: str, days: int) -> str:
+    """A DA value (YYYYMMDD; several values or a range 'A-B' too) moved by ``days``;
+    '' where it is partial or unreadable (fail safe: never the original)."""
+    def one(text: str) -> str:
+        d = _date(text) if len(text.strip()) == 8 else None
+        return (d + timedelta(days=days)).strftime("%Y%m%d") if d else ""
+    text = str(value or "").strip()
+    if not text:
+        return ""
+    if "-" in text:
+        return "-".join(one(part) if part else "" for part in text.split("-"))
+    return one(text)
+
+
+def shift_datetime(value: str, days: int) -> str:
+    """A DT value: its date part moved by ``days``, time and offset kept; '' if unreadable."""
+    text = str(value or "").strip()
+    if len(text) < 8:
+        return ""
+    moved = shift_date(text[:8], days)
+    return moved + text[8:] if moved else ""
+
+
+def shift_value(elem_value, vr: str, days: int):
+    fn = shift_date if vr == "DA" else shift_datetime
+    if isinstance(elem_value, (list, tuple, MultiValue)):
+        return [fn(str(v), days) for v in elem_value]
+    return fn(str(elem_value), days)
+
+
 def _date(value) -> date | None:
     s = str(value or "").strip()
     try:
@@ -147,7 +206,8 @@ def _age_string(born: date, when: date) -> str | None:
     return f"{months:03d}M" if months >= 1 else f"{(when - born).days:03d}D"
 
 
-def _filter(src: Dataset, secret: bytes, report: DeidReport, prefix: str = "") -> Dataset:
+def _filter(src: Dataset, secret: bytes, report: DeidReport, prefix: str = "",
+            shift_days: int | None = None) -> Dataset:
     out = Dataset()
     for elem in src:  # iterating converts raw elements, so VRs are resolved
         kw = elem.keyword
@@ -166,19 +226,29 @@ def _filter(src: Dataset, secret: bytes, report: DeidReport, prefix: str = "") -
             report.removed.append(name)
         elif elem.VR == "SQ":
             out.add(DataElement(elem.tag, "SQ", Sequence(
-                [_filter(item, secret, report, f"{prefix}{kw}>") for item in elem.value])))
+                [_filter(item, secret, report, f"{prefix}{kw}>", shift_days) for item in elem.value])))
+        elif shift_days is not None and elem.VR in ("DA", "DT"):
+            out.add(DataElement(elem.tag, elem.VR, shift_value(elem.value, elem.VR, shift_days)))
+            report.shifted.append(name)
         else:
             # Pixel data and other bulk values are immutable bytes: shared, not copied.
             out.add(DataElement(elem.tag, elem.VR, elem.value, is_undefined_length=elem.is_undefined_length))
     return out
 
 
-def deidentify(ds: Dataset, secret: bytes) -> tuple[Dataset, DeidReport]:
-    """Return a new, de-identified dataset (the input is not modified) and a report."""
+def deidentify(ds: Dataset, secret: bytes, *, dates: str = "shift") -> tuple[Dataset, DeidReport]:
+    """Return a new, de-identified dataset (the input is not modified) and a report.
+
+    ``dates``: "shift" (default, PS3.15 Modified Dates) or "full" (Full Dates, explicit).
+    """
     if not secret:
         raise ValueError("a non-empty project secret is required")
-    report = DeidReport()
-    out = _filter(ds, secret, report)
+    if dates not in DATE_OPTIONS:
+        raise ValueError(f"dates must be one of {', '.join(DATE_OPTIONS)}, not {dates!r}")
+    pid = str(ds.get("PatientID", "") or "")
+    days = date_offset_days(secret, pid) if dates == "shift" else None
+    report = DeidReport(method=method_text(dates), date_offset_days=days or 0)
+    out = _filter(ds, secret, report, shift_days=days)
 
     # Patient characteristics: age must be derived before the birth date disappears.
     if not str(ds.get("PatientAge", "") or "").strip():
@@ -190,7 +260,6 @@ def deidentify(ds: Dataset, secret: bytes) -> tuple[Dataset, DeidReport]:
             out.PatientAge = age
             report.added.append("PatientAge")
 
-    pid = str(ds.get("PatientID", "") or "")
     out.PatientID = pseudonym(secret, pid)
     out.PatientName = out.PatientID
     report.replaced += ["PatientID", "PatientName"]
@@ -210,9 +279,10 @@ def deidentify(ds: Dataset, secret: bytes) -> tuple[Dataset, DeidReport]:
 
     out.PatientIdentityRemoved = "YES"
     # LO holds 64 characters per value, so the text is stored as several values.
-    out.DeidentificationMethod = [METHOD[i:i + 64] for i in range(0, len(METHOD), 64)]
+    method = report.method
+    out.DeidentificationMethod = [method[i:i + 64] for i in range(0, len(method), 64)]
     codes = []
-    for value, meaning in _CODES:
+    for value, meaning in method_codes(dates):
         item = Dataset()
         item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
         codes.append(item)

@@ -22,6 +22,9 @@ ANALYSIS_LONG_SIDE = 512
 THUMB_SIZE = 256
 
 _WORKER: dict[str, Any] = {}
+# A frame larger than this is refused before decoding (a 43x43 cm detector at 0.1 mm,
+# 16-bit RGB, is 1.1 GB): a damaged Rows/Columns would otherwise ask for many GB.
+MAX_FRAME_BYTES = 2 << 30
 
 
 # glibc malloc settings of an import worker process (see ``keep_freed_memory``).
@@ -80,8 +83,24 @@ def process_file(path: str) -> dict[str, Any]:
         return {"status": "failed", "path": path, "reason": "too large to decode in memory"}
     except OSError as exc:
         return {"status": "failed", "path": path, "reason": exc.strerror or str(exc)}
-    except Exception as exc:  # any decoder bug: recorded against this file, the import goes on
-        return {"status": "failed", "path": path, "reason": f"{type(exc).__name__}: {exc}"}
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - any decoder bug, pyo3's PanicException
+        # included (it derives from BaseException): recorded against this file, the import goes on.
+        return {"status": "failed", "path": path, "reason": _reason(exc)}
+
+
+def _reason(exc: BaseException) -> str:
+    """One line naming the error; never the exception object itself (it may not pickle)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    name = type(exc).__name__
+    if name.islower():  # struct.error, zlib.error: the module says what failed
+        name = f"{type(exc).__module__}.{name}"
+    if name == "PanicException":
+        return f"the decoder failed on damaged data (panic: {text[:200]})"
+    if isinstance(exc, RecursionError):
+        return "sequences nested too deeply to read (damaged or hostile file)"
+    return f"{name}: {text[:300]}" if text else name
 
 
 def _decode_and_store(path: str) -> dict[str, Any]:
@@ -95,12 +114,18 @@ def _decode_and_store(path: str) -> dict[str, Any]:
     original_hash = pseudo_uid(secret, header.sop_uid)
     if original_hash in _WORKER["known"]:
         return {"status": "duplicate", "path": path}
+    frame_bytes = header.rows * header.cols * max(header.samples_per_pixel, 1) * max(header.bits_allocated, 8) // 8
+    if frame_bytes > MAX_FRAME_BYTES:  # a damaged header would make the decoder allocate this
+        return {"status": "failed", "path": path,
+                "reason": f"image too large to decode ({header.rows} x {header.cols} pixels, "
+                          f"{frame_bytes / 2**30:.1f} GiB a frame)"}
     ds = read_dataset(path, data=data)
     frames = [_frame_products(ds, frame, original_hash) for frame in range(header.n_frames)]
     if opts.deidentify:
-        clean, _report = deidentify(ds, secret)
+        dates = getattr(opts, "dates", "shift")
+        clean, _report = deidentify(ds, secret, dates=dates)
         blob_sha, source_path = blobs.put_chunks(dataset_file_chunks(clean), durable=False), None
-        stored = _deidentified_header(header, secret)
+        stored = _deidentified_header(header, secret, dates)
     else:
         blob_sha = blobs.put_chunks([data], durable=False) if opts.copy else None
         source_path = None if opts.copy else os.path.abspath(path)
@@ -125,11 +150,15 @@ def _frame_products(ds, frame: int, original_hash: str) -> dict[str, Any]:
             "attributes": frame_header(ds, frame)}
 
 
-def _deidentified_header(header, secret: bytes):
+def _deidentified_header(header, secret: bytes, dates: str = "shift"):
     """The header as the de-identified file has it: the same keyed functions deid uses."""
-    from mskstudio.io.deid import centre_code, pseudo_uid, pseudonym
+    from mskstudio.io.deid import centre_code, date_offset_days, pseudo_uid, pseudonym, shift_date
 
     pid = pseudonym(secret, header.patient_id)
+    if dates == "shift":
+        days = date_offset_days(secret, header.patient_id)
+        header = replace(header, study_date=shift_date(header.study_date, days),
+                         acquisition_date=shift_date(header.acquisition_date, days))
     return replace(
         header, patient_id=pid, patient_name=pid,
         institution=centre_code(secret, header.institution) if header.institution.strip() else "",

@@ -10,23 +10,24 @@ order is crash-safe).
   re-run after a kill imports exactly what is missing (a kill loses at most the
   uncommitted batch: ``COMMIT_EVERY`` files or ``COMMIT_SECONDS`` of work).
 * One bad file never stops the import: its path and reason go into
-  ``import_failures`` and the summary.
+  ``import_failures`` and the summary.  Every file is decoded in a worker process
+  (``import_pool``): a decoder that raises anything, crashes its process or hangs past
+  ``file_time_limit_s`` costs that one file, and the batches stored before stay.
 * Workers are *spawned*, not forked: the GUI and torch run threads, and forking a
   threaded process can deadlock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from functools import partial
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from mskstudio.io.import_pool import isolated_results
 from mskstudio.io.import_worker import init_worker, process_file
 from mskstudio.jobs import Cancelled, JobContext
 from mskstudio.store import Project
@@ -43,8 +44,16 @@ class ImportOptions:
     paths: list[str]
     copy: bool = True            # copy into blobs/ (False: reference files in place)
     deidentify: bool = True
+    # De-identified dates: "shift" (PS3.15 Modified Dates) or "full"; None: the project's
+    # option (meta 'deid_dates'), "shift" for a new project.
+    dates: str | None = None
     keep_map: bool = False       # keep original PatientID beside the pseudonym (opt-in)
     workers: int = 2
+    # A file still decoding after this many seconds (plus file_time_per_mb_s a megabyte)
+    # is skipped and its worker replaced: 15 MB then gets 60 s, on a loaded machine too.
+    file_time_limit_s: float = 30.0
+    file_time_per_mb_s: float = 2.0
+    isolate: bool = True         # False: decode in this process (debugging; a crash ends the import)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> ImportOptions:
@@ -56,8 +65,12 @@ class ImportOptions:
             # A file referenced in place keeps its PHI on disk; the project would
             # then point at identifiable data while claiming to be de-identified.
             raise ValueError("import: referencing files in place needs deidentify=False")
+        if opts.dates not in (None, "shift", "full"):
+            raise ValueError(f"import: dates must be 'shift' or 'full', not {opts.dates!r}")
         if opts.workers < 1:
             raise ValueError(f"import: workers must be ≥ 1, got {opts.workers}")
+        if not opts.file_time_limit_s or opts.file_time_limit_s <= 0:
+            raise ValueError(f"import: file_time_limit_s must be > 0, got {opts.file_time_limit_s}")
         return opts
 
 
@@ -144,6 +157,8 @@ def _dicomdir_files(path: Path, emit) -> Iterator[tuple[Path, str | None]]:
 def run_import(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job ``import``: params {paths, copy, deidentify, keep_map, workers}."""
     opts = ImportOptions.from_params(params)
+    if opts.deidentify:
+        opts.dates = _date_option(project, opts.dates)
     started = time.monotonic()
     summary = ImportSummary()
     ctx.progress(0.0, "listing files")
@@ -162,7 +177,7 @@ def run_import(project: Project, params: dict[str, Any], ctx: JobContext) -> dic
     done = summary.failed
     try:
         try:
-            for result in _results(files, init_args, opts.workers, ctx):
+            for result in _results(files, init_args, opts, ctx):
                 batch.add(result, ctx)
                 done += 1
                 ctx.progress(done / max(summary.files_seen, 1),
@@ -172,44 +187,45 @@ def run_import(project: Project, params: dict[str, Any], ctx: JobContext) -> dic
         except Cancelled:
             batch.commit()  # keep what is finished; the re-run imports the rest
             raise
+        except Exception:
+            with contextlib.suppress(Exception):  # keep the decoded files; report the first error
+                batch.commit()
+            raise
     finally:
         summary.seconds = time.monotonic() - started
         project.audit("import", "job", ctx.job_id,
-                      {"paths": opts.paths, "deidentify": opts.deidentify, "copy": opts.copy,
+                      {"paths": opts.paths, "deidentify": opts.deidentify, "dates": opts.dates, "copy": opts.copy,
                        "keep_map": opts.keep_map, **{k: v for k, v in summary.as_dict().items()
                                                      if k != "failures"}})
     return summary.as_dict()
 
 
-def _results(files: list[str], init_args: tuple, workers: int, ctx: JobContext) -> Iterator[dict]:
-    """Results in completion order; a bounded number in flight so cancel is quick."""
-    if workers <= 1 or len(files) < 8:
+def _date_option(project: Project, dates: str | None) -> str:
+    """One date option per project: mixing shifted and full dates would break the intervals
+    between a patient's studies.  The option is kept in meta 'deid_dates'."""
+    used = project.meta("deid_dates")
+    if used is None:
+        # Projects that imported de-identified images before the option existed kept full dates.
+        legacy = project.db.scalar("SELECT COUNT(*) FROM images WHERE blob_sha IS NOT NULL")
+        used = "full" if legacy else (dates or "shift")
+        project.set_meta("deid_dates", used)
+    if dates is not None and used != dates:
+        raise ValueError(f"import: this project's images were de-identified with dates={used!r}; "
+                         f"import with the same option (dates={dates!r} would mix shifted and full dates)")
+    return used
+
+
+def _results(files: list[str], init_args: tuple, opts: ImportOptions, ctx: JobContext) -> Iterator[dict]:
+    """Results in completion order, each file decoded in a worker process (``import_pool``)."""
+    if not opts.isolate:
         init_worker(*init_args)
         for path in files:
             ctx.check_cancelled()
             yield process_file(path)
         return
-    executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                   initializer=partial(init_worker, worker_process=True), initargs=init_args)
-    pending: set[Future] = set()
-    queue = iter(files)
-    try:
-        while True:
-            while len(pending) < workers * 4:
-                path = next(queue, None)
-                if path is None:
-                    break
-                pending.add(executor.submit(process_file, path))
-            if not pending:
-                break
-            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            ctx.check_cancelled()
-            for future in done:
-                yield future.result()
-    finally:
-        for future in pending:
-            future.cancel()
-        executor.shutdown(wait=True, cancel_futures=True)
+    yield from isolated_results(files, init_args, opts.workers, ctx.check_cancelled,
+                                time_limit_s=float(opts.file_time_limit_s),
+                                per_mb_s=float(opts.file_time_per_mb_s))
 
 
 class _Batch:

@@ -120,8 +120,9 @@ class BlobStore:
                 os.unlink(tmp)
             raise
 
-    def orphans(self, referenced: set[str]) -> list[Path]:
-        """Blob files no row names (left by a crash between write and commit)."""
+    def orphans(self, referenced: set[str], *, partial: bool = False) -> list[Path]:
+        """Blob files no row names (left by a crash between write and commit); with
+        ``partial`` also the half-written temporary files of a killed writer."""
         found = []
         if not self.root.exists():
             return found
@@ -129,7 +130,10 @@ class BlobStore:
             if not sub.is_dir():
                 continue
             for f in sub.iterdir():
-                if not f.name.startswith(".") and sub.name + f.name not in referenced:
+                if f.name.startswith("."):
+                    if partial and f.name.startswith(".incoming-"):
+                        found.append(f)
+                elif sub.name + f.name not in referenced:
                     found.append(f)
         return found
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 import time
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mskstudio.domain import JOB_FINISHED, Job
@@ -14,6 +17,9 @@ if TYPE_CHECKING:
     from mskstudio.store.project import Project
 
 FINISHED = JOB_FINISHED
+# Model runs marked 'running' whose job has stopped: nobody is training them any more.
+_ORPHAN_RUNS = ("SELECT m.id FROM model_runs m JOIN jobs j ON j.id = m.job_id "
+                "WHERE m.status = 'running' AND j.status NOT IN ('running', 'submitted')")
 NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 
 
@@ -127,43 +133,130 @@ class JobRepo:
             "SELECT job_id, path, reason FROM import_failures WHERE job_id = ? ORDER BY id", (job_id,))
 
     def mark_interrupted(self) -> list[int]:
-        """Jobs left 'running' by a process that no longer exists were interrupted by a crash."""
+        """Jobs left 'running' by a process that no longer exists were interrupted by a crash.
+
+        A pid alone can be reused by an unrelated process after a reboot or a long
+        uptime, so a live pid only counts when that process started before the job did
+        (``process_alive``).  The model runs those jobs were writing are marked
+        'interrupted' too, so no run stays 'running' with nobody training it.
+        """
         stale = [
             r["id"]
-            for r in self.p.db.query("SELECT id, pid FROM jobs WHERE status = 'running'")
-            if not _alive(r["pid"])
+            for r in self.p.db.query("SELECT id, pid, started_at FROM jobs WHERE status = 'running'")
+            if not process_alive(r["pid"], r["started_at"])
         ]
-        if stale:
-            with self.p.db.transaction() as c:
-                c.executemany(
-                    f"UPDATE jobs SET status = 'interrupted', finished_at = {NOW}, "
-                    "error = 'the process running this job ended unexpectedly' WHERE id = ?",
-                    [(i,) for i in stale],
-                )
+        if stale or self.p.db.scalar(_ORPHAN_RUNS.replace("SELECT m.id", "SELECT COUNT(*)")):
+            self.interrupt(stale)
+        if stale and not self.p.db.scalar("SELECT COUNT(*) FROM jobs WHERE status = 'running'"):
+            self.collect_orphan_blobs()
         return stale
+
+    def collect_orphan_blobs(self) -> int:
+        """Delete blobs that no row names and half-written blob files; returns how many.
+
+        Only safe while no job writes blobs: a blob is on disk before the row naming it
+        commits.  Called after a crash when no job of any process is running.
+        """
+        referenced = {r[0] for r in self.p.db.query(
+            "SELECT blob_sha FROM images WHERE blob_sha IS NOT NULL "
+            "UNION SELECT checkpoint_sha FROM model_runs WHERE checkpoint_sha IS NOT NULL")}
+        removed = 0
+        for path in self.p.blobs.orphans(referenced, partial=True):
+            path.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+    def interrupt(self, job_ids: list[int],
+                  reason: str = "the process running this job ended unexpectedly (killed or crashed)") -> None:
+        """Mark jobs whose process died 'interrupted', and every unfinished model run whose
+        job is no longer running with them: nothing is left 'running' with nobody behind it."""
+        with self.p.db.transaction() as c:
+            c.executemany(
+                f"UPDATE jobs SET status = 'interrupted', finished_at = {NOW}, error = ? "
+                "WHERE id = ? AND status IN ('running', 'submitted')",
+                [(reason, i) for i in job_ids],
+            )
+            orphans = [r[0] for r in c.execute(_ORPHAN_RUNS)]
+            for run_id in orphans:
+                c.execute(f"UPDATE model_runs SET status = 'interrupted', finished_at = {NOW} WHERE id = ?",
+                          (run_id,))
+                self.p.audit("model_run.status", "model_run", run_id, {"status": "interrupted"})
 
     def interrupted(self) -> list[sqlite3.Row]:
         return self.p.db.query("SELECT * FROM jobs WHERE status = 'interrupted' ORDER BY id")
 
     def resubmit(self, job_id: int) -> int:
-        """A fresh row with the same kind and params; resumable jobs pick up their checkpoint."""
+        """A fresh row with the same kind and params that continues the same work.
+
+        ``resume_of`` names the job; where that job was writing a model run that is not
+        finished, ``resume`` names the run, so a trainer continues it at its next epoch
+        (the same parameter the CLI's ``--resume RUN`` sets) instead of starting a new run.
+        """
         row = self.get(job_id)
         if row is None:
             raise KeyError(job_id)
         params = json.loads(row["params"])
         params["resume_of"] = job_id
+        run = self.p.db.one(
+            "SELECT id, status FROM model_runs WHERE job_id = ? ORDER BY id DESC LIMIT 1", (job_id,))
+        if run is not None and run["status"] != "done":
+            params["resume"] = int(run["id"])
         return self.submit(row["kind"], params)
 
 
-def _alive(pid: int | None) -> bool:
+def process_alive(pid: int | None, started_at: str | None = None) -> bool:
+    """Whether ``pid`` is a live process that could be the one that started a job at
+    ``started_at`` (ISO UTC, as the jobs table stores it)."""
     if not pid:
         return False
     if pid == os.getpid():
         return True  # this very process (e.g. reopened within the GUI): not a crash
+    if sys.platform == "win32":
+        return _alive_windows(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    born = _process_start_epoch(pid)
+    job_start = _iso_epoch(started_at)
+    # A process that began after the job did is a reused pid. 2 s of slack: the clock
+    # tick of /proc and the job row's millisecond timestamp.
+    return born is None or job_start is None or born <= job_start + 2.0
+
+
+def _process_start_epoch(pid: int) -> float | None:
+    """Start time of a process in seconds since the epoch, from /proc (Linux); None elsewhere."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, after the (comm) field
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _iso_epoch(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _alive_windows(pid: int) -> bool:
+    # os.kill(pid, 0) would terminate the process on Windows: ask the kernel instead.
+    import ctypes
+
+    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return False
+    try:
+        code = ctypes.c_ulong()
+        return bool(kernel32.GetExitCodeProcess(handle, ctypes.byref(code))) and code.value == 259
+    finally:
+        kernel32.CloseHandle(handle)

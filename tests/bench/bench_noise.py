@@ -12,7 +12,11 @@ Each with the kNN vote over the raw-pixel baseline and over a model run's embedd
 and with a classifier run's out-of-sample opinion where given. Truth is read only to
 score. Prints figures only.
 
-    .venv/bin/python tests/bench/bench_noise.py --project P [--run RUN] [--classifier RUN] [--flip 0.1]
+    .venv/bin/python tests/bench/bench_noise.py [--project P] [--run RUN] [--classifier RUN] [--flip 0.1]
+
+Without ``--project`` a demo project is built in a temporary folder, clustered (fast mode)
+and its clusters labelled by the simulated reviewer of bench_classifier.py (no classifier:
+the raw-pixel kNN queue only), so ``make bench`` runs this with no arguments.
 """
 
 from __future__ import annotations
@@ -38,12 +42,28 @@ def _report(title: str, queues: dict, wrong: set[int], total: int) -> None:
               f"({hits / max(n, 1) / (n / total):.1f}x the base rate)")
 
 
+def _build_labelled_demo(root: Path, images: int) -> None:
+    from bench_classifier import simulated_review
+
+    from mskstudio.io.demo import build_demo
+    from mskstudio.jobrun import submit_and_run
+
+    project = build_demo(root, images=images)
+    truth_set = project.labels.find_label_set("truth:region")
+    names = {c["id"]: c["name"] for c in project.labels.classes(truth_set)}
+    truth = {i: names[c] for i, c in project.labels.effective(truth_set).items()}
+    run = submit_and_run(project, "cluster", {"mode": "fast", "k": max(10, len(truth) // 20)})["cluster_run_id"]
+    simulated_review(project, run, truth)
+    project.close()
+
+
 def main() -> None:
     from mskstudio.ml.noise.queue import noise_queue
     from mskstudio.store import Project
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--project", required=True, help="a demo project with cluster-derived labels")
+    ap.add_argument("--project", help="a demo project with cluster-derived labels (default: build one)")
+    ap.add_argument("--images", type=int, default=240, help="demo images when no --project is given")
     ap.add_argument("--label-set", default="region")
     ap.add_argument("--run", help="model run whose embeddings vote (default: the newest classifier)")
     ap.add_argument("--classifier", type=int, help="classifier run giving its opinion (default: --run)")
@@ -52,7 +72,11 @@ def main() -> None:
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-noise-")) / "p.mskproj"
-    shutil.copytree(args.project, work)
+    if args.project:
+        shutil.copytree(args.project, work)
+    else:
+        _build_labelled_demo(work, args.images)
+        args.project = str(work)
     project = Project.open(work)
     set_id = project.labels.label_set(args.label_set)
     truth_set = project.labels.label_set("truth:region")

@@ -150,3 +150,18 @@ def test_selected_job_plots_its_epoch_curves_live(qtbot, window):
     # A job that reported one figure still shows it; the selection follows the row.
     view.table.selectRow(view.rows[quiet])
     assert view.curves.quantity.currentText() == "loss" and points() == [[0.5]]
+
+
+def test_a_killed_job_process_shows_as_interrupted_and_is_offered_for_resume(qtbot, window):
+    """kill -9 of a job subprocess (out of memory, a user's kill): 'interrupted', not 'error'."""
+    import os
+    import signal
+
+    w = window
+    job_id = w.runner.submit("gui-test-sleep", {"steps": 400, "step_s": 0.02}, lane="heavy")
+    qtbot.waitUntil(lambda: w.runner.handle(job_id).fraction > 0, timeout=20000)
+    with qtbot.waitSignal(w.runner.job_errored, timeout=15000):
+        os.kill(w.runner.handle(job_id).process.processId(), signal.SIGKILL)
+    assert w.project.jobs.get(job_id)["status"] == "interrupted"
+    assert w.jobs_view.status_of(job_id) == "interrupted"
+    assert job_id in w.jobs_view.interrupted_ids and not w.jobs_view.banner.isHidden()

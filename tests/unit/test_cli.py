@@ -31,7 +31,7 @@ def test_new_info_jobs(tmp_path):
     (("info", "/definitely/not/here"), "no such project"),
     (("info", "."), "not an mskstudio project"),
     (("run-job", "PROJECT", "99"), "no job 99"),
-    (("import", "PROJECT", "/no/such/folder"), ""),
+    (("import", "PROJECT", "/no/such/folder"), "/no/such/folder: no such file or folder"),
 ])
 def test_user_errors_are_one_line(tmp_path, args, words):
     project = tmp_path / "p.mskproj"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -88,8 +89,12 @@ def test_profile_markers_and_kept_fields(deided):
     _, out, report, path = deided
     back = pydicom.dcmread(path)
     assert back.PatientIdentityRemoved == "YES"
-    assert {c.CodeValue for c in back.DeidentificationMethodCodeSequence} == {"113100", "113106", "113108"}
-    assert back.StudyDate == "20200610"  # full dates retained
+    assert {c.CodeValue for c in back.DeidentificationMethodCodeSequence} == {"113100", "113107", "113108"}
+    # Modified Dates (the default): shifted by whole weeks, 1 to 10 years back; weekday kept.
+    shifted = datetime.strptime(back.StudyDate, "%Y%m%d")
+    days = (datetime(2020, 6, 10) - shifted).days
+    assert 364 <= days <= 3640 and days % 7 == 0 and back.AcquisitionDate == back.StudyDate
+    assert "Modified Dates" in "".join(back.DeidentificationMethod)
     assert back.PatientSex == "F" and float(back.PatientWeight) == 61
     assert back.PatientAge == "060Y"  # 1960-03-15 -> 2020-06-10
     assert back.BurnedInAnnotation == "NO" and back.BodyPartExamined == "HAND"

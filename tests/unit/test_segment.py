@@ -148,16 +148,27 @@ def test_roi_margins_and_padding():
 
 
 def test_patient_splits_never_share_a_patient():
-    from mskstudio.ml.segment.train import patient_folds, patient_split
+    """The image partition the trainers use, on images whose patients interleave (image i is
+    patient i % 20, unequal counts): a split by image position would put a patient in two parts."""
+    from mskstudio.ml.segment.train import images_by_part, patient_folds, patient_split
 
-    patients = {i: i // 3 for i in range(60)}  # 20 patients, 3 images each
+    ids = list(range(100, 173))
+    patients = {i: (i * 7) % 20 for i in ids}
     part = patient_split(patients, 0.15, 0.15, seed=1)
-    assert set(part) == set(range(20)) and {"train", "val", "test"} == set(part.values())
+    images = images_by_part(ids, patients, part)
+    owners = {k: {patients[i] for i in v} for k, v in images.items()}
+    assert not owners["train"] & owners["val"] and not owners["train"] & owners["test"]
+    assert not owners["val"] & owners["test"] and all(owners.values())
+    assert sorted(sum(images.values(), [])) == ids  # every image once
+    assert len(owners["test"]) == 3 and len(owners["val"]) == 3  # fractions count patients, not images
     folds = patient_folds(patients, 4, seed=1)
-    tested = [p for f in folds for p, v in f.items() if v == "test"]
-    assert sorted(tested) == list(range(20))  # every patient tested exactly once
+    tested = []
     for f in folds:
-        assert {v for v in f.values()} == {"train", "val", "test"}
+        parts = images_by_part(ids, patients, f)
+        owners = [{patients[i] for i in parts[k]} for k in ("train", "val", "test")]
+        assert all(owners) and not (owners[0] & owners[1] or owners[0] & owners[2] or owners[1] & owners[2])
+        tested += sorted(owners[2])
+    assert sorted(tested) == list(range(20))  # every patient tested exactly once
 
 
 def test_deepcluster_backbone_initialises_encoder():

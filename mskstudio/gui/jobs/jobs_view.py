@@ -101,8 +101,18 @@ class JobsView(QWidget):
         r.job_log.connect(lambda j, m: self._show_details() if j == self.current_job() else None)
         r.job_metric.connect(lambda j, *_: self._show_curves() if j == self.current_job() else None)
         r.job_returned.connect(lambda j, res: self._set_status(j, "done", 1.0, summarize(res)))
-        r.job_errored.connect(lambda j, m, _d: self._set_status(j, "error", message=m))
+        r.job_errored.connect(self._errored)
         r.job_cancelled.connect(lambda j: self._set_status(j, "cancelled"))
+
+    def _errored(self, job_id: int, message: str, _details: str) -> None:
+        """An error, or a job process killed outright: the runner stored that as 'interrupted',
+        which is shown as such and offered for resume."""
+        row = self.project.jobs.get(job_id) if self.project is not None else None
+        if row is not None and row["status"] == "interrupted":
+            self._set_status(job_id, "interrupted", message=message)
+            self.offer_resume()
+        else:
+            self._set_status(job_id, "error", message=message)
 
     # ---- rows ------------------------------------------------------------------------------
     def set_project(self, project) -> None:

@@ -274,7 +274,10 @@ class JobRunner(QObject):
         else:
             message = getattr(h, "_error_message", "") or f"the job process exited with code {code}"
             details = "\n".join(h._stderr) or (row["error"] if row else "") or message
-            if db_status in ("running", "submitted"):
+            if db_status in ("running", "submitted") and status == QProcess.ExitStatus.CrashExit:
+                # Killed (kill -9, out of memory): resumable like a crash of the whole app.
+                self.project.jobs.interrupt([h.job_id], f"the job process was killed: {message}")
+            elif db_status in ("running", "submitted"):
                 self.project.jobs.finish(h.job_id, "error", error=f"{message}\n\n{details}")
             h.errored.emit(message, details)
         h.process.deleteLater()

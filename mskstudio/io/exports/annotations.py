@@ -19,6 +19,7 @@ SEG masks, COCO boxes and labels, each stored with source ``import`` and its pro
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from pathlib import Path
@@ -238,24 +239,30 @@ def import_masks(
     """
     from PIL import Image
 
-    from mskstudio.io.phantoms import read_manifest
-
     manifest_path = Path(manifest_path)
+    rows = _manifest_rows(manifest_path)
     by_hash = project.images.ids_by_original_hash()
     ann = project.annotations
     class_id = ann.class_id(class_name)
-    stats = {"imported": 0, "unmatched": 0, "no_mask": 0, "bad_size": 0, "boxes": 0}
+    stats = {"imported": 0, "unmatched": 0, "no_mask": 0, "bad_size": 0, "boxes": 0, "bad_rows": 0}
+    problems: list[tuple[int, str]] = []
     with project.db.transaction():
-        for row in read_manifest(manifest_path):
-            if not row.get("mask"):
+        for line, row in enumerate(rows, start=2):
+            if not (row.get("mask") or "").strip():
                 stats["no_mask"] += 1
                 continue
-            image_id = manifest_image_id(project, row, manifest_path.parent, by_hash)
-            if image_id is None:
-                stats["unmatched"] += 1
+            try:
+                image_id = manifest_image_id(project, row, manifest_path.parent, by_hash)
+                if image_id is None:
+                    stats["unmatched"] += 1
+                    continue
+                mask = _read_mask(manifest_path.parent / row["mask"].strip())
+            except (OSError, ValueError, Image.DecompressionBombError) as exc:
+                # One unreadable mask (missing, not a PNG, damaged, a decompression bomb)
+                # is listed with its line; the other rows are imported.
+                stats["bad_rows"] += 1
+                problems.append((line, f"{row.get('mask', '')[:120]}: {exc}"))
                 continue
-            with Image.open(manifest_path.parent / row["mask"]) as img:
-                mask = np.asarray(img.convert("L")) > 127
             r = project.images.get(image_id)
             if mask.shape != (r["rows"], r["cols"]):
                 stats["bad_size"] += 1
@@ -268,7 +275,32 @@ def import_masks(
                 ann.box_from_mask(mask_id, annotator=annotator)
                 stats["boxes"] += 1
         project.audit("mask.import", "project", None, {"manifest": str(manifest_path), **stats})
-    return stats
+    return {**stats, "problems": problems[:200]}
+
+
+def _manifest_rows(path: Path) -> list[dict]:
+    """The manifest's rows; a file that is not a readable CSV with the needed columns is one clear error."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        missing = {"sop_uid", "mask"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path}: the manifest needs the columns {', '.join(sorted(missing))}")
+        return [{k: (v if isinstance(v, str) else "") for k, v in row.items() if k} for row in reader]
+    except csv.Error as exc:
+        raise ValueError(f"{path} line {reader.line_num}: not readable as CSV ({exc})") from None
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return np.asarray(img.convert("L")) > 127
 
 
 def manifest_image_id(
@@ -279,7 +311,7 @@ def manifest_image_id(
 
     if by_hash is None:
         by_hash = project.images.ids_by_original_hash()
-    image_id = by_hash.get(pseudo_uid(project.secret, row["sop_uid"]))
+    image_id = by_hash.get(pseudo_uid(project.secret, (row.get("sop_uid") or "").strip()))
     if image_id is None and row.get("file") and (Path(base) / row["file"]).is_file():
         # Some writers give the file a new SOP UID (e.g. when re-encoding); trust the file.
         from mskstudio.io.dicom import scan_header

@@ -242,9 +242,6 @@ def train_fold(plan: FoldPlan, p: dict[str, Any], device, ctx: JobContext, save)
                 rec["val_attention"] = meter.mean
                 monitored = val_loss + guidance * meter.mean
         history.append(rec)
-        for key in ("train_loss", "train_acc", "val_loss", "val_acc", "train_attention", "val_attention"):
-            if key in rec:
-                ctx.metric(f"{prefix}/{key}", rec[key], epoch)
         score = -monitored if p["monitor"] == "val_loss" else val_acc
         if best is None or score > best:
             best, bad, best_epoch = score, 0, epoch
@@ -256,6 +253,11 @@ def train_fold(plan: FoldPlan, p: dict[str, Any], device, ctx: JobContext, save)
         save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
               "epoch": epoch + 1, "best": best, "bad": bad, "history": history,
               "best_state": best_state, "best_epoch": best_epoch, "best_val_logits": best_val_logits})
+        # Reported after the checkpoint: a kill in between would otherwise leave the figures
+        # of an epoch that the resumed run trains again.
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc", "train_attention", "val_attention"):
+            if key in rec:
+                ctx.metric(f"{prefix}/{key}", rec[key], epoch)
         if stop:
             ctx.log(f"{prefix}: early stop after epoch {epoch + 1} (best {best_epoch + 1})")
             break

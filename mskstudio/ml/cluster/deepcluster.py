@@ -94,9 +94,13 @@ def run_cluster(project: Project, params: dict[str, Any], ctx: JobContext) -> di
     random.seed(p["seed"])
     torch.manual_seed(p["seed"])
 
-    resume = _resume_run(project, p)
-    if resume:  # the run's own architecture, k and input size win over the new params
-        saved = project.models.params(resume)
+    resume, restart = _resume_run(project, p), None
+    if resume and not (project.models.get(resume) or {"checkpoint_sha": None})["checkpoint_sha"]:
+        # Killed before its first epoch was saved: the same run starts again from epoch 1.
+        ctx.log(f"model run {resume} has no checkpoint yet: it starts again from epoch 1")
+        restart, resume = resume, None
+    if resume or restart:  # the run's own architecture, k and input size win over the new params
+        saved = project.models.params(resume or restart)
         p.update({k: saved[k] for k in ("arch", "k", "input_size", "pca_dim") if saved.get(k)})
 
     from mskstudio.ml.datasets import AnalysisDataset
@@ -109,7 +113,8 @@ def run_cluster(project: Project, params: dict[str, Any], ctx: JobContext) -> di
         epochs = int(p["pretrain_epochs"] or 0)
         if epochs:
             backbone, model_run_id, nmi_history = _train(project, p, PretrainPlan(
-                ids, dataset, backbone, model_run_id, epochs, device, job_id), ctx.sub(0.05, 0.8))
+                ids, dataset, backbone, model_run_id, epochs, device, job_id,
+                reuse_run=restart), ctx.sub(0.05, 0.8))
     elif p["mode"] in ("deepcluster", "fast"):
         if resume:
             backbone, model_run_id = None, resume
@@ -117,7 +122,8 @@ def run_cluster(project: Project, params: dict[str, Any], ctx: JobContext) -> di
             backbone, model_run_id = _initial_backbone(project, p)
         epochs = int(p["epochs"] if p["mode"] == "deepcluster" else p["pretrain_epochs"] or 0)
         backbone, model_run_id, nmi_history = _train(project, p, PretrainPlan(
-            ids, dataset, backbone, model_run_id, epochs, device, job_id, resume), ctx.sub(0.05, 0.85))
+            ids, dataset, backbone, model_run_id, epochs, device, job_id, resume,
+            reuse_run=restart), ctx.sub(0.05, 0.85))
     else:
         raise ValueError(f"unknown clustering mode {p['mode']!r} (deepcluster or fast)")
     return cluster_and_store(project, backbone, ids, p, ctx.sub(0.85, 1.0), dataset=dataset,
@@ -181,12 +187,14 @@ class PretrainPlan:
     device: Any
     job_id: int | None
     resume: int | None = None      # model run to continue
+    reuse_run: int | None = None   # a run killed before its first checkpoint: start it again
 
 
 def _train(project: Project, p: dict[str, Any], plan: PretrainPlan, ctx: JobContext):
     """DeepCluster epochs; returns (backbone, model run id, NMI history)."""
     ids, dataset, backbone, parent_run_id = plan.ids, plan.dataset, plan.backbone, plan.parent_run_id
     epochs, device, job_id, resume = plan.epochs, plan.device, plan.job_id, plan.resume
+    reuse_run = plan.reuse_run
     import torch
     import torch.nn as nn
 
@@ -205,6 +213,9 @@ def _train(project: Project, p: dict[str, Any], plan: PretrainPlan, ctx: JobCont
             prev = np.asarray(ckpt["assign"])
         run_id = resume
         epochs = max(epochs, int(ckpt.get("params", {}).get("epochs", epochs)))
+        project.models.set_status(run_id, "running", job_id=job_id)
+    elif reuse_run:
+        run_id = reuse_run
         project.models.set_status(run_id, "running", job_id=job_id)
     else:
         run_id = project.models.create(KIND, p["arch"], name=p["name"] or f"DeepCluster {p['arch']}",
@@ -285,9 +296,7 @@ def _train(project: Project, p: dict[str, Any], plan: PretrainPlan, ctx: JobCont
             dataset.augment = None
             if p["bn_recalibrate"]:  # the checkpoint (and the next epoch's k-means) get clean statistics
                 _recalibrate(backbone, dataset, p, device, ctx)
-            ctx.metric("loss", float(np.mean(losses)) if losses else float("nan"), epoch)
             epoch_s = time.perf_counter() - t0
-            ctx.metric("epoch_seconds", epoch_s, epoch)
             prev = km.assign
             state = {"arch": p["arch"], "backbone": {k: v.detach().cpu() for k, v in
                                                      backbone.state_dict().items()},
@@ -298,6 +307,9 @@ def _train(project: Project, p: dict[str, Any], plan: PretrainPlan, ctx: JobCont
             project.models.set_checkpoint(run_id, sha, metrics={
                 "epoch": epoch, "epochs": epochs, "nmi_history": history,
                 "loss": float(np.mean(losses)) if losses else None, "epoch_seconds": epoch_s})
+            # After the checkpoint: a kill before it trains (and reports) this epoch again.
+            ctx.metric("loss", float(np.mean(losses)) if losses else float("nan"), epoch)
+            ctx.metric("epoch_seconds", epoch_s, epoch)
             ectx.progress(1.0, f"epoch {epoch + 1}/{epochs} saved")
     except Cancelled:
         project.models.set_status(run_id, "cancelled")

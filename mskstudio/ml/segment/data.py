@@ -150,6 +150,15 @@ def patient_split(
     return part
 
 
+def images_by_part(ids: list[int], patients: dict[int, int], part: dict[int, str]) -> dict[str, list[int]]:
+    """Image ids of each part ('train', 'val', 'test') of a patient split, in ``ids`` order;
+    every image goes where its patient went, so no patient is in two parts."""
+    out: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for i in ids:
+        out[part[patients[i]]].append(i)
+    return out
+
+
 def patient_folds(patients: dict[int, int], folds: int, seed: int) -> list[dict[int, str]]:
     """k patient folds: fold i tests group i, validates on group i+1, trains on the rest."""
     ids = sorted(set(patients.values()))

@@ -40,8 +40,11 @@ class TrainSegParams(JobParams):
     max_images: int | None = None
     threshold: float = 0.5
     pos_weight: float = 5.0
+    resume: int | None = None      # model run id of an interrupted segmenter run to continue
 
     def problems(self, project: Project) -> list[str]:
+        if self.resume:  # the run keeps its own parameters (ml/segment/resume.py checks it)
+            return collect(model_run_problem(project, self.resume, what="segmenter run"))
         problems = collect(_arch_problem(self.arch))
         problems += training_problems(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                                       size=self.size)
@@ -81,8 +84,11 @@ class TrainBoxSegParams(JobParams):
     max_images: int | None = None
     threshold: float = 0.5
     threads: int | None = None
+    resume: int | None = None      # model run id of an interrupted box-segmenter run to continue
 
     def problems(self, project: Project) -> list[str]:
+        if self.resume:  # the run keeps its own parameters (ml/segment/resume.py checks it)
+            return collect(model_run_problem(project, self.resume, what="box-segmenter run"))
         problems = collect(_arch_problem(self.arch))
         problems += training_problems(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                                       size=self.crop, min_size=16)

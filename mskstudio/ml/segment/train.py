@@ -37,6 +37,7 @@ from mskstudio.ml.segment.data import (  # noqa: F401
     SegDataset,
     background_crop,
     dice_bce_loss,
+    images_by_part,
     iou_dice_batch,
     mark_stopped,
     patient_folds,
@@ -125,11 +126,18 @@ def _fit(
     ctx: JobContext,
     encoder_state: dict | None,
     tag: str,
+    resume: dict | None = None,
+    save=None,
 ) -> tuple[dict, dict[str, Any]]:
-    """Train one model; returns (best state dict, metrics)."""
+    """Train one model; returns (best state dict, metrics).
+
+    ``resume``: an epoch checkpoint to continue from; ``save(state)`` is called after
+    every epoch with what a resume needs (``segment.resume``).
+    """
     import torch
 
     from mskstudio.ml.models import normalise
+    from mskstudio.ml.segment import resume as rs
     from mskstudio.ml.segment.unet import build_segmenter
 
     torch.manual_seed(p["seed"])
@@ -139,11 +147,12 @@ def _fit(
     model.to(device)
     xs, ms = data["train"]
     aug = JointAugment(rng=random.Random(p["seed"])) if p["augment"] else None
+    generator = torch.Generator().manual_seed(p["seed"])
     loader = torch.utils.data.DataLoader(
         SegDataset(xs, ms, aug),
         batch_size=p["batch_size"],
         shuffle=True,
-        generator=torch.Generator().manual_seed(p["seed"]),
+        generator=generator,
         drop_last=len(xs) > p["batch_size"],
     )
     opt = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=1e-4)
@@ -151,9 +160,10 @@ def _fit(
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=p["lr"], total_steps=max(1, epochs * len(loader)), pct_start=0.2
     )
-    best_state, best_val, best_epoch = None, -1.0, 0
+    start, best_state, best_val, best_epoch = rs.restore(resume, model, opt, sched)
     val_x, val_m = data["val"] if len(data["val"][0]) else data["train"]
-    for epoch in range(epochs):
+    for epoch in range(start, epochs):
+        rs.reseed(epoch, int(p["seed"]), generator, aug.rng if aug else None)
         model.train()
         losses = []
         for x, m in loader:
@@ -166,12 +176,14 @@ def _fit(
             sched.step()
             losses.append(float(loss.detach()))
         val = evaluate(model, val_x, val_m, device, p["threshold"])
-        ctx.metric(f"{tag}loss", float(np.mean(losses)), epoch)
-        ctx.metric(f"{tag}val_dice", val["dice"], epoch)
         score = val["dice"] if val["dice"] == val["dice"] else 0.0  # nan-safe
         if best_state is None or score > best_val:
             best_val, best_epoch = score, epoch
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        if save is not None:  # before the figures: a killed epoch is trained (and reported) again
+            save(rs.epoch_state(model, opt, sched, epoch, best_state, best_val, best_epoch))
+        ctx.metric(f"{tag}loss", float(np.mean(losses)), epoch)
+        ctx.metric(f"{tag}val_dice", val["dice"], epoch)
         ctx.progress(
             (epoch + 1) / epochs,
             f"{tag}epoch {epoch + 1}/{epochs} loss {np.mean(losses):.3f} val dice {val['dice']:.3f}",
@@ -188,9 +200,10 @@ def _fit(
 def run_train_seg(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 
     from mskstudio.ml.models import load_checkpoint, pick_device
+    from mskstudio.ml.segment import resume as rs
 
     TrainSegParams.from_json(params).check(project)  # before any run row is written
-    p = {**DEFAULTS, **(params or {})}
+    p, run_id, resume = rs.open_run(project, params, DEFAULTS, "segmenter", ctx)
     t0, cpu0 = time.time(), time.process_time()
     device = pick_device(p["device"])
     masks = training_masks(project, p["class"])
@@ -214,18 +227,31 @@ def run_train_seg(project: Project, params: dict[str, Any], ctx: JobContext) -> 
         if folds >= 2
         else [patient_split(patients, p["val_fraction"], p["test_fraction"], p["seed"])]
     )
-    run_id = project.models.create(
-        "segmenter", p["arch"], params=p, job_id=ctx.job_id, name=f"segmenter {p['arch']} {len(ids)} images"
-    )
+    if run_id is None:
+        run_id = project.models.create(
+            "segmenter", p["arch"], params=p, job_id=ctx.job_id, name=f"segmenter {p['arch']} {len(ids)} images"
+        )
     try:
+        rs.check_same_images(resume, ids, run_id)
+        folds_done = list(resume["folds_done"]) if resume else []
         fold_metrics, best = [], None
         for f, part in enumerate(splits):
-            idx = {k: [n for n, i in enumerate(ids) if part[patients[i]] == k] for k in ("train", "val", "test")}
+            if f < len(folds_done):  # finished before the run was stopped
+                state, m = folds_done[f]["state"], folds_done[f]["metrics"]
+                fold_metrics.append(m)
+                if best is None or m["val"]["dice"] > best[1]["val"]["dice"]:
+                    best = (state, m, part)
+                continue
+            position = {i: n for n, i in enumerate(ids)}
+            idx = {k: [position[i] for i in v] for k, v in images_by_part(ids, patients, part).items()}
             data = {k: (xs[v], ms[v]) for k, v in idx.items()}
             span = 0.9 / len(splits)
             tag = f"fold{f}/" if len(splits) > 1 else ""
+            base = {"arch": p["arch"], "ids": ids, "folds": len(splits), "fold": f, "folds_done": folds_done}
             state, m = _fit(
-                p["arch"], data, p, device, ctx.sub(0.1 + f * span, 0.1 + (f + 1) * span), encoder_state, tag
+                p["arch"], data, p, device, ctx.sub(0.1 + f * span, 0.1 + (f + 1) * span), encoder_state, tag,
+                resume=resume if resume and resume.get("fold") == f else None,
+                save=rs.saver(project, run_id, base),
             )
             m.update(
                 {
@@ -236,6 +262,7 @@ def run_train_seg(project: Project, params: dict[str, Any], ctx: JobContext) -> 
                 }
             )
             fold_metrics.append(m)
+            folds_done.append({"state": state, "metrics": m})
             ctx.log(
                 f"{tag}test IoU {m['test']['iou']:.3f} Dice {m['test']['dice']:.3f} "
                 f"(empty-mask IoU {m['test'].get('empty_baseline_iou', float('nan')):.3f})"

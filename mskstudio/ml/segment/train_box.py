@@ -17,6 +17,7 @@ import numpy as np
 from mskstudio.ml.segment import roi_seg as sr
 from mskstudio.ml.segment.data import (
     dice_bce_loss,
+    images_by_part,
     iou_dice_batch,
     mark_stopped,
     patient_split,
@@ -93,22 +94,28 @@ def _predict_crops(model, xs: np.ndarray, device, batch: int = 32) -> np.ndarray
 
 
 def fit_box_model(
-    train: list[sr.Lesion], val: list[sr.Lesion], p: dict[str, Any], device, ctx: JobContext
+    train: list[sr.Lesion], val: list[sr.Lesion], p: dict[str, Any], device, ctx: JobContext,
+    resume: dict | None = None, save=None,
 ) -> tuple[dict, dict[str, Any]]:
-    """Train; keep the epoch with the best mean IoU on the validation crops."""
+    """Train; keep the epoch with the best mean IoU on the validation crops.
+
+    ``resume``/``save``: continue from / write an epoch checkpoint (``segment.resume``).
+    """
     import torch
 
+    from mskstudio.ml.segment import resume as rs
     from mskstudio.ml.segment.unet import build_segmenter
 
     torch.manual_seed(p["seed"])
     crop = int(p["crop"])
     model = build_segmenter(p["arch"], in_channels=2).to(device)
     data = sr.BoxCrops(train, crop, int(p["samples_per_image"]), p["jitter"], bool(p["augment"]), p["seed"])
+    generator = torch.Generator().manual_seed(p["seed"])
     loader = torch.utils.data.DataLoader(
         data,
         batch_size=int(p["batch_size"]),
         shuffle=True,
-        generator=torch.Generator().manual_seed(p["seed"]),
+        generator=generator,
         drop_last=len(data) > int(p["batch_size"]),
     )
     epochs = int(p["epochs"])
@@ -117,8 +124,9 @@ def fit_box_model(
         opt, max_lr=p["lr"], total_steps=max(1, epochs * len(loader)), pct_start=0.2
     )
     val_x, val_m = _val_crops(val or train, crop, p["jitter"], p["seed"] + 7)
-    best_state, best_iou, best_epoch = None, -1.0, 0
-    for epoch in range(epochs):
+    start, best_state, best_iou, best_epoch = rs.restore(resume, model, opt, sched)
+    for epoch in range(start, epochs):
+        rs.reseed(epoch, int(p["seed"]), generator, data.rng)
         model.train()
         losses = []
         for x, m in loader:
@@ -131,11 +139,13 @@ def fit_box_model(
             losses.append(float(loss.detach()))
         ious, _ = iou_dice_batch(_predict_crops(model, val_x, device) > p["threshold"], val_m)
         val_iou = float(np.mean(ious))
-        ctx.metric("loss", float(np.mean(losses)), epoch)
-        ctx.metric("val_iou", val_iou, epoch)
         if val_iou > best_iou:
             best_iou, best_epoch = val_iou, epoch
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        if save is not None:  # before the figures: a killed epoch is trained (and reported) again
+            save(rs.epoch_state(model, opt, sched, epoch, best_state, best_iou, best_epoch))
+        ctx.metric("loss", float(np.mean(losses)), epoch)
+        ctx.metric("val_iou", val_iou, epoch)
         ctx.progress(
             (epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs} loss {np.mean(losses):.3f} val IoU {val_iou:.3f}"
         )
@@ -155,10 +165,11 @@ def run_train_box_seg(project: Project, params: dict[str, Any], ctx: JobContext)
     import torch
 
     from mskstudio.ml.models import pick_device
+    from mskstudio.ml.segment import resume as rs
     from mskstudio.ml.segment.unet import build_segmenter
 
     TrainBoxSegParams.from_json(params).check(project)  # before any run row is written
-    p = {**sr.DEFAULTS, **(params or {})}
+    p, run_id, resume = rs.open_run(project, params, sr.DEFAULTS, sr.MODEL_KIND, ctx)
     p["jitter"] = list(p["jitter"])
     if p["threads"]:
         torch.set_num_threads(int(p["threads"]))
@@ -172,14 +183,17 @@ def run_train_box_seg(project: Project, params: dict[str, Any], ctx: JobContext)
         raise ValueError(f"box segmentation needs at least 3 images with masks, the project has {len(ids)}")
     patients = project.images.patient_of(ids)
     part = patient_split(patients, p["val_fraction"], p["test_fraction"], p["seed"])
-    by_part = {k: [i for i in ids if part[patients[i]] == k] for k in ("train", "val", "test")}
+    by_part = images_by_part(ids, patients, part)
     train = _lesions(project, by_part["train"], masks, int(p["crop"]), ctx.sub(0.0, 0.05))
     val = _lesions(project, by_part["val"], masks, int(p["crop"]), ctx.sub(0.05, 0.1))
-    run_id = project.models.create(
-        sr.MODEL_KIND, p["arch"], params=p, job_id=ctx.job_id, name=f"box segmenter {p['arch']} {len(ids)} images"
-    )
+    if run_id is None:
+        run_id = project.models.create(
+            sr.MODEL_KIND, p["arch"], params=p, job_id=ctx.job_id,
+            name=f"box segmenter {p['arch']} {len(ids)} images")
     try:
-        state, fit = fit_box_model(train, val, p, device, ctx.sub(0.1, 0.9))
+        rs.check_same_images(resume, ids, run_id)
+        state, fit = fit_box_model(train, val, p, device, ctx.sub(0.1, 0.9), resume=resume,
+                                   save=rs.saver(project, run_id, {"arch": p["arch"], "ids": ids}))
         minutes = run_minutes(t0, cpu0)
         ckpt = {
             "arch": p["arch"],
