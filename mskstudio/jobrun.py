@@ -31,6 +31,10 @@ JOB_KINDS: dict[str, str] = {
     "train": "mskstudio.ml.classify.train:run_train",
     "predict": "mskstudio.ml.classify.predict:run_predict",
     "explain": "mskstudio.ml.explain.gradcam:run_explain",
+    # clinical data (light: scikit-learn on cached image scores, seconds)
+    "fuse": "mskstudio.ml.fuse.fuse:run_fuse",
+    "ablation": "mskstudio.ml.fuse.ablation:run_ablation",
+    "shap": "mskstudio.ml.fuse.explain:run_shap",
     "pointing-game": "mskstudio.ml.explain.pointing:run_pointing_game",
     # segmentation
     "train-seg": "mskstudio.ml.segment.train:run_train_seg",
