@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import math
 
+from mskstudio.cli.cmd_fuse import add_train_options as add_fusion_options
+from mskstudio.cli.cmd_fuse import check_train_options as check_fusion_options
+from mskstudio.cli.cmd_fuse import fuse_after_train
 from mskstudio.cli.common import add_project_arg, open_project, open_writable, print_json
 from mskstudio.jobrun import UserError, run_sync
 from mskstudio.ml.explain.gradcam import DEFAULT_SCALES, parse_scales
@@ -47,6 +50,7 @@ def register(sub) -> None:
     p.add_argument("--name")
     p.add_argument("--resume", type=int, metavar="RUN", help="continue a cancelled/crashed classifier run")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_fusion_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="apply a classifier run to images and store predictions")
@@ -94,11 +98,13 @@ def cmd_train(args) -> int:
     if args.resume:
         params = {"resume": args.resume, "device": args.device}
     with open_writable(args.project) as project:
+        check_fusion_options(project, args)
         result = run_sync(project, "train", params, label="train")
         if args.json:
             print_json(result)
         else:
             _print_metrics(project.models.metrics(result["model_run_id"]), result["model_run_id"])
+        fuse_after_train(project, args, result["model_run_id"])
     return 0
 
 

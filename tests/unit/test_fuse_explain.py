@@ -102,3 +102,19 @@ def test_shap_job_summary_and_case(phantom_project):
         assert alp["normalised"] == pytest.approx(alp["value"] / alp["ref_high"])
     with pytest.raises(ValueError, match="is not a fusion run"):
         run_shap(phantom_project, {"fusion_run": image_run}, JobContext.null())
+
+
+def test_cli_fuse_ablation_shap(phantom_project, capsys):
+    from mskstudio.cli import main
+
+    image_run = fake_image_run(phantom_project)
+    root = str(phantom_project.root)
+    phantom_project.close()
+    assert main(["fuse", root, str(image_run), "--mode", "stacking", "--clinical", "age,sex,lab:ALP"]) == 0
+    out = capsys.readouterr().out
+    assert "stacking (rf)" in out and "vs image-only (paired, same cases)" in out
+    assert main(["ablation", root, str(image_run), "--clinical", "age,lab:ALP", "--learner", "logreg"]) == 0
+    out = capsys.readouterr().out
+    assert "all − lab:ALP" in out and "image-only" in out
+    assert main(["fuse", root, str(image_run), "--clinical", "age,shoe_size"]) == 1
+    assert "clinical field 'shoe_size' is not one of" in capsys.readouterr().err
