@@ -52,7 +52,8 @@ JOB_KINDS: dict[str, str] = {
 # (``mskstudio run-job``) so torch threads never starve its event loop. Kept beside
 # JOB_KINDS so a new kind is classified where it is registered.
 HEAVY_KINDS = frozenset({"cluster", "train", "predict", "pointing-game", "train-seg", "train-seg-box",
-                         "prelabel", "embed", "eval-retrieval", "noise-queue", "export-onnx"})
+                         "prelabel", "embed", "eval-retrieval", "noise-queue", "export-onnx",
+                         "ablation"})
 
 
 class UserError(Exception):

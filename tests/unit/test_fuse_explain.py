@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from test_fuse import fake_image_run
+from fuse_fixture import fake_image_run
 
 from mskstudio.jobs import JobContext
 from mskstudio.ml.fuse import compare
