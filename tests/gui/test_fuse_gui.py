@@ -84,3 +84,31 @@ def test_dashboard_lists_fusion_runs(window):
     table = board.comparison_table()
     assert any("paired" in str(row[0]) for row in table)
     board.deleteLater()
+
+
+def test_shap_panel_shows_the_case_values_and_ranges(window):
+    from mskstudio.gui.fuse.shap_panel import ShapPanel
+    from mskstudio.jobs import JobContext
+    from mskstudio.ml.fuse.explain import run_shap
+    from mskstudio.ml.fuse.fuse import run_fuse
+    from mskstudio.ml.fuse.image_run import load_image_run
+
+    p = window.project
+    image_run = fake_image_run(p)
+    panel = ShapPanel(board=None)
+    panel.show_case(p, image_run, 1)
+    assert "No fusion run with SHAP" in panel.text.text()
+    res = run_fuse(p, {"image_run": image_run, "mode": "late", "clinical": "age,lab:ALP", "n_boot": 20},
+                   JobContext.null())
+    run_shap(p, {"fusion_run": res["model_run_id"]}, JobContext.null())
+    ir = load_image_run(p, image_run)
+    table = {ir.test_ids[k]: k for k in range(len(ir.test_ids))}
+    pid_of = p.images.patient_of(list(table))
+    with_alp = [i for i in table if any(r["name"] == "ALP" and r["value"] is not None
+                                        for r in p.images.labs(pid_of[i]))]
+    panel.show_case(p, image_run, with_alp[0])
+    text = panel.text.text()
+    assert f"fusion run #{res['model_run_id']}" in text and "lab:ALP" in text and "(normal " in text
+    panel.show_case(p, image_run, ir.cv_ids[0])
+    assert "not in fusion run" in panel.text.text()
+    panel.deleteLater()
