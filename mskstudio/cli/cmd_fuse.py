@@ -140,7 +140,8 @@ def cmd_shap(args) -> int:
     classes = result["classes"]
     print(f"SHAP of fusion run {args.fusion_run} ({result['output']}, n={result['n']} hold-out cases; "
           f"additivity error {result['additivity_max_error']:.2g})")
-    print("mean |SHAP| per field (one-hot parts summed)  " + "  ".join(c[:10].rjust(10) for c in classes))
+    print("mean |SHAP| per field (one-hot parts and missing indicator summed), overall and per class")
+    print(f"  {'field':<18} {'overall':>16}        " + "  ".join(c[:10].rjust(10) for c in classes))
     order = sorted(result["fields"], key=lambda f: -result["mean_abs_overall"][f])
     for f in order:
         print(f"  {f:<18} overall {result['mean_abs_overall'][f]:8.4f}        "

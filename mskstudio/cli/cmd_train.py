@@ -227,8 +227,8 @@ def _print_metrics(metrics: dict, run_id: int) -> None:
             continue
         for f, fold in enumerate(metrics[task]["folds"]):
             val = fold["val"]
-            print(f"[{task}] fold {f}: best epoch {fold['best_epoch'] + 1}/{fold['epochs_run']}, "
-                  f"val accuracy {_fmt(val.get('accuracy'))}")
+            epochs = f"best epoch {fold['best_epoch'] + 1}/{fold['epochs_run']}, " if "best_epoch" in fold else ""
+            print(f"[{task}] fold {f}: {epochs}val accuracy {_fmt(val.get('accuracy'))}")
         _print_report(f"[{task}] out-of-fold validation", metrics[task]["oof"])
     _print_report("hold-out (fold ensemble)" if "main" in metrics else "hold-out (cascade)",
                   metrics.get("holdout") or {})
