@@ -118,3 +118,16 @@ def test_cli_fuse_ablation_shap(phantom_project, capsys):
     assert "all − lab:ALP" in out and "image-only" in out
     assert main(["fuse", root, str(image_run), "--clinical", "age,shoe_size"]) == 1
     assert "clinical field 'shoe_size' is not one of" in capsys.readouterr().err
+
+
+def test_train_fusion_fields_are_checked_before_training(phantom_project, capsys, monkeypatch):
+    from mskstudio.cli import cmd_train, main
+
+    root = str(phantom_project.root)
+    phantom_project.close()
+    ran = []
+    monkeypatch.setattr(cmd_train, "run_sync", lambda *a, **k: ran.append(a) or {"model_run_id": 1})
+    assert main(["train", root, "diagnosis", "--fusion", "late", "--clinical", "age,lab:NOPE"]) == 1
+    assert "clinical field 'lab:NOPE': the project has no such lab" in capsys.readouterr().err and not ran
+    assert main(["train", root, "diagnosis", "--fusion", "stacking"]) == 1
+    assert "no clinical fields chosen" in capsys.readouterr().err and not ran
