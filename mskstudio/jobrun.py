@@ -53,7 +53,7 @@ JOB_KINDS: dict[str, str] = {
 # JOB_KINDS so a new kind is classified where it is registered.
 HEAVY_KINDS = frozenset({"cluster", "train", "predict", "pointing-game", "train-seg", "train-seg-box",
                          "prelabel", "embed", "eval-retrieval", "noise-queue", "export-onnx",
-                         "ablation"})
+                         "ablation", "shap"})
 
 
 class UserError(Exception):
