@@ -131,6 +131,16 @@ def cross_fit(design: Design, fold: np.ndarray, n_cv: int, learner: str, *, seed
               ctx: JobContext | None = None, factory: Callable[[str, int], Any] = make_learner) -> CrossFit:
     """Rows ``0..n_cv-1`` are CV rows (``fold[i]`` = the fold that validates row i); the rest hold-out."""
     ctx = ctx or JobContext.null()
+    from threadpoolctl import threadpool_limits
+
+    # One thread: on a busy 2-core box HistGradientBoosting's OpenMP threads made a 9 s fit
+    # take 210 s (spin-waiting on cores other jobs held); these tables are too small to share.
+    with threadpool_limits(limits=1):
+        return _cross_fit(design, fold, n_cv, learner, seed, ctx, factory)
+
+
+def _cross_fit(design: Design, fold: np.ndarray, n_cv: int, learner: str, seed: int, ctx: JobContext,
+               factory: Callable[[str, int], Any]) -> CrossFit:
     factory(learner, seed)  # imports scikit-learn before the clock starts: the time is the fitting
     t0 = time.perf_counter()
     fold = np.asarray(fold, int)

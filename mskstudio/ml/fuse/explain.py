@@ -82,15 +82,18 @@ def run_shap(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[
     test = np.arange(len(ir.cv_ids), len(ir.ids))
     if not len(test):
         raise ValueError(f"image run {ir.run_id} has no hold-out to explain")
-    final = fit(design, cv, p["learner"], int(p.get("seed", 0)))
-    stored = np.asarray(metrics.get("holdout", {}).get("probs") or [], float)
-    drift = float(np.abs(final.predict_proba(design, test) - stored).max()) if stored.shape == (len(test), len(
-        ir.classes)) else None
-    if drift is not None and drift > 1e-3:
-        ctx.log(f"note: refitted hold-out probabilities differ from the stored run by up to {drift:.3g} "
-                "(the clinical data changed since the run)")
-    ctx.progress(0.3, "SHAP")
-    values, expected, output = shap_values(final, design, cv, test)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):  # see crossfit.cross_fit
+        final = fit(design, cv, p["learner"], int(p.get("seed", 0)))
+        stored = np.asarray(metrics.get("holdout", {}).get("probs") or [], float)
+        drift = float(np.abs(final.predict_proba(design, test) - stored).max()) if stored.shape == (len(test), len(
+            ir.classes)) else None
+        if drift is not None and drift > 1e-3:
+            ctx.log(f"note: refitted hold-out probabilities differ from the stored run by up to {drift:.3g} "
+                    "(the clinical data changed since the run)")
+        ctx.progress(0.3, "SHAP")
+        values, expected, output = shap_values(final, design, cv, test)
     grouped, names = group_values(values, final.groups)
     present = [ir.classes[int(j)] for j in final.model.classes_]
     classes = present if grouped.shape[2] == len(present) else present[-1:]
