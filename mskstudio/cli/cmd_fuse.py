@@ -155,10 +155,10 @@ def cmd_shap(args) -> int:
               f"SHAP toward {case['classes'][k]}:")
         for f, vals in sorted(case["shap"].items(), key=lambda kv: -abs(kv[1][k])):
             v = case["values"].get(f, {})
-            extra = ""
-            if "ref_high" in v:
-                extra = f" {v.get('unit') or ''} (range {v.get('ref_low')}–{v.get('ref_high')})"
-            print(f"  {f:<18} {vals[k]:+.4f}   value {v.get('value', '—')}{extra}")
+            value = "image model scores" if f == "image" else "missing" if v.get("value") is None else v["value"]
+            if "ref_high" in v and v.get("value") is not None:
+                value = f"{value} {v.get('unit') or ''} (normal {v.get('ref_low')}–{v.get('ref_high')})"
+            print(f"  {f:<18} {vals[k]:+.4f}   {value}")
     return 0
 
 
