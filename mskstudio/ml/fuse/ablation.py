@@ -63,7 +63,7 @@ def configurations(fields: list[str], groups: list[str], scheme: str, mode: str)
 
 
 def run_ablation(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    base = resolve_params(project, {**params, "allow_no_fields": False})
+    base = resolve_params(project, params)
     groups = parse_fields(params["groups"], project) if params.get("groups") else []
     scheme = params.get("scheme") or ("both" if groups else "loo")
     ir = load_image_run(project, int(base["image_run"]))

@@ -51,12 +51,7 @@ def resolve_params(project: Project, params: dict[str, Any]) -> dict[str, Any]:
     p["learner"] = p["learner"] or DEFAULT_LEARNER[p["mode"]]
     if p["learner"] not in LEARNERS:
         raise ValueError(f"unknown learner {p['learner']!r} (one of {', '.join(LEARNERS)})")
-    if p["clinical"] in (None, "", []) and p.get("allow_no_fields"):
-        p["clinical"] = []
-    else:
-        p["clinical"] = parse_fields(p["clinical"], project)
-    if p["mode"] == "metadata" and not p["clinical"]:
-        raise ValueError("a metadata-only model needs at least one clinical field")
+    p["clinical"] = parse_fields(p["clinical"], project)  # at least one field, each known
     return p
 
 
@@ -131,7 +126,7 @@ def store_run(project: Project, ir: ImageRun, p: dict[str, Any], metrics: dict[s
               ctx: JobContext) -> int:
     fields = ",".join(p["clinical"]) or "no clinical fields"
     name = p["name"] or f"{ir.label_set} {p['mode']} {p['learner']} ({fields}) on #{ir.run_id}"
-    stored = {k: v for k, v in p.items() if k != "allow_no_fields"}
+    stored = dict(p)
     run_id = project.models.create(KIND, f"{p['mode']}:{p['learner']}", name=name, params=stored,
                                    parent_run_id=ir.run_id, label_set_id=ir.label_set_id, job_id=ctx.job_id)
     project.models.set_fields(run_id, split=json.dumps(ir.split), metrics=json.dumps(jsonable(metrics)))
