@@ -34,6 +34,10 @@ JOB_KINDS: dict[str, str] = {
     "train": "mskstudio.ml.classify.train:run_train",
     "predict": "mskstudio.ml.classify.predict:run_predict",
     "explain": "mskstudio.ml.explain.gradcam:run_explain",
+    # clinical data (light: scikit-learn on cached image scores, seconds)
+    "fuse": "mskstudio.ml.fuse.fuse:run_fuse",
+    "ablation": "mskstudio.ml.fuse.ablation:run_ablation",
+    "shap": "mskstudio.ml.fuse.explain:run_shap",
     "pointing-game": "mskstudio.ml.explain.pointing:run_pointing_game",
     # segmentation
     "train-seg": "mskstudio.ml.segment.train:run_train_seg",
@@ -77,7 +81,7 @@ JOB_PARAMS: dict[str, str] = {
 # JOB_KINDS so a new kind is classified where it is registered.
 HEAVY_KINDS = frozenset({"cluster", "train", "predict", "pointing-game", "train-seg", "train-seg-box",
                          "prelabel", "embed", "eval-retrieval", "noise-queue", "export-onnx",
-                         "demo-loop"})
+                         "demo-loop", "ablation", "shap"})
 
 
 class UserError(Exception):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import math
 
+from mskstudio.cli.cmd_fuse import add_train_options as add_fusion_options
+from mskstudio.cli.cmd_fuse import check_train_options as check_fusion_options
+from mskstudio.cli.cmd_fuse import fuse_after_train
 from mskstudio.cli.common import add_project_arg, open_project, open_writable, print_json
 from mskstudio.jobrun import UserError, run_sync
 from mskstudio.ml.classify.params import (
@@ -60,6 +63,7 @@ def register(sub) -> None:
     p.add_argument("--name")
     p.add_argument("--resume", type=int, metavar="RUN", help="continue a cancelled/crashed classifier run")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_fusion_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="apply a classifier run to images and store predictions")
@@ -108,11 +112,13 @@ def cmd_train(args) -> int:
     if args.resume:
         params = {"resume": args.resume, "device": args.device}
     with open_writable(args.project) as project:
+        check_fusion_options(project, args)
         result = run_sync(project, "train", params, label="train")
         if args.json:
             print_json(result)
         else:
             _print_metrics(project.models.metrics(result["model_run_id"]), result["model_run_id"])
+        fuse_after_train(project, args, result["model_run_id"])
     return 0
 
 
@@ -235,8 +241,8 @@ def _print_metrics(metrics: dict, run_id: int) -> None:
             continue
         for f, fold in enumerate(metrics[task]["folds"]):
             val = fold["val"]
-            print(f"[{task}] fold {f}: best epoch {fold['best_epoch'] + 1}/{fold['epochs_run']}, "
-                  f"val accuracy {_fmt(val.get('accuracy'))}")
+            epochs = f"best epoch {fold['best_epoch'] + 1}/{fold['epochs_run']}, " if "best_epoch" in fold else ""
+            print(f"[{task}] fold {f}: {epochs}val accuracy {_fmt(val.get('accuracy'))}")
         _print_report(f"[{task}] out-of-fold validation", metrics[task]["oof"])
     _print_report("hold-out (fold ensemble)" if "main" in metrics else "hold-out (cascade)",
                   metrics.get("holdout") or {})

@@ -49,6 +49,12 @@ def open_train_dialog(window):
     return d
 
 
+def open_fuse_dialog(window):
+    from mskstudio.gui.fuse.fuse_dialog import open_fuse_dialog as _open
+
+    return _open(window)
+
+
 def predict(window, run_id: int | None = None) -> int | None:
     run_id = run_id if run_id is not None else choose_run(window, "Predict")
     if run_id is None:
@@ -208,6 +214,7 @@ def add_model_menu(window) -> QMenu:
             ("train", "&Train classifier…", lambda: open_train_dialog(window), "Ctrl+T"),
             ("predict", "&Predict…", lambda: predict(window), None),
             ("explain", "&Explain current image…", lambda: explain_current(window), None),
+            ("fuse", "&Fuse clinical data…", lambda: open_fuse_dialog(window), None),
             (None, None, None, None),
             ("review", "&Review cases", lambda: review(window), None),
             ("evaluate", "E&valuate (Dashboard)", lambda: evaluate(window), None),

@@ -194,8 +194,22 @@ def _age(diagnosis, rng):
     return int(rng.integers(lo, hi + 1))
 
 
-def _labs(diagnosis, age, rng):
-    """ALP/LDH/CRP/WBC with units and normal ranges; some values missing."""
+# Each centre's laboratory uses its own kit, as real multi-centre data has: other units
+# (SI µkat/L, mg/dL) and other reference ranges.  ``scale`` turns the canonical value
+# (centre_a's kit) into the kit's unit and calibration, so a value divided by its own
+# kit's upper limit reads the same everywhere while the raw numbers do not.
+LAB_KITS = {
+    "centre_a": {"ALP": ("U/L", 40, 130, 1.0), "LDH": ("U/L", 135, 225, 1.0),
+                 "CRP": ("mg/L", 0, 5, 1.0), "WBC": ("10^9/L", 4, 10, 1.0)},
+    "centre_b": {"ALP": ("µkat/L", 0.6, 2.3, 2.3 / 130), "LDH": ("µkat/L", 2.0, 4.1, 4.1 / 225),
+                 "CRP": ("mg/dL", 0, 0.5, 0.1), "WBC": ("10^9/L", 4.5, 11, 1.1)},
+    "centre_c": {"ALP": ("U/L", 35, 105, 105 / 130), "LDH": ("U/L", 105, 205, 205 / 225),
+                 "CRP": ("mg/L", 0, 10, 2.0), "WBC": ("10^9/L", 3.5, 8.8, 0.88)},
+}
+
+
+def _labs(diagnosis, age, rng, centre="centre_a"):
+    """ALP/LDH/CRP/WBC in the ``centre``'s lab kit (unit, normal range); some values missing."""
     alp = rng.normal(85, 20) * (2.0 if age < 18 else 1.0)      # growing children run high
     ldh, crp, wbc = rng.normal(180, 30), math.exp(rng.normal(math.log(2), 0.8)), rng.normal(7, 1.5)
     if diagnosis == "osteosarcoma":
@@ -207,9 +221,11 @@ def _labs(diagnosis, age, rng):
     elif diagnosis == "osteomyelitis":
         crp, wbc = math.exp(rng.normal(math.log(45), 0.6)), rng.normal(13, 3)
     out = {}
-    for name, v, unit, lo, hi in (("ALP", alp, "U/L", 40, 130), ("LDH", ldh, "U/L", 135, 225),
-                                  ("CRP", crp, "mg/L", 0, 5), ("WBC", wbc, "10^9/L", 4, 10)):
-        out.update({f"lab_{name}": "" if rng.random() < 0.15 else f"{max(v, 0.1):.1f}",
+    kit = LAB_KITS[centre]
+    for name, v in (("ALP", alp), ("LDH", ldh), ("CRP", crp), ("WBC", wbc)):
+        unit, lo, hi, scale = kit[name]
+        value = max(v, 0.1) * scale
+        out.update({f"lab_{name}": "" if rng.random() < 0.15 else f"{value:.{3 if value < 10 else 1}f}",
                     f"lab_{name}_unit": unit, f"lab_{name}_low": lo, f"lab_{name}_high": hi})
     return out
 
@@ -269,7 +285,7 @@ def plan_archive(n_images, seed, size, non_msk_fraction=0.08, lesion_fraction=0.
                          if diag != "healthy" else {"follow_up": 1})
         clinical.append({"patient_id": patient["id"], "age": age, "sex": sex, "site": region, "position": pos,
                          "diagnosis": diag, "dignity": DIGNITY[diag], "diagnosis_source": source,
-                         **_labs(diag, age, rng)})
+                         **_labs(diag, age, rng, home)})
         studies = [(region, v) for _ in range(int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2]))) for v in ("AP", "LAT")]
         if n_junk < non_msk_fraction * (len(jobs) + len(studies)):
             kind = junk.draw()
@@ -376,7 +392,7 @@ def generate_archive(out_dir: Path, n_images: int = 600, seed: int = 0, size: st
     else:
         with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:   # exit terminates on cancel
             collect(pool.imap(_write_one, jobs, chunksize=2))
-    with open(out / "clinical.csv", "w", newline="") as fh:
+    with open(out / "clinical.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(clinical[0]))
         w.writeheader()
         w.writerows(clinical)

@@ -222,6 +222,24 @@ class ImageRepo:
             )
             self.p.audit(audit_action, "patient", patient_id, fields)
 
+    def clinical_records(self) -> dict[int, dict[str, Any]]:
+        """patient id -> clinical record, every patient that has one (the fusion feature table)."""
+        return {int(r["patient_id"]): dict(r) for r in self.p.db.query("SELECT * FROM clinical")}
+
+    def all_labs(self) -> list[sqlite3.Row]:
+        """Every lab row of the project (name, value, unit, range per patient)."""
+        return self.p.db.query("SELECT * FROM labs ORDER BY patient_id, name")
+
+    def lab_names(self) -> list[str]:
+        return [r[0] for r in self.p.db.query("SELECT DISTINCT name FROM labs ORDER BY name")]
+
+    def patient_centre_counts(self) -> list[sqlite3.Row]:
+        """(patient_id, centre code or None, images) rows: where a patient's images come from."""
+        return self.p.db.query(
+            "SELECT s.patient_id, c.code AS centre, COUNT(*) AS n FROM images i "
+            "JOIN studies s ON s.id = i.study_id LEFT JOIN centres c ON c.id = s.centre_id "
+            "GROUP BY s.patient_id, c.code")
+
     def labs(self, patient_id: int) -> list[sqlite3.Row]:
         return self.p.db.query("SELECT * FROM labs WHERE patient_id = ? ORDER BY name", (patient_id,))
 

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from mskstudio.gui.fuse.clinical_section import fusion_runs
 from mskstudio.gui.review import review_queue as rq
 from mskstudio.gui.widgets.plots import PALETTE, epoch_plot
 from mskstudio.gui.widgets.workspace import follow_window
@@ -201,6 +202,7 @@ class Dashboard(QWidget):
     def reload(self) -> None:
         keep_a, keep_b = self.run_a.currentData(), self.run_b.currentData()
         runs = rq.classifier_runs(self.project) if self.project is not None else []
+        runs += fusion_runs(self.project)  # image-only, metadata-only and fusion side by side
         for combo, keep, none in ((self.run_a, keep_a, False), (self.run_b, keep_b, True)):
             combo.blockSignals(True)
             combo.clear()
@@ -222,7 +224,7 @@ class Dashboard(QWidget):
 
     def _job_returned(self, job_id: int, _result) -> None:
         h = self.window_.runner.handle(job_id)
-        if h is not None and h.kind == "train":
+        if h is not None and h.kind in ("train", "fuse"):
             self.reload()
 
     # ---- drawing ---------------------------------------------------------------------------

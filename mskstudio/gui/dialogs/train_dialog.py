@@ -186,8 +186,12 @@ class TrainDialog(QDialog):
         self.train_btn = buttons.addButton("Train", QDialogButtonBox.ButtonRole.AcceptRole)
         buttons.accepted.connect(self.submit)
         buttons.rejected.connect(self.reject_dialog)
+        from mskstudio.gui.fuse.clinical_section import ClinicalSection
+
+        self.clinical = ClinicalSection(project)  # optional fusion after training
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.clinical)
         layout.addWidget(self.problems)
         layout.addWidget(buttons)
         names = [self.label_set.itemData(i) for i in range(self.label_set.count())]
@@ -249,7 +253,7 @@ class TrainDialog(QDialog):
         project = self.window_.project
         if project is None:
             return ["Open a project first."]
-        problems = validate_params(project, self.params())
+        problems = validate_params(project, self.params()) + self.clinical.problems()
         if project.readonly:
             problems.append(f"The project is read-only: {project.readonly_reason}")
         return problems
@@ -261,5 +265,10 @@ class TrainDialog(QDialog):
             return None
         self.problems.setText("")
         self.last_job_id = self.window_.runner.submit("train", self.params())
+        mode, fields = self.clinical.value()
+        if mode is not None:
+            from mskstudio.gui.fuse.clinical_section import fuse_after_train
+
+            fuse_after_train(self.window_, self.last_job_id, mode, fields)
         self.accept()
         return self.last_job_id

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from mskstudio.gui.commands import SetLabelCommand
+from mskstudio.gui.fuse.shap_panel import ShapPanel
 from mskstudio.gui.review import review_queue as rq
 from mskstudio.gui.viewer.viewer import Viewer
 from mskstudio.gui.widgets.board_keys import ENTER_KEYS, BoardKeys
@@ -165,6 +166,7 @@ class ReviewBoard(BoardKeys, QWidget):
         hf.addRow("Colormap", self.cmap)
         hf.addRow(self.cam_status)
         sl.addWidget(heat_box)
+        self.shap_panel = ShapPanel(self, sl)  # the clinical part of a fusion run, per case
         buttons = QGridLayout()
         self.prev_btn = QPushButton("◀ Previous")
         self.prev_btn.clicked.connect(lambda: self.step(-1))

@@ -1,0 +1,1 @@
+"""Clinical data in the models: the Train dialog section, the Fuse dialog."""
