@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mskstudio.io.export_annotations import import_masks
+from mskstudio.io.exports.annotations import import_masks
 
 from mskstudio.io.clinical import run_import_clinical
 from mskstudio.jobs import JobContext
