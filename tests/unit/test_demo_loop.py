@@ -10,7 +10,7 @@ import pytest
 
 @pytest.fixture
 def loop_project(phantom_project, phantom_archive):
-    from mskstudio.io.export_annotations import import_masks
+    from mskstudio.io.exports.annotations import import_masks
 
     import_masks(phantom_project, phantom_archive, boxes=True)  # the phantom surgeons' masks and boxes
     return phantom_project
