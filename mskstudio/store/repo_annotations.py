@@ -465,6 +465,11 @@ class AnnotationRepo:
             )
         ]
 
+    def counts(self) -> dict[str, int]:
+        """How many lesion masks and boxes the project holds."""
+        return {"masks": int(self.p.db.scalar("SELECT COUNT(*) FROM masks")),
+                "boxes": int(self.p.db.scalar("SELECT COUNT(*) FROM boxes"))}
+
 
 def _norm_rect(rect: Sequence[float]) -> tuple[float, float, float, float]:
     x0, y0, x1, y1 = (float(v) for v in rect)

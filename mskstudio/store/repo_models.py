@@ -147,7 +147,10 @@ class ModelRepo:
         return self.p.db.query(
             "SELECT * FROM predictions WHERE model_run_id = ? ORDER BY image_id", (run_id,))
 
-    def prediction_count(self, run_id: int) -> int:
+    def prediction_count(self, run_id: int | None = None) -> int:
+        """Stored predictions of one model run, or of every run."""
+        if run_id is None:
+            return int(self.p.db.scalar("SELECT COUNT(*) FROM predictions"))
         return int(self.p.db.scalar("SELECT COUNT(*) FROM predictions WHERE model_run_id = ?", (run_id,)))
 
     def referenced_blobs(self) -> set[str]:

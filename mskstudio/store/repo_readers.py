@@ -139,6 +139,14 @@ class ReaderRepo:
                       "read_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
                       (int(class_id), confidence, float(seconds), int(read_id)))
 
+    def progress(self, study_id: int) -> list[sqlite3.Row]:
+        """Per reader and arm: cases assigned (n), read (done) and seconds spent."""
+        return self.p.db.query(
+            "SELECT rd.name, rd.role, a.position, a.kind, COUNT(r.id) AS n, COUNT(r.class_id) AS done, "
+            "SUM(r.seconds) AS seconds FROM reads r JOIN readers rd ON rd.id = r.reader_id "
+            "JOIN study_arms a ON a.id = r.arm_id WHERE r.study_id = ? GROUP BY rd.name, a.position "
+            "ORDER BY rd.name, a.position", (study_id,))
+
     def reads(self, study_id: int, *, answered_only: bool = True) -> list[sqlite3.Row]:
         """Every read with reader, arm, image and class names (for analysis and export)."""
         where = " AND r.class_id IS NOT NULL" if answered_only else ""

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mskstudio.io.exports.annotations import import_masks
 
 from mskstudio.io.clinical import run_import_clinical
+from mskstudio.io.exports.annotations import import_masks
 from mskstudio.jobs import JobContext
 from mskstudio.store import Project
 

@@ -20,7 +20,19 @@ def _menu_window(window):
     return window
 
 
-def test_chosen_reader_is_the_author_of_new_labels(qtbot, window):
+@pytest.fixture
+def restore_reader(monkeypatch):
+    """Choosing a reader sets MSKSTUDIO_USER and the stored preference: both go back after."""
+    import os
+
+    from mskstudio.gui import settings as prefs
+
+    monkeypatch.setenv("MSKSTUDIO_USER", os.environ.get("MSKSTUDIO_USER", "tester"))
+    yield
+    prefs.settings().remove("reader")
+
+
+def test_chosen_reader_is_the_author_of_new_labels(qtbot, window, restore_reader):
     from mskstudio.gui.readers import menu
 
     w = _menu_window(window)
@@ -38,7 +50,7 @@ def test_chosen_reader_is_the_author_of_new_labels(qtbot, window):
     assert w.project.readers.find("dr_new")["role"] == "specialist"
 
 
-def test_wizard_session_and_results(qtbot, window, tmp_path):
+def test_wizard_session_and_results(qtbot, window, tmp_path, restore_reader):
     from mskstudio.gui.readers import menu
     from mskstudio.ml.readers.simulate import simulate_reads
 

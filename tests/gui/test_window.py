@@ -125,7 +125,7 @@ def test_settings_persist_layout_and_recent(qtbot, qapp, project_copy, tmp_path)
     assert any(str(project_copy.resolve()) == a.text() for a in w2.recent_menu.actions())
 
 
-def test_workspaces_missing_skipped_broken_shown(qtbot, qapp, monkeypatch):
+def test_workspaces_missing_or_broken_are_shown_not_skipped(qtbot, qapp, monkeypatch):
     import sys
 
     from PySide6.QtWidgets import QLabel
@@ -143,7 +143,8 @@ def test_workspaces_missing_skipped_broken_shown(qtbot, qapp, monkeypatch):
     w.load_workspaces([("Good", "gui_test_ws_good:Board"), ("Absent", "gui_test_ws_absent_xyz:Board"),
                        ("Bad", "gui_test_ws_bad:Board")], docks=[], menus=[])
     tabs = [w.workspace.tabText(i) for i in range(w.workspace.count())]
-    assert tabs == ["Viewer", "Good", "Bad ⚠"]
+    assert tabs == ["Viewer", "Good", "Absent ⚠", "Bad ⚠"]  # a missing module is reported, not skipped
+    assert "gui_test_ws_absent_xyz" in w.workspace_errors["Absent"]
     assert "a_module_that_is_missing_inside" in w.workspace_errors["Bad"]
 
 

@@ -52,11 +52,7 @@ class ResultsPage(QWidget):
         self.resize(1100, 800)
 
     def show_progress(self) -> None:
-        rows = self.window_.project.db.query(
-            "SELECT rd.name, rd.role, a.position, a.kind, COUNT(r.id) AS n, COUNT(r.class_id) AS done, "
-            "SUM(r.seconds) AS seconds FROM reads r JOIN readers rd ON rd.id = r.reader_id "
-            "JOIN study_arms a ON a.id = r.arm_id WHERE r.study_id = ? GROUP BY rd.name, a.position "
-            "ORDER BY rd.name, a.position", (self.study_id,))
+        rows = self.window_.project.readers.progress(self.study_id)
         frame = pd.DataFrame([{"reader": r["name"], "role": r["role"] or "", "arm": f"{r['position'] + 1} {r['kind']}",
                                "read": f"{r['done']}/{r['n']}",
                                "minutes": round((r["seconds"] or 0) / 60.0, 1)} for r in rows])

@@ -77,13 +77,12 @@ class StartHere(QWidget):
                             f"{prog['images_covered']}/{prog['images_total']} images labelled.")
         else:
             out["label"] = "Cluster first: then label whole clusters with keys 1–9, D, M, S."
-        masks = p.db.scalar("SELECT COUNT(*) FROM masks")
-        boxes = p.db.scalar("SELECT COUNT(*) FROM boxes")
-        out["annotate"] = f"{masks} lesion mask(s), {boxes} box(es) in the project."
+        counts = p.annotations.counts()
+        out["annotate"] = f"{counts['masks']} lesion mask(s), {counts['boxes']} box(es) in the project."
         classifiers = [r for r in p.models.list("classifier") if r["status"] == "done"]
         out["train"] = (f"{len(classifiers)} trained classifier(s); the latest is run {classifiers[0]['id']}."
                         if classifiers else "No classifier yet: train one on the labels.")
-        n_pred = p.db.scalar("SELECT COUNT(*) FROM predictions") if classifiers else 0
+        n_pred = p.models.prediction_count() if classifiers else 0
         out["review"] = (f"{n_pred} prediction(s) to review (uncertain first)." if n_pred
                          else "Predictions appear here after training.")
         return out

@@ -6,6 +6,7 @@ Every section returns plain data for the template; the numbers come from
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from typing import Any
@@ -194,11 +195,10 @@ def _same_cases(a: dict[str, Any], b: dict[str, Any]) -> bool:
 def comparison_section(runs: list[dict[str, Any]], w) -> dict[str, Any]:
     """Every pair of runs scored on the same hold-out: DeLong per AUC, McNemar; Holm over all tests."""
     from mskstudio.ml.evaluate.compare import compare_runs, holm
-    from mskstudio.ml.report.report import pairs
 
     tests: list[dict[str, Any]] = []
     skipped = []
-    for a, b in pairs(runs):
+    for a, b in itertools.combinations(runs, 2):
         if not _same_cases(a, b):
             skipped.append(f"#{a['id']} vs #{b['id']}: different hold-out cases")
             continue
