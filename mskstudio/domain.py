@@ -14,7 +14,7 @@ MASK_SOURCES = ("human", "model", "import", "adjudicated")
 DIGNITIES = ("benign", "intermediate", "malignant", "none")
 DIAGNOSIS_SOURCES = ("histology", "tumour_board", "follow_up")
 JOB_STATUSES = ("submitted", "running", "done", "error", "cancelled", "interrupted")
-MODEL_KINDS = ("deepcluster", "classifier", "segmenter", "embedder")
+MODEL_KINDS = ("deepcluster", "classifier", "segmenter", "embedder", "detector")
 
 # Label sets whose name starts with this hold ground truth used only for scoring
 # (e.g. the phantoms' true regions); training code must never read them as targets.

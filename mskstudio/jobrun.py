@@ -37,6 +37,9 @@ JOB_KINDS: dict[str, str] = {
     "prelabel": "mskstudio.ml.segment.train:run_prelabel",
     "train-seg-box": "mskstudio.ml.segment.train_box:run_train_box_seg",
     "fill-boxes": "mskstudio.ml.segment.roi_seg:run_fill_boxes",  # light: one image, ~0.1 s a box
+    # lesion detection
+    "train-det": "mskstudio.ml.detect.train:run_train_det",
+    "detect": "mskstudio.ml.detect.predict:run_detect",
     # retrieval and deployment
     "embed": "mskstudio.ml.retrieve.embeddings:run_embed",
     "eval-retrieval": "mskstudio.ml.retrieve.evaluate:run_eval_retrieval",
@@ -48,7 +51,8 @@ JOB_KINDS: dict[str, str] = {
 # (``mskstudio run-job``) so torch threads never starve its event loop. Kept beside
 # JOB_KINDS so a new kind is classified where it is registered.
 HEAVY_KINDS = frozenset({"cluster", "train", "predict", "pointing-game", "train-seg", "train-seg-box",
-                         "prelabel", "embed", "eval-retrieval", "noise-queue", "export-onnx"})
+                         "prelabel", "embed", "eval-retrieval", "noise-queue", "export-onnx",
+                         "train-det", "detect"})
 
 
 class UserError(Exception):

@@ -57,6 +57,7 @@ class Project:
         "models": "repo_models:ModelRepo",
         "annotations": "repo_annotations:AnnotationRepo",
         "measurements": "repo_measurements:MeasurementRepo",
+        "detections": "repo_detections:DetectionRepo",
     }
 
     def __getattr__(self, name: str) -> Any:
