@@ -40,6 +40,7 @@ JOB_KINDS: dict[str, str] = {
     # lesion detection
     "train-det": "mskstudio.ml.detect.train:run_train_det",
     "detect": "mskstudio.ml.detect.predict:run_detect",
+    "export-det": "mskstudio.ml.detect.export:run_export_det",
     # retrieval and deployment
     "embed": "mskstudio.ml.retrieve.embeddings:run_embed",
     "eval-retrieval": "mskstudio.ml.retrieve.evaluate:run_eval_retrieval",
@@ -52,7 +53,7 @@ JOB_KINDS: dict[str, str] = {
 # JOB_KINDS so a new kind is classified where it is registered.
 HEAVY_KINDS = frozenset({"cluster", "train", "predict", "pointing-game", "train-seg", "train-seg-box",
                          "prelabel", "embed", "eval-retrieval", "noise-queue", "export-onnx",
-                         "train-det", "detect"})
+                         "train-det", "detect", "export-det"})
 
 
 class UserError(Exception):

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "mskstudio.cli.cmd_ml",
     "mskstudio.cli.cmd_retrieval",
     "mskstudio.cli.cmd_train",
+    "mskstudio.cli.cmd_detect",
     "mskstudio.cli.cmd_annotate",
     "mskstudio.cli.cmd_measure",
 )
