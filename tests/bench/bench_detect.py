@@ -165,7 +165,8 @@ def main() -> None:
     print(f"AP50 {hold['coco']['ap50']:.3f}  AP75 {hold['coco']['ap75']:.3f}  mAP {hold['coco']['map']:.3f}")
     s = hold["study"]
     print(f"study calls (max over AP + lateral, {s['studies']} studies, {s['positive_studies']} with a lesion): "
-          f"sensitivity {fmt(s['sensitivity'])}, specificity {fmt(s['specificity'])}, AUC {s.get('auc', float('nan')):.3f}")
+          f"sensitivity {fmt(s['sensitivity'])}, specificity {fmt(s['specificity'])}, "
+          f"AUC {s.get('auc', float('nan')):.3f}")
     print(f"training: {m['cpu_minutes']} CPU minutes, {m['wall_minutes']} wall minutes on {m['device']}")
     timing(a.timing_size, a.threads)
 
