@@ -33,12 +33,18 @@ def flip_boxes(boxes: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def _nonempty(boxes: np.ndarray, scores: np.ndarray) -> Pass:
+    """Drop boxes that clipping to the square left without area (WBF would warn and skip them)."""
+    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    return boxes[keep], scores[keep]
+
+
 def fuse(passes: Sequence[Pass], size: int, *, fusion: str = "wbf", iou_thr: float = 0.55,
          skip_thr: float = 0.0) -> Pass:
     """One image's boxes of several passes fused into one set (falling score)."""
     if fusion not in FUSIONS:
         raise ValueError(f"unknown box fusion {fusion!r} ({', '.join(FUSIONS)})")
-    passes = [(np.asarray(b, np.float32).reshape(-1, 4), np.asarray(s, np.float32).reshape(-1))
+    passes = [_nonempty(np.asarray(b, np.float32).reshape(-1, 4), np.asarray(s, np.float32).reshape(-1))
               for b, s in passes]
     if len(passes) == 1:
         b, s = passes[0]
