@@ -59,6 +59,15 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_export_det)
 
+    p = sub.add_parser("study-calls", help="a classifier run's lesion / no-lesion call per study "
+                                           "(maximum over its AP and lateral images), on its hold-out")
+    add_project_arg(p)
+    p.add_argument("model_run", type=int)
+    p.add_argument("--healthy", required=True, help="the class that means 'no lesion'")
+    p.add_argument("--threshold", type=float, help="default: Youden's J on the same studies (optimistic)")
+    p.add_argument("--all-images", action="store_true", help="also images the run trained on")
+    p.set_defaults(func=cmd_study_calls)
+
 
 def cmd_train_det(args) -> int:
     keys = ("arch", "init", "size", "fpn_channels", "k", "holdout", "test_fraction", "epochs", "batch_size",
@@ -98,6 +107,19 @@ def cmd_export_det(args) -> int:
     else:
         print(f"{result['onnx']}: parity max |diff| raw {result['parity']['max_abs_raw']:.2e}, boxes "
               f"{result['parity']['max_abs_boxes']:.2e}; model card {result['card']}")
+    return 0
+
+
+def cmd_study_calls(args) -> int:
+    from mskstudio.cli.common import open_project
+    from mskstudio.ml.detect.study import classifier_study_calls
+
+    with open_project(args.project) as project:
+        c = classifier_study_calls(project, args.model_run, args.healthy, threshold=args.threshold,
+                                   all_images=args.all_images)
+    print(f"{c['studies']} studies ({c['positive_studies']} with a lesion), threshold {c['threshold']:.3f} "
+          f"({c['threshold_from']}): sensitivity {_p(c['sensitivity'])}, specificity {_p(c['specificity'])}"
+          + (f", AUC {c['auc']:.3f}" if "auc" in c else ""))
     return 0
 
 

@@ -39,3 +39,29 @@ def test_predictions_never_touch_or_pose_as_human_boxes(new_project):
     assert [r["review"] for r in p.detections.predictions(b, include_reviewed=True)] == ["accepted"]
     assert p.db.scalar("SELECT COUNT(*) FROM audit WHERE action = 'detect.accept'") == 1
     assert p.detections.runs_with_predictions() == [run]
+
+
+def test_classifier_study_calls_take_the_max_over_a_studys_views(new_project):
+    import json
+
+    from mskstudio.ml.detect.study import classifier_study_calls
+
+    p = new_project
+    ids = sorted(add_synthetic_images(p, 8, size=32, truth=False))  # 4 studies of 2 images
+    ls = p.labels.label_set("diagnosis")
+    healthy, tumour = p.labels.class_id(ls, "healthy"), p.labels.class_id(ls, "tumour")
+    truth = [tumour, healthy, healthy, healthy, tumour, tumour, healthy, healthy]  # studies +, -, +, -
+    for i, c in zip(ids, truth, strict=True):
+        p.labels.set_labels([i], ls, c, source="human")
+    run = p.models.create("classifier", "resnet18", label_set_id=ls)
+    p.models.set_fields(run, split=json.dumps({"test": ids, "folds": []}))
+    p_tumour = [0.2, 0.9, 0.1, 0.3, 0.7, 0.4, 0.6, 0.1]  # study 0 positive only by its 2nd view
+    p.models.save_predictions(run, [(i, tumour if s > 0.5 else healthy, max(s, 1 - s),
+                                     json.dumps({str(tumour): s, str(healthy): 1 - s}), 0)
+                                    for i, s in zip(ids, p_tumour, strict=True)])
+    c = classifier_study_calls(p, run, "healthy", threshold=0.5)
+    assert c["studies"] == 4 and c["positive_studies"] == 2
+    assert (c["sensitivity"]["k"], c["sensitivity"]["n"]) == (2, 2)
+    assert (c["specificity"]["k"], c["specificity"]["n"]) == (1, 2)   # study 3: 0.6 -> false positive
+    with pytest.raises(ValueError, match="no class"):
+        classifier_study_calls(p, run, "normal")
