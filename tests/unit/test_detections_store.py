@@ -65,3 +65,30 @@ def test_classifier_study_calls_take_the_max_over_a_studys_views(new_project):
     assert (c["specificity"]["k"], c["specificity"]["n"]) == (1, 2)   # study 3: 0.6 -> false positive
     with pytest.raises(ValueError, match="no class"):
         classifier_study_calls(p, run, "normal")
+
+
+@pytest.mark.parametrize("kind", ["deepcluster", "classifier"])
+def test_detector_backbone_starts_from_a_deepcluster_or_classifier_run(new_project, kind):
+    torch = pytest.importorskip("torch")
+    from mskstudio.ml.classify.classifier import make_classifier
+    from mskstudio.ml.classify.train_loop import save_blob
+    from mskstudio.ml.detect.model import backbone_state, build_detector, load_backbone_state
+    from mskstudio.ml.models import build_backbone
+
+    torch.manual_seed(1)
+    if kind == "deepcluster":
+        net, _ = build_backbone("resnet18")
+        ckpt = {"arch": "resnet18", "backbone": net.state_dict()}
+        conv1 = net.conv1.weight
+    else:
+        clf = make_classifier("resnet18", 3)
+        ckpt = {"main": {"arch": "resnet18", "folds": [clf.state_dict()]}}
+        conv1 = clf.encoder.conv1.weight
+    run = new_project.models.create(kind, "resnet18")
+    new_project.models.set_checkpoint(run, save_blob(new_project, ckpt))
+    det = build_detector("resnet18", size=64, fpn_channels=64)
+    assert not torch.equal(det.backbone.body.conv1.weight, conv1)
+    missing = load_backbone_state(det, backbone_state(new_project, f"run:{run}"))
+    assert missing == []
+    assert torch.equal(det.backbone.body.conv1.weight, conv1)
+    assert det.backbone.body.conv1.weight.shape[1] == 1     # one-channel radiographs
