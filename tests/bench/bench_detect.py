@@ -20,7 +20,8 @@ Measured on the shared 2-core box (load ~12, other helpers training): the full t
 4.5 CPU minutes (19 wall), and 60 training images a fold from scratch learnt nothing (hold-out
 hit rate 0/12, AP50 0, no box above the threshold).  The same code learns planted squares on
 held-out patients (tests/unit/test_detect_train.py: 9/10 at 0.05 FP/image).  One fold model at
-512 px, batch 1, 1 thread under that load: torch 1,376 ms, ONNX Runtime 1,134 ms an image.
+512 px, batch 1, 1 thread under that load: torch 1,376 ms, ONNX Runtime 1,134 ms an image; with
+2 threads (load ~6): ORT 992 ms (FPN 128) and 609 ms (FPN 64, ``--timing-fpn 64``), torch 2.5-2.8 s.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def baseline(project: Project, ids, truth_sq, images) -> dict:
     return out
 
 
-def timing(size: int, threads: int, n: int = 8) -> None:
+def timing(size: int, threads: int, n: int = 8, fpn: int = 128) -> None:
     """ms per image: one fold model, torch vs ONNX Runtime (raw outputs + the same numpy decoding)."""
     import tempfile
 
@@ -82,7 +83,7 @@ def timing(size: int, threads: int, n: int = 8) -> None:
     from mskstudio.ml.detect.predict import make_decoder
 
     torch.set_num_threads(threads)
-    model = build_detector("resnet18", size=size).eval()
+    model = build_detector("resnet18", size=size, fpn_channels=fpn).eval()
     raw = RawDetector.wrap(model)
     x = torch.rand(n, 1, size, size)
     anchors, per_level = anchor_table(model, size)
@@ -108,7 +109,7 @@ def timing(size: int, threads: int, n: int = 8) -> None:
             c, r, s = (v.numpy() for v in raw(x[k:k + 1]))
             dec(c[0], r[0], s[0])
         torch_ms = (time.perf_counter() - t) / n * 1000
-    print(f"\ninference at {size} px, {threads} threads, one fold model, batch 1 (n={n}):")
+    print(f"\ninference at {size} px, {threads} threads, one fold model (FPN {fpn}), batch 1 (n={n}):")
     print(f"  torch {torch_ms:7.1f} ms/image    ONNX Runtime {ort_ms:7.1f} ms/image")
     print("  a k-fold ensemble with flip TTA costs 2k of these passes per image (+ fusion, < 1 ms)")
 
@@ -128,9 +129,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--timing-only", action="store_true")
     ap.add_argument("--timing-size", type=int, default=512)
+    ap.add_argument("--timing-fpn", type=int, default=128, help="FPN width of the timed model")
     a = ap.parse_args()
     if a.timing_only:
-        timing(a.timing_size, a.threads)
+        timing(a.timing_size, a.threads, fpn=a.timing_fpn)
         return
     import torch
 
