@@ -92,3 +92,30 @@ def test_detector_backbone_starts_from_a_deepcluster_or_classifier_run(new_proje
     assert missing == []
     assert torch.equal(det.backbone.body.conv1.weight, conv1)
     assert det.backbone.body.conv1.weight.shape[1] == 1     # one-channel radiographs
+
+
+def test_ground_truth_is_human_and_imported_boxes_and_masks_once(new_project):
+    import numpy as np
+
+    from mskstudio.ml.detect.data import truth_boxes
+
+    p = new_project
+    a, b, c = sorted(add_synthetic_images(p, 3, size=64))
+    cls = p.annotations.class_id("tumour")
+    def mask_of(i):
+        r = p.images.get(i)
+        out = np.zeros((r["rows"], r["cols"]), bool)
+        out[10:20, 10:30] = True
+        return out
+
+    m = p.annotations.save_mask(a, cls, mask_of(a), source="import")
+    p.annotations.box_from_mask(m)                        # the same lesion as a box: counted once
+    p.annotations.add_box(a, cls, (40, 40, 50, 50))       # a second lesion, drawn as a box only
+    mm = p.annotations.save_mask(b, cls, mask_of(b), source="model")
+    p.annotations.box_from_mask(mm)                       # a model's mask and its box: no truth
+    run = p.models.create("detector", "resnet18")
+    p.detections.replace_predictions(run, [c], [(c, cls, (1, 1, 5, 5), 0.9)])
+    truth, class_id = truth_boxes(p)
+    assert class_id == cls
+    assert sorted(map(tuple, truth[a].tolist())) == [(10, 10, 30, 20), (40, 40, 50, 50)]
+    assert len(truth[b]) == 0 and len(truth[c]) == 0

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from mskstudio.jobs import JobContext
     from mskstudio.store import Project
 
-TRUTH_MASK_SOURCES = ("human", "import", "adjudicated")
+TRUTH_MASK_SOURCES = ("human", "import", "adjudicated")  # boxes and masks that count as ground truth
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -53,6 +53,8 @@ def truth_boxes(project: Project, image_ids: Sequence[int] | None = None,
     out: dict[int, list] = {i: [] for i in ids}
     classes: dict[int, int] = {}
     for b in project.annotations.all_boxes():  # human-drawn and imported boxes (no predictions)
+        if b["source"] not in TRUTH_MASK_SOURCES:
+            continue  # e.g. the box of a model mask: a model's guess is no ground truth
         if b["image_id"] in wanted and (class_name is None or b["class_name"] == class_name):
             out[b["image_id"]].append((b["x0"], b["y0"], b["x1"], b["y1"]))
             classes[b["class_id"]] = classes.get(b["class_id"], 0) + 1
