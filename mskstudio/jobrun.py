@@ -44,6 +44,10 @@ JOB_KINDS: dict[str, str] = {
     "prelabel": "mskstudio.ml.segment.train:run_prelabel",
     "train-seg-box": "mskstudio.ml.segment.train_box:run_train_box_seg",
     "fill-boxes": "mskstudio.ml.segment.roi_seg:run_fill_boxes",  # light: one image, ~0.1 s a box
+    # lesion detection
+    "train-det": "mskstudio.ml.detect.train:run_train_det",
+    "detect": "mskstudio.ml.detect.predict:run_detect",
+    "export-det": "mskstudio.ml.detect.export:run_export_det",
     # retrieval and deployment
     "embed": "mskstudio.ml.retrieve.embeddings:run_embed",
     "eval-retrieval": "mskstudio.ml.retrieve.evaluate:run_eval_retrieval",
@@ -81,7 +85,8 @@ JOB_PARAMS: dict[str, str] = {
 # JOB_KINDS so a new kind is classified where it is registered.
 HEAVY_KINDS = frozenset({"cluster", "train", "predict", "pointing-game", "train-seg", "train-seg-box",
                          "prelabel", "embed", "eval-retrieval", "noise-queue", "export-onnx",
-                         "demo-loop", "ablation", "shap"})
+                         "demo-loop", "ablation", "shap",
+                         "train-det", "detect", "export-det"})
 
 
 class UserError(Exception):

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "mskstudio.cli.cmd_retrieval",
     "mskstudio.cli.cmd_train",
     "mskstudio.cli.cmd_fuse",
+    "mskstudio.cli.cmd_detect",
     "mskstudio.cli.cmd_annotate",
     "mskstudio.cli.cmd_measure",
     "mskstudio.cli.cmd_readers",

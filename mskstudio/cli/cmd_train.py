@@ -95,7 +95,7 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_pointing_game)
 
-    p = sub.add_parser("evaluate", help="show a classifier run's metrics (per fold and hold-out)")
+    p = sub.add_parser("evaluate", help="show a classifier or detector run's metrics (per fold and hold-out)")
     add_project_arg(p)
     p.add_argument("model_run", type=int)
     p.add_argument("--json", action="store_true", help="print every figure as JSON")
@@ -201,6 +201,10 @@ def cmd_evaluate(args) -> int:
             raise UserError(f"model run {args.model_run} has no metrics (status {run.status})")
         if args.json:
             print_json(metrics)
+        elif run.kind == "detector":
+            from mskstudio.cli.cmd_detect import print_detector_metrics
+
+            print_detector_metrics(metrics, args.model_run)
         else:
             _print_metrics(metrics, args.model_run)
     return 0

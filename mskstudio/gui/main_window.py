@@ -47,12 +47,14 @@ WORKSPACES = [
 OPTIONAL_DOCKS = [
     ("Similar cases", "mskstudio.gui.case.gallery:Gallery", Qt.DockWidgetArea.RightDockWidgetArea),
     ("Annotate", "mskstudio.gui.annotate.dock:AnnotateDock", Qt.DockWidgetArea.RightDockWidgetArea),
+    ("Lesions", "mskstudio.gui.detect.dock:DetectionsDock", Qt.DockWidgetArea.RightDockWidgetArea),
 ]
 # Optional menus: "module:function" called as function(main_window) after the core menus.
 MENU_HOOKS = ["mskstudio.gui.model_menu:add_model_menu",
               "mskstudio.gui.annotate.adjudicate:add_adjudication_menu",  # the Annotate menu
               "mskstudio.gui.readers.menu:add_readers_menu",
-              "mskstudio.gui.exports.menu:add_exchange_menu"]  # File › SEG, annotations, labels
+              "mskstudio.gui.exports.menu:add_exchange_menu",  # File › SEG, annotations, labels
+              "mskstudio.gui.detect.dock:add_detect_menu"]  # Model › Find lesions…
 IMPORT_KINDS = {"import": "Import DICOM", "import-clinical": "Import clinical CSV"}
 # What a finished job of each kind changed in the project ("data_changed" tells every view).
 JOB_CHANGES = {

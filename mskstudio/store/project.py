@@ -21,6 +21,7 @@ from mskstudio.store.db import APPLICATION_ID, Database, StoreError, connect, op
 from mskstudio.store.repo_annotations import AnnotationRepo
 from mskstudio.store.repo_clusters import ClusterRepo
 from mskstudio.store.repo_cohort import CohortRepo
+from mskstudio.store.repo_detections import DetectionRepo
 from mskstudio.store.repo_images import ImageRepo
 from mskstudio.store.repo_jobs import JobRepo
 from mskstudio.store.repo_labels import LabelRepo
@@ -84,6 +85,10 @@ class Project:
     @cached_property
     def measurements(self) -> MeasurementRepo:
         return MeasurementRepo(self)
+
+    @cached_property
+    def detections(self) -> DetectionRepo:
+        return DetectionRepo(self)
 
     @cached_property
     def readers(self) -> ReaderRepo:

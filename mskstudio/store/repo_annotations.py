@@ -234,10 +234,10 @@ class AnnotationRepo:
         adjudicated) — so the last rect of an image is its best single region of
         interest, and all of them together give its union.
         """
-        where, args = ("WHERE image_id = ?", (image_id,)) if image_id is not None else ("", ())
+        where, args = ("AND image_id = ?", (image_id,)) if image_id is not None else ("", ())
         out: list[tuple[int, tuple[float, float, float, float]]] = []
-        for r in self.p.db.query(
-                f"SELECT image_id, x0, y0, x1, y1 FROM boxes {where} "
+        for r in self.p.db.query(  # predicted boxes (with a score) are no region until accepted
+                f"SELECT image_id, x0, y0, x1, y1 FROM boxes WHERE score IS NULL {where} "
                 "ORDER BY CASE source WHEN 'human' THEN 0 ELSE 1 END DESC, id DESC", args):
             out.append((int(r[0]), (float(r[1]), float(r[2]), float(r[3]), float(r[4]))))
         mask_where = "WHERE bbox IS NOT NULL" + (" AND image_id = ?" if image_id is not None else "")
@@ -374,7 +374,7 @@ class AnnotationRepo:
     def boxes_of(self, image_id: int, *, annotator: str | None = None) -> list[sqlite3.Row]:
         sql = (
             "SELECT b.*, c.name AS class_name, c.color FROM boxes b JOIN classes c ON c.id = b.class_id "
-            "WHERE b.image_id = ?"
+            "WHERE b.image_id = ? AND b.score IS NULL"  # a detector's predictions: DetectionRepo
         )
         args: list[Any] = [image_id]
         if annotator is not None:
@@ -385,7 +385,7 @@ class AnnotationRepo:
     def all_boxes(self) -> list[sqlite3.Row]:
         return self.p.db.query(
             "SELECT b.*, c.name AS class_name FROM boxes b "
-            "JOIN classes c ON c.id = b.class_id ORDER BY b.image_id, b.id"
+            "JOIN classes c ON c.id = b.class_id WHERE b.score IS NULL ORDER BY b.image_id, b.id"
         )
 
     def set_box(self, box_id: int, rect: Sequence[float], *, action: str = "box.resize") -> None:
@@ -466,9 +466,9 @@ class AnnotationRepo:
         ]
 
     def counts(self) -> dict[str, int]:
-        """How many lesion masks and boxes the project holds."""
+        """How many lesion masks and boxes (not a detector's predictions) the project holds."""
         return {"masks": int(self.p.db.scalar("SELECT COUNT(*) FROM masks")),
-                "boxes": int(self.p.db.scalar("SELECT COUNT(*) FROM boxes"))}
+                "boxes": int(self.p.db.scalar("SELECT COUNT(*) FROM boxes WHERE score IS NULL"))}
 
 
 def _norm_rect(rect: Sequence[float]) -> tuple[float, float, float, float]:
