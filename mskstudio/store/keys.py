@@ -9,7 +9,8 @@ so a known record number no longer tells whether that patient is in the project.
 
 A site shares one key between its machines with ``mskstudio key P --export FILE`` and
 ``--import FILE``; a project opened without its key refuses only the work that makes new
-pseudonyms (DICOM and clinical imports, matching external files by original UID).
+pseudonyms or keyed UIDs (DICOM and clinical imports, matching external files by original
+UID, the new UIDs of DICOM SEG/SR exports).
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def load_key(fp: str) -> bytes:
     if not path.is_file():
         raise KeyMissingError(
             f"the pseudonym key {fp} is not on this machine (looked for {path}); "
-            f"imports that make pseudonyms need it — get it with 'mskstudio key PROJECT --import FILE'"
+            f"imports and DICOM exports, which make pseudonyms and UIDs, need it — "
+            f"get it with 'mskstudio key PROJECT --import FILE'"
         )
     key = _read(path)
     if fingerprint(key) != fp:
