@@ -1,4 +1,4 @@
-"""The pseudonym key of a project: ``mskstudio key P [--export FILE | --import FILE]``.
+"""The pseudonym key of a project: ``mskstudio key P [--export FILE | --import FILE]``, ``share``.
 
 The key lives in the user's key store (``MSKSTUDIO_KEY_DIR`` or ``~/.config/mskstudio/keys``),
 not in the project; the project holds its fingerprint.  Export and import carry the key
@@ -22,6 +22,11 @@ def register(sub) -> None:
                        help="add the key in FILE to this machine's key store")
     p.set_defaults(func=cmd_key)
 
+    p = sub.add_parser("share", help="write a copy re-keyed with a fresh pseudonym key that is not included")
+    add_project_arg(p)
+    p.add_argument("out", help="new project folder for the copy (OUT.mskproj)")
+    p.set_defaults(func=cmd_share)
+
 
 def cmd_key(args) -> int:
     with open_project(args.project) as project:
@@ -41,4 +46,14 @@ def cmd_key(args) -> int:
         return 0
     state = "present" if keys.has_key(fp) else "MISSING (imports refused; get it with --import FILE)"
     print(f"fingerprint {fp}\nkey file    {keys.key_path(fp)}: {state}")
+    return 0
+
+
+def cmd_share(args) -> int:
+    from mskstudio.io.share import share_copy
+
+    with open_project(args.project) as project:
+        result = share_copy(project, args.out)
+    print(f"wrote {result['path']}: {result['patients']} patients, {result['images']} images re-keyed "
+          f"(key {result['key_fingerprint']} not kept: the copy cannot be extended by imports)")
     return 0
