@@ -63,7 +63,9 @@ def share_copy(project: Project, out: Path, ctx: JobContext | None = None) -> di
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
-    project.audit("project.share", "project", None, {"out": str(out), "key_fingerprint": fingerprint(key)})
+    if not project.readonly:  # a read-only project can be shared; it just cannot log it
+        project.audit("project.share", "project", None,
+                      {"out": str(out), "key_fingerprint": fingerprint(key)})
     return {"path": str(out), "key_fingerprint": fingerprint(key), **summary}
 
 
@@ -119,7 +121,11 @@ def _rekey(project: Project, conn: sqlite3.Connection, blobs: BlobStore, key: by
         conn.execute("INSERT INTO audit(author, action, entity, entity_id, details) "
                      "VALUES ('share', 'project.shared-copy', 'project', NULL, NULL)")
         conn.execute("DELETE FROM import_failures")
-        conn.execute("UPDATE jobs SET params = ?", (json.dumps({"redacted": "shared copy"}),))
+        conn.execute("UPDATE jobs SET params = ?, message = NULL, error = NULL",
+                     (json.dumps({"redacted": "shared copy"}),))
+        # imports' and exports' results list the files they read or wrote
+        conn.execute("UPDATE jobs SET result = NULL WHERE kind LIKE 'import%' OR kind LIKE 'export%' "
+                     "OR kind LIKE 'demo%'")
         conn.execute("DELETE FROM meta WHERE key IN ('secret', 'key_fingerprint')")
         conn.execute("INSERT INTO meta(key, value) VALUES ('key_fingerprint', ?)", (fingerprint(key),))
         conn.execute("COMMIT")

@@ -29,6 +29,7 @@ def _uids(db: Path) -> set[str]:
 def test_a_shared_copy_is_rekeyed_and_carries_no_key(tmp_path, few_files):  # noqa: F811
     with Project.create(tmp_path / "p.mskproj") as project:
         _import(project, few_files)
+        project.jobs.submit("import", {"paths": [str(few_files)]})  # a job row naming the archive
         key = project.secret
         old_pseudonyms = _stored_pseudonyms(project)
         old_uids = _uids(project.root / "project.db")
@@ -63,6 +64,7 @@ def test_a_shared_copy_is_rekeyed_and_carries_no_key(tmp_path, few_files):  # no
     cells = " ".join(_every_cell(out / "project.db"))
     blobs = b"".join(p.read_bytes() for p in (out / "blobs").rglob("*") if p.is_file())
     db_bytes = b"".join(p.read_bytes() for p in out.glob("project.db*"))
+    assert str(few_files) not in cells and str(few_files).encode() not in db_bytes  # the sender's paths
     for old in old_pseudonyms | old_uids | originals:
         assert old not in cells and old.encode() not in blobs and old.encode() not in db_bytes
     assert key.hex().encode() not in db_bytes
