@@ -13,6 +13,9 @@ os.environ.setdefault("MSKSTUDIO_USER", "tester")
 # Tests never pick up a user's real settings or recent-project list.
 os.environ.setdefault("MSKSTUDIO_SETTINGS_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) / "mskstudio-test-settings"))
 
+# ... nor read or write the user's real pseudonym keys (store/keys.py).
+os.environ.setdefault("MSKSTUDIO_KEY_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) / "mskstudio-test-keys"))
+
 PHANTOM_IMAGES = 60
 
 

@@ -15,6 +15,7 @@ from mskstudio import __version__
 
 COMMAND_MODULES = (
     "mskstudio.cli.cmd_project",
+    "mskstudio.cli.cmd_key",
     "mskstudio.cli.cmd_data",
     "mskstudio.cli.cmd_ml",
     "mskstudio.cli.cmd_retrieval",

@@ -307,7 +307,11 @@ class MainWindow(QMainWindow):
             view.set_project(project)
         ro = f" — read-only: {project.readonly_reason}" if project is not None and project.readonly else ""
         self.setWindowTitle(f"{project.name} — mskstudio{ro}" if project else "mskstudio")
-        self.status_project.setText(f"{project.root}{ro}" if project else "No project")
+        # A project whose pseudonym key is not on this machine: reading and training work,
+        # imports refuse; say so at open rather than at the first import.
+        key_problem = project.key_problem() if project is not None else ""
+        key_note = f" — {key_problem}" if key_problem else ""
+        self.status_project.setText(f"{project.root}{ro}{key_note}" if project else "No project")
         self.project_changed.emit()
         if project is not None and self.browser.order:
             self.open_image(self.browser.order[0])

@@ -75,6 +75,7 @@ def run_import_clinical(project: Project, params: dict[str, Any], ctx: JobContex
     path = Path(params.get("path") or "")
     if not path.is_file():
         raise ValueError(f"{path}: no such CSV file")
+    _ = project.secret  # rows are matched by pseudonym: without the key, refuse up front
     summary = ClinicalSummary()
     text = _read_text(path)
     limit = csv.field_size_limit()

@@ -157,6 +157,7 @@ def _dicomdir_files(path: Path, emit) -> Iterator[tuple[Path, str | None]]:
 def run_import(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job ``import``: params {paths, copy, deidentify, keep_map, workers}."""
     opts = ImportOptions.from_params(params)
+    secret = project.secret  # no key on this machine: refuse before anything is listed or written
     if opts.deidentify:
         opts.dates = _date_option(project, opts.dates)
     started = time.monotonic()
@@ -171,7 +172,7 @@ def run_import(project: Project, params: dict[str, Any], ctx: JobContext) -> dic
             files.append(str(path))
     summary.files_seen = len(files) + summary.failed
     incoming = project.cache_path("analysis", "incoming", "x").parent
-    init_args = (project.secret, str(project.blobs.root), str(incoming),
+    init_args = (secret, str(project.blobs.root), str(incoming),
                  project.images.known_original_hashes(), opts)
     batch = _Batch(project, opts, summary)
     done = summary.failed

@@ -10,7 +10,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import secrets
 import sqlite3
 from functools import cached_property
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from mskstudio.store.blobs import BlobStore
 from mskstudio.store.db import APPLICATION_ID, Database, StoreError, connect, open_in_this_process
+from mskstudio.store.keys import KeyMissingError, has_key, key_path, load_key, new_key, save_key
 from mskstudio.store.repo_annotations import AnnotationRepo
 from mskstudio.store.repo_clusters import ClusterRepo
 from mskstudio.store.repo_cohort import CohortRepo
@@ -28,7 +28,7 @@ from mskstudio.store.repo_labels import LabelRepo
 from mskstudio.store.repo_measurements import MeasurementRepo
 from mskstudio.store.repo_models import ModelRepo
 from mskstudio.store.repo_readers import ReaderRepo
-from mskstudio.store.schema import latest_version, migrate
+from mskstudio.store.schema import latest_version, migrate, scrub_backup_secrets
 
 SUFFIX = ".mskproj"
 DB_NAME = "project.db"
@@ -55,6 +55,7 @@ class Project:
         self.blobs = BlobStore(self.root / "blobs")
         self.cache_dir = self.root / "cache"
         self.author = default_author()
+        self._secret: bytes | None = None
 
     # Repositories by subject, one small module each, created on first use.  Typed
     # properties (not a lookup by name) so IDEs and type checkers follow project.images.*.
@@ -115,13 +116,14 @@ class Project:
         if not os.access(root, os.W_OK):
             raise StoreError(f"{root}: the folder is not writable")
         db_path = root / DB_NAME
+        fp = save_key(new_key())  # the key stays in this user's key store, never in the project
         conn = connect(db_path)
         try:
             migrate(conn, db_path)
             conn.execute("BEGIN IMMEDIATE")
             for key, value in {
                 "name": name or root.stem,
-                "secret": secrets.token_hex(32),
+                "key_fingerprint": fp,
                 "created_by": default_author(),
             }.items():
                 conn.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (key, value))
@@ -160,11 +162,13 @@ class Project:
                     f"written by a newer mskstudio (schema {version} > {latest_version()}); "
                     "opened read-only",
                 )
-            migrate(conn, db_path)
+            started_at = migrate(conn, db_path)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{db_path}: the database is damaged ({exc})") from exc
         finally:
             conn.close()
+        if 0 < started_at < latest_version():
+            scrub_backup_secrets(root)  # the backup just written still held meta.secret
         for sub in ("blobs", "cache"):
             (root / sub).mkdir(exist_ok=True)
         project = cls(root, Database(db_path), readonly=False)
@@ -201,9 +205,34 @@ class Project:
             )
 
     @property
+    def key_fingerprint(self) -> str:
+        return self.meta("key_fingerprint") or ""
+
+    @property
     def secret(self) -> bytes:
-        """Per-project key for pseudonyms: the same patient gets the same pseudonym here only."""
-        return bytes.fromhex(self.meta("secret") or "")
+        """Per-project key for pseudonyms: the same patient gets the same pseudonym here only.
+
+        It lives in the user's key store (store/keys.py), named by ``meta.key_fingerprint``;
+        without it this raises KeyMissingError, so work that makes pseudonyms refuses.
+        """
+        if self._secret is None:
+            legacy = self.meta("secret")  # an old project opened read-only was never migrated
+            if legacy:
+                self._secret = bytes.fromhex(legacy)
+            else:
+                fp = self.key_fingerprint
+                if not fp:
+                    raise KeyMissingError(f"{self.root}: this project has no pseudonym key")
+                self._secret = load_key(fp)
+        return self._secret
+
+    def key_problem(self) -> str:
+        """'' when the pseudonym key is at hand, else one line for the user (GUI status bar)."""
+        if self.meta("secret") or has_key(self.key_fingerprint):
+            return ""
+        fp = self.key_fingerprint or "?"
+        return (f"pseudonym key {fp} not found (looked for {key_path(fp)}): "
+                "the project can be read and trained on, but not extended by imports")
 
     def audit(
         self, action: str, entity: str | None, entity_id: int | None, details: Any = None,

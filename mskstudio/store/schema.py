@@ -524,8 +524,27 @@ def upgrade_to_5(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [upgrade_to_1, upgrade_to_2, upgrade_to_3, upgrade_to_4,
-                                                       upgrade_to_5]
+
+# Version 6: the pseudonym key moves out of the project into the user's key store
+# (store/keys.py); the project keeps only its fingerprint.  The key file is written before
+# the row is deleted, so a failed step leaves the key in one place or both, never neither.
+# secure_delete zeroes the freed bytes so the key cannot be read back from the file.
+def upgrade_to_6(conn: sqlite3.Connection) -> None:
+    from mskstudio.store.keys import save_key
+
+    row = conn.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone()
+    if row is None or not row[0]:
+        return
+    fp = save_key(bytes.fromhex(row[0]))
+    conn.execute("INSERT INTO meta(key, value) VALUES ('key_fingerprint', ?) "
+                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (fp,))
+    conn.execute("PRAGMA secure_delete = ON")
+    conn.execute("DELETE FROM meta WHERE key = 'secret'")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    upgrade_to_1, upgrade_to_2, upgrade_to_3, upgrade_to_4, upgrade_to_5, upgrade_to_6,
+]
 
 
 def latest_version() -> int:
@@ -557,7 +576,44 @@ def migrate(conn: sqlite3.Connection, db_path: Path) -> int:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+    if start > 0:
+        # Write the migrated pages into the main file now (and empty the WAL), so nothing a
+        # step deleted (the old pseudonym key) lingers in the WAL of a folder someone copies.
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return start
+
+
+def scrub_backup_secrets(root: Path) -> list[Path]:
+    """Remove the pseudonym key from the migration backups in a project folder.
+
+    A backup is written before migrating, so a project migrated out of ``meta.secret``
+    still had the key in ``project.vN.backup.db`` beside it.  The key is in the key store
+    now; the backup keeps its fingerprint instead, so restoring it still finds the key.
+    """
+    from mskstudio.store.keys import fingerprint, save_key
+
+    scrubbed = []
+    for path in sorted(Path(root).glob("project.v*.db")):
+        conn = sqlite3.connect(str(path), isolation_level=None)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone()
+            if row is None or not row[0]:
+                continue
+            key = bytes.fromhex(row[0])
+            save_key(key)
+            conn.execute("PRAGMA secure_delete = ON")
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO meta(key, value) VALUES ('key_fingerprint', ?) "
+                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (fingerprint(key),))
+            conn.execute("DELETE FROM meta WHERE key = 'secret'")
+            conn.execute("COMMIT")
+            conn.execute("VACUUM")  # a small old file; VACUUM leaves no freed page behind
+            scrubbed.append(path)
+        except sqlite3.DatabaseError:
+            continue  # not a database we can scrub (damaged): leave it as it is
+        finally:
+            conn.close()
+    return scrubbed
 
 
 def _backup(conn: sqlite3.Connection, target: Path) -> None:
