@@ -29,7 +29,8 @@ def run_reader_analysis(project: Project, params: dict[str, Any], ctx: JobContex
     ctx.progress(0.05, f"analysing {row['name']}")
     ctx.check_cancelled()
     result = analyze_study(project, int(row["id"]), positive=params.get("positive"),
-                           n_boot=int(params.get("bootstrap", 1000)), seed=int(params.get("seed", 0)))
+                           n_boot=int(params.get("bootstrap", 1000)), seed=int(params.get("seed", 0)),
+                           box_reference=params.get("box_reference"))
     ctx.check_cancelled()
     ctx.progress(0.8, "writing tables and figures")
     out = Path(params.get("out") or default_out(project, row["name"]))
