@@ -116,6 +116,9 @@ def test_boxes_are_stored_with_the_read_never_as_project_boxes(phantom_project, 
         assert list(by_reader["reader"]) == ["bob"] and by_reader["reference"].iloc[0] == "ann"
         with pytest.raises(ValueError, match="--box-reference 'eve'"):
             analyze_study(again, sid, n_boot=50, box_reference="eve")
+        from mskstudio.ml.readers.job import report_tables
+
+        assert any(t["title"] == "s1: read box scores" for t in report_tables(again))
         csv = tmp_path / "reads.csv"
         export_reads(again, sid, csv)
     frame = pd.read_csv(csv)

@@ -56,7 +56,7 @@ def study_results(project: Project, *, n_boot: int = 200, seed: int = 0) -> list
 
 # The study report shows these; the raw reads stay in the CSV export (they are per case).
 REPORT_TABLES = ("performance", "cohen_kappa", "fleiss_kappa", "mcnemar_vs_model", "cochran_q",
-                 "reading_times", "arm_differences")
+                 "reading_times", "arm_differences", "read_box_scores", "read_box_iou_summary")
 
 
 def report_tables(project: Project) -> list[dict[str, Any]]:
