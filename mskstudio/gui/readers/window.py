@@ -5,6 +5,8 @@ the project — so no menu, dock or corner text can lead to the truth, another r
 the model (outside the assisted arm) or the rest of the project.  Keys: 1-9 choose the
 answer, Enter/Space/N confirms and shows the next case (the read is committed first),
 H toggles the heat map of the assisted arm, W/L drag and zoom as in the main viewer.
+In a study created with boxes, B toggles the lesion-box tool: the boxes drawn on the
+case (``SessionBoxes``, the only boxes the viewer ever gets) are committed with the answer.
 The next cases' images are decoded ahead on a worker thread so "next" shows the full
 image at once.
 """
