@@ -39,7 +39,7 @@ def test_reader_without_profile_is_asked_once(qtbot, window, monkeypatch):
     w.reader_from_env, w.reader_asked = None, False
     dialog = ask_reader_at_start(w, platform="xcb")
     assert dialog is not None and dialog.isVisible()
-    assert "tester" in "".join(label.text() for label in dialog.findChildren(QLabel))
+    assert w.project.author in "".join(label.text() for label in dialog.findChildren(QLabel))
     # picking an existing reader shows their profile
     dialog.name.setCurrentText("ann")
     assert dialog.role.currentText() == "specialist" and dialog.years.value() == 9
