@@ -39,6 +39,8 @@ def register(sub) -> None:
                                              "(default: age_years,sex,site,position; labs always)")
     c.add_argument("--no-confidence", dest="confidence", action="store_false",
                    help="do not ask readers for a confidence")
+    c.add_argument("--boxes", action="store_true",
+                   help="readers may draw lesion boxes on each case (stored with the read)")
     c.set_defaults(func=cmd_create)
 
     ls = ss.add_parser("list", help="studies with their progress per reader and arm")
@@ -58,6 +60,9 @@ def register(sub) -> None:
     a.add_argument("--positive", help="class counted as positive for sensitivity (default: key 1)")
     a.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for kappa CIs")
     a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--box-reference", default=None,
+                   help="reference for the readers' boxes: 'project' (the project's human boxes of the "
+                        "study images, the default) or a reader's name")
     a.set_defaults(func=cmd_analyze)
 
     e = ss.add_parser("export", help="every read as CSV")
@@ -80,7 +85,7 @@ def cmd_create(args) -> int:
 
     params = {k: getattr(args, k) for k in ("name", "label_set", "truth_set", "classes", "images", "readers",
                                             "arms", "model", "washout_days", "seed", "ordinal", "confidence",
-                                            "clinical_fields")}
+                                            "clinical_fields", "boxes")}
     with open_writable(args.project) as project:
         study_id = create_study(project, params)
         print_json(_progress(project, study_id))
@@ -126,7 +131,7 @@ def cmd_analyze(args) -> int:
 
     with open_project(args.project) as project:
         result = analyze_study(project, _study_key(args.study), positive=args.positive,
-                               n_boot=args.bootstrap, seed=args.seed)
+                               n_boot=args.bootstrap, seed=args.seed, box_reference=args.box_reference)
         if args.out:
             written = write_outputs(result, Path(args.out))
             result["summary"]["written"] = [str(p) for p in written]

@@ -132,12 +132,28 @@ class ReaderRepo:
             "WHERE r.arm_id = ? AND r.reader_id = ? ORDER BY r.position", (arm_id, reader_id))
 
     def record_read(self, read_id: int, class_id: int, *, seconds: float,
-                    confidence: float | None = None) -> None:
-        """Store one answer at once (a killed session loses nothing already answered)."""
+                    confidence: float | None = None,
+                    boxes: Sequence[Sequence[float]] | None = None) -> None:
+        """Store one answer at once (a killed session loses nothing already answered),
+        with the lesion boxes (x0, y0, x1, y1 in image pixels) drawn on the case, in the
+        same transaction.  Boxes go to ``read_boxes``, never to the project's ``boxes``."""
+        rects = [_rect(b) for b in boxes or ()]
         with self.p.db.transaction() as c:
             c.execute("UPDATE reads SET class_id = ?, confidence = ?, seconds = ?, "
                       "read_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
                       (int(class_id), confidence, float(seconds), int(read_id)))
+            c.execute("DELETE FROM read_boxes WHERE read_id = ?", (int(read_id),))
+            c.executemany("INSERT INTO read_boxes(read_id, x0, y0, x1, y1) VALUES (?, ?, ?, ?, ?)",
+                          [(int(read_id), *r) for r in rects])
+
+    def read_boxes(self, study_id: int) -> dict[int, list[tuple[float, float, float, float]]]:
+        """read id -> the boxes its reader drew (answered reads with boxes only)."""
+        out: dict[int, list[tuple[float, float, float, float]]] = {}
+        for r in self.p.db.query(
+                "SELECT b.read_id, b.x0, b.y0, b.x1, b.y1 FROM read_boxes b JOIN reads r ON r.id = b.read_id "
+                "WHERE r.study_id = ? ORDER BY b.id", (study_id,)):
+            out.setdefault(int(r[0]), []).append((float(r[1]), float(r[2]), float(r[3]), float(r[4])))
+        return out
 
     def progress(self, study_id: int) -> list[sqlite3.Row]:
         """Per reader and arm: cases assigned (n), read (done) and seconds spent."""
@@ -157,3 +173,12 @@ class ReaderRepo:
             "JOIN study_arms a ON a.id = r.arm_id JOIN study_cases sc ON sc.id = r.case_id "
             "LEFT JOIN classes c ON c.id = r.class_id "
             f"WHERE r.study_id = ?{where} ORDER BY rd.name, a.position, r.position", (study_id,))
+
+
+def _rect(box: Sequence[float]) -> tuple[float, float, float, float]:
+    x0, y0, x1, y1 = (float(v) for v in box)
+    x0, x1 = min(x0, x1), max(x0, x1)
+    y0, y1 = min(y0, y1), max(y0, y1)
+    if x1 - x0 <= 0 or y1 - y0 <= 0:
+        raise ValueError(f"box {tuple(box)}: a box needs a width and a height")
+    return x0, y0, x1, y1

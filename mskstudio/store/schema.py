@@ -542,8 +542,22 @@ def upgrade_to_6(conn: sqlite3.Connection) -> None:
     conn.execute("DELETE FROM meta WHERE key = 'secret'")
 
 
+
+# Version 7: the lesion boxes a reader draws while reading a
+# study, stored with the read (never in ``boxes``, so study reads never become training
+# data).  Written in the same transaction as the read's answer.
+def upgrade_to_7(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE read_boxes ("
+        " id INTEGER PRIMARY KEY,"
+        " read_id INTEGER NOT NULL REFERENCES reads(id) ON DELETE CASCADE,"
+        " x0 REAL NOT NULL, y0 REAL NOT NULL, x1 REAL NOT NULL, y1 REAL NOT NULL,"
+        " CHECK (x1 > x0 AND y1 > y0))")
+    conn.execute("CREATE INDEX read_boxes_read ON read_boxes(read_id)")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
-    upgrade_to_1, upgrade_to_2, upgrade_to_3, upgrade_to_4, upgrade_to_5, upgrade_to_6,
+    upgrade_to_1, upgrade_to_2, upgrade_to_3, upgrade_to_4, upgrade_to_5, upgrade_to_6, upgrade_to_7,
 ]
 
 

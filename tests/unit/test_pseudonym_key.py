@@ -144,6 +144,7 @@ def _make_old(root: Path, key: bytes) -> None:
     try:
         conn.execute("DELETE FROM meta WHERE key = 'key_fingerprint'")
         conn.execute("INSERT INTO meta(key, value) VALUES ('secret', ?)", (key.hex(),))
+        conn.execute("DROP TABLE read_boxes")  # what version 7 added, so 6 and 7 run again
         conn.execute("PRAGMA user_version = 5")
     finally:
         conn.close()

@@ -3,13 +3,27 @@ analyse reader studies.
 
 The current reader is the project's ``author`` (what every human label, mask and box
 records); the choice is kept in the preferences and applied to each project opened.
+When the first project opens and its current reader has no profile (no role, no years),
+the app asks once who is reading — except offscreen (tests, smoke runs) with
+``MSKSTUDIO_USER`` set, where that name is the choice.
 """
 
 from __future__ import annotations
 
 import os
 
-from PySide6.QtWidgets import QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QInputDialog, QMenu
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QInputDialog,
+    QLabel,
+    QMenu,
+)
 
 from mskstudio.gui import settings as prefs
 
@@ -26,9 +40,43 @@ def add_readers_menu(window) -> QMenu:
         "Start reading session…", lambda: start_session(window))
     window.actions_by_name["reader_analysis"] = menu.addAction(
         "Reader study results…", lambda: open_results(window))
+    # What the environment named before a stored choice is applied (that choice also
+    # sets MSKSTUDIO_USER, for projects opened later).
+    window.reader_from_env = os.environ.get("MSKSTUDIO_USER")
+    window.reader_asked = False
     window.project_changed.connect(lambda: apply_reader(window))
+    window.project_changed.connect(lambda: QTimer.singleShot(0, lambda: ask_reader_at_start(window)))
     apply_reader(window)
+    QTimer.singleShot(0, lambda: ask_reader_at_start(window))
     return menu
+
+
+def has_profile(project, name: str) -> bool:
+    """Whether reader ``name`` exists with a role or years (a bare row is made on first use)."""
+    row = project.readers.find(name)
+    return row is not None and (row["role"] is not None or row["years"] is not None)
+
+
+def ask_reader_at_start(window, *, platform: str | None = None) -> ReaderDialog | None:
+    """Once per run, when a project is open: ask who is reading if the current reader has
+    no profile.  The dialog is window-modal but not blocking; OK stores the choice."""
+    if getattr(window, "reader_asked", True) or window.project is None:
+        return None
+    window.reader_asked = True
+    platform = platform if platform is not None else QGuiApplication.platformName()
+    if platform == "offscreen" and window.reader_from_env:
+        return None  # tests and smoke runs: MSKSTUDIO_USER is the choice
+    if has_profile(window.project, window.project.author):
+        return None
+    dialog = ReaderDialog(window.project, window, intro=(
+        f"No reader profile for <b>{window.project.author}</b> yet. Who is reading? Pick a reader "
+        "or type a new name with role and years; every label, mask and box you make records it. "
+        "Change it later in Readers › Reader…"))
+    dialog.setWindowTitle("Who is reading?")
+    dialog.accepted.connect(lambda: _apply_choice(window, dialog))
+    window.dialogs.append(dialog)
+    dialog.open()
+    return dialog
 
 
 def stored_reader() -> str | None:
@@ -49,7 +97,7 @@ def apply_reader(window, name: str | None = None) -> None:
 class ReaderDialog(QDialog):
     """Pick an existing reader or type a new name; role and years are optional."""
 
-    def __init__(self, project, parent=None):
+    def __init__(self, project, parent=None, *, intro: str = ""):
         super().__init__(parent)
         self.setWindowTitle("Current reader")
         self.project = project
@@ -61,6 +109,8 @@ class ReaderDialog(QDialog):
         self.years = QDoubleSpinBox(minimum=0, maximum=80, decimals=1, specialValueText="—")
         self.name.currentTextChanged.connect(self._fill)
         form = QFormLayout(self)
+        if intro:
+            form.addRow(QLabel(intro, wordWrap=True))
         form.addRow("Name", self.name)
         form.addRow("Role", self.role)
         form.addRow("Years of experience", self.years)
@@ -91,6 +141,11 @@ def choose_reader(window) -> str | None:
     dialog = ReaderDialog(window.project, window)
     if dialog.exec() != QDialog.DialogCode.Accepted:
         return None
+    return _apply_choice(window, dialog)
+
+
+def _apply_choice(window, dialog: ReaderDialog) -> str | None:
+    """Store the dialog's reader profile, remember it and make it the current reader."""
     try:
         name = dialog.save()
     except ValueError as exc:

@@ -23,7 +23,8 @@ from PySide6.QtWidgets import (
 
 TABLES = (("performance", "Accuracy · sensitivity · specificity"), ("cohen_kappa", "Cohen's κ"),
           ("fleiss_kappa", "Fleiss' κ"), ("mcnemar_vs_model", "Readers vs model"), ("cochran_q", "Cochran's Q"),
-          ("arm_differences", "Arms compared"), ("reading_times", "Reading time"))
+          ("arm_differences", "Arms compared"), ("reading_times", "Reading time"),
+          ("read_box_scores", "Boxes vs reference"), ("read_box_iou_summary", "Box IoU between readers"))
 FIGURES = (("roc_readers.png", "ROC + readers"), ("accuracy.png", "Accuracy"), ("reading_time.png", "Time"))
 
 

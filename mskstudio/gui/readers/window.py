@@ -5,12 +5,15 @@ the project — so no menu, dock or corner text can lead to the truth, another r
 the model (outside the assisted arm) or the rest of the project.  Keys: 1-9 choose the
 answer, Enter/Space/N confirms and shows the next case (the read is committed first),
 H toggles the heat map of the assisted arm, W/L drag and zoom as in the main viewer.
+In a study created with boxes, B toggles the lesion-box tool: the boxes drawn on the
+case (``SessionBoxes``, the only boxes the viewer ever gets) are committed with the answer.
 The next cases' images are decoded ahead on a worker thread so "next" shows the full
 image at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -19,6 +22,8 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QButtonGroup, QCheckBox, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
 
+from mskstudio.gui.readers.session_boxes import SessionBoxes
+from mskstudio.gui.viewer.boxes import box_events
 from mskstudio.gui.viewer.image_loader import decode_for_display
 from mskstudio.gui.viewer.viewer import Viewer
 from mskstudio.ml.readers.session import Case, ReadingSession, WashoutPending
@@ -35,6 +40,8 @@ class _NoMeasurements:
 class _NoAnnotations:
     """A reader sees no one's boxes or masks (other readers', imported or a model's)."""
 
+    drawable = False
+
     def boxes_of(self, image_id: int) -> list:
         return []
 
@@ -44,12 +51,12 @@ class BlindImages:
 
     readonly = True
 
-    def __init__(self, project, image_ids):
+    def __init__(self, project, image_ids, *, boxes: bool = False):
         self._images = project.images
         self._allowed = set(int(i) for i in image_ids)
         self.images = self
         self.measurements = _NoMeasurements()
-        self.annotations = _NoAnnotations()
+        self.annotations = SessionBoxes() if boxes else _NoAnnotations()
 
     def _check(self, image_id: int) -> None:
         if int(image_id) not in self._allowed:
@@ -120,6 +127,9 @@ class BlindViewer(Viewer):
     def load_measurements(self) -> None:
         self.clear_measurements()
 
+    def _boxes_editable(self) -> bool:
+        return self.project is not None and getattr(self.project.annotations, "drawable", False)
+
     def show_prepared(self, image_id: int, shown, first=None) -> None:
         """Show an image decoded ahead: no thumbnail step, no decode on this thread."""
         row = self.project.images.get(image_id)
@@ -187,6 +197,13 @@ class ReadingWindow(QWidget):
         self.extra.setMinimumWidth(220)
         self.heatmap_box = QCheckBox("Heat map (H)")
         self.heatmap_box.toggled.connect(self._show_heatmap)
+        self.box_tool = QPushButton("Draw lesion box (B)", checkable=True)
+        self.box_tool.setToolTip("Drag on the image to draw a box around each lesion; with the tool off, "
+                                 "click a box to move or resize it, Delete removes it")
+        self.box_tool.toggled.connect(self._box_tool_toggled)
+        self.box_count = QLabel()
+        self._box_start: tuple[float, float] | None = None
+        self._catcher = self._draft = None
         self.buttons = QButtonGroup(self)
         self.buttons.setExclusive(True)
         column = QVBoxLayout()
@@ -194,6 +211,11 @@ class ReadingWindow(QWidget):
         column.addWidget(self.arm_label)
         column.addWidget(self.extra)
         column.addWidget(self.heatmap_box)
+        if session.boxes_asked:
+            column.addWidget(self.box_tool)
+            column.addWidget(self.box_count)
+            self._make_box_input()
+            box_events.changed.connect(self._box_edited)
         for k, name in enumerate(session.keys, start=1):
             button = QPushButton(f"{k}  {name}", checkable=True)
             self.buttons.addButton(button, k)
@@ -219,6 +241,8 @@ class ReadingWindow(QWidget):
         for key in ("Return", "Enter", "Space", "N"):
             QShortcut(QKeySequence(key), self, activated=self.next_case)
         QShortcut(QKeySequence("H"), self, activated=self.heatmap_box.toggle)
+        if session.boxes_asked:
+            QShortcut(QKeySequence("B"), self, activated=self.box_tool.toggle)
         self.resize(1400, 900)
         QTimer.singleShot(0, self.show_current)
 
@@ -236,6 +260,10 @@ class ReadingWindow(QWidget):
         self.confidence.setValue(50)
         self.confidence.blockSignals(False)
         self.confidence_label.setText("Confidence: —")
+        boxes = self.images.annotations
+        if boxes.drawable:
+            boxes.start(self.case.image_id if self.case is not None else None)
+            self._box_start = None
         if self.case is None:
             self._show_end()
             return
@@ -252,6 +280,11 @@ class ReadingWindow(QWidget):
         else:
             self.viewer.open_image(c.image_id)
         self._show_heatmap(self.heatmap_box.isChecked())
+        if boxes.drawable:
+            if self._catcher is not None:
+                row = self.images.get(c.image_id)
+                self._catcher.set_shape((int(row["rows"]), int(row["cols"])))
+            self._boxes_changed()
         # Decode ahead once this frame is painted: started at once, the worker's decode
         # would compete with the paint for the interpreter (a reader takes seconds anyway).
         QTimer.singleShot(PREFETCH_DELAY_MS, self._prefetch)
@@ -291,13 +324,61 @@ class ReadingWindow(QWidget):
         if self.case is None or self.choice is None:
             return
         confidence = self.confidence.value() / 100.0 if self._confidence_touched else None
+        boxes = self.images.annotations.rects() if self.images.annotations.drawable else None
         try:
-            self.session.answer(self.choice, seconds=time.monotonic() - self._shown_at, confidence=confidence)
+            self.session.answer(self.choice, seconds=time.monotonic() - self._shown_at, confidence=confidence,
+                                boxes=boxes)
         except WashoutPending as exc:
             self.case = None
             self._show_end(str(exc))
             return
         self.show_current()
+
+    # ---- lesion boxes (studies created with boxes) ----------------------------------------
+    def _make_box_input(self) -> None:
+        """The annotate tool's input catcher and draft outline, on the viewer's canvas."""
+        from mskstudio.gui.annotate.live import DraftItem
+        from mskstudio.gui.annotate.tools import InputCatcher
+
+        self._catcher = InputCatcher((1, 1), self.draw_box, self.viewer.canvas)
+        self._draft = DraftItem(self.viewer.canvas)
+
+    def _box_tool_toggled(self, on: bool) -> None:
+        if self._catcher is not None:
+            self._catcher.set_active(on)
+        self._box_start = None
+        if self._draft is not None:
+            self._draft.clear()
+
+    def draw_box(self, kind: str, pos: tuple[float, float], modifiers=None) -> None:
+        """Mouse input in image pixels (the catcher's; tests drive it): drag out a box."""
+        boxes = self.images.annotations
+        if self.case is None or not boxes.drawable or self.viewer.row is None:
+            return
+        x, y = pos
+        if kind == "press":
+            self._box_start = (x, y)
+        elif kind == "move" and self._box_start is not None:
+            self._draft.show_rect((*self._box_start, x, y))
+        elif kind == "release" and self._box_start is not None:
+            (x0, y0), self._box_start = self._box_start, None
+            self._draft.clear()
+            h, w = int(self.viewer.row["rows"]), int(self.viewer.row["cols"])
+            rect = (max(0.0, min(x0, x)), max(0.0, min(y0, y)), min(w, max(x0, x)), min(h, max(y0, y)))
+            if rect[2] - rect[0] >= 2 and rect[3] - rect[1] >= 2:
+                boxes.add_box(self.case.image_id, None, rect)
+                self._boxes_changed()
+
+    def _box_edited(self, project, image_id: int) -> None:
+        """The viewer moved, resized or deleted one of this case's boxes."""
+        if project is self.images and self.case is not None and image_id == self.case.image_id:
+            n = len(self.images.annotations.rects())
+            self.box_count.setText("No lesion box" if n == 0 else f"{n} lesion box{'es' if n > 1 else ''}")
+
+    def _boxes_changed(self) -> None:
+        self.viewer.load_boxes()
+        n = len(self.images.annotations.rects())
+        self.box_count.setText("No lesion box" if n == 0 else f"{n} lesion box{'es' if n > 1 else ''}")
 
     def _show_heatmap(self, on: bool) -> None:
         c = self.case
@@ -320,6 +401,9 @@ class ReadingWindow(QWidget):
 
     def closeEvent(self, event) -> None:
         self._closed = True
+        if self.session.boxes_asked:
+            with contextlib.suppress(RuntimeError, TypeError):  # already disconnected
+                box_events.changed.disconnect(self._box_edited)
         for future in self._ahead.values():
             future.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -360,4 +444,5 @@ def _resized(heatmap, rows: int, cols: int):
 
 def open_reading_window(project, study, reader: str) -> ReadingWindow:
     session = ReadingSession(project, study, reader)
-    return ReadingWindow(session, BlindImages(project, project.readers.case_images(session.study_id)))
+    return ReadingWindow(session, BlindImages(project, project.readers.case_images(session.study_id),
+                                              boxes=session.boxes_asked))

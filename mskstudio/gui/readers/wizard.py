@@ -48,6 +48,7 @@ class StudyWizard(QWizard):
         self.truth_set.addItems(sets)
         self.classes = QListWidget()
         self.ordinal = QCheckBox("Classes are ordered (weighted κ)")
+        self.boxes = QCheckBox("Readers may draw lesion boxes (B in the reading window)")
         self.label_set.currentTextChanged.connect(self._fill_classes)
         form = QFormLayout(page)
         form.addRow("Study name", self.name)
@@ -55,6 +56,7 @@ class StudyWizard(QWizard):
         form.addRow("Truth (scored against)", self.truth_set)
         form.addRow("Classes (keys 1-9)", self.classes)
         form.addRow(self.ordinal)
+        form.addRow(self.boxes)
         self._fill_classes(self.label_set.currentText())
         return page
 
@@ -125,7 +127,8 @@ class StudyWizard(QWizard):
             arms.append(self.arm_assisted.currentText().split()[0])
         return {"name": self.name.text(), "label_set": self.label_set.currentText(),
                 "truth_set": self.truth_set.currentText(), "classes": checked(self.classes),
-                "ordinal": self.ordinal.isChecked(), "images": self.images.text(), "seed": self.seed.value(),
+                "ordinal": self.ordinal.isChecked(), "boxes": self.boxes.isChecked(),
+                "images": self.images.text(), "seed": self.seed.value(),
                 "readers": readers, "arms": arms, "washout_days": self.washout.value()}
 
     def accept(self) -> None:

@@ -145,7 +145,7 @@ class BoxLayer:
         self.selected_box = None
         if self.project is None or self.image_id is None:
             return
-        editable = not self.project.readonly
+        editable = self._boxes_editable()
         for row in self.project.annotations.boxes_of(self.image_id):
             item = BoxItem(row, self, editable)
             item.setParentItem(self.canvas)
@@ -153,6 +153,11 @@ class BoxLayer:
             self.box_items.append(item)
             if item.box_id == selected:
                 self.select_box(item)
+
+    def _boxes_editable(self) -> bool:
+        """Whether the shown boxes may be moved, resized and deleted (a reading window's
+        own draft boxes may, while its project view is otherwise read-only)."""
+        return self.project is not None and not self.project.readonly
 
     def stored_boxes(self) -> list[BoxItem]:
         return [b for b in self.box_items if isinstance(b, BoxItem)]
@@ -189,7 +194,7 @@ class BoxLayer:
 
     def delete_selected_box(self) -> bool:
         item = self.selected_box
-        if item is None or self.project is None or self.project.readonly:
+        if item is None or not self._boxes_editable():
             return False
         self.selected_box = None
         self._push_box(DeleteBoxCommand(self.project, item.row))

@@ -48,7 +48,8 @@ def study_frame(project: Project, study: str | int) -> tuple[pd.DataFrame, dict[
     df["model_k"] = df["image_id"].map({i: m[0] for i, m in model.items()})
     info = {"id": study_id, "name": row["name"], "classes": keys, "ordinal": bool(row["ordinal"]),
             "model_run_id": row["model_run_id"], "model": model,
-            "cases": project.readers.case_images(study_id), "truth": truth}
+            "cases": project.readers.case_images(study_id), "truth": truth,
+            "boxes": bool(json.loads(row["params"] or "{}").get("boxes", False))}
     return df, info
 
 
@@ -297,8 +298,10 @@ def model_roc(info: dict[str, Any], positive: int) -> dict[str, Any] | None:
 
 
 def analyze_study(project: Project, study: str | int, *, positive: str | None = None, n_boot: int = 1000,
-                  seed: int = 0) -> dict[str, Any]:
-    """Every table (data frames), the model's ROC and a JSON-able summary."""
+                  seed: int = 0, box_reference: str | None = None) -> dict[str, Any]:
+    """Every table (data frames), the model's ROC and a JSON-able summary.  A study read
+    with boxes adds the box tables (``read_boxes.box_tables``; ``box_reference`` is
+    'project', the default, or a reader's name)."""
     df, info = study_frame(project, study)
     if positive is not None and positive not in info["classes"]:
         raise ValueError(f"--positive {positive!r}: not a class of the study ({', '.join(info['classes'])})")
@@ -312,6 +315,15 @@ def analyze_study(project: Project, study: str | int, *, positive: str | None = 
               "mcnemar_vs_model": mcn, "cochran_q": cochran, "reading_times": reading_times(df),
               "arm_differences": arm_differences(df, n_boot=n_boot, seed=seed)}
     tables |= _shape_agreement(project, info["cases"], n_boot=n_boot, seed=seed)
+    if info["boxes"]:
+        from mskstudio.ml.readers.read_boxes import box_tables, study_read_boxes
+
+        drawn = study_read_boxes(project, info["id"])
+        tables["reads"]["boxes"] = [
+            json.dumps([[round(v, 1) for v in b] for b in drawn.get((r, a), {}).get(i, [])])
+            for r, a, i in zip(df["reader"], df["arm"], df["image_id"], strict=True)]
+        tables |= box_tables(project, info["id"], info["cases"], reference=box_reference,
+                             n_boot=n_boot, seed=seed)
     roc = model_roc(info, pos)
     summary = {"study": info["name"], "classes": info["classes"], "positive": info["classes"][pos],
                "cases": len(info["cases"]), "reads": len(df), "model_auc": roc and roc["auc"],
@@ -334,19 +346,23 @@ def _shape_agreement(project: Project, cases, *, n_boot: int, seed: int) -> dict
 
 
 def export_reads(project: Project, study: str | int, path) -> int:
-    """Every read as CSV: reader, role, arm, image pseudonym, answer, confidence, seconds."""
+    """Every read as CSV: reader, role, arm, image pseudonym, answer, confidence, seconds and
+    the lesion boxes drawn with it (JSON list of [x0, y0, x1, y1] image pixels; ``[]`` none)."""
     row = project.readers.study(study)
     if row is None:
         raise ValueError(f"reader study {study!r}: no such study")
     ident = {int(r["id"]): (r["pseudonym"], r["sop_uid"]) for r in project.images.identities()}
     reads = project.readers.reads(int(row["id"]))
+    boxes = project.readers.read_boxes(int(row["id"]))
     frame = pd.DataFrame([{"reader": r["reader"], "role": r["role"], "arm": r["arm"],
                            "arm_position": r["arm_position"] + 1, "order": r["position"] + 1,
                            "patient": ident[r["image_id"]][0], "image": ident[r["image_id"]][1],
                            "answer": r["answer"], "confidence": r["confidence"], "seconds": r["seconds"],
-                           "read_at": r["read_at"]} for r in reads],
+                           "read_at": r["read_at"],
+                           "boxes": json.dumps([[round(v, 1) for v in b] for b in boxes.get(int(r["id"]), [])])}
+                          for r in reads],
                          columns=["reader", "role", "arm", "arm_position", "order", "patient", "image", "answer",
-                                  "confidence", "seconds", "read_at"])
+                                  "confidence", "seconds", "read_at", "boxes"])
     frame.to_csv(path, index=False)
     return len(frame)
 

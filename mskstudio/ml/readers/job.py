@@ -29,7 +29,8 @@ def run_reader_analysis(project: Project, params: dict[str, Any], ctx: JobContex
     ctx.progress(0.05, f"analysing {row['name']}")
     ctx.check_cancelled()
     result = analyze_study(project, int(row["id"]), positive=params.get("positive"),
-                           n_boot=int(params.get("bootstrap", 1000)), seed=int(params.get("seed", 0)))
+                           n_boot=int(params.get("bootstrap", 1000)), seed=int(params.get("seed", 0)),
+                           box_reference=params.get("box_reference"))
     ctx.check_cancelled()
     ctx.progress(0.8, "writing tables and figures")
     out = Path(params.get("out") or default_out(project, row["name"]))
@@ -55,7 +56,7 @@ def study_results(project: Project, *, n_boot: int = 200, seed: int = 0) -> list
 
 # The study report shows these; the raw reads stay in the CSV export (they are per case).
 REPORT_TABLES = ("performance", "cohen_kappa", "fleiss_kappa", "mcnemar_vs_model", "cochran_q",
-                 "reading_times", "arm_differences")
+                 "reading_times", "arm_differences", "read_box_scores", "read_box_iou_summary")
 
 
 def report_tables(project: Project) -> list[dict[str, Any]]:

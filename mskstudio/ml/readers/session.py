@@ -62,6 +62,7 @@ class ReadingSession:
         self.washout_days = float(row["washout_days"])
         study_params = json.loads(row["params"] or "{}")
         self.confidence_asked = bool(study_params.get("confidence", True))
+        self.boxes_asked = bool(study_params.get("boxes", False))
         self.clinical_fields = [f for f in study_params.get("clinical_fields", SHOWN_CLINICAL)
                                 if f in SHOWN_CLINICAL]
         class_ids = json.loads(row["classes"])
@@ -118,17 +119,21 @@ class ReadingSession:
         return [int(r["image_id"]) for r in self._queue[:n]]
 
     # ---- answering -------------------------------------------------------------------
-    def answer(self, key: int, *, seconds: float, confidence: float | None = None) -> None:
-        """Answer the current case with key ``key`` (1-based) and go on (committed at once)."""
+    def answer(self, key: int, *, seconds: float, confidence: float | None = None,
+               boxes: list | None = None) -> None:
+        """Answer the current case with key ``key`` (1-based) and go on (committed at once,
+        with the lesion ``boxes`` (x0, y0, x1, y1) drawn on it where the study asks for boxes)."""
         if self._arm is None:
             raise ValueError("the session is complete: nothing left to read")
         if not 1 <= key <= len(self.keys):
             raise ValueError(f"key {key}: this study answers with keys 1-{len(self.keys)}")
         if confidence is not None and not 0 <= confidence <= 1:
             raise ValueError(f"confidence {confidence}: expected 0-1")
+        if boxes and not self.boxes_asked:
+            raise ValueError(f"study {self.study_name!r} was created without boxes")
         read = self._queue[0]
         self._p.readers.record_read(int(read["id"]), self.class_ids[key - 1], seconds=max(0.0, seconds),
-                                    confidence=confidence)
+                                    confidence=confidence, boxes=boxes)
         self._queue.pop(0)
         if not self._queue:
             self.refresh()

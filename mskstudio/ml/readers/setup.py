@@ -170,6 +170,7 @@ def create_study(project: Project, params: dict[str, Any]) -> int:
         reader_ids=reader_ids, arms=arms, orders=orders, seed=seed, washout_days=washout,
         ordinal=bool(params.get("ordinal")), model_run_id=model_run_id,
         params={"images": params.get("images") or "all", "confidence": bool(params.get("confidence", True)),
+                "boxes": bool(params.get("boxes")),
                 "classes": names, "truth_set": truth_name, "clinical_fields": clinical_fields})
 
 
