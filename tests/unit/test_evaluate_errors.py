@@ -74,6 +74,10 @@ def test_readers_wrong_model_right():
              read(13, "fracture"), read(13, "fracture"),                        # model right, 2/2 wrong
              read(11, "normal", arm=1), read(11, "normal", arm=1),              # aided arm ignored
              read(99, "fracture")]                                               # not in the hold-out
+    assisted_first = [{**r, "arm": "assisted", "arm_position": 0} for r in reads[:3]]
+    shifted = [{**r, "arm": "image", "arm_position": r["arm_position"] + 1} for r in reads]
     got = errors.gallery("readers", rep, classes, reads=reads)
     assert [(g.image_id, g.note) for g in got] == [(13, "2 of 2 readers wrong"), (10, "2 of 3 readers wrong")]
     assert got[0].truth == got[0].predicted == "normal"
+    # an assisted arm read first is skipped: the first arm without the model counts
+    assert errors.gallery("readers", rep, classes, reads=assisted_first + shifted) == got

@@ -9,7 +9,7 @@ prediction is the arg-max class, as everywhere else in the dashboard.
   class of a binary run): a false positive predicted the class for a case of another class
   (highest P(class) first), a false negative missed it (lowest P(class) first, the surest miss).
 - ``readers_wrong_model_right``: cases of a reader study the model got right while most of
-  the readers' answers (in the first arm, read without the model) were wrong.
+  the readers' answers (in the first arm read without the model) were wrong.
 """
 
 from __future__ import annotations
@@ -96,12 +96,14 @@ def readers_wrong_model_right(rep: dict[str, Any], classes: list[str], reads: It
                               limit: int | None = None, min_fraction: float = 0.5) -> list[ErrorCase]:
     """Cases in ``rep`` the model classified right while more than ``min_fraction`` of the readers'
     answers were wrong.  ``reads`` are rows of ``project.readers.reads(study_id)`` (``image_id``,
-    ``answer`` class name, ``arm_position``); only the first arm counts (readers without the model),
+    ``answer`` class name, ``arm_position``, ``arm`` kind); only the first arm read without the model
+    counts (the first arm of any kind when every arm is assisted),
     and the truth is the run's own (``rep['y_true']``).  Most readers wrong first."""
     ids, y, probs = _scored(rep)
     at = {i: k for k, i in enumerate(ids)}
-    reads = list(reads)
-    first_arm = min((int(r["arm_position"]) for r in reads), default=0)
+    reads = [dict(r) for r in reads]  # sqlite3.Row has no .get
+    unaided = [r for r in reads if r.get("arm") != "assisted"] or reads  # arms read without the model
+    first_arm = min((int(r["arm_position"]) for r in unaided), default=0)
     answers: dict[int, list[str]] = {}
     for r in reads:
         if int(r["arm_position"]) == first_arm and int(r["image_id"]) in at and r["answer"] is not None:
