@@ -73,20 +73,24 @@ def errors_limit():
     return LIMIT
 
 
-def test_a_cached_gradcam_is_drawn_over_the_thumbnail(dash, trained):
+def test_a_cached_gradcam_is_drawn_over_the_thumbnail(dash, trained, qtbot):
     from mskstudio.ml.explain.gradcam import cam_path
 
     view = dash.errors
     _pick(view, "wrong")
     image_id = view.shown_ids()[0]
+    view.finish_icons()
     plain = view.gallery.item(0).icon().pixmap(128).toImage()
+    assert not plain.isNull()
     path = cam_path(dash.project, trained[1], image_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, np.ones((32, 32), np.float32))
     view.refresh()
+    view.finish_icons()
     heated = view.gallery.item(0).icon().pixmap(128).toImage()
     assert heated != plain
     view.heat.setChecked(False)
+    qtbot.waitUntil(lambda: not view.pending_icons)  # drawn by the event loop on its own
     assert view.gallery.item(0).icon().pixmap(128).toImage() == plain
 
 

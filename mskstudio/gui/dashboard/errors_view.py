@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QIcon, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 GALLERIES = (("False positives", "fp"), ("False negatives", "fn"), ("Wrong, most confident", "wrong"),
              ("Model right, most readers wrong", "readers"))
-LIMIT = 48      # thumbnails drawn on the GUI thread: a few ms each
+LIMIT = 48      # cases per gallery
+ICON_BATCH = 8  # thumbnails (about 1.5 ms each with a heatmap) drawn per event-loop turn
 THUMB = 128
 
 
@@ -61,6 +62,7 @@ class ErrorsView(QWidget):
         self.rep: dict[str, Any] = {}
         self.classes: list[str] = []
         self.shown: list[err.ErrorCase] = []
+        self.pending_icons: list[int] = []  # rows of self.shown whose thumbnail is not drawn yet
         self.dirty = False  # thumbnails are drawn when the tab is shown, not on every Dashboard refresh
 
         self.kind = QComboBox()
@@ -152,6 +154,21 @@ class ErrorsView(QWidget):
         for case in self.shown:
             self.gallery.addItem(self._item(case))
         self.title.setText(self._title())
+        # text at once, thumbnails a few per event-loop turn: the GUI thread never waits ~50 ms
+        self.pending_icons = list(range(len(self.shown)))
+        QTimer.singleShot(0, self, self._draw_some_icons)
+
+    def _draw_some_icons(self) -> None:
+        batch, self.pending_icons = self.pending_icons[:ICON_BATCH], self.pending_icons[ICON_BATCH:]
+        for k in batch:
+            self.gallery.item(k).setIcon(self._icon(self.shown[k]))
+        if self.pending_icons:
+            QTimer.singleShot(0, self, self._draw_some_icons)
+
+    def finish_icons(self) -> None:
+        """Draw every thumbnail still pending now (tests, screenshots)."""
+        while self.pending_icons:
+            self._draw_some_icons()
 
     def _title(self) -> str:
         kind, what = self.kind.currentData(), getattr(self, "what", "hold-out")
@@ -190,7 +207,7 @@ class ErrorsView(QWidget):
         p = f"P={case.p_predicted:.2f}" if case.p_class is None \
             else f"P({self.positive.currentText()})={case.p_class:.2f}"
         text = f"#{case.image_id} {p}\n{case.truth} → {case.predicted}" + (f"\n{case.note}" if case.note else "")
-        item = QListWidgetItem(self._icon(case), text)
+        item = QListWidgetItem(text)
         item.setData(Qt.ItemDataRole.UserRole, case.image_id)
         tip = (f"image #{case.image_id}\ntruth {case.truth}, predicted {case.predicted}\n"
                f"P(predicted) {case.p_predicted:.3f}, P(truth) {case.p_truth:.3f}")

@@ -158,6 +158,7 @@ class ParamsForm(QWidget):
             text = f"{r.value}  <span style='color:#8a8a8a'>(default)</span>" if r.default else f"<b>{r.value}</b>"
             value = QLabel(text)
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            value.setWordWrap(True)  # a narrow dock wraps "(default)" instead of cutting it
             tip = f"{r.key}" + (f": {r.help}" if r.help else "")
             label.setToolTip(tip)
             value.setToolTip(tip)
