@@ -27,11 +27,13 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from mskstudio.gui.dashboard.errors_view import ErrorsView
 from mskstudio.gui.fuse.clinical_section import fusion_runs
 from mskstudio.gui.review import review_queue as rq
 from mskstudio.gui.widgets.plots import PALETTE, epoch_plot
@@ -188,9 +190,14 @@ class Dashboard(QWidget):
         body.addWidget(upper)
         body.addWidget(lower)
         body.setSizes([560, 300])
+        # Figures and the error galleries of run A share the space below the run pickers.
+        self.errors = ErrorsView(window)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(body, "Figures")
+        self.tabs.addTab(self.errors, "Errors")
         layout = QVBoxLayout(self)
         layout.addLayout(top)
-        layout.addWidget(body, 1)
+        layout.addWidget(self.tabs, 1)
 
         follow_window(window, self.reload, on_returned=self._job_returned)
 
@@ -245,6 +252,8 @@ class Dashboard(QWidget):
         _table(dd.per_class_rows(self.rep, self.classes), self.per_class)
         _table(self.comparison_table(), self.comparison)
         self._draw_curves()
+        self.errors.show_run(a if self.metrics_a else None, self.rep, self.classes,
+                             self.which.currentText().lower())
         self.cases.clear()
         self.cell = None
         self.cases_title.setText("Click a cell to list its cases")

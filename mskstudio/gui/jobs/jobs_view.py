@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from mskstudio.gui.jobs.curves import JobCurves
+from mskstudio.gui.jobs.param_form import ParamsForm
 
 COLUMNS = ["Job", "Kind", "Status", "Progress", "ETA", "Message", ""]
 STATUS_COLORS = {"running": "#4fc3f7", "done": "#81c784", "error": "#ff6b6b", "cancelled": "#b0bec5",
@@ -86,9 +87,12 @@ class JobsView(QWidget):
         # was 60 px tall at the default height.
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.table)
+        # the selected job's parameters as a form beside its log (raw JSON one click away)
+        self.params_form = ParamsForm()
+        split.addWidget(self.params_form)
         split.addWidget(self.details)
         split.addWidget(self.curves)
-        split.setSizes([760, 330, 330])
+        split.setSizes([620, 260, 300, 300])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.banner)
@@ -117,6 +121,7 @@ class JobsView(QWidget):
     # ---- rows ------------------------------------------------------------------------------
     def set_project(self, project) -> None:
         self.project = project
+        self._form_of = None
         self.table.setRowCount(0)
         self.rows.clear()
         self.curves.hide()
@@ -233,10 +238,14 @@ class JobsView(QWidget):
         job_id = self.current_job()
         if job_id is None or self.project is None:
             self.details.clear()
+            self.params_form.show_job(None, None)
             return
         h = self.runner.handle(job_id)
         row = self.project.jobs.get(job_id)
-        lines = [f"job {job_id}  {row['kind']}  {row['status']}  params {row['params']}"]
+        if (job_id, row["params"]) != getattr(self, "_form_of", None):  # log lines arrive often
+            self._form_of = (job_id, row["params"])
+            self.params_form.show_job(row["kind"], row["params"])
+        lines = [f"job {job_id}  {row['kind']}  {row['status']}"]
         if h is not None and h.logs:
             lines += ["", "log:"] + list(h.logs)[-40:]
         error = (h.error[1] if h is not None and h.error else None) or row["error"]

@@ -173,16 +173,13 @@ def run_section(project, row, attributes, w, p) -> dict[str, Any]:
 
 def error_rows(rep: dict[str, Any], classes: list[str], limit: int = 20) -> list[list[Any]]:
     """Misclassified hold-out cases, most confident first (false positives of the predicted class,
-    false negatives of the true one): where to look first in the Viewer."""
+    false negatives of the true one): where to look first in the Viewer.  The selection is the
+    Dashboard's "wrong, most confident" gallery (``ml.evaluate.errors``)."""
+    from mskstudio.ml.evaluate.errors import wrong_cases
+
     rows: list[list[Any]] = [["image", "truth", "predicted", "P(predicted)", "P(truth)"]]
-    probs = np.asarray(rep.get("probs") or [], float)
-    wrong = []
-    for k, (i, y) in enumerate(zip(rep.get("image_ids") or [], rep.get("y_true") or [], strict=False)):
-        pred = int(probs[k].argmax())
-        if pred != int(y):
-            wrong.append((-probs[k, pred], int(i), int(y), pred, probs[k, pred], probs[k, int(y)]))
-    for _neg, i, y, pred, pp, pt in sorted(wrong)[:limit]:
-        rows.append([f"#{i}", classes[y], classes[pred], f"{pp:.3f}", f"{pt:.3f}"])
+    for c in wrong_cases(rep, classes, limit):
+        rows.append([f"#{c.image_id}", c.truth, c.predicted, f"{c.p_predicted:.3f}", f"{c.p_truth:.3f}"])
     return rows
 
 
