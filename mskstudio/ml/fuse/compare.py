@@ -1,9 +1,9 @@
 """Paired comparisons of two models scored on the same hold-out cases.
 
 Accuracy: ``metrics.paired_accuracy_difference`` (paired bootstrap CI + exact McNemar).
-Macro AUC: a paired percentile bootstrap of the difference of one-vs-rest macro AUCs,
-written here because neither scikit-learn nor statsmodels has a paired multi-class AUC
-comparison (DeLong, from the evaluation work, can replace it for two classes).
+Macro AUC: a paired percentile bootstrap of the difference of one-vs-rest macro AUCs
+(neither scikit-learn nor statsmodels has a paired multi-class AUC comparison; DeLong in
+``ml.evaluate.compare`` covers two classes).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from mskstudio.ml.evaluate.compare import paired_bootstrap
 from mskstudio.ml.evaluate.metrics import _fast_auc, paired_accuracy_difference
 
 
@@ -23,22 +24,13 @@ def macro_auc(y: np.ndarray, probs: np.ndarray) -> float:
 
 
 def paired_auc_difference(y_true, probs_a, probs_b, *, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Macro AUC of B minus A on the same cases, with a paired bootstrap 95% CI."""
+    """Macro AUC of B minus A on the same cases, with a paired bootstrap 95% CI (the
+    evaluation's ``paired_bootstrap`` with the macro AUC as its metric)."""
     y = np.asarray(y_true, int)
     a, b = np.asarray(probs_a, float), np.asarray(probs_b, float)
-    n = len(y)
-    if n < 2 or a.shape != b.shape:
-        return {"value": math.nan, "ci": [math.nan, math.nan], "n": n}
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        d = macro_auc(y[idx], b[idx]) - macro_auc(y[idx], a[idx])
-        if not math.isnan(d):
-            diffs.append(d)
-    ci = [float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))] if len(diffs) >= 10 \
-        else [math.nan, math.nan]
-    return {"value": macro_auc(y, b) - macro_auc(y, a), "ci": ci, "n": n}
+    if len(y) < 2 or a.shape != b.shape:
+        return {"value": math.nan, "ci": [math.nan, math.nan], "n": len(y)}
+    return paired_bootstrap(y, a, b, macro_auc, n_boot=n_boot, seed=seed)
 
 
 def paired(y_true, probs_a, probs_b, *, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
