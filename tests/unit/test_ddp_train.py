@@ -22,12 +22,13 @@ from mskstudio.ml.scale.ddp import torchrun_argv
 from mskstudio.ml.scale.snapshot import open_snapshot, write_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
-ARGS = ["--arch", "tinycnn", "--size", "48", "--folds", "2", "--epochs", "2", "--batch-size", "16",
-        "--lr", "3e-3", "--seed", "0", "--device", "cpu"]
+ARGS = ["--arch", "tinycnn", "--size", "64", "--folds", "2", "--epochs", "12", "--batch-size", "16",
+        "--optimizer", "adam", "--lr", "1e-2", "--no-augment", "--seed", "0", "--device", "cpu"]
 # Hold-out accuracy of 2 processes vs 1 with the same seed: not bitwise equal (each rank's
 # batch-norm sees half a batch, DistributedSampler orders the images differently), so the
-# tolerance is 0.2 absolute on a hold-out of about 12 images of 4 classes.
-TOLERANCE = 0.2
+# tolerance is 0.25 absolute (3 images) on a hold-out of 12 images of 4 classes; the training
+# loss curves are compared more tightly below.
+TOLERANCE = 0.25
 
 AUDIT = '''
 import os, sys
@@ -75,6 +76,14 @@ def _rank_connections(log: Path) -> dict[str, list[str]]:
     return out
 
 
+def project_history(path):
+    from mskstudio.store import Project
+
+    with Project.open(path) as project:
+        run = project.models.list("classifier")[0]
+        return project.models.metrics(run["id"])["main"]["folds"][0]["history"]
+
+
 def test_two_processes_match_one_and_only_rank0_writes(base_project, tmp_path):
     from mskstudio.store import Project
 
@@ -99,7 +108,7 @@ def test_two_processes_match_one_and_only_rank0_writes(base_project, tmp_path):
     snaps = list((ddp_path / "cache" / "snapshots").iterdir())
     assert len(snaps) == 1
     snap = open_snapshot(snaps[0])
-    assert snap.images.dtype == np.uint16 and snap.images.shape[1:] == (48, 48)
+    assert snap.images.dtype == np.uint16 and snap.images.shape[1:] == (64, 64)
     assert len(snap.ids) == 60 and isinstance(snap.images, np.memmap)
 
     one_path = _copy(base_project, tmp_path, "one")
@@ -110,8 +119,15 @@ def test_two_processes_match_one_and_only_rank0_writes(base_project, tmp_path):
     assert one_hold["n"] == ddp_hold["n"] > 0  # the same patient split and hold-out
     a1, a2 = one_hold["accuracy"]["value"], ddp_hold["accuracy"]["value"]
     print(f"hold-out accuracy 1 process {a1:.3f}, 2 processes {a2:.3f} (n={one_hold['n']})")
+    f1, f2 = project_history(one_path), history["main"]["folds"][0]
+    # Training follows the same path: the same initial weights (DDP starts from rank 0's, drawn
+    # from the same fold seed) and the same global batch, so fold 0's training loss over the
+    # first 3 epochs stays within 15 % (measured: 2-8 %).
+    rel = [abs(a["train_loss"] - b["train_loss"]) / a["train_loss"]
+           for a, b in zip(f1[:3], f2["history"][:3], strict=False)]
+    print("fold 0 train loss relative differences", [round(r, 3) for r in rel])
+    assert len(rel) == 3 and np.mean(rel) <= 0.15
     assert abs(a1 - a2) <= TOLERANCE
-    assert history["split"] is not None
 
 
 def test_a_killed_rank_fails_the_job_and_the_run_resumes(base_project, tmp_path):
