@@ -63,6 +63,8 @@ def register(sub) -> None:
     p.add_argument("--nproc", type=int, default=1,
                    help="train with N processes on this machine (torchrun + DistributedDataParallel; "
                         "gloo on CPU, nccl on CUDA, one GPU per process)")
+    p.add_argument("--submit-only", action="store_true",
+                   help="only submit the job and print the torchrun commands that run it (multi-node)")
     p.add_argument("--name")
     p.add_argument("--resume", type=int, metavar="RUN", help="continue a cancelled/crashed classifier run")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -116,6 +118,8 @@ def cmd_train(args) -> int:
         params = {"resume": args.resume, "device": args.device}
     with open_writable(args.project) as project:
         check_fusion_options(project, args)
+        if args.submit_only:
+            return _submit_only(project, params)
         if args.nproc > 1:
             result = _run_distributed(project, args, params)
         else:
@@ -146,6 +150,21 @@ def _run_distributed(project, args, params) -> dict:
         status = job.status if job else "missing"
         raise UserError(f"distributed training job {job_id} ended {status} (torchrun exit {rc})")
     return job.result
+
+
+def _submit_only(project, params) -> int:
+    from mskstudio.jobrun import check_params
+
+    check_params(project, "train", params)
+    job_id = project.jobs.submit("train", params)
+    root = project.root
+    print(f"submitted train job {job_id}; run it on one node with N processes:\n"
+          f"  torchrun --standalone --nproc-per-node N -m mskstudio run-job {root} {job_id}\n"
+          f"or on several nodes (node-rank 0 is the one holding the project; the others only read\n"
+          f"the snapshot in {root / 'cache' / 'snapshots'}, or a copy named by MSKSTUDIO_SNAPSHOT_ROOT):\n"
+          f"  torchrun --nnodes M --node-rank R --nproc-per-node N --rdzv-backend c10d "
+          f"--rdzv-endpoint HOST0:29500 -m mskstudio run-job {root} {job_id}")
+    return 0
 
 
 def _cuda() -> bool:

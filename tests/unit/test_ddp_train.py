@@ -144,6 +144,7 @@ def test_a_killed_rank_fails_the_job_and_the_run_resumes(base_project, tmp_path)
     assert proc.returncode != 0
     with Project.open(path) as project:  # opening marks jobs whose process died 'interrupted'
         job = project.jobs.record(job_id)
+        print("job status after the killed rank:", job.status)
         assert job.status in ("error", "interrupted", "cancelled"), job.status
         run = project.models.list("classifier")[0]
         assert run["status"] in ("error", "interrupted", "cancelled")
@@ -167,3 +168,19 @@ def test_snapshot_round_trip_and_refusals(tmp_path):
     (folder / "manifest.json").write_text(json.dumps({**snap.manifest, "version": 99}))
     with pytest.raises(ValueError, match="version 99"):
         open_snapshot(folder)
+
+
+def test_submit_only_prints_the_torchrun_commands(base_project, tmp_path, capsys):
+    from mskstudio.cli import main
+    from mskstudio.store import Project
+
+    path = _copy(base_project, tmp_path, "submit")
+    assert main(["train", str(path), "region", "--arch", "tinycnn", "--submit-only"]) == 0
+    out = capsys.readouterr().out
+    with Project.open(path) as project:
+        (job,) = project.jobs.records()
+        assert job.kind == "train" and job.status == "submitted" and job.params["arch"] == "tinycnn"
+        assert not project.models.list("classifier")  # nothing trained yet
+    assert f"run-job {path} {job.id}" in out and "--rdzv-endpoint" in out
+    assert torchrun_argv(str(path), job.id, 2)[1:6] == ["-m", "torch.distributed.run", "--standalone",
+                                                       "--nproc_per_node=2", "-m"]

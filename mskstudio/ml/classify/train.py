@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -326,7 +327,10 @@ def train_worker(plan: dict[str, Any], ctx: JobContext) -> None:
     p = plan["p"]
     random.seed(p["seed"])
     torch.manual_seed(p["seed"])
-    base = FoldData.from_snapshot(open_snapshot(plan["snapshot"]), p)
+    folder = plan["snapshot"]
+    if os.environ.get("MSKSTUDIO_SNAPSHOT_ROOT"):  # another node: the snapshot copied elsewhere
+        folder = os.path.join(os.environ["MSKSTUDIO_SNAPSHOT_ROOT"], os.path.basename(folder))
+    base = FoldData.from_snapshot(open_snapshot(folder), p)
     done = {t: [None] * n for t, n in plan["done"].items()}
     _fold_loop(base, p, plan["tasks"], plan["split"], plan["encoder_init"], done, plan["resume_state"],
                init_from_env(plan["device"]), ctx, save=lambda *_: None)

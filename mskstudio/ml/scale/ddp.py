@@ -7,6 +7,15 @@ read-only snapshot (snapshot.py) and broadcasts the training plan; it alone writ
 run row, checkpoints, metrics and job progress.  Every other rank runs ``worker_main``:
 it never opens the project, reads the snapshot memory-mapped, and trains its share.
 
+Multi-node (the same snapshot reachable, or copied, on every node; the project on node 0)::
+
+    mskstudio train P.mskproj LABELSET ... --submit-only      # prints JOB
+    # node 0 (only it opens the project)
+    torchrun --nnodes 2 --node-rank 0 --nproc-per-node 4 --rdzv-backend c10d \
+        --rdzv-endpoint node0:29500 -m mskstudio run-job P.mskproj JOB
+    # node 1: the same line with --node-rank 1 (the project is not opened there; set
+    # MSKSTUDIO_SNAPSHOT_ROOT when the snapshot folder is copied to another path)
+
 Collectives have a time limit (MSKSTUDIO_DDP_TIMEOUT_S, default 600 s: rank 0 may load a
 large archive first), so a dead rank makes the others fail with an error instead of hanging.
 """
@@ -121,11 +130,18 @@ def torchrun_argv(project: str, job_id: int, nproc: int, *, jsonl: bool = False)
     return argv + (["--jsonl"] if jsonl else [])
 
 
+def _auto_kind() -> str:
+    """The device kind rank 0 picks for ``--device auto`` (the backends must agree)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def worker_main() -> int:
     """Rank > 0 of a distributed job: train the plan rank 0 broadcasts; never open the project."""
     from mskstudio.jobs import JobContext
 
-    init_from_env(os.environ.get("MSKSTUDIO_DDP_DEVICE", "cpu"))
+    init_from_env(os.environ.get("MSKSTUDIO_DDP_DEVICE") or _auto_kind())
     try:
         plan = broadcast()
         if plan is None:  # rank 0 failed before training
