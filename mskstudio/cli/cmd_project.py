@@ -117,6 +117,12 @@ class JsonLinesSink:
 
 def cmd_run_job(args) -> int:
     from mskstudio.jobrun import TqdmSink, ctrl_c_cancels, run_job
+    from mskstudio.ml.scale import ddp
+
+    if ddp.launched() and ddp.rank() > 0:
+        # A torchrun rank other than 0 never opens the project: rank 0 runs the job and
+        # broadcasts the plan; this rank trains its share on the read-only snapshot.
+        return ddp.worker_main()
 
     token = CancelToken()
     # The GUI asks a subprocess job to stop with SIGTERM; the job stops at its next check.

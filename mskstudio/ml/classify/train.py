@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from mskstudio.ml.classify.train_loop import (  # noqa: F401 - class_weights is 
 )
 from mskstudio.ml.evaluate import metrics as ev
 from mskstudio.ml.evaluate.metrics import softmax
+from mskstudio.ml.scale import ddp
 from mskstudio.ml.splits import check_split, make_split, split_summary
 
 if TYPE_CHECKING:
@@ -99,6 +101,10 @@ def run_train(project: Project, params: dict[str, Any], ctx: JobContext) -> dict
         raise ValueError(f"mask guidance must be 0 (off) or positive, not {p['mask_guidance']}")
     ls_id, ls_name = _resolve_label_set(project, p["label_set"])
     device = pick_device(p["device"])
+    if ddp.launched():  # under torchrun: this is rank 0 (the others run ddp.worker_main)
+        if float(p["mask_guidance"] or 0) > 0:
+            raise ValueError("mask guidance is not available in distributed training yet")
+        device = ddp.init_from_env(device.type)
 
     # ---- data --------------------------------------------------------------------------------
     allowed = set(project.images.ids())
@@ -201,29 +207,11 @@ def _train_run(project, p, ctx, plan: TrainPlan) -> dict[str, Any]:
 
     encoder_init = _encoder_init(project, p, parent)
     done: dict[str, list[dict[str, Any]]] = resume_state["done"] if resume_state else {}
-    n_units = len(tasks) * len(split["folds"])
-    unit = 0
-    for task_name, names, task_targets in tasks:
-        done.setdefault(task_name, [])
-        for f, fold in enumerate(split["folds"]):
-            lo = 0.05 + 0.85 * unit / n_units
-            hi = 0.05 + 0.85 * (unit + 1) / n_units
-            unit += 1
-            if f < len(done[task_name]):
-                continue
-            tr = [i for i in fold["train"] if i in task_targets]
-            va = [i for i in fold["val"] if i in task_targets]
-            state = None
-            if (resume_state and "model" in resume_state and resume_state.get("task") == task_name
-                    and resume_state.get("fold") == f):
-                state = resume_state
-            prefix = f"fold{f}" if task_name == "main" else f"{task_name}/fold{f}"
-            result = train_fold(
-                FoldPlan(base, tr, va, task_targets, names, encoder_init, prefix, state), p, device,
-                ctx.sub(lo, hi),
-                save=lambda s, tn=task_name, ff=f: checkpoint_progress(project, run_id, p, tn, ff, s, done))
-            done[task_name].append(result)
-            checkpoint_progress(project, run_id, p, task_name, f + 1, None, done)
+    if ddp.active():  # rank 0 of a torchrun job: hand the other ranks their data and plan
+        ddp.broadcast(_worker_plan(project, base, p, tasks, split, encoder_init, done, resume_state))
+    _fold_loop(base, p, tasks, split, encoder_init, done, resume_state, device, ctx,
+               save=lambda s, tn, ff: checkpoint_progress(project, run_id, p, tn, ff, s, done))
+    ddp.shutdown()  # the other ranks are done; scoring below is rank 0's alone
 
     # ---- scoring -------------------------------------------------------------------------------
     ctx.progress(0.9, "scoring")
@@ -279,6 +267,73 @@ def _train_run(project, p, ctx, plan: TrainPlan) -> dict[str, Any]:
             "holdout_accuracy": (hold.get("accuracy") or {}).get("value"),
             "holdout_n": hold.get("n", 0), "majority_rate": hold.get("majority_rate"),
             "seconds": metrics["timings"]["total_s"]}
+
+
+def _fold_loop(base, p, tasks, split, encoder_init, done, resume_state, device, ctx, save) -> None:
+    """Train every fold of every task not yet in ``done`` (the same on every rank)."""
+    n_units = len(tasks) * len(split["folds"])
+    unit = 0
+    for task_name, names, task_targets in tasks:
+        done.setdefault(task_name, [])
+        for f, fold in enumerate(split["folds"]):
+            lo = 0.05 + 0.85 * unit / n_units
+            hi = 0.05 + 0.85 * (unit + 1) / n_units
+            unit += 1
+            if f < len(done[task_name]):
+                continue
+            tr = [i for i in fold["train"] if i in task_targets]
+            va = [i for i in fold["val"] if i in task_targets]
+            state = None
+            if (resume_state and "model" in resume_state and resume_state.get("task") == task_name
+                    and resume_state.get("fold") == f):
+                state = resume_state
+            prefix = f"fold{f}" if task_name == "main" else f"{task_name}/fold{f}"
+            result = train_fold(
+                FoldPlan(base, tr, va, task_targets, names, encoder_init, prefix, state), p, device,
+                ctx.sub(lo, hi), save=lambda s, tn=task_name, ff=f: save(s, tn, ff))
+            done[task_name].append(result)
+            save(None, task_name, f + 1)
+
+
+def _worker_plan(project, base, p, tasks, split, encoder_init, done, resume_state) -> dict[str, Any]:
+    """What a rank > 0 needs: the snapshot folder and the plan, never the project."""
+    from mskstudio.ml.scale.snapshot import write_snapshot
+
+    if base.plain._cache is None:
+        base.plain.preload()
+    snap = write_snapshot(project.cache_dir / "snapshots", base.ids, base.plain._cache,
+                          np.asarray([base.target_of[i] for i in base.ids]),
+                          {"input": p["input"], "roi_margin": p["roi_margin"], "label_set": p["label_set"],
+                           "split": split})
+    state = {k: v for k, v in (resume_state or {}).items() if k != "done"} or None
+    return {"kind": "train", "snapshot": str(snap), "p": p, "tasks": tasks, "split": split,
+            "encoder_init": encoder_init, "done": {t: len(r) for t, r in done.items()},
+            "resume_state": state, "device": str(pick_device_kind(p))}
+
+
+def pick_device_kind(p) -> str:
+    from mskstudio.ml.models import pick_device
+
+    return pick_device(p["device"]).type
+
+
+def train_worker(plan: dict[str, Any], ctx: JobContext) -> None:
+    """Rank > 0 of a distributed classifier run: train the broadcast plan on the snapshot."""
+    import torch
+
+    from mskstudio.ml.scale.ddp import init_from_env
+    from mskstudio.ml.scale.snapshot import open_snapshot
+
+    p = plan["p"]
+    random.seed(p["seed"])
+    torch.manual_seed(p["seed"])
+    folder = plan["snapshot"]
+    if os.environ.get("MSKSTUDIO_SNAPSHOT_ROOT"):  # another node: the snapshot copied elsewhere
+        folder = os.path.join(os.environ["MSKSTUDIO_SNAPSHOT_ROOT"], os.path.basename(folder))
+    base = FoldData.from_snapshot(open_snapshot(folder), p)
+    done = {t: [None] * n for t, n in plan["done"].items()}
+    _fold_loop(base, p, plan["tasks"], plan["split"], plan["encoder_init"], done, plan["resume_state"],
+               init_from_env(plan["device"]), ctx, save=lambda *_: None)
 
 
 def _resolve_label_set(project: Project, key: Any) -> tuple[int, str]:

@@ -20,6 +20,7 @@ import numpy as np
 from mskstudio.jobs import JobContext
 from mskstudio.ml.classify.classifier import CHECKPOINT_FORMAT, input_loader, make_classifier
 from mskstudio.ml.classify.mask_guidance import AttentionMeter, CamTap, attention_loss, has_mask, letterboxed_masks
+from mskstudio.ml.scale import ddp
 
 if TYPE_CHECKING:
     from mskstudio.store import Project
@@ -78,6 +79,24 @@ class FoldData:
             by_id = letterboxed_masks(project, self.ids, p["size"], p["input"], p["roi_margin"])
             self.masks = {self.row[i]: m for i, m in by_id.items()}
             ctx.log(f"mask guidance: {len(self.masks)} of {len(self.ids)} images have a lesion mask")
+
+    @classmethod
+    def from_snapshot(cls, snap, p) -> FoldData:
+        """The same data read from a memory-mapped training snapshot (ml/scale/snapshot.py):
+        the other ranks of a distributed run, which never open the project."""
+        from mskstudio.ml.datasets import AnalysisDataset, Augment
+
+        self = cls.__new__(cls)
+        self.ids = snap.ids
+        self.row = {i: k for k, i in enumerate(self.ids)}
+        self.target_of = dict(zip(self.ids, snap.targets.tolist(), strict=True))
+        self.plain = AnalysisDataset(None, self.ids, p["size"], augment=None, targets=snap.targets.tolist(),
+                                     preload=True)
+        self.plain._cache = snap.images
+        self.augmented = copy.copy(self.plain)
+        self.augmented.augment = Augment(p["size"], scale=(0.6, 1.0), vflip=0.0) if p["augment"] else None
+        self.masks = None  # mask guidance is refused under DDP for now
+        return self
 
     def subset(self, image_ids, task_targets, *, train: bool, with_masks: bool | None = None):
         """Augmented items for training, plain ones otherwise; masks (when guided) for training
@@ -167,6 +186,13 @@ def train_fold(plan: FoldPlan, p: dict[str, Any], device, ctx: JobContext, save)
         for q in model.encoder.parameters():
             q.requires_grad_(False)
     model.to(device)
+    net, n_ranks = model, 1  # ``net``: the bare module (weights, evaluation); ``model`` trains
+    if ddp.active():
+        # Every rank starts from rank 0's weights (DDP broadcasts them); each rank then sees
+        # 1/N of every batch, so the global batch and the learning rate stay those of one process.
+        model = torch.nn.parallel.DistributedDataParallel(model)
+        n_ranks = ddp.world_size()
+        torch.manual_seed(fold_seed + ddp.rank())  # different augmentations per rank
     counts = np.bincount([task_targets[i] for i in tr], minlength=len(names))
     weight = torch.tensor(class_weights(counts, p["loss_weighting"]), dtype=torch.float32, device=device)
     opt = make_optimizer([q for q in model.parameters() if q.requires_grad], p)
@@ -174,17 +200,22 @@ def train_fold(plan: FoldPlan, p: dict[str, Any], device, ctx: JobContext, save)
     cuda = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)
     gen = torch.Generator().manual_seed(fold_seed)
+    train_ds = base.subset(tr, task_targets, train=True)
+    sampler = None
+    if n_ranks > 1:
+        sampler = torch.utils.data.distributed.DistributedSampler(train_ds, shuffle=True, seed=fold_seed)
+    batch_size = max(1, int(p["batch_size"]) // n_ranks)
     train_loader = torch.utils.data.DataLoader(
-        base.subset(tr, task_targets, train=True), batch_size=int(p["batch_size"]), shuffle=True,
-        generator=gen, num_workers=int(p["workers"] or 0), pin_memory=cuda,
-        drop_last=len(tr) > int(p["batch_size"]))
+        train_ds, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
+        generator=gen if sampler is None else None, num_workers=int(p["workers"] or 0), pin_memory=cuda,
+        drop_last=len(tr) // n_ranks > batch_size)
     guidance = float(p.get("mask_guidance") or 0) if base.masks is not None else 0.0
     val_ds = base.subset(va, task_targets, train=False, with_masks=guidance > 0)
-    tap = CamTap(model, p["arch"]) if guidance > 0 else None
+    tap = CamTap(net, p["arch"]) if guidance > 0 else None
     epoch0, best, bad, history = 0, None, 0, []
     best_state, best_epoch, best_val_logits = None, -1, None
     if state is not None:
-        model.load_state_dict(state["model"])
+        net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         epoch0, best, bad = state["epoch"], state["best"], state["bad"]
@@ -194,9 +225,12 @@ def train_fold(plan: FoldPlan, p: dict[str, Any], device, ctx: JobContext, save)
     epochs = int(p["epochs"])
     nb = max(1, len(train_loader))
     for epoch in range(epoch0, epochs):
+        if sampler is not None:
+            ddp.maybe_die(epoch)
+            sampler.set_epoch(epoch)
         model.train()
         if p["freeze_encoder"]:
-            model.encoder.eval()  # frozen batch-norm statistics too
+            net.encoder.eval()  # frozen batch-norm statistics too
         ce_sum, objective_sum, n_seen, correct, att_sum, n_guided = 0.0, 0.0, 0, 0, 0.0, 0
         for b, batch in enumerate(train_loader):
             ctx.check_cancelled()
@@ -206,7 +240,7 @@ def train_fold(plan: FoldPlan, p: dict[str, Any], device, ctx: JobContext, save)
                 ce = F.cross_entropy(logits.float(), y, weight=weight)
                 loss = ce
                 if tap is not None:
-                    att = attention_loss(tap.output, model.head.weight, y, batch[2].to(device))
+                    att = attention_loss(tap.output, net.head.weight, y, batch[2].to(device))
                     loss = ce + guidance * att
                     guided = int(has_mask(batch[2]).sum())  # the images the term averaged over
                     att_sum += float(att.detach()) * guided
@@ -224,7 +258,14 @@ def train_fold(plan: FoldPlan, p: dict[str, Any], device, ctx: JobContext, save)
             ctx.progress((epoch + (b + 1) / nb) / epochs, f"{prefix} epoch {epoch + 1}/{epochs}")
         sched.step()
         meter = AttentionMeter(tap) if tap is not None else None
-        val_logits = logits_of(model, val_ds, device, p, meter)
+        if n_ranks > 1:
+            # Sums over ranks, and validation logits of every rank's share put back in order:
+            # every rank then takes the same early-stopping decision.
+            ce_sum, objective_sum, n_seen, correct = ddp.all_reduce_sums([ce_sum, objective_sum, n_seen, correct])
+            mine = Subset(val_ds.ds, ddp.shard(val_ds.rows), ddp.shard(val_ds.targets))
+            val_logits = ddp.gather_sharded_rows(logits_of(net, mine, device, p), len(val_ds))
+        else:
+            val_logits = logits_of(net, val_ds, device, p, meter)
         yv = torch.tensor(val_ds.targets, dtype=torch.long)
         vl = torch.from_numpy(val_logits)
         val_loss = float(F.cross_entropy(vl, yv, weight=weight.cpu())) if len(yv) else float("nan")
@@ -245,12 +286,12 @@ def train_fold(plan: FoldPlan, p: dict[str, Any], device, ctx: JobContext, save)
         score = -monitored if p["monitor"] == "val_loss" else val_acc
         if best is None or score > best:
             best, bad, best_epoch = score, 0, epoch
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
             best_val_logits = val_logits
         else:
             bad += 1
         stop = bad >= int(p["patience"])
-        save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        save({"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
               "epoch": epoch + 1, "best": best, "bad": bad, "history": history,
               "best_state": best_state, "best_epoch": best_epoch, "best_val_logits": best_val_logits})
         # Reported after the checkpoint: a kill in between would otherwise leave the figures

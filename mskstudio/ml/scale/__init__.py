@@ -1,0 +1,1 @@
+"""Scale-out: torchrun/DistributedDataParallel training and the read-only training snapshot."""

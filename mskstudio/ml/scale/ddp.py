@@ -1,0 +1,156 @@
+"""torchrun / DistributedDataParallel glue for the trainers.
+
+A distributed job is the same ``mskstudio run-job P JOB`` command started N times by
+``torch.distributed.run`` (torchrun), which sets RANK, WORLD_SIZE and LOCAL_RANK.  Rank 0
+runs the job as usual: it opens the project writable, builds the data, writes the
+read-only snapshot (snapshot.py) and broadcasts the training plan; it alone writes the
+run row, checkpoints, metrics and job progress.  Every other rank runs ``worker_main``:
+it never opens the project, reads the snapshot memory-mapped, and trains its share.
+
+Multi-node (the same snapshot reachable, or copied, on every node; the project on node 0)::
+
+    mskstudio train P.mskproj LABELSET ... --submit-only      # prints JOB
+    # node 0 (only it opens the project)
+    torchrun --nnodes 2 --node-rank 0 --nproc-per-node 4 --rdzv-backend c10d \
+        --rdzv-endpoint node0:29500 -m mskstudio run-job P.mskproj JOB
+    # node 1: the same line with --node-rank 1 (the project is not opened there; set
+    # MSKSTUDIO_SNAPSHOT_ROOT when the snapshot folder is copied to another path)
+
+Collectives have a time limit (MSKSTUDIO_DDP_TIMEOUT_S, default 600 s: rank 0 may load a
+large archive first), so a dead rank makes the others fail with an error instead of hanging.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+
+TIMEOUT_ENV = "MSKSTUDIO_DDP_TIMEOUT_S"
+# Fault injection for the tests only: rank R exits hard at the start of epoch E ("R:E").
+DIE_ENV = "MSKSTUDIO_DDP_TEST_DIE"
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def launched() -> bool:
+    """True under torchrun with more than one process."""
+    return world_size() > 1
+
+
+def active() -> bool:
+    """True once the process group is up (the trainers branch on this, not on the env)."""
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return False
+    return dist.is_available() and dist.is_initialized()
+
+
+def init_from_env(device_kind: str = "cpu"):
+    """Start the process group (gloo on CPU, nccl on CUDA) once; return this rank's device."""
+    import torch
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    device = torch.device("cuda", local) if device_kind == "cuda" else torch.device("cpu")
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                timeout=timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, "600"))))
+    return device
+
+
+def shutdown() -> None:
+    if active():
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+
+
+def broadcast(obj: Any = None) -> Any:
+    """Rank 0's ``obj`` on every rank (pickled; for the plan, not for tensors)."""
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_reduce_sums(values: list[float]) -> list[float]:
+    """Element-wise sums over ranks (train loss/accuracy counters)."""
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def shard(items: list, r: int | None = None, n: int | None = None) -> list:
+    r, n = rank() if r is None else r, world_size() if n is None else n
+    return items[r::n]
+
+
+def gather_sharded_rows(local: np.ndarray, n_total: int) -> np.ndarray:
+    """Reassemble rows sharded with ``shard`` (rank r holds rows r, r+n, ...) on every rank."""
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * world_size()
+    dist.all_gather_object(parts, local)
+    width = next((p.shape[1] for p in parts if p is not None and p.ndim == 2), local.shape[1])
+    out = np.zeros((n_total, width), np.float32)
+    for r, part in enumerate(parts):
+        out[r::len(parts)] = part
+    return out
+
+
+def maybe_die(epoch: int) -> None:
+    spec = os.environ.get(DIE_ENV)
+    if spec:
+        r, e = (int(v) for v in spec.split(":"))
+        if r == rank() and e == epoch:
+            os._exit(17)
+
+
+def torchrun_argv(project: str, job_id: int, nproc: int, *, jsonl: bool = False) -> list[str]:
+    """The command that runs job ``job_id`` on ``nproc`` local processes (one node)."""
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={int(nproc)}",
+            "-m", "mskstudio", "run-job", str(project), str(int(job_id))]
+    return argv + (["--jsonl"] if jsonl else [])
+
+
+def _auto_kind() -> str:
+    """The device kind rank 0 picks for ``--device auto`` (the backends must agree)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def worker_main() -> int:
+    """Rank > 0 of a distributed job: train the plan rank 0 broadcasts; never open the project."""
+    from mskstudio.jobs import JobContext
+
+    init_from_env(os.environ.get("MSKSTUDIO_DDP_DEVICE") or _auto_kind())
+    try:
+        plan = broadcast()
+        if plan is None:  # rank 0 failed before training
+            return 1
+        if plan["kind"] != "train":
+            raise ValueError(f"job kind {plan['kind']!r} has no distributed trainer yet")
+        from mskstudio.ml.classify.train import train_worker
+
+        train_worker(plan, JobContext(None, None))
+    finally:
+        shutdown()
+    return 0
