@@ -122,7 +122,9 @@ def cmd_run_job(args) -> int:
     if ddp.launched() and ddp.rank() > 0:
         # A torchrun rank other than 0 never opens the project: rank 0 runs the job and
         # broadcasts the plan; this rank trains its share on the read-only snapshot.
-        return ddp.worker_main()
+        from mskstudio.ml.scale.worker import worker_main
+
+        return worker_main()
 
     token = CancelToken()
     # The GUI asks a subprocess job to stop with SIGTERM; the job stops at its next check.

@@ -173,7 +173,7 @@ def test_an_old_project_moves_its_key_out_and_keeps_its_pseudonyms(tmp_path, few
         assert _import(project, again)["imported"] == 1
         assert _stored_pseudonyms(project) == before
         assert project.db.scalar("SELECT COUNT(*) FROM images") == N_FILES + 1
-    assert (root / "project.v4.backup.db").exists()
+    assert (root / "project.v5.backup.db").exists()
     _assert_key_absent(key, root)  # the backup written before the migration included
 
 

@@ -101,7 +101,7 @@ def run_train(project: Project, params: dict[str, Any], ctx: JobContext) -> dict
         raise ValueError(f"mask guidance must be 0 (off) or positive, not {p['mask_guidance']}")
     ls_id, ls_name = _resolve_label_set(project, p["label_set"])
     device = pick_device(p["device"])
-    if ddp.launched():  # under torchrun: this is rank 0 (the others run ddp.worker_main)
+    if ddp.launched():  # under torchrun: this is rank 0 (the others run scale.worker.worker_main)
         if float(p["mask_guidance"] or 0) > 0:
             raise ValueError("mask guidance is not available in distributed training yet")
         device = ddp.init_from_env(device.type)

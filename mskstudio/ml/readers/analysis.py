@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from mskstudio.ml.readers.intervals import wilson
+
 if TYPE_CHECKING:
     from mskstudio.store import Project
 
@@ -65,15 +67,6 @@ def _model_outputs(project: Project, run_id: int | None, class_ids: list[int]) -
         if r["class_id"] in index:
             out[int(r["image_id"])] = (index[r["class_id"]], p)
     return out
-
-
-def wilson(k: int, n: int) -> tuple[float, float, float]:
-    from statsmodels.stats.proportion import proportion_confint
-
-    if n == 0:
-        return float("nan"), float("nan"), float("nan")
-    lo, hi = proportion_confint(int(k), int(n), alpha=0.05, method="wilson")
-    return k / n, float(lo), float(hi)
 
 
 def _rates(truth: np.ndarray, answer: np.ndarray, positive: int) -> dict[str, Any]:

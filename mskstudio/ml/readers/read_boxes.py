@@ -77,7 +77,7 @@ def reader_box_scores(drawn: dict[tuple[str, str], dict[int, list[Box]]],
 
     ``drawn[(reader, arm)]`` maps each image the reader answered to its boxes (maybe none);
     ``reference[arm]`` maps each reference image to its boxes (maybe none)."""
-    from mskstudio.ml.readers.analysis import wilson
+    from mskstudio.ml.readers.intervals import wilson
 
     rows = []
     for (reader, arm), images in sorted(drawn.items()):

@@ -4,7 +4,7 @@ A distributed job is the same ``mskstudio run-job P JOB`` command started N time
 ``torch.distributed.run`` (torchrun), which sets RANK, WORLD_SIZE and LOCAL_RANK.  Rank 0
 runs the job as usual: it opens the project writable, builds the data, writes the
 read-only snapshot (snapshot.py) and broadcasts the training plan; it alone writes the
-run row, checkpoints, metrics and job progress.  Every other rank runs ``worker_main``:
+run row, checkpoints, metrics and job progress.  Every other rank runs ``worker.worker_main``:
 it never opens the project, reads the snapshot memory-mapped, and trains its share.
 
 Multi-node (the same snapshot reachable, or copied, on every node; the project on node 0)::
@@ -130,27 +130,8 @@ def torchrun_argv(project: str, job_id: int, nproc: int, *, jsonl: bool = False)
     return argv + (["--jsonl"] if jsonl else [])
 
 
-def _auto_kind() -> str:
+def auto_kind() -> str:
     """The device kind rank 0 picks for ``--device auto`` (the backends must agree)."""
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def worker_main() -> int:
-    """Rank > 0 of a distributed job: train the plan rank 0 broadcasts; never open the project."""
-    from mskstudio.jobs import JobContext
-
-    init_from_env(os.environ.get("MSKSTUDIO_DDP_DEVICE") or _auto_kind())
-    try:
-        plan = broadcast()
-        if plan is None:  # rank 0 failed before training
-            return 1
-        if plan["kind"] != "train":
-            raise ValueError(f"job kind {plan['kind']!r} has no distributed trainer yet")
-        from mskstudio.ml.classify.train import train_worker
-
-        train_worker(plan, JobContext(None, None))
-    finally:
-        shutdown()
-    return 0
