@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import sys
@@ -77,6 +78,11 @@ class JobRepo:
             )
 
     def metric(self, job_id: int, name: str, value: float, step: int) -> None:
+        """Record one figure of one step.  An undefined figure (nan, e.g. the loss of an empty
+        validation part) is not a point of a curve: SQLite would store NaN as NULL, which the
+        column refuses, and the job would die of a figure it cannot plot anyway."""
+        if not math.isfinite(value):
+            return
         with self.p.db.transaction() as c:
             c.execute(
                 "INSERT OR REPLACE INTO job_metrics(job_id, name, step, value) VALUES (?, ?, ?, ?)",

@@ -113,3 +113,14 @@ def test_unknown_kind_is_a_user_error(new_project):
 def test_every_registered_kind_resolves():
     for kind in jobrun.JOB_KINDS:
         assert callable(jobrun.job_function(kind)), kind
+
+
+def test_an_undefined_metric_is_skipped_not_fatal(tmp_path):
+    """A nan figure (the loss of an empty validation part) must not end the job."""
+    from mskstudio.store import Project
+
+    with Project.create(tmp_path / "m.mskproj") as project:
+        job = project.jobs.submit("import", {})
+        project.jobs.metric(job, "fold0/val_loss", float("nan"), 0)
+        project.jobs.metric(job, "fold0/val_loss", 0.5, 1)
+        assert project.jobs.metrics(job) == {"fold0/val_loss": [(1, 0.5)]}
