@@ -19,7 +19,6 @@ order is crash-safe).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -189,8 +188,10 @@ def run_import(project: Project, params: dict[str, Any], ctx: JobContext) -> dic
             batch.commit()  # keep what is finished; the re-run imports the rest
             raise
         except Exception:
-            with contextlib.suppress(Exception):  # keep the decoded files; report the first error
+            try:  # keep the decoded files; the first error is the one reported
                 batch.commit()
+            except Exception as commit_error:  # noqa: BLE001 - logged, then the first error is raised
+                ctx.log(f"could not keep the files decoded before the error: {commit_error}")
             raise
     finally:
         summary.seconds = time.monotonic() - started
