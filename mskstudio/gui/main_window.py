@@ -183,7 +183,7 @@ class MainWindow(QMainWindow):
 
     def _data_changed(self, subjects) -> None:
         if subjects & {"labels", "images"}:
-            self._store_edited()  # the tree and grid, keeping the open image selected
+            self.store_edited()  # the tree and grid, keeping the open image selected
         if subjects & {"masks", "labels"} and self.image_id is not None:
             self.viewer.load_boxes()
 
@@ -322,7 +322,6 @@ class MainWindow(QMainWindow):
         if self.image_id is not None:
             self.browser.select_image(self.image_id)
 
-    _store_edited = store_edited  # the name views looked up before the window contract
 
     def show_in_viewer(self) -> None:
         self.workspace.setCurrentWidget(self.viewer)

@@ -2,7 +2,7 @@
 dragged, and the lesion's size (longest diameter and area, in mm when the pixel spacing
 is known, else in pixels).
 
-Sizes use the same geometry as the stored measurements (``io.masks.measure``: the
+Sizes use the same geometry as the stored measurements (``imaging.masks.measure``: the
 longest distance between the region's pixel corners, the pixel count times the pixel
 area); a polygon or box still being drawn is measured on its outline (vertices, shoelace
 area), which is cheap enough for every mouse move.

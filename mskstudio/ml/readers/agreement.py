@@ -1,7 +1,7 @@
 """Agreement of readers' masks and boxes: IoU and Dice per image, class and reader pair.
 
 Masks: IoU and Dice of the two readers' human masks of one class on one image
-(``io.masks.iou_dice``; the tests check it against scikit-learn's jaccard and F1).
+(``imaging.masks.iou_dice``; the tests check it against scikit-learn's jaccard and F1).
 Boxes: each box of reader A is matched to B's box of the same class with the highest
 IoU (pycocotools ``mask.iou`` on [x, y, w, h] boxes) and the other way round; the
 pair's value is the mean of both directions, so a box one reader drew and the other
