@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,16 +218,35 @@ def _date_option(project: Project, dates: str | None) -> str:
 
 
 def _results(files: list[str], init_args: tuple, opts: ImportOptions, ctx: JobContext) -> Iterator[dict]:
-    """Results in completion order, each file decoded in a worker process (``import_pool``)."""
+    """Results in file order, each file decoded in a worker process (``import_pool``)."""
     if not opts.isolate:
         init_worker(*init_args)
         for path in files:
             ctx.check_cancelled()
             yield process_file(path)
         return
-    yield from isolated_results(files, init_args, opts.workers, ctx.check_cancelled,
-                                time_limit_s=float(opts.file_time_limit_s),
-                                per_mb_s=float(opts.file_time_per_mb_s))
+    yield from in_file_order(files, isolated_results(
+        files, init_args, opts.workers, ctx.check_cancelled,
+        time_limit_s=float(opts.file_time_limit_s), per_mb_s=float(opts.file_time_per_mb_s)))
+
+
+def in_file_order(files: list[str], results: Iterable[dict]) -> Iterator[dict]:
+    """``results`` (completion order) re-emitted in the order of ``files``.
+
+    Workers finish in an order that varies from run to run; storing in file order gives
+    the same archive the same patient and image row ids every time, and so the same
+    seeded patient-level splits.  Early results wait (a decoded file on disk, a thumbnail
+    in memory) only until every file listed before them is back.
+    """
+    waiting: dict[str, list[dict]] = {}
+    position = 0
+    for result in results:
+        waiting.setdefault(result["path"], []).append(result)
+        while position < len(files) and waiting.get(files[position]):
+            yield waiting[files[position]].pop(0)
+            position += 1
+    for path in files[position:]:  # only if a result went missing: never drop one silently
+        yield from waiting.pop(path, [])
 
 
 class _Batch:

@@ -93,3 +93,32 @@ def test_workers_end_when_the_import_is_cancelled(tmp_path):
     import multiprocessing
 
     assert not [p for p in multiprocessing.active_children() if p.is_alive()]
+
+
+def test_results_are_stored_in_file_order_whatever_order_workers_finish():
+    from mskstudio.io.importer import in_file_order
+
+    files = ["a", "b", "c", "d", "b"]
+    finished = [{"path": "d", "n": 3}, {"path": "b", "n": 1}, {"path": "c", "n": 2},
+                {"path": "b", "n": 4}, {"path": "a", "n": 0}]
+    assert [r["n"] for r in in_file_order(files, finished)] == [0, 1, 2, 3, 4]
+    # a result that never comes back does not swallow the ones after it
+    assert [r["path"] for r in in_file_order(["a", "x", "c"], [{"path": "c"}, {"path": "a"}])] == ["a", "c"]
+
+
+def test_two_worker_imports_of_one_archive_give_the_same_row_order(tmp_path):
+    from mskstudio.store import Project
+
+    folder = tmp_path / "archive"
+    _good_files(folder, 12)
+    orders = []
+    for name in ("one", "two"):
+        project = Project.create(tmp_path / f"{name}.mskproj")
+        try:
+            run_import(project, {"paths": [str(folder)], "workers": 2, "copy": False,
+                                  "deidentify": False}, JobContext.null())
+            rows = project.db.query("SELECT source_path FROM images ORDER BY id")
+            orders.append([Path(r["source_path"]).name for r in rows])
+        finally:
+            project.close()
+    assert orders[0] == orders[1] == sorted(orders[0]) and len(orders[0]) == 12
