@@ -78,7 +78,23 @@ JOB_PARAMS: dict[str, str] = {
     "eval-retrieval": "mskstudio.ml.retrieve.params:EvalRetrievalParams",
     "noise-queue": "mskstudio.ml.noise.params:NoiseQueueParams",
     "export-onnx": "mskstudio.ml.deploy.params:ExportOnnxParams",
+    "fill-boxes": "mskstudio.ml.segment.params:FillBoxesParams",
+    "fuse": "mskstudio.ml.fuse.params:FuseParams",
+    "ablation": "mskstudio.ml.fuse.params:AblationParams",
+    "shap": "mskstudio.ml.fuse.params:ShapParams",
+    "train-det": "mskstudio.ml.detect.params:TrainDetParams",
+    "detect": "mskstudio.ml.detect.params:DetectParams",
+    "export-det": "mskstudio.ml.detect.params:ExportDetParams",
+    "report": "mskstudio.ml.report.params:ReportParams",
+    "operating-point": "mskstudio.ml.evaluate.params:OperatingPointParams",
+    "reader-study-analyze": "mskstudio.ml.readers.params:ReaderAnalysisParams",
 }
+# Kinds without one check their inputs where they read them: the data kinds live in ``io``,
+# below ``ml`` where ``JobParams`` is (their inputs are files, each reported by name as it is
+# read), and ``demo-loop`` runs on the demo project it builds itself.
+UNCHECKED_KINDS = frozenset({"import", "import-clinical", "demo-archive", "export-annotations",
+                             "import-annotations", "import-seg", "export-labels", "import-labels",
+                             "demo-loop"})
 
 # Kinds that train or run networks over many images: the GUI runs them in a subprocess
 # (``mskstudio run-job``) so torch threads never starve its event loop. Kept beside
@@ -229,6 +245,7 @@ def run_sync(project: Project, kind: str, params: dict[str, Any], *, label: str 
 
     ``echo_log=False``: the job's log lines are not printed (the caller prints the result's
     own list, e.g. an import's skipped files, which were otherwise printed twice)."""
+    check_params(project, kind, params)  # a bad value: one line, and no job row written
     return run_existing(project, project.jobs.submit(kind, params), label=label or kind, quiet=quiet,
                         echo_log=echo_log)
 

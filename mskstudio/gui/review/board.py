@@ -371,7 +371,7 @@ class ReviewBoard(BoardKeys, QWidget):
             self.cam_status.setText("computing Grad-CAM…")
             return
         try:
-            job_id = self.window_.runner.submit("explain", {"model_run": run_id, "image_ids": [case.image_id],
+            job_id = self.window_.runner.submit("explain", {"model_run_id": run_id, "image_ids": [case.image_id],
                                                "scales": list(scales)})
         except Exception as exc:  # noqa: BLE001 - shown, never swallowed
             self.cam_status.setText(f"cannot compute Grad-CAM: {exc}")
@@ -462,7 +462,7 @@ class ReviewBoard(BoardKeys, QWidget):
 
     def predict_all(self) -> None:
         if self.project is not None and self.run_id is not None:
-            self.window_.runner.submit("predict", {"model_run": self.run_id})
+            self.window_.runner.submit("predict", {"model_run_id": self.run_id})
             self.message.setText("Predicting every image (see the Jobs panel); the queue reloads when done.")
 
     def showEvent(self, ev) -> None:
