@@ -1,6 +1,6 @@
 """Classification metrics with 95% confidence intervals, always with their n.
 
-* ``wilson_ci(k, n)``: Wilson score interval for a proportion.
+* ``wilson_ci(k, n)``: Wilson score interval for a proportion (statsmodels), the app's only one.
 * ``classification_report(y_true, probs, class_names)``: accuracy, top-2 accuracy,
   per-class sensitivity / specificity / PPV / NPV / F1 (Wilson CIs) and one-vs-rest
   ROC AUC (percentile bootstrap CI), macro averages, confusion matrix (rows = truth).
