@@ -61,7 +61,7 @@ JOB_KINDS: dict[str, str] = {
     "demo-loop": "mskstudio.ml.loop.demo_loop:run_demo_loop",  # the whole loop on the phantom demo
 }
 
-# The parameter object of a kind ("module:Class", a ``ml.params.JobParams``): defaults,
+# The parameter object of a kind ("module:Class", a ``jobs.JobParams``): defaults,
 # checks against the project and JSON.  ``check_params`` runs it before a job row is
 # written; the job function runs it again before it writes any run row.
 JOB_PARAMS: dict[str, str] = {
@@ -88,13 +88,18 @@ JOB_PARAMS: dict[str, str] = {
     "report": "mskstudio.ml.report.params:ReportParams",
     "operating-point": "mskstudio.ml.evaluate.params:OperatingPointParams",
     "reader-study-analyze": "mskstudio.ml.readers.params:ReaderAnalysisParams",
+    "import-clinical": "mskstudio.io.params:ImportClinicalParams",
+    "demo-archive": "mskstudio.io.params:DemoArchiveParams",
+    "export-annotations": "mskstudio.io.params:ExportAnnotationsParams",
+    "import-annotations": "mskstudio.io.params:ImportAnnotationsParams",
+    "import-seg": "mskstudio.io.params:ImportSegParams",
+    "export-labels": "mskstudio.io.params:ExportLabelsParams",
+    "import-labels": "mskstudio.io.params:ImportLabelsParams",
 }
-# Kinds without one check their inputs where they read them: the data kinds live in ``io``,
-# below ``ml`` where ``JobParams`` is (their inputs are files, each reported by name as it is
-# read), and ``demo-loop`` runs on the demo project it builds itself.
-UNCHECKED_KINDS = frozenset({"import", "import-clinical", "demo-archive", "export-annotations",
-                             "import-annotations", "import-seg", "export-labels", "import-labels",
-                             "demo-loop"})
+# Kinds without one: ``import`` checks its ``importer.ImportOptions`` and reports each missing
+# path beside the files that import (a folder of thousands of files is not refused for one),
+# and ``demo-loop`` runs on the demo project it builds itself, with its own fixed settings.
+UNCHECKED_KINDS = frozenset({"import", "demo-loop"})
 
 # Kinds that train or run networks over many images: the GUI runs them in a subprocess
 # (``mskstudio run-job``) so torch threads never starve its event loop. Kept beside

@@ -23,6 +23,9 @@ CASES = [
     (("import", P, "/no/such/folder"), "/no/such/folder"),
     (("import-clinical", P, "/no/such.csv"), "/no/such.csv"),
     (("import-masks", P, "/no/such.csv"), "/no/such.csv"),
+    (("import-seg", P, "/no/such/seg"), "/no/such/seg"),
+    (("import-labels", P, "/no/such/labels.csv"), "/no/such/labels.csv"),
+    (("import-annotations", P, "/no/such/export"), "/no/such/export"),
     (("demo", "DEMO", "--images", "0"), "images"),
     (("measurements", P, "--image", "99999"), "no image 99999"),
     # classifiers

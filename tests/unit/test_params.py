@@ -98,6 +98,21 @@ def test_every_job_kind_checks_its_parameters_or_says_why_not():
     assert not set(jobrun.JOB_PARAMS) & jobrun.UNCHECKED_KINDS
 
 
+def test_the_data_kinds_check_their_whole_input_before_a_job_row(phantom_project, tmp_path):
+    before = len(phantom_project.jobs.list())
+    for kind, params, words in [
+            ("import-clinical", {"path": str(tmp_path / "none.csv")}, "no such CSV file"),
+            ("import-seg", {"paths": [str(tmp_path / "a.dcm")]}, "no such file or folder"),
+            ("import-labels", {"path": str(tmp_path / "l.csv")}, "no such file"),
+            ("import-annotations", {"path": str(tmp_path / "x")}, "no such folder"),
+            ("export-annotations", {}, "folder to export into"),
+            ("export-labels", {}, "file to export the labels to"),
+            ("demo-archive", {"images": 0, "size": "huge"}, "--images must be ≥ 1, got 0. size must be one of")]:
+        with pytest.raises(ValueError, match=f"^{kind}: .*{words}"):
+            jobrun.run_sync(phantom_project, kind, params, quiet=True)
+    assert len(phantom_project.jobs.list()) == before
+
+
 def test_unknown_parameters_are_named():
     with pytest.raises(ValueError, match="train: unknown parameter epoch$"):
         TrainParams.from_json({"epoch": 3})
