@@ -61,7 +61,7 @@ JOB_KINDS: dict[str, str] = {
     "demo-loop": "mskstudio.ml.loop.demo_loop:run_demo_loop",  # the whole loop on the phantom demo
 }
 
-# The parameter object of a kind ("module:Class", a ``ml.params.JobParams``): defaults,
+# The parameter object of a kind ("module:Class", a ``jobs.JobParams``): defaults,
 # checks against the project and JSON.  ``check_params`` runs it before a job row is
 # written; the job function runs it again before it writes any run row.
 JOB_PARAMS: dict[str, str] = {
@@ -78,7 +78,28 @@ JOB_PARAMS: dict[str, str] = {
     "eval-retrieval": "mskstudio.ml.retrieve.params:EvalRetrievalParams",
     "noise-queue": "mskstudio.ml.noise.params:NoiseQueueParams",
     "export-onnx": "mskstudio.ml.deploy.params:ExportOnnxParams",
+    "fill-boxes": "mskstudio.ml.segment.params:FillBoxesParams",
+    "fuse": "mskstudio.ml.fuse.params:FuseParams",
+    "ablation": "mskstudio.ml.fuse.params:AblationParams",
+    "shap": "mskstudio.ml.fuse.params:ShapParams",
+    "train-det": "mskstudio.ml.detect.params:TrainDetParams",
+    "detect": "mskstudio.ml.detect.params:DetectParams",
+    "export-det": "mskstudio.ml.detect.params:ExportDetParams",
+    "report": "mskstudio.ml.report.params:ReportParams",
+    "operating-point": "mskstudio.ml.evaluate.params:OperatingPointParams",
+    "reader-study-analyze": "mskstudio.ml.readers.params:ReaderAnalysisParams",
+    "import-clinical": "mskstudio.io.params:ImportClinicalParams",
+    "demo-archive": "mskstudio.io.params:DemoArchiveParams",
+    "export-annotations": "mskstudio.io.params:ExportAnnotationsParams",
+    "import-annotations": "mskstudio.io.params:ImportAnnotationsParams",
+    "import-seg": "mskstudio.io.params:ImportSegParams",
+    "export-labels": "mskstudio.io.params:ExportLabelsParams",
+    "import-labels": "mskstudio.io.params:ImportLabelsParams",
 }
+# Kinds without one: ``import`` checks its ``importer.ImportOptions`` and reports each missing
+# path beside the files that import (a folder of thousands of files is not refused for one),
+# and ``demo-loop`` runs on the demo project it builds itself, with its own fixed settings.
+UNCHECKED_KINDS = frozenset({"import", "demo-loop"})
 
 # Kinds that train or run networks over many images: the GUI runs them in a subprocess
 # (``mskstudio run-job``) so torch threads never starve its event loop. Kept beside
@@ -229,6 +250,7 @@ def run_sync(project: Project, kind: str, params: dict[str, Any], *, label: str 
 
     ``echo_log=False``: the job's log lines are not printed (the caller prints the result's
     own list, e.g. an import's skipped files, which were otherwise printed twice)."""
+    check_params(project, kind, params)  # a bad value: one line, and no job row written
     return run_existing(project, project.jobs.submit(kind, params), label=label or kind, quiet=quiet,
                         echo_log=echo_log)
 

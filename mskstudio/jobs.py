@@ -8,15 +8,18 @@ which only differ in the *sink* that receives the reports.
 
 ``ctx.sub(a, b)`` hands a part of the job to a helper: the helper reports 0..1 and
 the parent sees a..b, so nested steps never have to know where they sit.
+
+``JobParams`` is the base of every job kind's parameter object (see ``ml/params.py``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, Self
 
 
 class Cancelled(Exception):
@@ -166,3 +169,50 @@ class RecordingSink:
 
     def on_log(self, message: str) -> None:
         self.logs.append(message)
+
+
+# ---- job parameters -------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class JobParams:
+    """A job kind's parameters: defaults, ``problems(project)`` in plain words, JSON with the
+    old names of stored jobs accepted (``RENAMED``).  Subclasses live beside their feature
+    (``ml/<feature>/params.py``, ``io/params.py``) and ``jobrun.JOB_PARAMS`` names them."""
+
+    KIND: ClassVar[str] = ""
+    RENAMED: ClassVar[dict[str, str]] = {}
+    JSON_NAMES: ClassVar[dict[str, str]] = {}  # field -> JSON key where the key is no Python name
+
+    resume_of: int | None = None  # set by ``jobs.resubmit``: the interrupted job this one continues
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Self:
+        """From a job's params dict: None means the default; old names are accepted."""
+        data = {k: v for k, v in (data or {}).items() if v is not None}
+        for field_name, key in cls.JSON_NAMES.items():
+            if key in data:
+                data[field_name] = data.pop(key)
+        for old, new in cls.RENAMED.items():
+            if old in data:
+                data.setdefault(new, data.pop(old))
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"{cls.KIND}: unknown parameter{'s' if len(unknown) > 1 else ''} "
+                             f"{', '.join(unknown)}")
+        return cls(**data)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if data["resume_of"] is None:
+            del data["resume_of"]
+        return {self.JSON_NAMES.get(k, k): v for k, v in data.items()}
+
+    def problems(self, project: Any) -> list[str]:  # a store.Project (the store sits above this module)
+        return []
+
+    def check(self, project: Any) -> Self:
+        """Raise the problems as one line (a ValueError the CLI prints without a traceback)."""
+        problems = self.problems(project)
+        if problems:
+            raise ValueError(f"{self.KIND}: " + " ".join(problems))
+        return self

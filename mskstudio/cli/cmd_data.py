@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from mskstudio.cli.common import add_project_arg, open_writable, print_json
-from mskstudio.io.demo import DEMO_IMAGES
+from mskstudio.io.params import DEMO_IMAGES
 from mskstudio.jobrun import UserError, run_sync, submit_and_run
 from mskstudio.store import Project, is_project
 

@@ -85,7 +85,7 @@ def cmd_train_det(args) -> int:
 
 
 def cmd_detect(args) -> int:
-    params = {"run_id": args.model_run, "image_ids": args.image_ids, "min_score": args.min_score,
+    params = {"model_run_id": args.model_run, "image_ids": args.image_ids, "min_score": args.min_score,
               "fusion": args.fusion, "device": args.device}
     if args.no_tta:
         params["tta"] = False
@@ -101,7 +101,7 @@ def cmd_detect(args) -> int:
 
 def cmd_export_det(args) -> int:
     with open_writable(args.project) as project:
-        result = run_sync(project, "export-det", {"run_id": args.model_run, "out": args.out}, label="export-det")
+        result = run_sync(project, "export-det", {"model_run_id": args.model_run, "out": args.out}, label="export-det")
     if args.json:
         print_json(result)
     else:

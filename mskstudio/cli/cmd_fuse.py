@@ -68,14 +68,14 @@ def check_train_options(project, args) -> None:
 def fuse_after_train(project, args, image_run: int) -> None:
     if not getattr(args, "fusion", None):
         return
-    result = run_sync(project, "fuse", {"image_run": image_run, "mode": args.fusion,
+    result = run_sync(project, "fuse", {"model_run_id": image_run, "mode": args.fusion,
                                         "clinical": args.clinical, "seed": args.seed}, label="fuse")
     _print_fusion(project, result)
 
 
 def cmd_fuse(args) -> int:
     with open_writable(args.project) as project:
-        result = run_sync(project, "fuse", {"image_run": args.image_run, "mode": args.mode,
+        result = run_sync(project, "fuse", {"model_run_id": args.image_run, "mode": args.mode,
                                             "clinical": args.clinical, "learner": args.learner,
                                             "seed": args.seed, "name": args.name}, label="fuse")
         if args.json:
@@ -115,7 +115,7 @@ def cmd_ablation(args) -> int:
 
     with open_writable(args.project) as project:
         result = run_sync(project, "ablation", {
-            "image_run": args.image_run, "mode": args.mode, "clinical": args.clinical, "groups": args.groups,
+            "model_run_id": args.image_run, "mode": args.mode, "clinical": args.clinical, "groups": args.groups,
             "scheme": args.scheme, "learner": args.learner, "csv": args.csv}, label="ablation")
     if args.json:
         print_json(result)
@@ -132,7 +132,7 @@ def cmd_shap(args) -> int:
     from mskstudio.ml.fuse.explain import case_explanation
 
     with open_writable(args.project) as project:
-        result = run_sync(project, "shap", {"fusion_run": args.fusion_run}, label="shap")
+        result = run_sync(project, "shap", {"model_run_id": args.fusion_run}, label="shap")
         case = case_explanation(project, args.fusion_run, args.case) if args.case is not None else None
     if args.json:
         print_json({**result, "case": case})

@@ -128,8 +128,11 @@ def cmd_read(args) -> int:
 
 def cmd_analyze(args) -> int:
     from mskstudio.ml.readers.analysis import analyze_study, write_outputs
+    from mskstudio.ml.readers.params import ReaderAnalysisParams
 
     with open_project(args.project) as project:
+        ReaderAnalysisParams(study=args.study, out=args.out, positive=args.positive, bootstrap=args.bootstrap,
+                             seed=args.seed, box_reference=args.box_reference).check(project)
         result = analyze_study(project, _study_key(args.study), positive=args.positive,
                                n_boot=args.bootstrap, seed=args.seed, box_reference=args.box_reference)
         if args.out:

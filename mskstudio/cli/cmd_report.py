@@ -52,7 +52,7 @@ def cmd_report(args) -> int:
 def cmd_operating_point(args) -> int:
     from mskstudio.jobrun import run_sync
 
-    params = {"run": args.run, "rule": args.rule, "target": args.target, "positive": args.positive}
+    params = {"model_run_id": args.run, "rule": args.rule, "target": args.target, "positive": args.positive}
     with open_writable(args.project) as project:
         r = run_sync(project, "operating-point", {k: v for k, v in params.items() if v is not None},
                      label="operating point", quiet=True)

@@ -59,7 +59,7 @@ def predict(window, run_id: int | None = None) -> int | None:
     run_id = run_id if run_id is not None else choose_run(window, "Predict")
     if run_id is None:
         return None
-    return window.runner.submit("predict", {"model_run": run_id})
+    return window.runner.submit("predict", {"model_run_id": run_id})
 
 
 def explain_current(window, run_id: int | None = None) -> int | None:
@@ -71,7 +71,7 @@ def explain_current(window, run_id: int | None = None) -> int | None:
     run_id = run_id if run_id is not None else choose_run(window, "Explain")
     if run_id is None:
         return None
-    return window.runner.submit("explain", {"model_run": run_id, "image_ids": [window.image_id]})
+    return window.runner.submit("explain", {"model_run_id": run_id, "image_ids": [window.image_id]})
 
 
 def pointing_game(window, run_id: int | None = None) -> int | None:
@@ -79,14 +79,14 @@ def pointing_game(window, run_id: int | None = None) -> int | None:
     run_id = run_id if run_id is not None else choose_run(window, "Pointing game")
     if run_id is None:
         return None
-    return window.runner.submit("pointing-game", {"model_run": run_id})
+    return window.runner.submit("pointing-game", {"model_run_id": run_id})
 
 
 def study_report(window, out: str | None = None, runs: str | None = None) -> int | None:
     """Ask a folder (and which runs), write the study report there as a job (Model › Study report…)."""
     from pathlib import Path
 
-    from mskstudio.ml.report.report import eligible_runs
+    from mskstudio.ml.report.params import ReportParams, eligible_runs
 
     if not window._need_project():
         return None
@@ -104,7 +104,12 @@ def study_report(window, out: str | None = None, runs: str | None = None) -> int
         if not folder:
             return None
         out = str(Path(folder) / f"{window.project.name} report")
-    job_id = window.runner.submit("report", {"out": out, "runs": runs or None})
+    params = {"out": out, "model_run_ids": runs or None}
+    problems = ReportParams.from_json(params).problems(window.project)  # the CLI's and the job's checks
+    if problems:
+        window.show_error("Study report", "\n".join(problems))
+        return None
+    job_id = window.runner.submit("report", params)
 
     def done(jid: int, result) -> None:
         if jid == job_id and isinstance(result, dict):
@@ -186,7 +191,7 @@ def _choose_model_run(window, kinds: tuple[str, ...], title: str) -> int | None:
 def prelabel(window) -> int | None:
     """Model masks for every image without a human mask; surgeons then edit and accept them."""
     run_id = _choose_model_run(window, ("segmenter",), "Pre-label unlabelled images")
-    return None if run_id is None else window.runner.submit("prelabel", {"run_id": run_id})
+    return None if run_id is None else window.runner.submit("prelabel", {"model_run_id": run_id})
 
 
 def export_onnx(window) -> int | None:
@@ -194,7 +199,7 @@ def export_onnx(window) -> int | None:
     if run_id is None:
         return None
     outdir = QFileDialog.getExistingDirectory(window, "Export ONNX model and model card to")
-    return window.runner.submit("export-onnx", {"run_id": run_id, "outdir": outdir}) if outdir else None
+    return window.runner.submit("export-onnx", {"model_run_id": run_id, "outdir": outdir}) if outdir else None
 
 
 def export_annotations(window) -> int | None:

@@ -28,6 +28,7 @@ from typing import Any
 
 from mskstudio.domain import DIAGNOSIS_SOURCES, DIGNITIES
 from mskstudio.io.deid import pseudonym
+from mskstudio.io.params import ImportClinicalParams
 from mskstudio.jobs import JobContext
 from mskstudio.store import Project
 
@@ -72,9 +73,7 @@ def _read_text(path: Path) -> str:
 
 
 def run_import_clinical(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    path = Path(params.get("path") or "")
-    if not path.is_file():
-        raise ValueError(f"{path}: no such CSV file")
+    path = Path(ImportClinicalParams.from_json(params).check(project).path)
     _ = project.secret  # rows are matched by pseudonym: without the key, refuse up front
     summary = ClinicalSummary()
     text = _read_text(path)

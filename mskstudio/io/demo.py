@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from mskstudio.domain import TRUTH_PREFIX
+from mskstudio.io.params import DemoArchiveParams
 from mskstudio.jobs import JobContext
 from mskstudio.store import Project
-
-DEMO_IMAGES = 600
 
 
 def run_demo_archive(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -27,22 +26,18 @@ def run_demo_archive(project: Project, params: dict[str, Any], ctx: JobContext) 
     from mskstudio.io.importer import run_import
     from mskstudio.io.phantoms import generate_archive
 
-    n_images = int(params.get("images", DEMO_IMAGES))
-    if n_images < 1:
-        raise ValueError(f"demo: --images must be ≥ 1, got {n_images}")
-    size = params.get("size", "medium")
-    seed = int(params.get("seed", 0))
-    keep = params.get("archive_dir")
+    q = DemoArchiveParams.from_json(params).check(project)
+    n_images, size, seed, keep, workers = int(q.images), q.size, int(q.seed), q.archive_dir, int(q.workers)
     archive = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="mskstudio-demo-"))
     timings: dict[str, float] = {}
     try:
         t = time.monotonic()
         manifest = generate_archive(archive, n_images=n_images, seed=seed, size=size,
-                                    workers=int(params.get("workers", 2)), ctx=ctx.sub(0.0, 0.45))
+                                    workers=workers, ctx=ctx.sub(0.0, 0.45))
         timings["generate_s"] = time.monotonic() - t
         t = time.monotonic()
         imported = run_import(project, {"paths": [str(manifest.parent / "dicom")],
-                                        "workers": int(params.get("workers", 2))}, ctx.sub(0.45, 0.95))
+                                        "workers": workers}, ctx.sub(0.45, 0.95))
         timings["import_s"] = time.monotonic() - t
         clinical = run_import_clinical(project, {"path": str(manifest.parent / "clinical.csv")},
                                        ctx.sub(0.95, 1.0))

@@ -1,5 +1,8 @@
 """One parameter object per job kind: defaults, validation against the project, JSON.
 
+The base ``JobParams`` is in ``mskstudio.jobs`` (below the store, so the io kinds have
+parameter objects too); this module re-exports it with the checks ml kinds share.
+
 A job kind's parameters are a frozen dataclass (``TrainParams``, ``ClusterParams`` …)
 whose field defaults are the only defaults there are: the CLI reads its option
 defaults from it, the dialogs their initial values, and the job fills what a caller
@@ -15,54 +18,12 @@ to today's (e.g. ``model_run`` -> ``model_run_id``), so an old row still runs.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any
 
 from mskstudio.domain import is_truth_set
+from mskstudio.jobs import JobParams as JobParams  # re-exported: the base is on the ground floor
 from mskstudio.store import Project
-
-
-@dataclasses.dataclass(frozen=True)
-class JobParams:
-    KIND: ClassVar[str] = ""
-    RENAMED: ClassVar[dict[str, str]] = {}
-    JSON_NAMES: ClassVar[dict[str, str]] = {}  # field -> JSON key where the key is no Python name
-
-    resume_of: int | None = None  # set by ``jobs.resubmit``: the interrupted job this one continues
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> Self:
-        """From a job's params dict: None means the default; old names are accepted."""
-        data = {k: v for k, v in (data or {}).items() if v is not None}
-        for field_name, key in cls.JSON_NAMES.items():
-            if key in data:
-                data[field_name] = data.pop(key)
-        for old, new in cls.RENAMED.items():
-            if old in data:
-                data.setdefault(new, data.pop(old))
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"{cls.KIND}: unknown parameter{'s' if len(unknown) > 1 else ''} "
-                             f"{', '.join(unknown)}")
-        return cls(**data)
-
-    def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        if data["resume_of"] is None:
-            del data["resume_of"]
-        return {self.JSON_NAMES.get(k, k): v for k, v in data.items()}
-
-    def problems(self, project: Project) -> list[str]:
-        return []
-
-    def check(self, project: Project) -> Self:
-        """Raise the problems as one line (a ValueError the CLI prints without a traceback)."""
-        problems = self.problems(project)
-        if problems:
-            raise ValueError(f"{self.KIND}: " + " ".join(problems))
-        return self
 
 
 # ---- checks shared by several kinds -------------------------------------------------------------

@@ -200,10 +200,10 @@ def test_recluster_submits_and_opens_the_new_run(board):
 
     b, window, run_id = board
     b.recluster(2, "merge")
-    assert window.runner.submitted[-1] == ("recluster", {"run": run_id, "k": 2, "method": "merge"})
+    assert window.runner.submitted[-1] == ("recluster", {"cluster_run_id": run_id, "k": 2, "method": "merge"})
     b.recluster(2)
     kind, params = window.runner.submitted[-1]
-    assert (kind, params) == ("recluster", {"run": run_id, "k": 2})
+    assert (kind, params) == ("recluster", {"cluster_run_id": run_id, "k": 2})
     result = submit_and_run(window.project, kind, params)
     window.runner.job_returned.emit(1, result)
     assert b.run_id == result["cluster_run_id"] != run_id

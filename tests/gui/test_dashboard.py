@@ -168,7 +168,7 @@ def test_model_menu_and_train_dialog_validate_then_submit(window, monkeypatch):
     monkeypatch.setattr(QInputDialog, "getItem", staticmethod(lambda *a, **k: (a[3][0], True)))
     window.actions_by_name["pointing_game"].trigger()
     first_run = rq.classifier_runs(window.project)[0]["id"]
-    assert submitted == [("pointing-game", {"model_run": first_run})]
+    assert submitted == [("pointing-game", {"model_run_id": first_run})]
     row = window.project.jobs.get(job_id)
     params = window.project.jobs.params(job_id)
     assert row["kind"] == "train" and row["status"] == "submitted"

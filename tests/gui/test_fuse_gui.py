@@ -34,9 +34,9 @@ def test_fuse_dialog_submits_fuse_then_shap(window, monkeypatch):
     d.section.checks["age"].setChecked(True)
     d.section.checks["lab:ALP"].setChecked(True)
     job = d.submit()
-    assert submitted == [("fuse", {"image_run": image_run, "mode": "stacking", "clinical": ["age", "lab:ALP"]})]
+    assert submitted == [("fuse", {"model_run_id": image_run, "mode": "stacking", "clinical": ["age", "lab:ALP"]})]
     window.runner.job_returned.emit(job, {"model_run_id": 77})
-    assert submitted[-1] == ("shap", {"fusion_run": 77})
+    assert submitted[-1] == ("shap", {"model_run_id": 77})
 
 
 def test_train_dialog_clinical_section_chains_fusion(window, monkeypatch):
@@ -60,7 +60,7 @@ def test_train_dialog_clinical_section_chains_fusion(window, monkeypatch):
     assert submitted[0][0] == "train"
     window.runner.job_returned.emit(job, {"model_run_id": 5})
     kind, params = submitted[-1]
-    assert kind == "fuse" and params["image_run"] == 5 and params["mode"] == "late"
+    assert kind == "fuse" and params["model_run_id"] == 5 and params["mode"] == "late"
     assert params["clinical"] == d.clinical.fields() and "lab:ALP" in params["clinical"]
 
 

@@ -23,6 +23,9 @@ CASES = [
     (("import", P, "/no/such/folder"), "/no/such/folder"),
     (("import-clinical", P, "/no/such.csv"), "/no/such.csv"),
     (("import-masks", P, "/no/such.csv"), "/no/such.csv"),
+    (("import-seg", P, "/no/such/seg"), "/no/such/seg"),
+    (("import-labels", P, "/no/such/labels.csv"), "/no/such/labels.csv"),
+    (("import-annotations", P, "/no/such/export"), "/no/such/export"),
     (("demo", "DEMO", "--images", "0"), "images"),
     (("measurements", P, "--image", "99999"), "no image 99999"),
     # classifiers
@@ -80,6 +83,37 @@ CASES = [
     (("noise-queue", P, "--label-set", "diagnosis", "--classifier", "9999"), "9999"),
     (("noise-queue", P, "--label-set", "diagnosis", "--cluster-run", "9999"), "9999"),
     (("noise-queue", P, "--label-set", "diagnosis", "-k", "0"), "-k"),
+    # clinical fusion
+    (("fuse", P, "9999", "--clinical", "age"), "9999"),
+    (("fuse", P, "9999", "--clinical", "age,shoe_size"), "shoe_size"),
+    (("ablation", P, "9999", "--clinical", "age"), "9999"),
+    (("ablation", P, "9999", "--clinical", "age", "--scheme", "subsets"), "groups"),
+    (("shap", P, "9999"), "9999"),
+    # lesion detection
+    (("train-det", P, "--size", "100"), "multiple of 32"),
+    (("train-det", P, "--fpn-channels", "10"), "fpn"),
+    (("train-det", P, "--epochs", "0"), "epoch"),
+    (("train-det", P, "--batch-size", "0"), "batch size"),
+    (("train-det", P, "--lr", "0"), "learning rate"),
+    (("train-det", P, "--test-fraction", "1.5"), "hold-out fraction"),
+    (("train-det", P, "--fp-budget", "-1"), "false-positive budget"),
+    (("train-det", P, "--init", "run:9999"), "9999"),
+    (("train-det", P, "--init", "/no/such/weights.pt"), "/no/such/weights.pt"),
+    (("train-det", P, "--images", "99999"), "99999"),
+    (("train-det", P, "--resume", "9999"), "9999"),
+    (("detect", P), "no finished detector run"),
+    (("detect", P, "9999"), "9999"),
+    (("detect", P, "9999", "--min-score", "2"), "minimum score"),
+    (("export-det", P, "9999", "OUT"), "9999"),
+    # evaluation and the study report
+    (("report", P, "--out", "OUT"), "no model run with hold-out results"),
+    (("report", P, "--out", "OUT", "--runs", "9999"), "no model run 9999"),
+    (("report", P, "--out", "OUT", "--runs", "x,y"), "run ids"),
+    (("report", P, "--out", "OUT", "--rule", "sensitivity", "--target", "7"), "target"),
+    (("operating-point", P, "9999"), "9999"),
+    (("operating-point", P, "9999", "--rule", "sensitivity"), "target"),
+    # reader studies
+    (("reader-study", "analyze", P, "no-such-study"), "no such study"),
 ]
 
 

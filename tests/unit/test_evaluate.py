@@ -32,6 +32,20 @@ def test_wilson_matches_a_hand_computation():
     assert all(math.isnan(v) for v in ev.wilson_ci(0, 0))
 
 
+
+@pytest.mark.parametrize("k, n", [(0, 5), (1, 3), (8, 10), (5, 5), (37, 120)])
+def test_one_wilson_interval_serves_evaluation_and_reader_studies(k, n):
+    from statsmodels.stats.proportion import proportion_confint
+
+    from mskstudio.ml.readers.intervals import wilson
+
+    expected = proportion_confint(k, n, alpha=0.05, method="wilson")
+    assert ev.wilson_ci(k, n) == pytest.approx(expected, abs=1e-12)
+    assert wilson(k, n) == pytest.approx((k / n, *expected), abs=1e-12)
+    # another z is another alpha: 1.6449 is the 90% interval
+    assert ev.wilson_ci(k, n, z=1.6448536269514722) == pytest.approx(
+        proportion_confint(k, n, alpha=0.10, method="wilson"), abs=1e-12)
+
 def _cases():
     rng = np.random.default_rng(0)
     y = np.array([0] * 12 + [1] * 9 + [2] * 6)

@@ -416,7 +416,7 @@ class ClusterBoard(BoardKeys, QWidget):
         """Submit job ``recluster``: k-means with ``k``, or ``method="merge"`` into ``k`` groups."""
         if self.run_id is None:
             return None
-        params = {"run": self.run_id, "k": int(k)} | ({"method": method} if method != "kmeans" else {})
+        params = {"cluster_run_id": self.run_id, "k": int(k)} | ({"method": method} if method != "kmeans" else {})
         return self.window_.runner.submit("recluster", params)
 
     def _job_returned(self, _job_id: int, result) -> None:

@@ -40,7 +40,7 @@ THUMB = 128
 
 
 def _overlay(base: QImage, heat: np.ndarray) -> QImage:
-    from mskstudio.gui.review.board import heat_rgba
+    from mskstudio.gui.review.case_panels import heat_rgba
 
     rgba = np.ascontiguousarray(heat_rgba(heat))
     h, w = rgba.shape[:2]

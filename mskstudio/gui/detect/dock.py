@@ -184,7 +184,7 @@ def find_lesions(window) -> int | None:
     if run_id is None:
         window.show_error("No detector", "Train a lesion detector first (mskstudio train-det).")
         return None
-    return window.runner.submit("detect", {"run_id": run_id})
+    return window.runner.submit("detect", {"model_run_id": run_id})
 
 
 def add_detect_menu(window) -> None:

@@ -94,7 +94,7 @@ def fuse_after_train(window, train_job_id: int, mode: str, fields: list[str]) ->
         runner.job_returned.disconnect(on_returned)
         run_id = (result or {}).get("model_run_id") if isinstance(result, dict) else None
         if run_id is not None:
-            runner.submit("fuse", {"image_run": int(run_id), "mode": mode, "clinical": list(fields)})
+            runner.submit("fuse", {"model_run_id": int(run_id), "mode": mode, "clinical": list(fields)})
 
     runner.job_returned.connect(on_returned)
 

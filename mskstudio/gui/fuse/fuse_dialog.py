@@ -49,12 +49,17 @@ class FuseDialog(QDialog):
 
     def params(self) -> dict[str, Any]:
         mode, fields = self.section.value()
-        return {"image_run": self.run.currentData(), "mode": mode, "clinical": fields}
+        return {"model_run_id": self.run.currentData(), "mode": mode, "clinical": fields}
 
     def validate(self) -> list[str]:
-        problems = [] if self.run.currentData() is not None else \
-            ["Train an image classifier first (Model › Train classifier…)."]
-        return problems + self.section.problems()
+        if self.run.currentData() is None:
+            return ["Train an image classifier first (Model › Train classifier…).", *self.section.problems()]
+        section = self.section.problems()
+        if section:
+            return section
+        from mskstudio.ml.fuse.params import FuseParams  # the checks of the CLI and the job
+
+        return FuseParams.from_json(self.params()).problems(self.window_.project)
 
     def _ok(self) -> bool:
         problems = self.validate()
@@ -73,7 +78,7 @@ class FuseDialog(QDialog):
                 if job_id == fuse_job:
                     runner.job_returned.disconnect(on_returned)
                     if isinstance(result, dict) and result.get("model_run_id"):
-                        runner.submit("shap", {"fusion_run": int(result["model_run_id"])})
+                        runner.submit("shap", {"model_run_id": int(result["model_run_id"])})
 
             runner.job_returned.connect(on_returned)
         self.accept()

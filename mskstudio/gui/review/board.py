@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -27,7 +26,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
-    QProgressBar,
     QPushButton,
     QSlider,
     QSplitter,
@@ -38,6 +36,7 @@ from PySide6.QtWidgets import (
 from mskstudio.gui.commands import SetLabelCommand
 from mskstudio.gui.fuse.shap_panel import ShapPanel
 from mskstudio.gui.review import review_queue as rq
+from mskstudio.gui.review.case_panels import CMAPS, ProbabilityBars, heat_rgba
 from mskstudio.gui.viewer.viewer import Viewer
 from mskstudio.gui.widgets.board_keys import ENTER_KEYS, BoardKeys
 from mskstudio.gui.widgets.scrolling_dock import VerticalScroll
@@ -47,20 +46,7 @@ from mskstudio.ml.explain.gradcam import DEFAULT_SCALES, SINGLE_SCALE
 if TYPE_CHECKING:
     from mskstudio.gui.window_contract import ViewWindow
 
-CMAPS = ("inferno", "viridis", "magma", "plasma", "turbo")
 OVERLAY = "gradcam"
-
-
-def heat_rgba(heat: np.ndarray, cmap: str = "inferno") -> np.ndarray:
-    """HxW map in [0, 1] -> HxWx4 uint8; weak values fade out so the anatomy stays visible."""
-    try:
-        lut = pg.colormap.get(cmap).getLookupTable(0.0, 1.0, 256, alpha=True)
-    except Exception:  # noqa: BLE001 - unknown colormap: fall back to the default
-        lut = pg.colormap.get("inferno").getLookupTable(0.0, 1.0, 256, alpha=True)
-    h = np.clip(np.nan_to_num(np.asarray(heat, np.float32)), 0.0, 1.0)
-    rgba = np.asarray(lut, np.uint8)[(h * 255).astype(np.int32)].copy()
-    rgba[..., 3] = (255 * np.clip(h / 0.35, 0.0, 1.0)).astype(np.uint8)
-    return rgba
 
 
 class ReviewBoard(BoardKeys, QWidget):
@@ -128,10 +114,8 @@ class ReviewBoard(BoardKeys, QWidget):
         self.pred_label.setWordWrap(True)
         sl.addWidget(self.title)
         sl.addWidget(self.pred_label)
-        probs_box = QGroupBox("Probabilities (key = class)")
-        self.probs_grid = QGridLayout(probs_box)
-        self.bars: list[tuple[QLabel, QProgressBar]] = []
-        sl.addWidget(probs_box)
+        self.probs = ProbabilityBars()
+        sl.addWidget(self.probs)
         label_box = QGroupBox("Labels with provenance")
         lb = QVBoxLayout(label_box)
         self.labels_text = QLabel()
@@ -352,29 +336,7 @@ class ReviewBoard(BoardKeys, QWidget):
         self._update_progress()
 
     def _set_bars(self, case: rq.Case | None) -> None:
-        classes = self.data.classes if self.data else []
-        while len(self.bars) < len(classes):
-            name, bar = QLabel(), QProgressBar()
-            bar.setRange(0, 1000)
-            bar.setTextVisible(True)
-            r = len(self.bars)
-            self.probs_grid.addWidget(name, r, 0)
-            self.probs_grid.addWidget(bar, r, 1)
-            self.bars.append((name, bar))
-        for k, (name, bar) in enumerate(self.bars):
-            visible = k < len(classes)
-            name.setVisible(visible)
-            bar.setVisible(visible)
-            if not visible:
-                continue
-            c = classes[k]
-            p = case.probs.get(c.id, 0.0) if case else 0.0
-            key = f"{k + 1}  " if k < 9 else "    "
-            bold = case is not None and c.id == case.pred
-            name.setText(f"<b>{key}{c.name}</b>" if bold else f"{key}{c.name}")
-            bar.setValue(int(round(p * 1000)))
-            bar.setFormat(f"{p:.3f}")
-            bar.setStyleSheet(f"QProgressBar::chunk {{ background: {c.color}; }}")
+        self.probs.show_case(self.data.classes if self.data else [], case)
 
     def _show_labels(self, case: rq.Case) -> None:
         ls = self.data.label_set_id
@@ -409,7 +371,7 @@ class ReviewBoard(BoardKeys, QWidget):
             self.cam_status.setText("computing Grad-CAM…")
             return
         try:
-            job_id = self.window_.runner.submit("explain", {"model_run": run_id, "image_ids": [case.image_id],
+            job_id = self.window_.runner.submit("explain", {"model_run_id": run_id, "image_ids": [case.image_id],
                                                "scales": list(scales)})
         except Exception as exc:  # noqa: BLE001 - shown, never swallowed
             self.cam_status.setText(f"cannot compute Grad-CAM: {exc}")
@@ -500,7 +462,7 @@ class ReviewBoard(BoardKeys, QWidget):
 
     def predict_all(self) -> None:
         if self.project is not None and self.run_id is not None:
-            self.window_.runner.submit("predict", {"model_run": self.run_id})
+            self.window_.runner.submit("predict", {"model_run_id": self.run_id})
             self.message.setText("Predicting every image (see the Jobs panel); the queue reloads when done.")
 
     def showEvent(self, ev) -> None:

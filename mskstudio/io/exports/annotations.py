@@ -29,6 +29,7 @@ import numpy as np
 
 from mskstudio.imaging.masks import decode_png
 from mskstudio.io.exports.coco import coco_boxes, image_info
+from mskstudio.io.params import ExportAnnotationsParams, ImportAnnotationsParams
 
 if TYPE_CHECKING:
     from mskstudio.jobs import JobContext
@@ -188,9 +189,9 @@ def export_sr(
 
 
 def run_export_annotations(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    return export_annotations(project, Path(params["outdir"]), seg=bool(params.get("seg", True)),
-                              seg_all=bool(params.get("seg_all", False)), sr=bool(params.get("sr", True)),
-                              labels=bool(params.get("labels", True)), ctx=ctx)
+    q = ExportAnnotationsParams.from_json(params).check(project)
+    return export_annotations(project, Path(q.outdir), seg=bool(q.seg), seg_all=bool(q.seg_all), sr=bool(q.sr),
+                              labels=bool(q.labels), ctx=ctx)
 
 
 def import_annotations(project: Project, folder: Path, *, replace_human: bool = False,
@@ -217,8 +218,8 @@ def import_annotations(project: Project, folder: Path, *, replace_human: bool = 
 
 
 def run_import_annotations(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    result = import_annotations(project, Path(params["path"]), replace_human=bool(params.get("replace_human")),
-                                ctx=ctx)
+    q = ImportAnnotationsParams.from_json(params).check(project)
+    result = import_annotations(project, Path(q.path), replace_human=bool(q.replace_human), ctx=ctx)
     ctx.progress(1.0, "imported")
     return result
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from mskstudio.domain import LABEL_SOURCES
 from mskstudio.io.exports.sources import ImageResolver
+from mskstudio.io.params import ExportLabelsParams, ImportLabelsParams
 
 if TYPE_CHECKING:
     from mskstudio.jobs import JobContext
@@ -245,13 +246,15 @@ def import_labels(project: Project, path: Path, *, replace_human: bool = False, 
 
 
 def run_export_labels(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    result = export_labels(project, Path(params["path"]), label_sets=params.get("label_sets") or None)
+    q = ExportLabelsParams.from_json(params).check(project)
+    result = export_labels(project, Path(q.path), label_sets=q.label_sets or None)
     ctx.progress(1.0, f"{result['rows']} labels")
     return result
 
 
 def run_import_labels(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    result = import_labels(project, Path(params["path"]), replace_human=bool(params.get("replace_human")),
-                           label_sets=params.get("label_sets") or None, author=params.get("author"), ctx=ctx)
+    q = ImportLabelsParams.from_json(params).check(project)
+    result = import_labels(project, Path(q.path), replace_human=bool(q.replace_human),
+                           label_sets=q.label_sets or None, author=q.author, ctx=ctx)
     ctx.progress(1.0, f"{result['imported']} labels imported, {result['conflicts']} conflicts")
     return result

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mskstudio.io.exports.sources import ImageResolver
+from mskstudio.io.params import ImportSegParams
 
 if TYPE_CHECKING:
     from mskstudio.jobs import JobContext
@@ -160,10 +161,10 @@ def import_seg(project: Project, path: Path, *, annotator: str | None = None,
 
 def run_import_seg(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job ``import-seg``: ``path`` (a file or folder) or ``paths`` (several chosen files)."""
-    paths = [Path(p) for p in (params.get("paths") or [params["path"]])]
+    q = ImportSegParams.from_json(params).check(project)
     total: dict[str, Any] = {}
-    for path in paths:
-        result = import_seg(project, path, annotator=params.get("annotator"), ctx=ctx)
+    for path in q.all_paths():
+        result = import_seg(project, path, annotator=q.annotator, ctx=ctx)
         for k, v in result.items():
             total[k] = total.get(k, [] if isinstance(v, list) else 0) + v
     ctx.progress(1.0, f"{total['masks']} masks from {total['files']} SEG files")

@@ -21,6 +21,7 @@ import numpy as np
 
 from mskstudio.ml.detect.ensemble import Pass, ensemble_detect
 from mskstudio.ml.detect.model import decode
+from mskstudio.ml.detect.params import ExportDetParams
 
 if TYPE_CHECKING:
     from mskstudio.jobs import JobContext
@@ -175,9 +176,5 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_export_det(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    if not params.get("out"):
-        raise ValueError("export-det needs an output folder (out)")
-    run_id = params.get("run_id")
-    if run_id is None:
-        raise ValueError("export-det needs a detector run (run_id)")
-    return export_detector(project, int(run_id), params["out"], ctx)
+    q = ExportDetParams.from_json(params).check(project)
+    return export_detector(project, int(q.model_run_id), q.out, ctx)

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from mskstudio.ml.detect.data import DetImages
     from mskstudio.store import Project
 
-MODEL_KIND = "detector"
+from mskstudio.ml.detect.params import MODEL_KIND, DetectParams
+
 CHECKPOINT_FORMAT = "mskstudio-detector-1"
 
 
@@ -84,10 +85,6 @@ def latest_detector(project: Project) -> int | None:
     return int(done[0]["id"]) if done else None
 
 
-DETECT_DEFAULTS: dict[str, Any] = {"run_id": None, "image_ids": None, "min_score": None, "device": None,
-                                   "tta": None, "fusion": None, "batch_size": 8, "threads": None}
-
-
 def run_detect(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job ``detect``: predicted boxes of a detector run over the project or ``image_ids``."""
     import torch
@@ -95,10 +92,10 @@ def run_detect(project: Project, params: dict[str, Any], ctx: JobContext) -> dic
     from mskstudio.ml.detect.data import DetImages
     from mskstudio.ml.models import pick_device
 
-    q = {**DETECT_DEFAULTS, **{k: v for k, v in (params or {}).items() if v is not None}}
+    q = DetectParams.from_json(params).check(project).to_json()
     if q["threads"]:
         torch.set_num_threads(int(q["threads"]))
-    run_id = q["run_id"] if q["run_id"] is not None else latest_detector(project)
+    run_id = q["model_run_id"] if q["model_run_id"] is not None else latest_detector(project)
     if run_id is None:
         raise ValueError("no finished detector run; train one first (mskstudio train-det)")
     ckpt = load_detector(project, int(run_id))

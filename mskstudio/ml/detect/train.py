@@ -24,6 +24,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from mskstudio.ml.detect import metrics as M
+from mskstudio.ml.detect.params import TrainDetParams
 from mskstudio.ml.detect.predict import (
     CHECKPOINT_FORMAT,
     MODEL_KIND,
@@ -36,34 +37,13 @@ if TYPE_CHECKING:
     from mskstudio.jobs import JobContext
     from mskstudio.store import Project
 
-DEFAULTS: dict[str, Any] = {
-    "arch": "resnet18", "size": 512, "fpn_channels": 128, "init": "scratch",
-    "epochs": 20, "batch_size": 8, "lr": 1e-3, "weight_decay": 1e-4,
-    "k": 5, "holdout": "random", "test_fraction": 0.2, "seed": 0,
-    "class": None, "image_ids": None, "augment": True,
-    "tta": True, "fusion": "wbf", "fusion_iou": 0.55,
-    "score_thresh": 0.05, "nms_thresh": 0.5, "detections": 20,
-    "fp_budget": 0.25, "store_threshold": None,
-    "device": None, "threads": None, "workers": 0, "name": None, "resume": None,
-}
+DEFAULTS: dict[str, Any] = TrainDetParams().to_json()  # defined once, in ml/detect/params.py
 
 
 def _save(project: Project, obj: dict) -> str:
     from mskstudio.ml.classify.train_loop import save_blob
 
     return save_blob(project, obj)
-
-
-def _validate(p: dict[str, Any]) -> None:
-    from mskstudio.ml.detect.ensemble import FUSIONS
-
-    for key in ("epochs", "batch_size", "size", "k"):
-        if int(p[key]) < 1:
-            raise ValueError(f"train-det: {key} must be positive, not {p[key]}")
-    if p["fusion"] not in FUSIONS:
-        raise ValueError(f"train-det: fusion must be one of {', '.join(FUSIONS)}, not {p['fusion']!r}")
-    if int(p["size"]) % 32:
-        raise ValueError(f"train-det: size must be a multiple of 32, not {p['size']}")
 
 
 def run_train_det(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -75,6 +55,7 @@ def run_train_det(project: Project, params: dict[str, Any], ctx: JobContext) -> 
     from mskstudio.ml.splits import check_split, make_split
 
     params = params or {}
+    TrainDetParams.from_json(params).check(project)  # one line, before any run row
     resume_state = None
     if params.get("resume"):
         run_id = int(params["resume"])
@@ -92,7 +73,6 @@ def run_train_det(project: Project, params: dict[str, Any], ctx: JobContext) -> 
     else:
         p = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
         run_id, split = None, None
-    _validate(p)
     if p["threads"]:
         torch.set_num_threads(int(p["threads"]))
     t0, cpu0 = time.time(), time.process_time()

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from mskstudio.ml.evaluate.metrics import proportion
+from mskstudio.ml.evaluate.params import RULES, OperatingPointParams
 
-RULES = ("youden", "sensitivity", "specificity")
 EPS = 1e-7  # stored probabilities are rounded to 5 decimals: log(0) must not happen
 
 
@@ -232,14 +232,10 @@ def store_operating_point(project, run_id: int, **kwargs: Any) -> dict[str, Any]
 
 def run_operating_point(project, params: dict[str, Any], ctx) -> dict[str, Any]:
     """Job ``operating-point``: fit temperature + threshold of a run on validation, store it."""
-    if params.get("run") is None:
-        raise ValueError("operating-point needs a model run id (run)")
-    run_id = int(params["run"])
-    if project.models.get(run_id) is None:
-        raise ValueError(f"no model run {run_id}")
+    q = OperatingPointParams.from_json(params).check(project)
+    run_id = int(q.model_run_id)
     ctx.progress(0.1, f"run {run_id}: fitting on out-of-fold predictions")
-    op = store_operating_point(project, run_id, positive=params.get("positive"),
-                               rule=params.get("rule") or "youden", target=params.get("target"))
+    op = store_operating_point(project, run_id, positive=q.positive, rule=q.rule, target=q.target)
     ctx.progress(1.0, f"run {run_id}: T = {op['temperature']:.3f}, threshold {op['threshold']:.3f}")
     hold = (op.get("holdout") or {}).get("at_threshold") or {}
     return {"run": run_id, "positive": op["positive"], "rule": op["rule"], "temperature": op["temperature"],

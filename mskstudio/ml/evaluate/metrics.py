@@ -1,6 +1,6 @@
 """Classification metrics with 95% confidence intervals, always with their n.
 
-* ``wilson_ci(k, n)``: Wilson score interval for a proportion.
+* ``wilson_ci(k, n)``: Wilson score interval for a proportion (statsmodels), the app's only one.
 * ``classification_report(y_true, probs, class_names)``: accuracy, top-2 accuracy,
   per-class sensitivity / specificity / PPV / NPV / F1 (Wilson CIs) and one-vs-rest
   ROC AUC (percentile bootstrap CI), macro averages, confusion matrix (rows = truth).
@@ -30,14 +30,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def wilson_ci(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for k successes in n trials ((nan, nan) when n = 0)."""
+    """Wilson score interval for k successes in n trials ((nan, nan) when n = 0).
+
+    The one Wilson interval of the app (the reader-study analyses use it too): statsmodels'
+    ``proportion_confint``, imported here because statsmodels takes seconds to import."""
     if n <= 0:
         return (math.nan, math.nan)
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    from scipy.stats import norm
+    from statsmodels.stats.proportion import proportion_confint
+
+    alpha = 0.05 if z == Z95 else float(2 * norm.sf(z))  # statsmodels takes alpha, not z
+    lo, hi = proportion_confint(int(k), int(n), alpha=alpha, method="wilson")
+    return (max(0.0, float(lo)), min(1.0, float(hi)))
 
 
 def proportion(k: int, n: int) -> dict[str, Any]:

@@ -27,14 +27,13 @@ from mskstudio.jobs import JobContext
 from mskstudio.ml.evaluate import metrics as ev
 from mskstudio.ml.fuse import compare
 from mskstudio.ml.fuse.crossfit import cross_fit
-from mskstudio.ml.fuse.features import parse_fields
-from mskstudio.ml.fuse.fuse import build_design, resolve_params
+from mskstudio.ml.fuse.fuse import build_design
 from mskstudio.ml.fuse.image_run import ImageRun, load_image_run
+from mskstudio.ml.fuse.params import MAX_GROUPS, AblationParams
 
 if TYPE_CHECKING:
     from mskstudio.store import Project
 
-MAX_GROUPS = 6
 
 
 def configurations(fields: list[str], groups: list[str], scheme: str, mode: str) -> list[tuple[str, list[str]]]:
@@ -63,9 +62,9 @@ def configurations(fields: list[str], groups: list[str], scheme: str, mode: str)
 
 
 def run_ablation(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    base = resolve_params(project, params)
-    groups = parse_fields(params["groups"], project) if params.get("groups") else []
-    scheme = params.get("scheme") or ("both" if groups else "loo")
+    ap = AblationParams.from_json(params)
+    base = ap.resolved(project)  # checks every value first, the groups included
+    groups, scheme = ap.group_fields(project), ap.chosen_scheme()
     ir = load_image_run(project, int(base["image_run"]))
     configs = configurations(base["clinical"], groups, scheme, base["mode"])
     n_boot, seed = int(base["n_boot"]), int(base["seed"])
@@ -76,8 +75,8 @@ def run_ablation(project: Project, params: dict[str, Any], ctx: JobContext) -> d
         design = build_design(project, ir, base["mode"], fields, base["learner"])
         cf = cross_fit(design, ir.fold, len(ir.cv_ids), base["learner"], seed=seed)
         rows.append(table_row(name, fields, ir, cf.test_probs, n_boot, seed, cf.seconds))
-    if params.get("csv"):
-        write_csv(params["csv"], rows)
+    if ap.csv:
+        write_csv(ap.csv, rows)
     ctx.progress(1.0, f"{len(configs)} configurations")
     return {"image_run": ir.run_id, "mode": base["mode"], "learner": base["learner"], "scheme": scheme,
             "fields": base["clinical"], "groups": groups, "rows": rows}

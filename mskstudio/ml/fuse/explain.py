@@ -23,8 +23,9 @@ import numpy as np
 
 from mskstudio.jobs import JobContext
 from mskstudio.ml.fuse.crossfit import Design, Fitted, fit
-from mskstudio.ml.fuse.fuse import KIND, build_design, jsonable
+from mskstudio.ml.fuse.fuse import build_design, jsonable
 from mskstudio.ml.fuse.image_run import load_image_run
+from mskstudio.ml.fuse.params import ShapParams
 
 if TYPE_CHECKING:
     from mskstudio.store import Project
@@ -69,10 +70,8 @@ def group_values(values: np.ndarray, groups: list[str]) -> tuple[np.ndarray, lis
 
 
 def run_shap(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    run_id = int(params.get("fusion_run") or 0)
+    run_id = int(ShapParams.from_json(params).check(project).model_run_id)
     row = project.models.get(run_id)
-    if row is None or row["kind"] != KIND:
-        raise ValueError(f"model run {run_id} is not a fusion run (mskstudio fuse makes one)")
     p = json.loads(row["params"])
     metrics = json.loads(row["metrics"] or "{}")
     ir = load_image_run(project, int(p["image_run"]))

@@ -1,6 +1,6 @@
 """Job ``fuse``: a metadata-only baseline, late fusion or stacking over a finished classifier run.
 
-``run_fuse(project, {"image_run": ID, "mode": "late", "clinical": "age,sex,lab:ALP"}, ctx)``
+``run_fuse(project, {"model_run_id": ID, "mode": "late", "clinical": "age,sex,lab:ALP"}, ctx)``
 reads the image run's split and cached scores (``image_run.py``), builds the clinical
 table of the same images (``features.py``), cross-fits on the same patient-level folds
 (``crossfit.py``) and stores a model run of kind ``fusion`` whose ``metrics`` have the
@@ -21,38 +21,21 @@ import numpy as np
 from mskstudio.jobs import JobContext
 from mskstudio.ml.evaluate import metrics as ev
 from mskstudio.ml.fuse import compare
-from mskstudio.ml.fuse.crossfit import DEFAULT_LEARNER, LEARNERS, MODES, CrossFit, Design, cross_fit, image_block
-from mskstudio.ml.fuse.features import NORMALISATION, clinical_table, parse_fields
+from mskstudio.ml.fuse.crossfit import CrossFit, Design, cross_fit, image_block
+from mskstudio.ml.fuse.features import NORMALISATION, clinical_table
 from mskstudio.ml.fuse.image_run import ImageRun, load_image_run
+from mskstudio.ml.fuse.params import FuseParams
 from mskstudio.ml.splits import split_summary
 
 if TYPE_CHECKING:
     from mskstudio.store import Project
 
 KIND = "fusion"
-DEFAULTS: dict[str, Any] = {
-    "image_run": None,     # classifier run id (required): its folds, hold-out and scores
-    "mode": "late",        # metadata | late | stacking
-    "clinical": None,      # "age,sex,lab:ALP" or a list
-    "learner": None,       # logreg | hgb | rf (default by mode: hgb, logreg, rf)
-    "seed": 0,
-    "n_boot": 500,
-    "name": None,
-}
 
 
 def resolve_params(project: Project, params: dict[str, Any]) -> dict[str, Any]:
-    """Defaults + validation shared by the CLI, the dialog and the job (one message for all)."""
-    p = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
-    if p["image_run"] is None:
-        raise ValueError("fuse needs an image classifier run (its folds, hold-out and scores)")
-    if p["mode"] not in MODES:
-        raise ValueError(f"unknown fusion mode {p['mode']!r} (one of {', '.join(MODES)})")
-    p["learner"] = p["learner"] or DEFAULT_LEARNER[p["mode"]]
-    if p["learner"] not in LEARNERS:
-        raise ValueError(f"unknown learner {p['learner']!r} (one of {', '.join(LEARNERS)})")
-    p["clinical"] = parse_fields(p["clinical"], project)  # at least one field, each known
-    return p
+    """Defaults + validation shared by the CLI, the dialog and the job (``FuseParams``)."""
+    return FuseParams.from_json(params).resolved(project)
 
 
 def build_design(project: Project, ir: ImageRun, mode: str, fields: list[str], learner: str) -> Design:

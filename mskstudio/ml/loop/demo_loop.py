@@ -161,10 +161,10 @@ def run_demo_loop(project: Project, params: dict[str, Any], ctx: JobContext) -> 
 
     t0 = time.monotonic()
     sub = part("predict")
-    pr = run_predict(project, {"model_run": model_run}, sub.sub(0.0, 0.6))
+    pr = run_predict(project, {"model_run_id": model_run}, sub.sub(0.0, 0.6))
     split = project.models.get(model_run)["split"]
     test_ids = sorted(int(i) for i in (json.loads(split) or {}).get("test", []))[: int(p["explain_images"])]
-    ex = run_explain(project, {"model_run": model_run, "image_ids": test_ids}, sub.sub(0.6, 1.0))
+    ex = run_explain(project, {"model_run_id": model_run, "image_ids": test_ids}, sub.sub(0.6, 1.0))
     done("predict + Grad-CAM", t0, f"{pr['predicted']} images predicted ({pr['rejected']} rejected as "
          f"out of distribution); "
          f"{ex['images']} held-out Grad-CAM heatmaps cached for the Review board", heatmaps=ex["images"])
@@ -191,7 +191,7 @@ def run_demo_loop(project: Project, params: dict[str, Any], ctx: JobContext) -> 
 
     t0 = time.monotonic()
     outdir = Path(p["outdir"]) if p["outdir"] else project.root / "exports" / "onnx"
-    ox = run_export_onnx(project, {"run_id": model_run, "outdir": str(outdir)}, part("onnx"))
+    ox = run_export_onnx(project, {"model_run_id": model_run, "outdir": str(outdir)}, part("onnx"))
     parity = [f.get("parity", {}) for f in ox.get("files", [])]
     worst = max((q.get("max_abs_diff", 0.0) for q in parity), default=float("nan"))
     n_par = sum(q.get("n", 0) for q in parity)

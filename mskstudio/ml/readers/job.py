@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mskstudio.ml.readers.params import ReaderAnalysisParams, study_key
+
 if TYPE_CHECKING:
     from mskstudio.jobs import JobContext
     from mskstudio.store import Project
@@ -22,18 +24,15 @@ def default_out(project: Project, study_name: str) -> Path:
 def run_reader_analysis(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     from mskstudio.ml.readers.analysis import analyze_study, write_outputs
 
-    study = params.get("study")
-    row = project.readers.study(int(study) if str(study).isdigit() else str(study))
-    if row is None:
-        raise ValueError(f"reader study {study!r}: no such study")
+    q = ReaderAnalysisParams.from_json(params).check(project)
+    row = project.readers.study(study_key(q.study))
     ctx.progress(0.05, f"analysing {row['name']}")
     ctx.check_cancelled()
-    result = analyze_study(project, int(row["id"]), positive=params.get("positive"),
-                           n_boot=int(params.get("bootstrap", 1000)), seed=int(params.get("seed", 0)),
-                           box_reference=params.get("box_reference"))
+    result = analyze_study(project, int(row["id"]), positive=q.positive, n_boot=int(q.bootstrap),
+                           seed=int(q.seed), box_reference=q.box_reference)
     ctx.check_cancelled()
     ctx.progress(0.8, "writing tables and figures")
-    out = Path(params.get("out") or default_out(project, row["name"]))
+    out = Path(q.out or default_out(project, row["name"]))
     written = write_outputs(result, out)
     ctx.progress(1.0, "done")
     return {"out": str(out), "written": [str(p) for p in written], "summary": result["summary"]}

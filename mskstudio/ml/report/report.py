@@ -1,6 +1,6 @@
 """Job ``report``: the study report of a project (HTML + CSV tables + SVG/PNG figures).
 
-``run_report(project, {"out": DIR, "runs": [ids] | None, …}, ctx)`` writes into DIR:
+``run_report(project, {"out": DIR, "model_run_ids": [ids] | None, …}, ctx)`` writes into DIR:
 ``report.html``, ``tables/*.csv`` and ``figures/*``.  It includes every model run (any
 kind: classifier, fusion …) whose metrics keep a hold-out with per-case probabilities,
 or the runs named.  Sections: reproducibility, selection flow, cohort tables, each
@@ -22,43 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from mskstudio.jobs import JobContext
-from mskstudio.ml.evaluate import dashboard_figures as dd
+from mskstudio.ml.report.params import ReportParams
 
-DEFAULTS: dict[str, Any] = {
-    "out": None,          # output folder (created)
-    "runs": None,         # model run ids; None = every run with a hold-out report
-    "rule": "youden",     # operating-point rule when a run has none stored
-    "target": None,       # target sensitivity / specificity for those rules
-    "n_boot": 200,        # bootstrap resamples for subgroup macro AUCs
-    "seed": 0,
-    "figure_format": "svg",
-    "max_cams": 4,
-}
-
-
-def holdout_of(metrics: dict[str, Any]) -> dict[str, Any]:
-    rep = dd.report(metrics, "holdout")
-    return rep if rep.get("probs") and rep.get("image_ids") and rep.get("y_true") is not None else {}
-
-
-def eligible_runs(project) -> list[int]:
-    """Finished model runs of any kind with a hold-out report that kept per-case probabilities."""
-    out = []
-    for row in project.models.list():
-        if row["status"] == "done" and row["metrics"] and holdout_of(json.loads(row["metrics"])):
-            out.append(int(row["id"]))
-    return sorted(out)
-
-
-def parse_runs(value) -> list[int] | None:
-    if value in (None, "", []):
-        return None
-    if isinstance(value, str):
-        value = [v for v in value.replace(" ", "").split(",") if v]
-    try:
-        return [int(v) for v in value]
-    except (TypeError, ValueError):
-        raise ValueError(f"runs: expected run ids like 3,5,8, got {value!r}") from None
+DEFAULTS: dict[str, Any] = ReportParams().to_json()  # defined once, in ml/report/params.py
 
 
 def code_version() -> dict[str, str]:
@@ -96,22 +62,10 @@ def run_report(project, params: dict[str, Any], ctx: JobContext) -> dict[str, An
         run_section,
     )
 
-    p = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
-    if not p["out"]:
-        raise ValueError("report: --out (an output folder) is required")
-    if p["figure_format"] not in ("svg", "png"):
-        raise ValueError(f"figure_format must be svg or png, not {p['figure_format']!r}")
-    run_ids = parse_runs(p["runs"]) or eligible_runs(project)
-    if not run_ids:
-        raise ValueError("no model run with hold-out results: train a model first (or name runs with --runs)")
-    rows = {}
-    for rid in run_ids:
-        row = project.models.get(rid)
-        if row is None:
-            raise ValueError(f"runs: no model run {rid}")
-        if not holdout_of(json.loads(row["metrics"] or "{}")):
-            raise ValueError(f"runs: model run {rid} has no hold-out results with per-case probabilities")
-        rows[rid] = row
+    q = ReportParams.from_json(params).check(project)  # one line, before anything is written
+    p = q.to_json()
+    run_ids = q.run_ids(project)
+    rows = {rid: project.models.get(rid) for rid in run_ids}
     w = ReportWriter(Path(p["out"]), p["figure_format"])
     ctx.progress(0.02, "attributes")
     attributes = project.cohort.attributes()

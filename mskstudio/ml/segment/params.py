@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from mskstudio.ml.params import JobParams, collect, fractions_problem, model_run_problem, training_problems
+from mskstudio.ml.params import (
+    JobParams,
+    collect,
+    fractions_problem,
+    image_problem,
+    model_run_problem,
+    training_problems,
+)
 from mskstudio.store import Project
 
 SEGMENTER_ARCHS = ("unet-resnet34", "unetpp-resnet34", "unet-resnet18", "unetpp-resnet18", "unet-small")
@@ -122,4 +129,28 @@ class PrelabelParams(JobParams):
         if self.refine_run_id:
             problems += collect(model_run_problem(project, self.refine_run_id, ("box-segmenter",),
                                                   what="box segmenter run", finished=True))
+        return problems
+
+
+@dataclasses.dataclass(frozen=True)
+class FillBoxesParams(JobParams):
+    """``fill-boxes``: a box segmenter fills the boxes of one image with a model mask."""
+
+    KIND = "fill-boxes"
+    RENAMED = {"run_id": "model_run_id"}
+
+    image_id: int | None = None       # required
+    box_ids: list[int] | None = None  # default: every box of the image
+    class_id: int | None = None       # only boxes of that class
+    model_run_id: int | None = None   # box segmenter (default: the latest finished)
+
+    def problems(self, project: Project) -> list[str]:
+        if self.image_id is None:
+            return ["Choose the image whose boxes to fill."]
+        problems = collect(image_problem(project, self.image_id))
+        if self.model_run_id is not None:
+            problems += collect(model_run_problem(project, self.model_run_id, ("box-segmenter",),
+                                                  what="box-segmenter run", finished=True))
+        elif not any(r["status"] == "done" and r["checkpoint_sha"] for r in project.models.list("box-segmenter")):
+            problems.append("No finished box-segmenter run; train one first (Model › Train box segmenter…).")
         return problems

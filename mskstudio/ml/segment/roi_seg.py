@@ -36,7 +36,7 @@ import numpy as np
 from mskstudio.io.analysis import load_analysis
 from mskstudio.ml import roi
 from mskstudio.ml.segment.data import _resize_float
-from mskstudio.ml.segment.params import TrainBoxSegParams
+from mskstudio.ml.segment.params import FillBoxesParams, TrainBoxSegParams
 
 if TYPE_CHECKING:
     from mskstudio.store import Project
@@ -223,21 +223,20 @@ def segment_in_box(project: Project, run_id: int | None, image_id: int, box_xyxy
 def run_fill_boxes(project: Project, params: dict[str, Any], ctx) -> dict[str, Any]:
     """Job ``fill-boxes``: segment inside the boxes of one image ("fill box with model").
 
-    params: ``image_id``; optional ``box_ids`` (default: every box of the image),
-    ``class_id`` (only boxes of that class), ``run_id`` (default: the latest box model).
+    params: ``FillBoxesParams`` (``image_id``; optional ``box_ids``, ``class_id``,
+    ``model_run_id``, default the latest box model).
     Writes one ``model`` mask per box class (the union over its boxes; it replaces the
     image's earlier model proposal of that class, as pre-labelling does) and returns their
     ids; the surgeon accepts or edits them."""
-    image_id = int(params["image_id"])
-    run_id = params.get("run_id") or latest_box_segmenter(project)
-    if run_id is None:
-        raise ValueError("no finished box-segmenter run; train one first (Model › Train box segmenter…)")
+    q = FillBoxesParams.from_json(params).check(project)
+    image_id = int(q.image_id)
+    run_id = q.model_run_id or latest_box_segmenter(project)
     boxes = project.annotations.boxes_of(image_id)
-    if params.get("box_ids"):
-        wanted = {int(b) for b in params["box_ids"]}
+    if q.box_ids:
+        wanted = {int(b) for b in q.box_ids}
         boxes = [b for b in boxes if b["id"] in wanted]
-    if params.get("class_id") is not None:
-        boxes = [b for b in boxes if b["class_id"] == int(params["class_id"])]
+    if q.class_id is not None:
+        boxes = [b for b in boxes if b["class_id"] == int(q.class_id)]
     if not boxes:
         raise ValueError(f"image {image_id} has no box to fill: draw one with the Box tool (X)")
     model, ckpt = load_box_segmenter(project, int(run_id))
