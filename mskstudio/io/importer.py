@@ -240,6 +240,10 @@ class _Batch:
 
     def add(self, result: dict, ctx: JobContext) -> None:
         status = result["status"]
+        if status == "storage_error":  # re-raised here so the job stops with the disk's error
+            from mskstudio.store.media import StorageWriteError
+
+            raise StorageWriteError(result["reason"])
         if status == "duplicate":
             self.summary.duplicates += 1
         elif status in ("failed", "non_dicom"):
