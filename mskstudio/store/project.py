@@ -196,6 +196,18 @@ class Project:
         return project
 
     @classmethod
+    def open_readonly(cls, root: Path, reason: str) -> Project:
+        """Open without writing anything (no migration, no job bookkeeping): for a project
+        another window has open, when the user chose to only look."""
+        root = Path(root).absolute()
+        db_path = root / DB_NAME
+        if not db_path.is_file():
+            raise StoreError(f"{root}: not an mskstudio project (no {DB_NAME} inside)")
+        if not open_in_this_process(db_path):
+            _check_header(db_path)
+        return cls._open_readonly(root, reason)
+
+    @classmethod
     def _open_readonly(cls, root: Path, reason: str) -> Project:
         return cls(root, Database(root / DB_NAME, readonly=True), readonly=True, readonly_reason=reason)
 
