@@ -163,7 +163,7 @@ def run_job(project: Project, job_id: int, *, sink: JobSink | None = None,
         raise
     except BaseException as exc:
         detail = "".join(traceback.format_exception(exc))
-        problem = storage_failure(exc)
+        problem = storage_failure(exc, output=_output_of(job.kind, params))
         if problem is None:
             project.jobs.finish(job_id, "error", error=f"{exc}\n\n{detail}", message=ctx.last_message or None)
             raise
@@ -177,6 +177,14 @@ def run_job(project: Project, job_id: int, *, sink: JobSink | None = None,
         raise StoreError(line) from exc
     project.jobs.finish(job_id, "done", result=result, message=ctx.last_message or None)
     return result
+
+
+def _output_of(kind: str, params: dict[str, Any]) -> str | None:
+    """The file or folder an export-like job writes (named when a write error names none)."""
+    if not kind.startswith(("export", "share", "report")):
+        return None
+    value = next((params.get(k) for k in ("path", "out", "outdir", "output") if params.get(k)), None)
+    return str(value) if value else None
 
 
 def submit_and_run(project: Project, kind: str, params: dict[str, Any], *,

@@ -33,16 +33,18 @@ class StorageWriteError(OSError):
     short write as "N requested and M written") or came back from a worker process."""
 
 
-def storage_failure(exc: BaseException | None) -> str | None:
+def storage_failure(exc: BaseException | None, *, output: str | None = None) -> str | None:
     """What went wrong with the medium, in words, if ``exc`` (or an exception it was raised
-    from) is a storage failure; else None."""
+    from) is a storage failure; else None.  ``output``: the file or folder the work was
+    writing, named when the error itself names no file (a plain ``write`` does not)."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, StorageWriteError):
             return str(exc)
         if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
-            where = f" writing {exc.filename}" if exc.filename else ""
+            target = exc.filename or output
+            where = f" writing {target}" if target else ""
             return f"{STORAGE_ERRNOS[exc.errno]}{where}"
         if isinstance(exc, sqlite3.DatabaseError):
             text = str(exc).lower()

@@ -129,6 +129,34 @@ def test_an_export_job_on_a_full_disk_leaves_no_running_row(tmp_path, phantom_pr
         assert record.error.splitlines()[0].startswith(f"share (job {job}) failed: ")
 
 
+EXPORT_ON_A_FULL_DISK = """
+import resource, signal, sys
+from mskstudio.jobrun import submit_and_run
+from mskstudio.store import Project, StoreError
+project = Project.open(sys.argv[1])  # opened first: SQLite's shared-memory file is 32 KB
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+try:
+    submit_and_run(project, "export-labels", {"path": sys.argv[2]})
+except StoreError as exc:
+    print(exc)
+"""
+
+
+def test_export_labels_on_a_full_disk_fails_its_job_with_one_line(tmp_path, phantom_project_path):
+    root = tmp_path / "p.mskproj"
+    shutil.copytree(phantom_project_path, root)
+    out = tmp_path / "labels.csv"  # ~30 KB for the phantom project's label sets
+    proc = subprocess.run([sys.executable, "-c", EXPORT_ON_A_FULL_DISK, str(root), str(out)], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("export-labels (job ") and "size limit" in proc.stdout, proc.stdout
+    assert str(out) in proc.stdout
+    assert_consistent(root)
+    with Project.open(root) as project:
+        assert project.db.scalar("SELECT status FROM jobs WHERE kind = 'export-labels'") == "error"
+
+
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes read-only folders")
 def test_read_only_project_folder_opens_read_only_and_refuses_jobs(tmp_path, phantom_archive):
     root = tmp_path / "p.mskproj"
