@@ -159,3 +159,21 @@ def test_a_lease_cannot_be_taken_on_a_read_only_folder(tmp_path, monkeypatch):
 
     monkeypatch.setattr("tempfile.mkstemp", refuse)
     assert Lease.take(root) is None
+
+
+def test_cli_info_names_the_window_that_has_the_project_open(tmp_path, capsys):
+    from mskstudio.cli import main
+
+    root = tmp_path / "p.mskproj"
+    Project.create(root).close()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.05)
+        _write_lease(root, pid=other.pid)
+        assert main(["info", str(root)]) == 0
+        assert f"open in a window: someone on {socket.gethostname()} (process {other.pid}" in capsys.readouterr().out
+    finally:
+        other.kill()
+        other.wait()
+    assert main(["info", str(root)]) == 0
+    assert "open in a window" not in capsys.readouterr().out
