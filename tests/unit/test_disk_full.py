@@ -64,7 +64,8 @@ def test_import_on_a_full_disk_stops_with_one_line(tmp_path, phantom_archive):
     Project.create(root).close()
     sizes = sorted(p.stat().st_size for p in dicom.rglob("*.dcm"))
     # Room for the small files and the database's first pages, not for the larger radiographs.
-    proc = _cli(["import", str(root), str(dicom), "--workers", "1"], fsize=max(96_000, sizes[len(sizes) // 4]))
+    # Two worker processes: both inherit the limit, and the import stops at the first refusal.
+    proc = _cli(["import", str(root), str(dicom), "--workers", "2"], fsize=max(96_000, sizes[len(sizes) // 4]))
     line = assert_one_line_error(proc, "import", "failed")
     assert "size limit" in line or "disk" in line  # SQLite reports EFBIG as a disk I/O error
     assert_consistent(root)
