@@ -12,11 +12,12 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from mskstudio.jobs import Cancelled, CancelToken, JobContext, JobSink
-from mskstudio.store import Project
+from mskstudio.store import Project, StoreError
+from mskstudio.store.media import storage_failure
 
 JOB_KINDS: dict[str, str] = {
     # data
@@ -28,6 +29,7 @@ JOB_KINDS: dict[str, str] = {
     "import-seg": "mskstudio.io.exports.seg_read:run_import_seg",
     "export-labels": "mskstudio.io.exports.labels_table:run_export_labels",
     "import-labels": "mskstudio.io.exports.labels_table:run_import_labels",
+    "share": "mskstudio.io.share:run_share",
     # clustering and classification
     "cluster": "mskstudio.ml.cluster.deepcluster:run_cluster",
     "recluster": "mskstudio.ml.cluster.deepcluster:run_recluster",  # light: stored features, ~1 s
@@ -107,7 +109,8 @@ UNCHECKED_KINDS = frozenset({"import", "demo-loop"})
 HEAVY_KINDS = frozenset({"cluster", "train", "predict", "pointing-game", "train-seg", "train-seg-box",
                          "prelabel", "embed", "eval-retrieval", "noise-queue", "export-onnx",
                          "demo-loop", "ablation", "shap",
-                         "train-det", "detect", "export-det"})
+                         "train-det", "detect", "export-det",
+                         "share"})  # rewrites every stored DICOM file: holds the GIL for minutes
 
 
 class UserError(Exception):
@@ -181,10 +184,28 @@ def run_job(project: Project, job_id: int, *, sink: JobSink | None = None,
         raise
     except BaseException as exc:
         detail = "".join(traceback.format_exception(exc))
-        project.jobs.finish(job_id, "error", error=f"{exc}\n\n{detail}", message=ctx.last_message or None)
-        raise
+        problem = storage_failure(exc, output=_output_of(job.kind, params))
+        if problem is None:
+            project.jobs.finish(job_id, "error", error=f"{exc}\n\n{detail}", message=ctx.last_message or None)
+            raise
+        # A full or read-only disk: one line for the user, and the project left as it was
+        # before the job's unfinished work (the error row itself may not fit on the disk).
+        line = f"{job.kind} (job {job_id}) failed: {problem}"
+        with suppress(Exception):
+            project.jobs.finish(job_id, "error", error=f"{line}\n\n{detail}", message=ctx.last_message or None)
+        with suppress(Exception):
+            project.jobs.settle_after_failure()
+        raise StoreError(line) from exc
     project.jobs.finish(job_id, "done", result=result, message=ctx.last_message or None)
     return result
+
+
+def _output_of(kind: str, params: dict[str, Any]) -> str | None:
+    """The file or folder an export-like job writes (named when a write error names none)."""
+    if not kind.startswith(("export", "share", "report")):
+        return None
+    value = next((params.get(k) for k in ("path", "out", "outdir", "output") if params.get(k)), None)
+    return str(value) if value else None
 
 
 def submit_and_run(project: Project, kind: str, params: dict[str, Any], *,

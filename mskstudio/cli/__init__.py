@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sqlite3
 import sys
 
 from mskstudio import __version__
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from mskstudio.jobrun import UserError
     from mskstudio.jobs import Cancelled
     from mskstudio.store import StoreError
+    from mskstudio.store.media import storage_failure
 
     try:
         return int(args.func(args) or 0)
@@ -60,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"mskstudio: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except (OSError, sqlite3.DatabaseError) as exc:
+        problem = storage_failure(exc)  # a full or read-only disk met outside a job
+        if problem is None or args.debug:
+            raise
+        print(f"mskstudio: error: {args.command} failed: {problem}", file=sys.stderr)
         return 1
     except Cancelled:
         print("mskstudio: cancelled", file=sys.stderr)

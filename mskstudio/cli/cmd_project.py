@@ -9,6 +9,7 @@ import sys
 from mskstudio.cli.common import add_project_arg, open_project, open_writable, print_json
 from mskstudio.jobs import CancelToken
 from mskstudio.store import Project
+from mskstudio.store.lease import open_elsewhere
 
 
 def register(sub) -> None:
@@ -50,12 +51,16 @@ def cmd_new(args) -> int:
 def cmd_info(args) -> int:
     with open_project(args.project) as project:
         info = project.summary()
+        holder = open_elsewhere(project.root)
+    info["open_in_window"] = holder.describe() if holder else None
     if args.json:
         print_json(info)
         return 0
     print(f"{info['name']}  ({info['path']}, schema {info['schema']})")
     if info["readonly"]:
         print(f"  read-only: {info['readonly']}")
+    if holder:  # CLI work beside it is safe (SQLite serialises the writes); the window sees it on reload
+        print(f"  open in a window: {holder.describe()}")
     print(f"  patients {info['patients']}, studies {info['studies']}, images {info['images']}")
     print(f"  masks {info['masks']}, boxes {info['boxes']}, cluster runs {info['cluster_runs']}, "
           f"model runs {info['model_runs']}, files skipped at import {info['import_failures']}")

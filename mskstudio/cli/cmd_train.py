@@ -52,6 +52,9 @@ def register(sub) -> None:
     p.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS, default=D.loss_weighting)
     p.add_argument("--patience", type=int, default=D.patience)
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--exclude-burned-in", action="store_true",
+                   help="leave out images whose header says BurnedInAnnotation YES (text or markers "
+                        "in the pixels); recorded in the run's parameters")
     p.add_argument("--mask-guidance", type=float, default=D.mask_guidance, metavar="WEIGHT",
                    help="teach the network to look at the lesion masks: weight of the attention term "
                         "(e.g. 1; default 0 = off)")
@@ -112,7 +115,7 @@ def cmd_train(args) -> int:
         "label_set", "arch", "init", "freeze_encoder", "input", "size", "k", "holdout",
         "test_fraction", "test_centre", "epochs", "batch_size", "optimizer", "lr", "schedule",
         "loss_weighting", "patience", "reject", "cascade", "mask_guidance", "seed", "device", "name",
-        "external_centres")}
+        "external_centres", "exclude_burned_in")}
     params["augment"] = not args.no_augment
     if args.resume:
         params = {"resume": args.resume, "device": args.device}

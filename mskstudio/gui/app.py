@@ -15,6 +15,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from mskstudio.store.media import storage_failure
+
 log = logging.getLogger("mskstudio")
 
 
@@ -49,12 +51,31 @@ def write_crash_log(exc_type, exc, tb) -> Path:
     return path
 
 
+def show_storage_failure(problem: str) -> None:
+    """An edit that could not be saved for lack of disk: say so in one line, and that it was not
+    saved (every edit commits at once, so the one that failed is the only one lost)."""
+    log.error("could not save: %s", problem)
+    print(f"mskstudio: could not save: {problem}", file=sys.stderr)
+    try:
+        from PySide6.QtWidgets import QApplication, QMessageBox
+
+        if QApplication.instance() is not None:
+            QMessageBox.critical(None, "mskstudio: could not save",
+                                 f"The last change was not saved: {problem}.\n\nEverything saved before it "
+                                 "is intact. Free some space (or make the disk writable) and make the change again.")
+    except Exception as inner:  # noqa: BLE001 - the line above was printed; a failing dialog must not hide it
+        print(f"mskstudio: could not show the error dialog ({inner})", file=sys.stderr)
+
+
 def install_crash_handler() -> None:
     """Uncaught exceptions (also those raised inside Qt slots) → crash log + a message."""
 
     def handler(exc_type, exc, tb):
         if issubclass(exc_type, KeyboardInterrupt):
             sys.__excepthook__(exc_type, exc, tb)
+            return
+        if (problem := storage_failure(exc)) is not None:
+            show_storage_failure(problem)  # not a bug: no crash log (it may not fit on the disk either)
             return
         path = write_crash_log(exc_type, exc, tb)
         log.error("unexpected error, details in %s", path)

@@ -28,6 +28,7 @@ from mskstudio.gui.actions import build_menus, scope_viewer_keys, shortcut_entri
 from mskstudio.gui.case.browser import CaseBrowser
 from mskstudio.gui.case.panel import CasePanel
 from mskstudio.gui.dialogs import info as dialogs
+from mskstudio.gui.dialogs.open_elsewhere import LeaseKeeper, ask_open_elsewhere, open_asking
 from mskstudio.gui.jobs.jobs_view import JobsView
 from mskstudio.gui.jobs.runner import JobRunner
 from mskstudio.gui.viewer.viewer import Viewer
@@ -85,6 +86,7 @@ class MainWindow(QMainWindow):
         self.undo_stack = QUndoStack(self.undo_group)
         self.undo_group.setActiveStack(self.undo_stack)
         self.runner = JobRunner(parent=self)
+        self.lease = LeaseKeeper(self)  # tells a second window this project is open here
         self.errors: list[tuple[str, str, str]] = []
         self.dialogs: list = []
         self.workspace_errors: dict[str, str] = {}
@@ -277,13 +279,19 @@ class MainWindow(QMainWindow):
                             "Wait for the running jobs or cancel them before switching project.")
             return False
         try:
-            project = Project.open(Path(path))
+            project = open_asking(Path(path), lambda holder: self.ask_open_elsewhere(Path(path), holder))
         except StoreError as exc:
             self.show_error("Cannot open project", str(exc))
+            return False
+        if project is None:  # open in another window, and the user cancelled
             return False
         self.set_project(project)
         prefs.add_recent(str(path))
         return True
+
+    def ask_open_elsewhere(self, root: Path, holder) -> str | None:
+        """Read-only, continue or cancel for a project another window has open (tests replace this)."""
+        return ask_open_elsewhere(self, root, holder)
 
     def new_project(self, path: str | Path) -> bool:
         try:
@@ -300,6 +308,7 @@ class MainWindow(QMainWindow):
         if self.project is not None:
             self.project.close()
         self.project = project
+        self.lease.hold(project.root if project else None, writable=project is not None and not project.readonly)
         self.image_id = None
         self.undo_stack.clear()
         self.runner.set_project(project)
@@ -485,6 +494,7 @@ class MainWindow(QMainWindow):
             if callable(stop):
                 stop()
         self.save_layout()
+        self.lease.release()
         if self.project is not None:
             self.project.close()
         event.accept()

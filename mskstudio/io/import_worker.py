@@ -14,6 +14,8 @@ the main process syncs a batch before committing it (``BlobStore.sync``).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,8 @@ def process_file(path: str) -> dict[str, Any]:
         return {"status": "failed", "path": path, "reason": exc.reason}
     except MemoryError:
         return {"status": "failed", "path": path, "reason": "too large to decode in memory"}
+    except _ProjectWriteFailed as exc:  # the project's disk, not this file: the import must stop
+        return {"status": "storage_error", "path": path, "reason": str(exc)}
     except OSError as exc:
         return {"status": "failed", "path": path, "reason": exc.strerror or str(exc)}
     except (KeyboardInterrupt, SystemExit):
@@ -88,6 +92,22 @@ def process_file(path: str) -> dict[str, Any]:
     except BaseException as exc:  # noqa: BLE001 - any decoder bug, pyo3's PanicException
         # included (it derives from BaseException): recorded against this file, the import goes on.
         return {"status": "failed", "path": path, "reason": _reason(exc)}
+
+
+class _ProjectWriteFailed(Exception):
+    """Writing the blob or the analysis cache failed: a full or read-only disk, or a project
+    folder that refuses writing.  Every later file would fail the same way, so this is no
+    reason to skip one file and go on."""
+
+
+@contextmanager
+def _writing_project(where: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        from mskstudio.store.media import describe_write_failure
+
+        raise _ProjectWriteFailed(describe_write_failure(exc, where)) from exc
 
 
 def _reason(exc: BaseException) -> str:
@@ -124,10 +144,13 @@ def _decode_and_store(path: str) -> dict[str, Any]:
     if opts.deidentify:
         dates = getattr(opts, "dates", "shift")
         clean, _report = deidentify(ds, secret, dates=dates)
-        blob_sha, source_path = blobs.put_chunks(dataset_file_chunks(clean), durable=False), None
+        chunks = dataset_file_chunks(clean)
+        with _writing_project(str(blobs.root)):
+            blob_sha, source_path = blobs.put_chunks(chunks, durable=False), None
         stored = _deidentified_header(header, secret, dates)
     else:
-        blob_sha = blobs.put_chunks([data], durable=False) if opts.copy else None
+        with _writing_project(str(blobs.root)):
+            blob_sha = blobs.put_chunks([data], durable=False) if opts.copy else None
         source_path = None if opts.copy else os.path.abspath(path)
         stored = header
     return {"status": "ok", "path": path, "original_hash": original_hash, "header": stored,
@@ -144,7 +167,8 @@ def _frame_products(ds, frame: int, original_hash: str) -> dict[str, Any]:
 
     analysis, thumb = frame_products(ds, frame, ANALYSIS_LONG_SIDE, THUMB_SIZE)
     tmp = _WORKER["incoming"] / f"{original_hash}-{frame}.npy"
-    np.save(tmp, analysis)
+    with _writing_project(str(tmp)):
+        np.save(tmp, analysis)
     # Enhanced multi-frame files may give each frame its own spacing, rescale and window.
     return {"frame": frame, "thumb": thumb, "analysis": str(tmp), "analysis_shape": analysis.shape,
             "attributes": frame_header(ds, frame)}

@@ -175,9 +175,10 @@ def run_import(project: Project, params: dict[str, Any], ctx: JobContext) -> dic
                  project.images.known_original_hashes(), opts)
     batch = _Batch(project, opts, summary)
     done = summary.failed
+    results = _results(files, init_args, opts, ctx)
     try:
         try:
-            for result in _results(files, init_args, opts, ctx):
+            for result in results:
                 batch.add(result, ctx)
                 done += 1
                 ctx.progress(done / max(summary.files_seen, 1),
@@ -194,6 +195,9 @@ def run_import(project: Project, params: dict[str, Any], ctx: JobContext) -> dic
                 ctx.log(f"could not keep the files decoded before the error: {commit_error}")
             raise
     finally:
+        # The worker processes stop here, not when the traceback holding this frame is freed:
+        # after a full disk, one still writing a blob would race the orphan clean-up.
+        results.close()
         summary.seconds = time.monotonic() - started
         project.audit("import", "job", ctx.job_id,
                       {"paths": opts.paths, "deidentify": opts.deidentify, "dates": opts.dates, "copy": opts.copy,
@@ -259,6 +263,10 @@ class _Batch:
 
     def add(self, result: dict, ctx: JobContext) -> None:
         status = result["status"]
+        if status == "storage_error":  # re-raised here so the job stops with the disk's error
+            from mskstudio.store.media import StorageWriteError
+
+            raise StorageWriteError(result["reason"])
         if status == "duplicate":
             self.summary.duplicates += 1
         elif status in ("failed", "non_dicom"):

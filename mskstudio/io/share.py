@@ -30,6 +30,7 @@ from mskstudio.store import SUFFIX, Project
 from mskstudio.store.blobs import BlobStore
 from mskstudio.store.db import connect
 from mskstudio.store.keys import fingerprint, new_key
+from mskstudio.store.media import StorageWriteError, storage_failure
 
 
 def share_copy(project: Project, out: Path, ctx: JobContext | None = None) -> dict[str, Any]:
@@ -60,13 +61,25 @@ def share_copy(project: Project, out: Path, ctx: JobContext | None = None) -> di
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             conn.close()
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(out, ignore_errors=True)
+        problem = storage_failure(exc)
+        if problem and not isinstance(exc, StorageWriteError):  # SQLite's message names no file
+            raise StorageWriteError(f"{problem} (writing the copy {out})") from exc
         raise
     if not project.readonly:  # a read-only project can be shared; it just cannot log it
         project.audit("project.share", "project", None,
                       {"out": str(out), "key_fingerprint": fingerprint(key)})
     return {"path": str(out), "key_fingerprint": fingerprint(key), **summary}
+
+
+def run_share(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Job ``share``: params {out}.  The GUI's File › Share a copy… runs it as a job (progress,
+    cancel); the CLI calls ``share_copy`` directly so that a read-only project can be shared."""
+    out = str(params.get("out") or "").strip()
+    if not out:
+        raise ValueError("share: give the folder to write the copy to (out)")
+    return share_copy(project, Path(out), ctx)
 
 
 def _backup(project: Project, dest: sqlite3.Connection) -> None:

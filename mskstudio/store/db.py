@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from urllib.parse import quote
 
 APPLICATION_ID = 0x4D534B31  # "MSK1": identifies our files among other SQLite databases
 BUSY_TIMEOUT_MS = 30_000
@@ -53,8 +54,7 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     implicit BEGIN from the sqlite3 module ever surprises us.
     """
     if readonly:
-        uri = f"file:{path}?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn = _connect_readonly(path)
     else:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
@@ -68,6 +68,23 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         # never corrupting; FULL would fsync every edit and make brush strokes slow.
         conn.execute("PRAGMA synchronous = NORMAL")
     return conn
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection, also on read-only media.
+
+    A WAL database needs its ``-shm`` index file even to be read; on a read-only disk or
+    folder where the project was closed cleanly (no ``-shm`` left) SQLite cannot create it
+    and refuses to open.  Nobody can write such a medium, so the file is then opened as
+    immutable (no locks, no shared memory), which is exactly true there."""
+    uri = f"file:{quote(str(path))}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+    return sqlite3.connect(f"{uri}&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
 
 
 class Database:

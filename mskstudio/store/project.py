@@ -18,6 +18,7 @@ from typing import Any
 from mskstudio.store.blobs import BlobStore
 from mskstudio.store.db import APPLICATION_ID, Database, StoreError, connect, open_in_this_process
 from mskstudio.store.keys import KeyMissingError, has_key, key_path, load_key, new_key, save_key
+from mskstudio.store.media import storage_failure
 from mskstudio.store.repo_annotations import AnnotationRepo
 from mskstudio.store.repo_clusters import ClusterRepo
 from mskstudio.store.repo_cohort import CohortRepo
@@ -32,6 +33,23 @@ from mskstudio.store.schema import latest_version, migrate, scrub_backup_secrets
 
 SUFFIX = ".mskproj"
 DB_NAME = "project.db"
+
+
+def _open_failure(db_path: Path, exc: sqlite3.DatabaseError) -> StoreError:
+    """A full disk is not a damaged database: say which it is."""
+    problem = storage_failure(exc)
+    if problem:
+        return StoreError(f"{db_path}: cannot open the project: {problem}")
+    return StoreError(f"{db_path}: the database is damaged ({exc})")
+
+
+def _on_readonly_medium(root: Path) -> bool:
+    """Whether the file system holding ``root`` is mounted read-only (a DVD, a write-protected
+    stick, a read-only network share); os.access says so too, but not why."""
+    try:
+        return bool(os.statvfs(root).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs on Windows: os.access decides there
+        return False
 
 
 def default_author() -> str:
@@ -145,13 +163,15 @@ class Project:
             raise StoreError(f"{root}: not an mskstudio project (no {DB_NAME} inside)")
         if not open_in_this_process(db_path):  # else it was checked, and reading it would drop locks
             _check_header(db_path)
+        if _on_readonly_medium(root):
+            return cls._open_readonly(root, "the project is on a read-only disk")
         writable = os.access(root, os.W_OK) and os.access(db_path, os.W_OK)
         if not writable:
             return cls._open_readonly(root, "the project folder is not writable")
         try:
             conn = connect(db_path)
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{db_path}: the database is damaged ({exc})") from exc
+            raise _open_failure(db_path, exc) from exc
         try:
             _check_integrity(conn, db_path)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -164,7 +184,7 @@ class Project:
                 )
             started_at = migrate(conn, db_path)
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{db_path}: the database is damaged ({exc})") from exc
+            raise _open_failure(db_path, exc) from exc
         finally:
             conn.close()
         if 0 < started_at < latest_version():
@@ -174,6 +194,18 @@ class Project:
         project = cls(root, Database(db_path), readonly=False)
         project.jobs.mark_interrupted()
         return project
+
+    @classmethod
+    def open_readonly(cls, root: Path, reason: str) -> Project:
+        """Open without writing anything (no migration, no job bookkeeping): for a project
+        another window has open, when the user chose to only look."""
+        root = Path(root).absolute()
+        db_path = root / DB_NAME
+        if not db_path.is_file():
+            raise StoreError(f"{root}: not an mskstudio project (no {DB_NAME} inside)")
+        if not open_in_this_process(db_path):
+            _check_header(db_path)
+        return cls._open_readonly(root, reason)
 
     @classmethod
     def _open_readonly(cls, root: Path, reason: str) -> Project:

@@ -100,6 +100,10 @@ class ImageRepo:
             (image_id,),
         )
 
+    def burned_in_ids(self) -> set[int]:
+        """Images whose header says BurnedInAnnotation YES (text or markers in the pixels)."""
+        return {int(r[0]) for r in self.p.db.query("SELECT id FROM images WHERE burned_in_annotation = 1")}
+
     def ids(self, *, include_excluded: bool = False) -> list[int]:
         where = "" if include_excluded else "WHERE excluded = 0"
         return [r[0] for r in self.p.db.query(f"SELECT id FROM images {where} ORDER BY id")]

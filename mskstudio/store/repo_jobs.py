@@ -157,6 +157,14 @@ class JobRepo:
             self.collect_orphan_blobs()
         return stale
 
+    def settle_after_failure(self) -> None:
+        """After a job failed for lack of disk (or a read-only one): no model run stays
+        'running' behind a job that stopped, and, when no job of any process is running,
+        the blobs the failed job wrote but no row names are deleted."""
+        self.interrupt([])
+        if not self.p.db.scalar("SELECT COUNT(*) FROM jobs WHERE status = 'running'"):
+            self.collect_orphan_blobs()
+
     def collect_orphan_blobs(self) -> int:
         """Delete blobs that no row names and half-written blob files; returns how many.
 

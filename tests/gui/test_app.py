@@ -34,3 +34,27 @@ def test_crash_log_has_the_traceback(tmp_path, monkeypatch):
     text = path.read_text()
     assert path.parent == tmp_path / "logs"
     assert "RuntimeError: a slot blew up" in text and "test_crash_log_has_the_traceback" in text
+
+
+def test_an_edit_on_a_full_disk_says_it_was_not_saved_without_a_crash_log(tmp_path, monkeypatch, qapp):
+    import sqlite3
+
+    from PySide6.QtWidgets import QMessageBox
+
+    from mskstudio.gui import app
+
+    monkeypatch.setenv("MSKSTUDIO_SETTINGS_DIR", str(tmp_path))
+    shown = []
+    monkeypatch.setattr(QMessageBox, "critical", staticmethod(lambda _p, title, text: shown.append((title, text))))
+    previous = sys.excepthook
+    app.install_crash_handler()
+    try:
+        try:
+            raise sqlite3.OperationalError("database or disk is full")
+        except sqlite3.OperationalError:
+            sys.excepthook(*sys.exc_info())
+    finally:
+        sys.excepthook = previous
+    assert shown == [("mskstudio: could not save", shown[0][1])]
+    assert "was not saved" in shown[0][1] and "the disk is full" in shown[0][1]
+    assert not list((tmp_path / "logs").glob("crash-*.log"))  # not a bug: no crash log

@@ -46,6 +46,16 @@ CLINICAL = {
 FLAGS = (("excluded", "Excluded"), ("is_screenshot", "Screenshot"), ("external", "External"))
 
 
+def burned_in_text(flag: int | None) -> str:
+    """What the header says about text or markers burned into the pixels."""
+    if flag is None:
+        return "not stated in the DICOM header"
+    if flag:
+        return ("<span style='color:#e67e22'><b>yes</b></span>: text or markers in the pixels "
+                "(not removed by de-identification)")
+    return "no"
+
+
 class _FocusOut(QObject):
     def __init__(self, callback):
         super().__init__()
@@ -122,6 +132,11 @@ class CasePanel(QWidget):
             self.flag_boxes[flag] = box
             flags.addWidget(box)
         form.addRow("Flags", flags)
+        # From the DICOM header (BurnedInAnnotation): de-identification does not touch pixels,
+        # and training can leave these images out (Train dialog, `train --exclude-burned-in`).
+        self.burned_in = QLabel()
+        self.burned_in.setWordWrap(True)
+        form.addRow("Burned-in", self.burned_in)
         self.tabs.addTab(clinical, "Clinical")
         self.lab_editor = LabEditor(undo_stack, on_change=self._changed)
         self.labs = self.lab_editor.table
@@ -192,6 +207,7 @@ class CasePanel(QWidget):
             self._fill_labels(p.labels.labels_of(r["id"]))
             for flag, box in self.flag_boxes.items():
                 box.setChecked(bool(r[flag]))
+            self.burned_in.setText(burned_in_text(r["burned_in_annotation"]))
             self._tags_for = None
             self._load_tags()
         finally:

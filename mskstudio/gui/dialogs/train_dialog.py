@@ -36,9 +36,12 @@ from mskstudio.ml.params import label_set_row
 D = TrainParams()  # the defaults of job ``train``, defined once in the core
 
 
-def trainable_counts(project, label_set_id: int) -> dict[str, int]:
+def trainable_counts(project, label_set_id: int, *, exclude_burned_in: bool = False) -> dict[str, int]:
     """Labelled images per class of a label set, from the labels training uses."""
     labels = project.labels.effective(label_set_id, sources=TRAIN_SOURCES)
+    if exclude_burned_in:
+        burned = project.images.burned_in_ids()
+        labels = {i: c for i, c in labels.items() if i not in burned}
     names = {r["id"]: r["name"] for r in project.labels.classes(label_set_id)}
     counts: dict[str, int] = {}
     for c in labels.values():
@@ -94,6 +97,14 @@ class TrainDialog(QDialog):
         form.addRow("Initialisation", self.start)
         self.freeze = QCheckBox("Freeze the encoder (train the head only)")
         form.addRow("", self.freeze)
+        self.exclude_burned_in = QCheckBox("Leave out images with burned-in annotation")
+        self.exclude_burned_in.setToolTip(
+            "Images whose DICOM header says BurnedInAnnotation YES carry text or markers in the "
+            "pixels, which a network can learn as a shortcut. Lead L/R markers are on most "
+            "radiographs, so this is off unless names, dates or measurements are burned in.")
+        self.exclude_burned_in.setChecked(D.exclude_burned_in)
+        self.exclude_burned_in.toggled.connect(lambda _on: self._fill_classes())
+        form.addRow("", self.exclude_burned_in)
         self.input = QComboBox()
         self.input.addItem("Whole image", "image")
         self.input.addItem("Region of interest (mask / box + margin)", "roi")
@@ -215,7 +226,9 @@ class TrainDialog(QDialog):
         if row is not None:
             for c in project.labels.classes(int(row["id"])):
                 self.cascade.addItem(f"{c['name']} vs the rest, then among the rest", c["name"])
-        counts = trainable_counts(project, int(row["id"])) if row is not None else {}
+        box = getattr(self, "exclude_burned_in", None)  # None while the form is being built
+        leave_out = box is not None and box.isChecked()
+        counts = trainable_counts(project, int(row["id"]), exclude_burned_in=leave_out) if row is not None else {}
         self.class_counts.setText(
             " · ".join(f"{name} {n}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1]))
             + f"  ({sum(counts.values())} labelled images)" if counts else "No labelled images in this set yet.")
@@ -238,6 +251,7 @@ class TrainDialog(QDialog):
         return {
             "label_set": self.label_set.currentData(), "arch": self.arch.currentText(), "init": init,
             "freeze_encoder": self.freeze.isChecked(), "input": self.input.currentData(),
+            "exclude_burned_in": self.exclude_burned_in.isChecked(),
             "size": self.size.value(), "k": self.folds.value(), "holdout": holdout,
             "test_fraction": round(self.test_fraction.value(), 4),
             "test_centre": self.centre.currentText() or None if holdout == "centre" else None,

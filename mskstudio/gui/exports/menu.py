@@ -1,4 +1,4 @@
-"""File › Import DICOM SEG / annotations folder, Export / Import labels.
+"""File › Import DICOM SEG / annotations folder, Export / Import labels, Share a copy.
 
 Each entry asks for a path (dialogs ask), then submits the same job the CLI runs
 (``import-seg``, ``import-annotations``, ``export-labels``, ``import-labels``); when the
@@ -12,6 +12,8 @@ import json
 
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from mskstudio.gui.exports import share
 
 EXCHANGE_KINDS = {
     "import-seg": "Import DICOM SEG",
@@ -104,7 +106,8 @@ def add_exchange_menu(window) -> None:
             ("import_seg", "Import DICOM &SEG…", ask_import_seg),
             ("import_annotations", "Import &annotations folder…", ask_import_annotations),
             ("export_labels", "&Export labels (CSV / Parquet)…", ask_export_labels),
-            ("import_labels", "Import &labels (CSV / Parquet)…", ask_import_labels)):
+            ("import_labels", "Import &labels (CSV / Parquet)…", ask_import_labels),
+            ("share_copy", "S&hare a copy (re-keyed)…", share.ask_share)):
         a = QAction(text, window)
         a.triggered.connect(lambda _checked=False, s=slot: s(window))
         if anchor is not None:
@@ -113,3 +116,4 @@ def add_exchange_menu(window) -> None:
             file_menu.addAction(a)
         window.actions_by_name[name] = a
     window.runner.job_returned.connect(lambda job_id, result: _job_returned(window, job_id, result))
+    window.runner.job_returned.connect(lambda job_id, result: share.job_returned(window, job_id, result))

@@ -69,6 +69,11 @@ class TrainParams(JobParams):
     device: str = "auto"
     workers: int = 0
     image_ids: list[int] | None = None
+    # Leave out images whose header says BurnedInAnnotation YES (text or markers in the pixels,
+    # which a network can learn as a shortcut).  Off by default: lead L/R markers are burned
+    # into nearly every radiograph (and every phantom), so "on" would empty most archives;
+    # turn it on where names, dates or measurements are burned in.
+    exclude_burned_in: bool = False
     name: str | None = None
     resume: int | None = None      # model run id of a classifier run to continue
 
@@ -85,7 +90,8 @@ class TrainParams(JobParams):
         row = None if problem else label_set_row(project, self.label_set)
         if problem:
             problems.append(problem)
-        class_rows, n_patients = _labelled_classes(project, row) if row is not None else ([], 0)
+        class_rows, n_patients = (_labelled_classes(project, row, exclude_burned_in=bool(self.exclude_burned_in))
+                                  if row is not None else ([], 0))
         if row is not None and len(class_rows) < 2:
             problems.append(f"“{row['name']}” needs labelled images of at least two classes "
                             f"(it has {len(class_rows)}).")
@@ -144,9 +150,12 @@ def _choice(value: Any, allowed: tuple[str, ...], what: str) -> str | None:
     return None if value in allowed else f"Unknown {what} “{value}” (one of {', '.join(allowed)})."
 
 
-def _labelled_classes(project: Project, row) -> tuple[list, int]:
+def _labelled_classes(project: Project, row, *, exclude_burned_in: bool = False) -> tuple[list, int]:
     """(class rows with training labels, patients with training labels) of a label set."""
     labels = project.labels.effective(int(row["id"]), sources=TRAIN_SOURCES)
+    if exclude_burned_in:
+        burned = project.images.burned_in_ids()
+        labels = {i: c for i, c in labels.items() if i not in burned}
     counts: dict[int, int] = {}
     for c in labels.values():
         counts[c] = counts.get(c, 0) + 1

@@ -110,6 +110,10 @@ def run_train(project: Project, params: dict[str, Any], ctx: JobContext) -> dict
     allowed = set(project.images.ids())
     if p["image_ids"]:
         allowed &= {int(i) for i in p["image_ids"]}
+    if p.get("exclude_burned_in"):  # recorded in the run's params: a resume leaves them out too
+        burned = allowed & project.images.burned_in_ids()
+        allowed -= burned
+        ctx.log(f"{len(burned)} images with burned-in annotation left out of training and testing")
     labels = {i: c for i, c in project.labels.effective(ls_id, sources=TRAIN_SOURCES).items()
               if i in allowed}
     classes = [r for r in project.labels.classes(ls_id) if r["id"] in set(labels.values())]
