@@ -97,6 +97,7 @@ JOB_PARAMS: dict[str, str] = {
     "import-seg": "mskstudio.io.params:ImportSegParams",
     "export-labels": "mskstudio.io.params:ExportLabelsParams",
     "import-labels": "mskstudio.io.params:ImportLabelsParams",
+    "share": "mskstudio.io.params:ShareParams",
 }
 # Kinds without one: ``import`` checks its ``importer.ImportOptions`` and reports each missing
 # path beside the files that import (a folder of thousands of files is not refused for one),

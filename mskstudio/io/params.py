@@ -127,3 +127,17 @@ class ImportLabelsParams(JobParams):
         if self.path in (None, ""):
             return ["Choose the label file to import."]
         return [] if Path(self.path).is_file() else [f"{self.path}: no such file."]
+
+
+@dataclasses.dataclass(frozen=True)
+class ShareParams(JobParams):
+    KIND = "share"
+
+    out: str | None = None           # the folder the re-keyed copy is written to (must not exist)
+
+    def problems(self, project: Any) -> list[str]:
+        if self.out in (None, "") or not str(self.out).strip():
+            return ["Choose the folder to write the shared copy to (out)."]
+        if Path(str(self.out)).exists():
+            return [f"{self.out}: already exists; choose a new folder for the shared copy."]
+        return []
