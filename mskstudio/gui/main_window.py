@@ -32,6 +32,7 @@ from mskstudio.gui.jobs.jobs_view import JobsView
 from mskstudio.gui.jobs.runner import JobRunner
 from mskstudio.gui.viewer.viewer import Viewer
 from mskstudio.gui.widgets.scrolling_dock import ScrollingDock
+from mskstudio.gui.widgets.store_watch import StoreWatch
 from mskstudio.gui.widgets.task_layout import TaskLayouts
 from mskstudio.store import Project, StoreError
 
@@ -70,8 +71,10 @@ class MainWindow(QMainWindow):
     image_changed = Signal(int)
     project_changed = Signal()
     # One notification when the project's data changed under the views: a set of subjects
-    # ("runs", "labels", "masks", "images").  Emitted after every finished job and every
-    # undoable edit, so a new model run shows in Similar cases without reopening the project.
+    # ("runs", "labels", "masks", "boxes", "images", "clusters").  Emitted after every finished
+    # job, every undoable edit and every change the store's feed reports from another process
+    # (the CLI, a job subprocess), so a new model run shows in Similar cases and a label set
+    # from a terminal shows in the tree without reopening the project.
     data_changed = Signal(object)
 
     def __init__(self, project_path: str | Path | None = None, *, load_workspaces: bool = True):
@@ -127,6 +130,8 @@ class MainWindow(QMainWindow):
         self._changes_timer.timeout.connect(self._emit_changes)
         self.undo_stack.indexChanged.connect(lambda _i: self.notify_changed({"labels"}))
         self.data_changed.connect(self._data_changed)
+        self.store_watch = StoreWatch(self)
+        self.store_watch.changed.connect(self.notify_changed)
         if load_workspaces:
             self.load_workspaces()
         self._default_state = self.saveState()
@@ -184,7 +189,7 @@ class MainWindow(QMainWindow):
     def _data_changed(self, subjects) -> None:
         if subjects & {"labels", "images"}:
             self.store_edited()  # the tree and grid, keeping the open image selected
-        if subjects & {"masks", "labels"} and self.image_id is not None:
+        if subjects & {"masks", "labels", "boxes"} and self.image_id is not None:
             self.viewer.load_boxes()
 
     def _workspace_shown(self, _index: int) -> None:
@@ -303,6 +308,7 @@ class MainWindow(QMainWindow):
         self.image_id = None
         self.undo_stack.clear()
         self.runner.set_project(project)
+        self.store_watch.set_project(project)
         for view in (self.viewer, self.browser, self.case_panel, self.jobs_view):
             view.set_project(project)
         ro = f" — read-only: {project.readonly_reason}" if project is not None and project.readonly else ""
@@ -485,6 +491,7 @@ class MainWindow(QMainWindow):
             if callable(stop):
                 stop()
         self.save_layout()
+        self.store_watch.stop()
         if self.project is not None:
             self.project.close()
         event.accept()
