@@ -142,7 +142,9 @@ def run_demo_loop(project: Project, params: dict[str, Any], ctx: JobContext) -> 
          cluster_run_id=c["cluster_run_id"])
 
     t0 = time.monotonic()
-    r = simulated_radiologist(project, c["cluster_run_id"], p["label_set"], purity=float(p["purity"]), seed=seed)
+    with project.cluster_edits.from_origin("demo"):  # journalled as the demo's, undoable like any edit
+        r = simulated_radiologist(project, c["cluster_run_id"], p["label_set"], purity=float(p["purity"]),
+                                  seed=seed)
     part("label")
     acts = ", ".join(f"{n} {a}" for a, n in sorted(r["actions"].items()))
     done("label clusters", t0, f"{r['labelled']} images labelled in {r['classes']} classes by {acts}; "
