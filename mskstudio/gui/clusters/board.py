@@ -254,13 +254,13 @@ class ClusterBoard(BoardKeys, QWidget):
         if self.project is None:
             return
         if "clusters" in subjects:
-            self.sync_journal()
+            self.sync_journal(redraw=False)  # redrawn once below
         if subjects & {"clusters", "labels"}:
             self._add_new_label_sets()
         runs = [self.run_combo.itemData(i) for i in range(self.run_combo.count())]
         if "runs" in subjects and [r["id"] for r in self.project.clusters.runs()] != runs:
             self.reload()
-        elif subjects & {"clusters", "labels", "runs"}:
+        elif subjects & {"clusters", "labels"}:  # not "runs" alone: a training job's epochs move it
             if self.isVisible():
                 self.refresh()
             else:
@@ -283,7 +283,7 @@ class ClusterBoard(BoardKeys, QWidget):
             self.label_set.setCurrentText(current)
             self.label_set.blockSignals(False)
 
-    def sync_journal(self) -> int:
+    def sync_journal(self, *, redraw: bool = True) -> int:
         """Adopt edits made elsewhere onto the undo stack (see journal_sync.py)."""
         if self.project is None:
             return 0
@@ -295,7 +295,7 @@ class ClusterBoard(BoardKeys, QWidget):
                                       on_change=self.refresh, on_refused=self._undo_refused)
         finally:
             self._syncing = False
-        if adopted or (stack.index(), stack.count()) != before:
+        if redraw and (adopted or (stack.index(), stack.count()) != before):
             self.refresh()
         return adopted
 
