@@ -74,3 +74,33 @@ def test_cli_edits_show_in_the_open_window_and_share_its_undo(window, qtbot):
     _cli("clusters", str(root), str(run_id), "redo")
     qtbot.waitUntil(lambda: window.undo_stack.index() == 1, timeout=10000)
     assert window.project.clusters.cluster(second)["discarded"] == 1
+
+
+def test_undo_before_the_poll_adopts_the_later_cli_edit_first(window, qtbot):
+    """The CLI edits and the user presses Undo before the next poll: the board's own edit is
+    not undone under the CLI's later one; the stack adopts the CLI edit, and the next Undo
+    undoes it (the latest edit, whatever made it)."""
+    window.load_workspaces(entries=[BOARD], docks=[], menus=[])
+    board = window.workspace.widget(window.workspace.count() - 1)
+    window.workspace.setCurrentWidget(board)
+    p = window.project
+    ids = p.images.ids()
+    rng = np.random.default_rng(1)
+    run_id = p.clusters.create_run(image_ids=ids, assign=np.arange(len(ids)) % 3, distance=rng.random(len(ids)),
+                                   member_xy=rng.normal(size=(len(ids), 2)), k=3)
+    board.reload()
+    board.label_set.setCurrentText("finding")
+    a, b = [r["id"] for r in p.clusters.clusters(run_id, order="index")[:2]]
+    board.select_clusters([a])
+    assert board.discard_selected()
+    _cli("clusters", str(p.root), str(run_id), "label", str(b), "--class", "normal", "--label-set", "finding")
+    window.store_watch.timer.stop()  # the user is faster than the poll
+    window.undo_stack.undo()
+    qtbot.waitUntil(lambda: window.undo_stack.count() == 2, timeout=10000)
+    assert p.clusters.cluster(a)["discarded"] == 1, "the board's edit stays: a later edit sits on it"
+    assert window.undo_stack.index() == 2 and "from cli" in window.undo_stack.undoText()
+    window.undo_stack.undo()
+    assert p.clusters.cluster(b)["class_id"] is None and p.clusters.cluster(a)["discarded"] == 1
+    window.undo_stack.undo()
+    assert p.clusters.cluster(a)["discarded"] == 0
+    assert [e["state"] for e in p.cluster_edits.history(run_id)] == ["undone", "undone"]
