@@ -156,6 +156,25 @@ class ClusterEditRepo:
             return None if edit_id is None else self.redo_edit(edit_id)
 
 
+def redo_action(clusters: Any, record: dict[str, Any]) -> dict[str, Any]:
+    """Call the ``project.clusters`` (a ClusterRepo) action that ``record`` undid, with its arguments."""
+    d, a = record["details"], record["action"]
+    if a in ("label", "discard"):
+        return clusters.label_cluster(d["clusters"], d["label_set_id"], d["class_id"],
+                                      review_seconds=d.get("review_seconds"), discard=a == "discard")
+    if a == "merge":
+        return clusters.merge([d["into"], *d["clusters"]], d.get("label_set_id"))
+    if a == "split":
+        return clusters.split(d["cluster"], record["parts"], n=d["n"], new_ids=record["created"])
+    if a == "move_out":
+        return clusters.move_out(record["run_id"], record["snapshot"]["label_scope"]["image_ids"],
+                                 new_id=record["created"][0], label_set=d.get("label_set_id"))
+    if a == "label_images":
+        return clusters.label_images(record["run_id"], record["snapshot"]["label_scope"]["image_ids"],
+                                     d["label_set_id"], d["class_id"])
+    raise ValueError(f"unknown cluster action {a!r}")
+
+
 def _entry(row) -> dict[str, Any]:
     record = json.loads(row["record"])
     record["edit_id"] = int(row["id"])

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mskstudio.domain import ClusterRun
+from mskstudio.store.repo_cluster_edits import redo_action
 
 if TYPE_CHECKING:
     from mskstudio.store.project import Project
@@ -492,21 +493,4 @@ class ClusterRepo:
         """Do an action again from its record (same created ids); returns the new record, which
         keeps the record's journal row (the edit is done again, not a new one)."""
         with self.p.cluster_edits.redoing(record.get("edit_id")):
-            return self._redo(record)
-
-    def _redo(self, record: dict[str, Any]) -> dict[str, Any]:
-        d, a = record["details"], record["action"]
-        if a in ("label", "discard"):
-            return self.label_cluster(d["clusters"], d["label_set_id"], d["class_id"],
-                                      review_seconds=d.get("review_seconds"), discard=a == "discard")
-        if a == "merge":
-            return self.merge([d["into"], *d["clusters"]], d.get("label_set_id"))
-        if a == "split":
-            return self.split(d["cluster"], record["parts"], n=d["n"], new_ids=record["created"])
-        if a == "move_out":
-            return self.move_out(record["run_id"], record["snapshot"]["label_scope"]["image_ids"],
-                                 new_id=record["created"][0], label_set=d.get("label_set_id"))
-        if a == "label_images":
-            return self.label_images(record["run_id"], record["snapshot"]["label_scope"]["image_ids"],
-                                     d["label_set_id"], d["class_id"])
-        raise ValueError(f"unknown cluster action {a!r}")
+            return redo_action(self, record)

@@ -7,11 +7,9 @@ Constructed as ``ClusterBoard(main_window)``; uses ``window.project``,
 Keys: 1-9 label the selected clusters with the first classes of the label set,
 D discards, M merges the selected clusters, S splits the selected one; a class
 name typed in "New class" labels with a new class.  Every action is a QUndoCommand
-on the window's undo stack, which follows the store's cluster edit journal: edits made
-elsewhere (``mskstudio clusters …`` in a terminal) show at once and are undone by Edit › Undo
-like the board's own (journal_sync.py), driven by the window's ``data_changed``.  Review
-time (selection to action) is stored with the label so the progress line can report images
-labelled per minute.
+on the window's undo stack, which follows the store's cluster edit journal (journal_sync.py):
+edits made elsewhere (``mskstudio clusters …``) show at once and Edit › Undo undoes them too.
+Review time (selection to action) is stored with the label for the images-per-minute figure.
 """
 
 from __future__ import annotations
