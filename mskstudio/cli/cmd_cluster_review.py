@@ -1,27 +1,27 @@
-"""Cluster labelling from the command line: ``mskstudio clusters P RUN label|discard|merge|split|undo``.
+"""Cluster labelling from the command line: ``mskstudio clusters P RUN label|discard|merge|split|undo|redo``.
 
 The same store actions the Clusters board's undo commands call (``project.clusters.label_cluster``,
 ``discard``, ``merge``, ``split``), in the label set the board would use (``--label-set``, else
 the set the run was last labelled in, else "finding"), so a script and a radiologist at the
-board produce the same labels, provenance and audit rows.  Each action's undo record is kept
-in a journal beside the run's cached features; ``undo`` restores the latest one, as Edit › Undo
-does on the board (the board's own stack lives in the window and is not shared with the CLI).
+board produce the same labels, provenance and audit rows.  Every action goes into the
+project's one cluster edit history (``cluster_edits``, store/repo_cluster_edits.py), which the
+board's Edit › Undo shows too: ``undo`` undoes the run's latest edit whatever made it (the
+board, this command, the demo loop), ``redo`` does the latest undone one again, and an open
+board sees both at once.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from mskstudio.ml.cluster.split import split_cluster
 
-ACTIONS = ("label", "discard", "merge", "split", "undo")
+ACTIONS = ("label", "discard", "merge", "split", "undo", "redo", "history")
 DEFAULT_LABEL_SET = "finding"  # the board's default (gui/clusters/board.py)
 
 
 def add_action_args(p) -> None:
     p.add_argument("action", nargs="?", choices=ACTIONS,
-                   help="label / discard / merge / split clusters of RUN, or undo the last such action")
+                   help="label / discard / merge / split clusters of RUN; undo / redo the run's "
+                        "latest edit (from the board or here); history lists the edits")
     p.add_argument("clusters", nargs="*", type=int, help="cluster ids (the 'id' column of the listing)")
     p.add_argument("--label-set", help="label set (default: the set the run was last labelled in, "
                                        f"else {DEFAULT_LABEL_SET!r})")
@@ -38,14 +38,6 @@ def label_set_name(project, run_id: int, given: str | None) -> str:
     return DEFAULT_LABEL_SET
 
 
-def _journal(project, run_id: int) -> Path:
-    return project.cache_path("clusters", f"run{run_id}.cli-undo.json")
-
-
-def _load(path: Path) -> list:
-    return json.loads(path.read_text()) if path.exists() else []
-
-
 def _check_clusters(project, run_id: int, ids: list[int], action: str, need: int) -> None:
     if len(ids) < need:
         raise ValueError(f"clusters {action}: needs {'at least ' if need > 1 else ''}{need} cluster id(s)")
@@ -60,15 +52,16 @@ def run_action(project, args) -> int:
     run_id, ids, action = args.run, list(args.clusters), args.action
     if project.clusters.run(run_id) is None:
         raise ValueError(f"no cluster run {run_id}")
-    journal = _journal(project, run_id)
-    records = _load(journal)
     ls_name = label_set_name(project, run_id, args.label_set)
-    if action == "undo":
-        if not records:
-            raise ValueError(f"nothing to undo on run {run_id} (only actions done from the command line)")
-        record = records.pop()
-        project.clusters.undo(record)
-        print(f"undone: {record['action']} ({record['details'].get('n', '?')} images)")
+    edits = project.cluster_edits
+    if action == "history":
+        print_history(project, run_id)
+        return 0
+    if action in ("undo", "redo"):
+        record = edits.undo_last(run_id) if action == "undo" else edits.redo_next(run_id)
+        if record is None:
+            raise ValueError(f"nothing to {action} on run {run_id}")
+        print(f"{action}ne: {record['action']} ({record['details'].get('n', '?')} images)")
     else:
         if action == "label" and not args.cls:
             raise ValueError("clusters label: give the class with --class NAME")
@@ -76,18 +69,17 @@ def run_action(project, args) -> int:
         if action == "split" and len(ids) != 1:
             raise ValueError("clusters split: give exactly one cluster id")
         ls = project.labels.label_set(ls_name)
-        if action == "label":
-            record = project.clusters.label_cluster(ids, ls, args.cls)
-        elif action == "discard":
-            record = project.clusters.discard(ids, ls)
-        elif action == "merge":
-            record = project.clusters.merge(ids, ls)
-        else:
-            record = split_cluster(project, ids[0], args.n)
-        records.append(record)
+        with edits.from_origin("cli"):
+            if action == "label":
+                record = project.clusters.label_cluster(ids, ls, args.cls)
+            elif action == "discard":
+                record = project.clusters.discard(ids, ls)
+            elif action == "merge":
+                record = project.clusters.merge(ids, ls)
+            else:
+                record = split_cluster(project, ids[0], args.n)
         print(f"{action}: {len(ids)} cluster(s), {record['details'].get('n', len(ids))} images"
               + (f", created clusters {record['created']}" if record["created"] else ""))
-    journal.write_text(json.dumps(records, default=str))
     print_progress(project, run_id, project.labels.find_label_set(ls_name))
     return 0
 
@@ -99,3 +91,14 @@ def print_progress(project, run_id: int, label_set_id: int | None) -> None:
     print(f"run {run_id}: {p['clusters_reviewed']}/{p['clusters_total']} clusters reviewed, "
           f"{p['images_covered']}/{p['images_total']} images labelled"
           + (f" in {name!r}" if name else ""))
+
+
+def print_history(project, run_id: int) -> None:
+    """The run's edits, oldest first: what undo and redo walk through."""
+    rows = project.cluster_edits.history(run_id)
+    if not rows:
+        print(f"run {run_id}: no cluster edits yet")
+    for e in rows:
+        d = e["record"]["details"]
+        print(f"  {e['id']:>5}  {e['state']:<6}  {e['action']:<12} {d.get('n', '?'):>5} images  "
+              f"{e['origin']:<6} {e['author'] or ''}  {e['created_at']}")

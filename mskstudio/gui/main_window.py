@@ -33,6 +33,7 @@ from mskstudio.gui.jobs.jobs_view import JobsView
 from mskstudio.gui.jobs.runner import JobRunner
 from mskstudio.gui.viewer.viewer import Viewer
 from mskstudio.gui.widgets.scrolling_dock import ScrollingDock
+from mskstudio.gui.widgets.store_watch import ChangeHub
 from mskstudio.gui.widgets.task_layout import TaskLayouts
 from mskstudio.store import Project, StoreError
 
@@ -71,8 +72,10 @@ class MainWindow(QMainWindow):
     image_changed = Signal(int)
     project_changed = Signal()
     # One notification when the project's data changed under the views: a set of subjects
-    # ("runs", "labels", "masks", "images").  Emitted after every finished job and every
-    # undoable edit, so a new model run shows in Similar cases without reopening the project.
+    # ("runs", "labels", "masks", "boxes", "images", "clusters").  Emitted after every finished
+    # job, every undoable edit and every change the store's feed reports from another process
+    # (the CLI, a job subprocess), so a new model run shows in Similar cases and a label set
+    # from a terminal shows in the tree without reopening the project.
     data_changed = Signal(object)
 
     def __init__(self, project_path: str | Path | None = None, *, load_workspaces: bool = True):
@@ -124,9 +127,8 @@ class MainWindow(QMainWindow):
         self.runner.job_returned.connect(self._job_returned)
         self.workspace.currentChanged.connect(self._workspace_shown)
         self.task_layouts = TaskLayouts(self)
-        self._pending_changes: set[str] = set()
-        self._changes_timer = QTimer(self, singleShot=True, interval=0)
-        self._changes_timer.timeout.connect(self._emit_changes)
+        self.changes = ChangeHub(self, self.data_changed)  # views' edits + other processes' (store feed)
+        self.store_watch = self.changes.watch
         self.undo_stack.indexChanged.connect(lambda _i: self.notify_changed({"labels"}))
         self.data_changed.connect(self._data_changed)
         if load_workspaces:
@@ -175,18 +177,12 @@ class MainWindow(QMainWindow):
 
     def notify_changed(self, subjects) -> None:
         """Tell every view that ``subjects`` changed; bursts (a job and its undo) become one signal."""
-        self._pending_changes |= set(subjects)
-        self._changes_timer.start()
-
-    def _emit_changes(self) -> None:
-        subjects, self._pending_changes = frozenset(self._pending_changes), set()
-        if subjects and self.project is not None:
-            self.data_changed.emit(subjects)
+        self.changes.notify(subjects)
 
     def _data_changed(self, subjects) -> None:
         if subjects & {"labels", "images"}:
             self.store_edited()  # the tree and grid, keeping the open image selected
-        if subjects & {"masks", "labels"} and self.image_id is not None:
+        if subjects & {"masks", "labels", "boxes"} and self.image_id is not None:
             self.viewer.load_boxes()
 
     def _workspace_shown(self, _index: int) -> None:
@@ -312,6 +308,7 @@ class MainWindow(QMainWindow):
         self.image_id = None
         self.undo_stack.clear()
         self.runner.set_project(project)
+        self.store_watch.set_project(project)
         for view in (self.viewer, self.browser, self.case_panel, self.jobs_view):
             view.set_project(project)
         ro = f" — read-only: {project.readonly_reason}" if project is not None and project.readonly else ""
@@ -330,7 +327,6 @@ class MainWindow(QMainWindow):
         self.browser.reload()
         if self.image_id is not None:
             self.browser.select_image(self.image_id)
-
 
     def show_in_viewer(self) -> None:
         self.workspace.setCurrentWidget(self.viewer)
@@ -495,6 +491,7 @@ class MainWindow(QMainWindow):
                 stop()
         self.save_layout()
         self.lease.release()
+        self.store_watch.stop()
         if self.project is not None:
             self.project.close()
         event.accept()

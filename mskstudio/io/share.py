@@ -134,6 +134,9 @@ def _rekey(project: Project, conn: sqlite3.Connection, blobs: BlobStore, key: by
         conn.execute("INSERT INTO audit(author, action, entity, entity_id, details) "
                      "VALUES ('share', 'project.shared-copy', 'project', NULL, NULL)")
         conn.execute("DELETE FROM import_failures")
+        # The cluster edit history names its authors (and undo snapshots of their labels).
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'cluster_edits'").fetchone():
+            conn.execute("DELETE FROM cluster_edits")
         conn.execute("UPDATE jobs SET params = ?, message = NULL, error = NULL",
                      (json.dumps({"redacted": "shared copy"}),))
         # imports' and exports' results list the files they read or wrote

@@ -20,6 +20,7 @@ from mskstudio.store.db import APPLICATION_ID, Database, StoreError, connect, op
 from mskstudio.store.keys import KeyMissingError, has_key, key_path, load_key, new_key, save_key
 from mskstudio.store.media import storage_failure
 from mskstudio.store.repo_annotations import AnnotationRepo
+from mskstudio.store.repo_cluster_edits import ClusterEditRepo
 from mskstudio.store.repo_clusters import ClusterRepo
 from mskstudio.store.repo_cohort import CohortRepo
 from mskstudio.store.repo_detections import DetectionRepo
@@ -100,6 +101,10 @@ class Project:
     @cached_property
     def annotations(self) -> AnnotationRepo:
         return AnnotationRepo(self)
+
+    @cached_property
+    def cluster_edits(self) -> ClusterEditRepo:
+        return ClusterEditRepo(self)
 
     @cached_property
     def measurements(self) -> MeasurementRepo:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mskstudio.domain import ClusterRun
+from mskstudio.store.repo_cluster_edits import redo_action
 
 if TYPE_CHECKING:
     from mskstudio.store.project import Project
@@ -303,11 +304,14 @@ class ClusterRepo:
                         "VALUES (?, ?, ?, ?, ?, ?)", (new_id, run_id, idx, parent_id, class_id, discarded))
         return int(cur.lastrowid)
 
-    def _record(self, action: str, run_id: int, snapshot: dict[str, Any], created: list[int],
-                details: dict[str, Any]) -> dict[str, Any]:
+    def _record(self, c: sqlite3.Connection, action: str, run_id: int, snapshot: dict[str, Any],
+                created: list[int], details: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        """Audit the action and journal its undo record, in the action's transaction ``c``."""
         self.p.audit(f"cluster.{action}", "cluster_run", run_id, {**details, "created": created})
-        return {"action": action, "run_id": run_id, "created": created, "snapshot": snapshot,
-                "details": details}
+        rec = {"action": action, "run_id": run_id, "created": created, "snapshot": snapshot,
+               "details": details, **extra}
+        self.p.cluster_edits.write(c, rec)
+        return rec
 
     # ---- actions -------------------------------------------------------------------------
     def label_cluster(self, cluster_ids: int | Sequence[int], label_set: int | str, cls: int | str, *,
@@ -317,10 +321,10 @@ class ClusterRepo:
         run_id = self._run_of(cids)
         ls = self._label_set(label_set)
         class_id = self.reject_class(ls) if discard else self._class(ls, cls)
-        members = self._members_of(cids)
-        snap = self._snapshot(run_id, cids, members, [ls])
         per = (review_seconds or 0.0) / len(cids)
-        with self.p.db.transaction() as c:
+        with self.p.db.transaction() as c:  # read and write under one lock: another process may edit
+            members = self._members_of(cids)
+            snap = self._snapshot(run_id, cids, members, [ls])
             # The run remembers the set it was last labelled in: the board opens on it and
             # ``progress`` (GUI and CLI alike) counts in it unless told another set.
             c.execute("UPDATE cluster_runs SET label_set_id = ? WHERE id = ?", (ls, run_id))
@@ -329,7 +333,7 @@ class ClusterRepo:
                 "review_seconds = COALESCE(review_seconds, 0) + ? WHERE id = ?",
                 [(class_id, int(discard), per, cid) for cid in cids])
             self._write_cluster_labels(c, run_id, members, ls, class_id)
-            rec = self._record("discard" if discard else "label", run_id, snap, [],
+            rec = self._record(c, "discard" if discard else "label", run_id, snap, [],
                                {"clusters": cids, "label_set_id": ls, "class_id": class_id,
                                 "n": len(members), "review_seconds": review_seconds})
         return rec
@@ -361,18 +365,18 @@ class ClusterRepo:
         target, others = cids[0], cids[1:]
         run_id = self._run_of(cids)
         ls = self._label_set_or_run(run_id, label_set)
-        moved = self._members_of(others)
-        snap = self._snapshot(run_id, cids, moved, [ls] if ls else [], member_ids=self._members_of(cids))
-        target_class = self.class_in_set(target, ls) if ls else None
         with self.p.db.transaction() as c:
+            moved = self._members_of(others)
+            snap = self._snapshot(run_id, cids, moved, [ls] if ls else [], member_ids=self._members_of(cids))
+            target_class = self.class_in_set(target, ls) if ls else None
             c.executemany("UPDATE cluster_members SET cluster_id = ? WHERE cluster_id = ?",
                           [(target, o) for o in others])
             c.executemany("UPDATE clusters SET merged_into = ? WHERE id = ?", [(target, o) for o in others])
             if ls:
                 self._write_cluster_labels(c, run_id, moved, ls, target_class)
             self._refresh(c, run_id, [target])
-            rec = self._record("merge", run_id, snap, [], {"into": target, "clusters": others,
-                                                           "n": len(moved), "label_set_id": ls})
+            rec = self._record(c, "merge", run_id, snap, [], {"into": target, "clusters": others,
+                                                              "n": len(moved), "label_set_id": ls})
         return rec
 
     def split(self, cluster_id: int, parts: Sequence[int], *, n: int | None = None,
@@ -392,9 +396,9 @@ class ClusterRepo:
         if len(parts) != len(members):
             raise ValueError(f"split of cluster {cluster_id}: {len(parts)} parts for {len(members)} members")
         n = int(parts.max()) + 1 if n is None else int(n)
-        snap = self._snapshot(run_id, [cluster_id], members, [])
         created: list[int] = []
         with self.p.db.transaction() as c:
+            snap = self._snapshot(run_id, [cluster_id], members, [])
             for j in range(1, n):
                 nid = self._new_cluster(c, run_id, parent_id=cluster_id, class_id=row["class_id"],
                                         discarded=row["discarded"],
@@ -403,9 +407,9 @@ class ClusterRepo:
                 c.executemany("UPDATE cluster_members SET cluster_id = ? WHERE run_id = ? AND image_id = ?",
                               [(nid, run_id, members[i]) for i in np.flatnonzero(parts == j)])
             self._refresh(c, run_id, [cluster_id, *created])
-            rec = self._record("split", run_id, snap, created,
-                               {"cluster": cluster_id, "n": n, "sizes": np.bincount(parts).tolist()})
-        rec["parts"] = parts.tolist()
+            rec = self._record(c, "split", run_id, snap, created,
+                               {"cluster": cluster_id, "n": n, "sizes": np.bincount(parts).tolist()},
+                               parts=parts.tolist())
         return rec
 
     def move_out(self, run_id: int, image_ids: Sequence[int], *, new_id: int | None = None,
@@ -420,9 +424,9 @@ class ClusterRepo:
         if not sources:
             raise ValueError("the images are not members of this run")
         ls = self._label_set_or_run(run_id, label_set)
-        snap = self._snapshot(run_id, sources, ids, [ls] if ls else [],
-                              member_ids=self._members_of(sources))
         with self.p.db.transaction() as c:
+            snap = self._snapshot(run_id, sources, ids, [ls] if ls else [],
+                                  member_ids=self._members_of(sources))
             nid = self._new_cluster(c, run_id, parent_id=sources[0], class_id=None, discarded=0,
                                     new_id=new_id)
             c.executemany("UPDATE cluster_members SET cluster_id = ? WHERE run_id = ? AND image_id = ?",
@@ -430,7 +434,7 @@ class ClusterRepo:
             if ls:
                 self._write_cluster_labels(c, run_id, ids, ls, None)
             self._refresh(c, run_id, [nid, *sources])
-            rec = self._record("move_out", run_id, snap, [nid], {"from": sources, "n": len(ids),
+            rec = self._record(c, "move_out", run_id, snap, [nid], {"from": sources, "n": len(ids),
                                                                  "label_set_id": ls})
         return rec
 
@@ -440,10 +444,10 @@ class ClusterRepo:
         ids = [int(i) for i in image_ids]
         ls = self._label_set(label_set)
         class_id = self._class(ls, cls)
-        snap = self._snapshot(run_id, [], ids, [ls], sources=("human",))
-        with self.p.db.transaction():
+        with self.p.db.transaction() as c:
+            snap = self._snapshot(run_id, [], ids, [ls], sources=("human",))
             self.p.labels.set_labels(ids, ls, class_id, source="human")
-            rec = self._record("label_images", run_id, snap, [],
+            rec = self._record(c, "label_images", run_id, snap, [],
                                {"label_set_id": ls, "class_id": class_id, "n": len(ids)})
         return rec
 
@@ -457,6 +461,7 @@ class ClusterRepo:
         snap, run_id = record["snapshot"], record["run_id"]
         scope = snap["label_scope"]
         with self.p.db.transaction() as c:
+            self.p.cluster_edits.before_undo(c, record)  # refuses under a later edit; marks it undone
             c.execute("UPDATE cluster_runs SET label_set_id = ? WHERE id = ?",
                       (snap["run_label_set_id"], run_id))
             ids = scope["image_ids"]
@@ -485,19 +490,7 @@ class ClusterRepo:
                          {"created": record["created"], "details": record.get("details")})
 
     def redo(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Do an action again from its record (same created ids); returns the new record."""
-        d, a = record["details"], record["action"]
-        if a in ("label", "discard"):
-            return self.label_cluster(d["clusters"], d["label_set_id"], d["class_id"],
-                                      review_seconds=d.get("review_seconds"), discard=a == "discard")
-        if a == "merge":
-            return self.merge([d["into"], *d["clusters"]], d.get("label_set_id"))
-        if a == "split":
-            return self.split(d["cluster"], record["parts"], n=d["n"], new_ids=record["created"])
-        if a == "move_out":
-            return self.move_out(record["run_id"], record["snapshot"]["label_scope"]["image_ids"],
-                                 new_id=record["created"][0], label_set=d.get("label_set_id"))
-        if a == "label_images":
-            return self.label_images(record["run_id"], record["snapshot"]["label_scope"]["image_ids"],
-                                     d["label_set_id"], d["class_id"])
-        raise ValueError(f"unknown cluster action {a!r}")
+        """Do an action again from its record (same created ids); returns the new record, which
+        keeps the record's journal row (the edit is done again, not a new one)."""
+        with self.p.cluster_edits.redoing(record.get("edit_id")):
+            return redo_action(self, record)

@@ -22,7 +22,7 @@ def test_demo_loop_runs_every_step_and_leaves_a_populated_project(loop_project, 
 
     p = loop_project
     r = submit_and_run(p, "demo-loop", {"outdir": str(tmp_path / "onnx"), "explain_images": 3,
-                                        "train": {"arch": "tinycnn", "size": 48, "k": 2, "epochs": 2,
+                                        "train": {"arch": "smallcnn", "size": 48, "k": 2, "epochs": 2,
                                                   "batch_size": 16, "n_boot": 50}})
     names = [s["step"] for s in r["steps"]]
     assert names == ["cluster now", "label clusters", "train classifier", "predict + Grad-CAM",

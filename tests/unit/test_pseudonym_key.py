@@ -144,7 +144,12 @@ def _make_old(root: Path, key: bytes) -> None:
     try:
         conn.execute("DELETE FROM meta WHERE key = 'key_fingerprint'")
         conn.execute("INSERT INTO meta(key, value) VALUES ('secret', ?)", (key.hex(),))
-        conn.execute("DROP TABLE read_boxes")  # what version 7 added, so 6 and 7 run again
+        conn.execute("DROP TABLE read_boxes")  # what versions 7 and 8 added, so 6, 7 and 8 run again
+        for (trigger,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                                       "AND name LIKE 'change_%'").fetchall():
+            conn.execute(f"DROP TRIGGER {trigger}")
+        conn.execute("DROP TABLE change_topics")
+        conn.execute("DROP TABLE cluster_edits")
         conn.execute("PRAGMA user_version = 5")
     finally:
         conn.close()

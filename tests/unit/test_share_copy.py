@@ -80,10 +80,18 @@ def test_a_shared_copy_keeps_labels_masks_and_reads_its_pixels(phantom_project, 
 
     counts = lambda p: {t: p.db.scalar(f"SELECT COUNT(*) FROM {t}")  # noqa: E731
                         for t in ("images", "labels", "masks", "boxes", "clinical", "labs")}
+    import numpy as np
+
+    ids = phantom_project.images.ids()
+    run = phantom_project.clusters.create_run(image_ids=ids, assign=np.arange(len(ids)) % 2,
+                                              distance=np.zeros(len(ids)), member_xy=np.zeros((len(ids), 2)))
+    first_cluster = phantom_project.clusters.clusters(run)[0]["id"]
+    phantom_project.clusters.label_cluster([first_cluster], "finding", "normal")  # journalled, with its author
     before = counts(phantom_project)
     result = share_copy(phantom_project, tmp_path / "shared")
     assert result["images"] == before["images"]
     with Project.open(Path(result["path"])) as copy:
         assert counts(copy) == before
+        assert copy.db.scalar("SELECT COUNT(*) FROM cluster_edits") == 0, "the edit history names people"
         first = sorted(copy.images.ids())[0]
         assert load_analysis(copy, first).size > 0  # the cache is rebuilt from the re-keyed file

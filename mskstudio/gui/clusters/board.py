@@ -7,8 +7,9 @@ Constructed as ``ClusterBoard(main_window)``; uses ``window.project``,
 Keys: 1-9 label the selected clusters with the first classes of the label set,
 D discards, M merges the selected clusters, S splits the selected one; a class
 name typed in "New class" labels with a new class.  Every action is a QUndoCommand
-on the window's undo stack.  Review time (selection to action) is stored with the
-label so the progress line can report images labelled per minute.
+on the window's undo stack, which follows the store's cluster edit journal (journal_sync.py):
+edits made elsewhere (``mskstudio clusters …``) show at once and Edit › Undo undoes them too.
+Review time (selection to action) is stored with the label for the images-per-minute figure.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -36,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from mskstudio.gui.clusters.commands import ClusterActionCommand
 from mskstudio.gui.clusters.detail import ClusterDetail
+from mskstudio.gui.clusters.journal_sync import sync_undo_stack
 from mskstudio.gui.clusters.montage import ThumbCache, montage
 from mskstudio.gui.widgets.board_keys import BoardKeys
 from mskstudio.gui.widgets.workspace import follow_window
@@ -65,6 +67,10 @@ class ClusterBoard(BoardKeys, QWidget):
         self.run_id: int | None = None
         self._selected_at = time.monotonic()
         self.last_error: BaseException | None = None
+        self._journal_project = None  # the project whose journal the stack follows
+        self._journal_after = 0       # edits up to this id were made before the project opened here
+        self._syncing = False
+        self._stale = False
 
         self.run_combo = QComboBox()
         self.run_combo.currentIndexChanged.connect(self._run_chosen)
@@ -154,6 +160,9 @@ class ClusterBoard(BoardKeys, QWidget):
         self.install_key_filter()
 
         follow_window(window, self.reload, on_returned=self._job_returned)
+        changed = getattr(window, "data_changed", None)
+        if changed is not None:  # the store's change feed and finished jobs
+            changed.connect(self._store_changed)
 
     # ---- keys (BoardKeys) ---------------------------------------------------------------
     def accept_current(self) -> None:
@@ -184,6 +193,9 @@ class ClusterBoard(BoardKeys, QWidget):
 
     def reload(self) -> None:
         """Project opened or changed: refill runs and label sets, keep the run if it still exists."""
+        if self._journal_project is not self.project:
+            self._journal_project = self.project
+            self._journal_after = self.project.cluster_edits.last_id() if self.project is not None else 0
         self.thumbs.set_project(self.project)
         self.run_combo.blockSignals(True)
         self.run_combo.clear()
@@ -234,8 +246,68 @@ class ClusterBoard(BoardKeys, QWidget):
         if i >= 0:
             self.class_combo.setCurrentIndex(i)
 
+    # ---- changes made elsewhere ------------------------------------------------------------
+    def _store_changed(self, subjects) -> None:
+        """The window's ``data_changed``: follow the journal, then redraw what moved."""
+        if self.project is None:
+            return
+        if "clusters" in subjects:
+            self.sync_journal(redraw=False)  # redrawn once below
+        if subjects & {"clusters", "labels"}:
+            self._add_new_label_sets()
+        runs = [self.run_combo.itemData(i) for i in range(self.run_combo.count())]
+        if "runs" in subjects and [r["id"] for r in self.project.clusters.runs()] != runs:
+            self.reload()
+        elif subjects & {"clusters", "labels"}:  # not "runs" alone: a training job's epochs move it
+            if self.isVisible():
+                self.refresh()
+            else:
+                self._stale = True  # redrawn when shown: montages cost more than a poll
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._stale:
+            self.refresh()
+
+    def _add_new_label_sets(self) -> None:
+        """A set made elsewhere (``clusters … --label-set NEW``) is offered; the shown one stays."""
+        names = [r["name"] for r in self.project.labels.label_sets("image")]
+        shown = [self.label_set.itemText(i) for i in range(self.label_set.count())]
+        if any(n not in shown for n in names):
+            current = self.label_set.currentText()
+            self.label_set.blockSignals(True)
+            self.label_set.clear()
+            self.label_set.addItems(names)
+            self.label_set.setCurrentText(current)
+            self.label_set.blockSignals(False)
+
+    def sync_journal(self, *, redraw: bool = True) -> int:
+        """Adopt edits made elsewhere onto the undo stack (see journal_sync.py)."""
+        if self.project is None:
+            return 0
+        stack = self.window_.undo_stack
+        before = (stack.index(), stack.count())
+        self._syncing = True
+        try:
+            adopted = sync_undo_stack(stack, self.project, after=self._journal_after,
+                                      on_change=self.refresh, on_refused=self._undo_refused)
+        finally:
+            self._syncing = False
+        if redraw and (adopted or (stack.index(), stack.count()) != before):
+            self.refresh()
+        return adopted
+
+    def _undo_refused(self, exc: Exception) -> None:
+        """Undo met a later edit from elsewhere that the stack had not adopted yet: adopt it now;
+        the next Undo undoes it."""
+        self.last_error = exc
+        QTimer.singleShot(0, self.sync_journal)
+
     def refresh(self) -> None:
         """Redraw montages, map and progress from the store (after any action, undo or redo)."""
+        if self._syncing:
+            return  # once, after the journal sync
+        self._stale = False
         selected = set(self.selected_cluster_ids())
         self.clusters.clear()
         self.points.clear()
@@ -312,7 +384,9 @@ class ClusterBoard(BoardKeys, QWidget):
     def _push(self, text: str, do) -> bool:
         if self.project is None or self.run_id is None:
             return False
-        cmd = ClusterActionCommand(self.project, text, do, on_change=self.refresh)
+        self.sync_journal()  # edits made elsewhere go below this one, in the journal's order
+        cmd = ClusterActionCommand(self.project, text, do, on_change=self.refresh,
+                                   on_refused=self._undo_refused)
         self.window_.undo_stack.push(cmd)
         if cmd.error is not None:
             self.last_error = cmd.error

@@ -55,8 +55,23 @@ class StartHere(QWidget):
         window.project_changed.connect(self.refresh)
         changed = getattr(window, "data_changed", None)
         if changed is not None:
-            changed.connect(lambda _s: self.refresh())
+            changed.connect(self._data_changed)
+        self._stale = False
         self.refresh()
+
+    def _data_changed(self, _subjects) -> None:
+        # The store's feed reports other processes' edits every few hundred ms while a job
+        # runs: a hidden panel redraws when shown, not on every report.
+        if self.isVisible():
+            self.refresh()
+        else:
+            self._stale = True
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._stale:
+            self._stale = False
+            self.refresh()
 
     @property
     def project(self):

@@ -22,9 +22,11 @@ from mskstudio.store.schema.v4_prob_maps import upgrade_to_4
 from mskstudio.store.schema.v5_predicted_boxes import upgrade_to_5
 from mskstudio.store.schema.v6_key_store import upgrade_to_6
 from mskstudio.store.schema.v7_read_boxes import upgrade_to_7
+from mskstudio.store.schema.v8_change_feed import upgrade_to_8
 
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     upgrade_to_1, upgrade_to_2, upgrade_to_3, upgrade_to_4, upgrade_to_5, upgrade_to_6, upgrade_to_7,
+    upgrade_to_8,
 ]
 
 
