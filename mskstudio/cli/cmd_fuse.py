@@ -51,9 +51,12 @@ def register(sub) -> None:
 
 
 def add_train_options(p) -> None:
-    """``mskstudio train … --fusion late --clinical age,sex``: fuse right after training."""
-    p.add_argument("--fusion", choices=("late", "stacking"),
-                   help="after training, fit this fusion of the new run's scores with --clinical fields")
+    """``mskstudio train … --fusion late|stacking --clinical age,sex``: fuse right after training;
+    ``--fusion joint``: train the classifier with a metadata branch, end to end."""
+    p.add_argument("--fusion", choices=("late", "stacking", "joint"),
+                   help="joint: train end to end with a metadata MLP over the --clinical fields "
+                        "(two-input model); late/stacking: after training, fit this fusion of the new "
+                        "run's scores with the --clinical fields")
     p.add_argument("--clinical", help=FIELDS_HELP)
 
 
@@ -63,10 +66,19 @@ def check_train_options(project, args) -> None:
         from mskstudio.ml.fuse.features import parse_fields
 
         parse_fields(args.clinical, project)
+    elif getattr(args, "clinical", None):
+        from mskstudio.jobrun import UserError
+
+        raise UserError("--clinical needs --fusion (joint, late or stacking)")
+
+
+def joint_fields(args) -> str | None:
+    """The ``clinical`` parameter of job ``train``: set for ``--fusion joint`` only."""
+    return args.clinical if getattr(args, "fusion", None) == "joint" else None
 
 
 def fuse_after_train(project, args, image_run: int) -> None:
-    if not getattr(args, "fusion", None):
+    if getattr(args, "fusion", None) not in ("late", "stacking"):
         return
     result = run_sync(project, "fuse", {"image_run": image_run, "mode": args.fusion,
                                         "clinical": args.clinical, "seed": args.seed}, label="fuse")

@@ -74,6 +74,9 @@ def run_shap(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[
     if row is None or row["kind"] != KIND:
         raise ValueError(f"model run {run_id} is not a fusion run (mskstudio fuse makes one)")
     p = json.loads(row["params"])
+    if p.get("image_input", "probs") != "probs":
+        raise ValueError(f"fusion run {run_id} reads image embeddings; SHAP is available for fusion runs "
+                         "over the image model's probabilities (not yet over embeddings)")
     metrics = json.loads(row["metrics"] or "{}")
     ir = load_image_run(project, int(p["image_run"]))
     ctx.progress(0.1, "refitting the final learner")
