@@ -90,7 +90,7 @@ def run_fuse(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[
     cf, metrics = fit_and_score(project, ir, p, ctx.sub(0.0, 0.95))
     metrics["timings"]["total_s"] = round(time.monotonic() - t_start, 2)
     run_id = store_run(project, ir, p, metrics, ctx)
-    from mskstudio.ml.fuse.serve import save_fitted
+    from mskstudio.ml.fuse.stored import save_fitted
 
     save_fitted(project, run_id, cf.final)  # what predictions of new images go through
     ctx.progress(1.0, "done")

@@ -1,8 +1,8 @@
 """A finished fusion run used like an image classifier run: predictions, similar cases, noise.
 
-* ``save_fitted`` / ``load_fitted``: the final fusion learner (fitted on every CV row: what
-  scored the hold-out) is the run's checkpoint, a pickle blob; a run stored before that
-  is refitted once, deterministically, from the image run's cached scores.
+* ``load_fitted``: the final fusion learner (fitted on every CV row: what scored the
+  hold-out) is the run's checkpoint (``stored.py``, a pickle blob); a run stored before
+  that is refitted once, deterministically, from the image run's cached scores.
 * ``fusion_probs``: per-image probabilities from the image run's fold ensemble on the
   image (its probabilities, or its fold models' embeddings) plus that patient's clinical
   features, through the stored learner.  ``ml/classify/predict.py`` calls it for a fusion
@@ -14,35 +14,25 @@
 from __future__ import annotations
 
 import json
-import pickle
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mskstudio.jobs import JobContext
+from mskstudio.ml.fuse.stored import read_fitted, save_fitted
 
 if TYPE_CHECKING:
     from mskstudio.store import Project
-
-FORMAT = "mskstudio-fusion-1"
-
-
-def save_fitted(project: Project, run_id: int, fitted: Any) -> str:
-    sha = project.blobs.put_bytes(pickle.dumps({"format": FORMAT, "fitted": fitted}))
-    project.models.set_checkpoint(int(run_id), sha)
-    return sha
-
 
 def load_fitted(project: Project, run_id: int) -> Any:
     """The run's final learner (``crossfit.Fitted``)."""
     row = project.models.get(int(run_id))
     if row is None or row["kind"] != "fusion":
         raise ValueError(f"model run {run_id} is not a fusion run")
-    if row["checkpoint_sha"]:
-        obj = pickle.loads(project.blobs.read_bytes(row["checkpoint_sha"]))  # noqa: S301 - our own blob
-        if isinstance(obj, dict) and obj.get("format") == FORMAT:
-            return obj["fitted"]
+    fitted = read_fitted(project, row["checkpoint_sha"])
+    if fitted is not None:
+        return fitted
     # A run stored before its learner was: refit it (same rows, same seed -> the same model).
     from mskstudio.ml.fuse.fuse import fit_and_score, resolve_params
     from mskstudio.ml.fuse.image_run import load_image_run
