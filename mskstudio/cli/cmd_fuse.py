@@ -20,6 +20,7 @@ def register(sub) -> None:
     p.add_argument("--clinical", required=True, help=FIELDS_HELP)
     p.add_argument("--learner", choices=("logreg", "hgb", "rf"),
                    help="default: hgb (metadata), logreg (late), rf (stacking)")
+    add_image_input_options(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name")
     p.add_argument("--json", action="store_true")
@@ -34,6 +35,7 @@ def register(sub) -> None:
     p.add_argument("--scheme", choices=("loo", "subsets", "both"),
                    help="leave-one-out, all subsets of --groups, or both (default: both with --groups)")
     p.add_argument("--learner", choices=("logreg", "hgb", "rf"))
+    add_image_input_options(p)
     p.add_argument("--csv", help="also write the table to this CSV file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ablation)
@@ -48,6 +50,13 @@ def register(sub) -> None:
     p = sub.add_parser("clinical-fields", help="the clinical fields a fusion can use in this project")
     add_project_arg(p)
     p.set_defaults(func=cmd_clinical_fields)
+
+
+def add_image_input_options(p) -> None:
+    p.add_argument("--image-input", choices=("probs", "embedding"), default="probs",
+                   help="what the fusion reads of the image run: its out-of-fold probabilities (default) or "
+                        "its fold models' out-of-fold embeddings, PCA-reduced (fitted on training rows)")
+    p.add_argument("--pca", type=int, default=16, help="PCA components of the embeddings (default %(default)s)")
 
 
 def add_train_options(p) -> None:
@@ -89,6 +98,7 @@ def cmd_fuse(args) -> int:
     with open_writable(args.project) as project:
         result = run_sync(project, "fuse", {"image_run": args.image_run, "mode": args.mode,
                                             "clinical": args.clinical, "learner": args.learner,
+                                            "image_input": args.image_input, "pca": args.pca,
                                             "seed": args.seed, "name": args.name}, label="fuse")
         if args.json:
             print_json(result)
@@ -128,7 +138,8 @@ def cmd_ablation(args) -> int:
     with open_writable(args.project) as project:
         result = run_sync(project, "ablation", {
             "image_run": args.image_run, "mode": args.mode, "clinical": args.clinical, "groups": args.groups,
-            "scheme": args.scheme, "learner": args.learner, "csv": args.csv}, label="ablation")
+            "scheme": args.scheme, "learner": args.learner, "csv": args.csv,
+            "image_input": args.image_input, "pca": args.pca}, label="ablation")
     if args.json:
         print_json(result)
         return 0
