@@ -167,3 +167,12 @@ def test_joint_cli_under_ddp_two_processes(tmp_path):
         assert run.metrics["clinical"]["fields"] == ["age", "sex", "lab:ALP"]
         print(f"DDP joint hold-out accuracy {hold['accuracy']['value']:.3f} (n={hold['n']})")
         assert hold["accuracy"]["value"] >= 0.75
+
+
+def test_gradcam_of_a_joint_model_holds_the_case_clinical_data(planted):
+    from mskstudio.ml.explain.gradcam import explain
+
+    project, _image, joint, _ = planted
+    image_id = project.models.metrics(joint["model_run_id"])["holdout"]["image_ids"][0]
+    heat = explain(project, joint["model_run_id"], image_id, use_cache=False, scales=[1.0])
+    assert heat.ndim == 2 and np.isfinite(heat).all()

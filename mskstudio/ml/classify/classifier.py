@@ -141,6 +141,8 @@ def _make_classifier_class():
             self.arch = arch
             self.encoder, self.feature_dim = build_encoder(arch)
             self.clinical_dim = int(clinical_dim)
+            # One case's clinical vector held fixed while a CAM method calls forward(x) alone.
+            self.bound_clinical = None
             extra = 0
             if self.clinical_dim:
                 self.register_buffer("clin_fill", torch.zeros(self.clinical_dim))
@@ -169,6 +171,8 @@ def _make_classifier_class():
             """Image features, with the metadata branch's output appended (joint fusion)."""
             if not self.clinical_dim:
                 return features
+            if clinical is None and self.bound_clinical is not None:  # one case, any batch of its views
+                clinical = self.bound_clinical.expand(features.shape[0], -1)
             if clinical is None:
                 raise ValueError("this classifier was trained with clinical data: pass the clinical vector")
             c = torch.where(torch.isnan(clinical), self.clin_fill, clinical)
@@ -294,6 +298,17 @@ class Ensemble:
         import torch
 
         return torch.stack([m(x, clinical) for m in self.models]).mean(0)
+
+    def bind_clinical(self, project: Project, image_id: int) -> None:
+        """Joint fusion: hold this image's clinical vector in every fold model, so that callers
+        passing the image alone (Grad-CAM, the pointing game) explain the model as it predicts."""
+        if not self.clinical:
+            return
+        import torch
+
+        c = torch.from_numpy(self.clinical_vectors(project, [int(image_id)]))
+        for m in self.models:
+            m.bound_clinical = c
 
     def clinical_vectors(self, project: Project, image_ids) -> np.ndarray | None:
         """The raw clinical vectors of ``image_ids`` (joint fusion), None for an image-only run."""
