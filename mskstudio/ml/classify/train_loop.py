@@ -144,6 +144,26 @@ class Subset:
         return x, self.targets[k], mask
 
 
+# Joint fusion: the metadata MLP (a few standardised columns, ~1,000 weights) learns at this
+# multiple of the learning rate. At the CNN's rate it moves too little in a short run to
+# matter beside the image features: on the 800-image phantom bench (6 epochs, lr 1e-3) the
+# joint model without it scored no better than image-only while a logistic regression on the
+# same fields beat both.
+CLINICAL_LR_MULT = 10.0
+
+
+def param_groups(net, p) -> list[dict[str, Any]]:
+    """The trainable parameters; a joint-fusion model's metadata MLP in a group of its own."""
+    meta = getattr(net, "meta", None)
+    meta_ids = {id(q) for q in meta.parameters()} if meta is not None else set()
+    base = [q for q in net.parameters() if q.requires_grad and id(q) not in meta_ids]
+    groups = [{"params": base}]
+    if meta_ids:
+        groups.append({"params": [q for q in meta.parameters() if q.requires_grad],
+                       "lr": float(p["lr"]) * CLINICAL_LR_MULT})
+    return groups
+
+
 def make_optimizer(params, p):
     import torch
 
@@ -211,7 +231,7 @@ def train_fold(plan: FoldPlan, p: dict[str, Any], device, ctx: JobContext, save)
         torch.manual_seed(fold_seed + ddp.rank())  # different augmentations per rank
     counts = np.bincount([task_targets[i] for i in tr], minlength=len(names))
     weight = torch.tensor(class_weights(counts, p["loss_weighting"]), dtype=torch.float32, device=device)
-    opt = make_optimizer([q for q in model.parameters() if q.requires_grad], p)
+    opt = make_optimizer(param_groups(net, p), p)
     sched = make_scheduler(opt, p)
     cuda = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)
