@@ -161,3 +161,11 @@ def test_noise_queue_with_a_fusion_run(served):
     res = submit_and_run(project, "noise-queue", {"label_set": "planted", "run_id": late,
                                                   "classifier_run_id": late, "k": 5})
     assert json.dumps(res)
+
+
+def test_onnx_export_of_a_fusion_run_says_what_to_export(served, tmp_path):
+    from mskstudio.ml.deploy.onnx_export import export_run
+
+    project, image, late, _emb = served
+    with pytest.raises(ValueError, match=rf"model run {late} is a fusion run .* export that classifier run"):
+        export_run(project, late, tmp_path)

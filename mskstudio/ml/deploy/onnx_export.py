@@ -198,6 +198,11 @@ def load_run_module(project: Project, run_id: int, role: str = "embedder"
     row = project.models.get(int(run_id))
     if row is None:
         raise ValueError(f"no model run {run_id}")
+    if row["kind"] == "fusion":
+        raise ValueError(f"model run {run_id} is a fusion run (a scikit-learn learner over classifier run "
+                         f"{row['parent_run_id']}'s scores), not a network; export that classifier run, or "
+                         "train a joint-fusion classifier (train --fusion joint), whose ONNX takes the "
+                         "image and the clinical vector")
     ckpt = load_checkpoint(project, int(run_id))
     size = int(ckpt.get("input_size") or (ckpt.get("params") or {}).get("input_size") or 224)
     meta: dict[str, Any] = {"run_id": int(run_id), "kind": row["kind"], "arch": row["arch"], "classes": []}
