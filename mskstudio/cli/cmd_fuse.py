@@ -20,6 +20,7 @@ def register(sub) -> None:
     p.add_argument("--clinical", required=True, help=FIELDS_HELP)
     p.add_argument("--learner", choices=("logreg", "hgb", "rf"),
                    help="default: hgb (metadata), logreg (late), rf (stacking)")
+    add_image_input_options(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name")
     p.add_argument("--json", action="store_true")
@@ -34,6 +35,7 @@ def register(sub) -> None:
     p.add_argument("--scheme", choices=("loo", "subsets", "both"),
                    help="leave-one-out, all subsets of --groups, or both (default: both with --groups)")
     p.add_argument("--learner", choices=("logreg", "hgb", "rf"))
+    add_image_input_options(p)
     p.add_argument("--csv", help="also write the table to this CSV file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ablation)
@@ -50,10 +52,20 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_clinical_fields)
 
 
+def add_image_input_options(p) -> None:
+    p.add_argument("--image-input", choices=("probs", "embedding"), default="probs",
+                   help="what the fusion reads of the image run: its out-of-fold probabilities (default) or "
+                        "its fold models' out-of-fold embeddings, PCA-reduced (fitted on training rows)")
+    p.add_argument("--pca", type=int, default=16, help="PCA components of the embeddings (default %(default)s)")
+
+
 def add_train_options(p) -> None:
-    """``mskstudio train … --fusion late --clinical age,sex``: fuse right after training."""
-    p.add_argument("--fusion", choices=("late", "stacking"),
-                   help="after training, fit this fusion of the new run's scores with --clinical fields")
+    """``mskstudio train … --fusion late|stacking --clinical age,sex``: fuse right after training;
+    ``--fusion joint``: train the classifier with a metadata branch, end to end."""
+    p.add_argument("--fusion", choices=("late", "stacking", "joint"),
+                   help="joint: train end to end with a metadata MLP over the --clinical fields "
+                        "(two-input model); late/stacking: after training, fit this fusion of the new "
+                        "run's scores with the --clinical fields")
     p.add_argument("--clinical", help=FIELDS_HELP)
 
 
@@ -63,10 +75,19 @@ def check_train_options(project, args) -> None:
         from mskstudio.ml.fuse.features import parse_fields
 
         parse_fields(args.clinical, project)
+    elif getattr(args, "clinical", None):
+        from mskstudio.jobrun import UserError
+
+        raise UserError("--clinical needs --fusion (joint, late or stacking)")
+
+
+def joint_fields(args) -> str | None:
+    """The ``clinical`` parameter of job ``train``: set for ``--fusion joint`` only."""
+    return args.clinical if getattr(args, "fusion", None) == "joint" else None
 
 
 def fuse_after_train(project, args, image_run: int) -> None:
-    if not getattr(args, "fusion", None):
+    if getattr(args, "fusion", None) not in ("late", "stacking"):
         return
     result = run_sync(project, "fuse", {"model_run_id": image_run, "mode": args.fusion,
                                         "clinical": args.clinical, "seed": args.seed}, label="fuse")
@@ -77,6 +98,7 @@ def cmd_fuse(args) -> int:
     with open_writable(args.project) as project:
         result = run_sync(project, "fuse", {"model_run_id": args.image_run, "mode": args.mode,
                                             "clinical": args.clinical, "learner": args.learner,
+                                            "image_input": args.image_input, "pca": args.pca,
                                             "seed": args.seed, "name": args.name}, label="fuse")
         if args.json:
             print_json(result)
@@ -116,7 +138,8 @@ def cmd_ablation(args) -> int:
     with open_writable(args.project) as project:
         result = run_sync(project, "ablation", {
             "model_run_id": args.image_run, "mode": args.mode, "clinical": args.clinical, "groups": args.groups,
-            "scheme": args.scheme, "learner": args.learner, "csv": args.csv}, label="ablation")
+            "scheme": args.scheme, "learner": args.learner, "csv": args.csv,
+            "image_input": args.image_input, "pca": args.pca}, label="ablation")
     if args.json:
         print_json(result)
         return 0

@@ -7,7 +7,7 @@ import math
 
 from mskstudio.cli.cmd_fuse import add_train_options as add_fusion_options
 from mskstudio.cli.cmd_fuse import check_train_options as check_fusion_options
-from mskstudio.cli.cmd_fuse import fuse_after_train
+from mskstudio.cli.cmd_fuse import fuse_after_train, joint_fields
 from mskstudio.cli.common import add_project_arg, open_project, open_writable, print_json
 from mskstudio.jobrun import UserError, run_sync
 from mskstudio.ml.classify.params import (
@@ -117,6 +117,7 @@ def cmd_train(args) -> int:
         "loss_weighting", "patience", "reject", "cascade", "mask_guidance", "seed", "device", "name",
         "external_centres", "exclude_burned_in")}
     params["augment"] = not args.no_augment
+    params["clinical"] = joint_fields(args)
     if args.resume:
         params = {"resume": args.resume, "device": args.device}
     with open_writable(args.project) as project:
@@ -294,6 +295,9 @@ def _print_report(title: str, rep: dict) -> None:
 
 def _print_metrics(metrics: dict, run_id: int) -> None:
     print(f"model run {run_id}: label set {metrics.get('label_set')!r}, classes {metrics.get('classes')}")
+    if metrics.get("clinical"):
+        print(f"joint fusion: image + metadata MLP over {', '.join(metrics['clinical']['fields'])} "
+              f"({len(metrics['clinical']['columns'])} columns)")
     for task in ("main", "stage1", "stage2"):
         if task not in metrics:
             continue

@@ -25,11 +25,16 @@ def _workspace(window, title: str):
     return None
 
 
-def choose_run(window, title: str) -> int | None:
-    """Ask for a finished classifier run (None when there is none or the user cancels)."""
+def choose_run(window, title: str, *, fusion: bool = False) -> int | None:
+    """Ask for a finished classifier run, or with ``fusion`` also a fusion run (image + clinical
+    data); None when there is none or the user cancels."""
     if not window._need_project():
         return None
     runs = rq.classifier_runs(window.project)
+    if fusion:
+        from mskstudio.gui.fuse.clinical_section import fusion_runs
+
+        runs += fusion_runs(window.project)
     if not runs:
         window.show_error("No classifier run", "Train a classifier first (Model › Train classifier…).")
         return None
@@ -56,7 +61,7 @@ def open_fuse_dialog(window):
 
 
 def predict(window, run_id: int | None = None) -> int | None:
-    run_id = run_id if run_id is not None else choose_run(window, "Predict")
+    run_id = run_id if run_id is not None else choose_run(window, "Predict", fusion=True)
     if run_id is None:
         return None
     return window.runner.submit("predict", {"model_run_id": run_id})

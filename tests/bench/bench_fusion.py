@@ -1,9 +1,12 @@
-"""Clinical data in the models (issue 24): image-only vs metadata-only vs late fusion vs stacking.
+"""Clinical data in the models (issue 24): image-only vs metadata-only vs late fusion vs stacking
+vs joint (end-to-end) fusion, and late fusion on out-of-fold embeddings.
 
 Builds (or reuses) a phantom demo project, trains an image classifier of the diagnosis
 label set (six phantom diagnoses plus healthy) with a patient-level hold-out, then fits
 the metadata-only baselines, late fusion and stacking on exactly that run's folds and
-hold-out, and prints for each: accuracy, macro AUC, per-class sensitivity (n, 95% CIs),
+hold-out, late fusion over the run's out-of-fold embeddings (PCA), and trains the same
+classifier with a metadata branch end to end (joint fusion; same seed, so the same split),
+and prints for each: accuracy, macro AUC, per-class sensitivity (n, 95% CIs),
 and the paired hold-out differences (fusion − image-only, fusion − metadata-only) with
 their bootstrap 95% CIs and McNemar p.  Also the fusion training time on cached
 features (target ≤ 10 s) and the CPU minutes of every step.
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mskstudio.io.demo import build_demo
+from mskstudio.cli.cmd_data import build_demo
 from mskstudio.jobrun import submit_and_run
 from mskstudio.ml.fuse import compare
 
@@ -74,6 +77,7 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--clinical", default=FIELDS)
     ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--no-joint", action="store_true", help="skip the joint (end-to-end) fusion run")
     args = ap.parse_args()
 
     cpu0, t0 = cpu_minutes(), time.perf_counter()
@@ -83,22 +87,30 @@ def main() -> None:
           f"(demo {time.perf_counter() - t0:.0f} s, {cpu_minutes() - cpu0:.1f} CPU-min)")
 
     cpu1, t1 = cpu_minutes(), time.perf_counter()
-    image_run = args.image_run or submit_and_run(project, "train", {
-        "label_set": "diagnosis", "arch": args.arch, "input": "roi", "size": args.size, "k": args.folds,
-        "epochs": args.epochs, "batch_size": 32, "reject": "none", "seed": 0, "n_boot": args.n_boot,
-    })["model_run_id"]
+    train = {"label_set": "diagnosis", "arch": args.arch, "input": "roi", "size": args.size, "k": args.folds,
+             "epochs": args.epochs, "batch_size": 32, "reject": "none", "seed": 0, "n_boot": args.n_boot}
+    image_run = args.image_run or submit_and_run(project, "train", train)["model_run_id"]
     print(f"image run #{image_run} ({args.arch} ROI {args.size} px, {args.folds} folds, {args.epochs} epochs): "
           f"{time.perf_counter() - t1:.0f} s, {cpu_minutes() - cpu1:.1f} CPU-min")
 
     runs = {"image-only": image_run}
+    if not args.no_joint:
+        cpu1, t1 = cpu_minutes(), time.perf_counter()
+        runs["joint (end to end)"] = submit_and_run(project, "train", {**train, "clinical": args.clinical}
+                                                    )["model_run_id"]
+        print(f"joint run #{runs['joint (end to end)']}: {time.perf_counter() - t1:.0f} s, "
+              f"{cpu_minutes() - cpu1:.1f} CPU-min")
     fit_s = {}
-    for title, mode, learner in (("metadata-only (logreg)", "metadata", "logreg"),
-                                 ("metadata-only (HGB)", "metadata", "hgb"),
-                                 ("late fusion (logreg)", "late", "logreg"),
-                                 ("stacking (random forest)", "stacking", "rf")):
+    for title, mode, learner, image_input in (
+            ("metadata-only (logreg)", "metadata", "logreg", "probs"),
+            ("metadata-only (HGB)", "metadata", "hgb", "probs"),
+            ("late fusion (logreg)", "late", "logreg", "probs"),
+            ("stacking (random forest)", "stacking", "rf", "probs"),
+            ("late fusion on embeddings", "late", "logreg", "embedding")):
         cpu2, t2 = cpu_minutes(), time.perf_counter()
         res = submit_and_run(project, "fuse", {"image_run": image_run, "mode": mode, "learner": learner,
-                                               "clinical": args.clinical, "n_boot": args.n_boot})
+                                               "clinical": args.clinical, "n_boot": args.n_boot,
+                                               "image_input": image_input})
         runs[title] = res["model_run_id"]
         fit_s[title] = res["fit_s"]
         print(f"{title}: run #{res['model_run_id']}, fit on cached features {res['fit_s']:.2f} s "
@@ -115,7 +127,9 @@ def main() -> None:
     assert all(h["image_ids"] == hold["image-only"]["image_ids"] for h in hold.values())
     print("\npaired differences on the same hold-out cases (95% bootstrap CI)")
     verdict = {}
-    for fusion in ("late fusion (logreg)", "stacking (random forest)"):
+    fusions = [t for t in ("late fusion (logreg)", "stacking (random forest)", "late fusion on embeddings",
+                           "joint (end to end)") if t in probs]
+    for fusion in fusions:
         above = []
         for base in ("image-only", "metadata-only (logreg)", "metadata-only (HGB)"):
             d = compare.paired(y, probs[base], probs[fusion], n_boot=args.n_boot)

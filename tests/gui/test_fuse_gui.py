@@ -112,3 +112,58 @@ def test_shap_panel_shows_the_case_values_and_ranges(window):
     panel.show_case(p, image_run, ir.cv_ids[0])
     assert "not in fusion run" in panel.text.text()
     panel.deleteLater()
+
+
+def test_train_dialog_joint_fusion_is_part_of_the_train_job(window, monkeypatch):
+    from mskstudio.gui.model_menu import add_model_menu
+
+    add_model_menu(window)
+    window.actions_by_name["train"].trigger()
+    d = window.dialogs[-1]
+    d.label_set.setCurrentIndex(d.label_set.findData("diagnosis"))
+    d.folds.setValue(2)
+    assert d.params()["clinical"] is None
+    d.clinical.mode.setCurrentIndex(d.clinical.mode.findData("joint"))
+    for name, box in d.clinical.checks.items():
+        box.setChecked(name in ("age", "lab:ALP"))
+    assert d.params()["clinical"] == ["age", "lab:ALP"]
+    d.cascade.setCurrentIndex(max(1, d.cascade.count() - 1))
+    if d.cascade.currentData():
+        assert any("cascade" in p for p in d.validate())
+    d.cascade.setCurrentIndex(d.cascade.findData(None))
+    assert d.validate() == []
+    submitted = _record_submits(window, monkeypatch)
+    job = d.submit()
+    assert submitted == [("train", d.params())] and submitted[0][1]["clinical"] == ["age", "lab:ALP"]
+    window.runner.job_returned.emit(job, {"model_run_id": 5})
+    assert [k for k, _ in submitted] == ["train"]  # no fuse job chained: joint trains end to end
+
+
+def test_predict_and_noise_pickers_offer_fusion_runs(window, monkeypatch):
+    from mskstudio.gui import model_menu
+    from mskstudio.gui.noise.rows import classifier_runs
+    from mskstudio.ml.classify.predict import store_predictions
+
+    image_run = fake_image_run(window.project)
+    fusion = window.project.models.create("fusion", "late:logreg", name="late fusion", params={},
+                                          parent_run_id=image_run, label_set_id=window.project.labels.find_label_set(
+                                              "diagnosis"))
+    window.project.models.set_status(fusion, "done")
+    seen = {}
+
+    def get_item(_parent, _title, _label, labels, *_a):
+        seen["labels"] = labels
+        return next(t for t in labels if t.startswith(f"#{fusion} ")), True
+
+    monkeypatch.setattr(model_menu.QInputDialog, "getItem", get_item)
+    submitted = _record_submits(window, monkeypatch)
+    model_menu.predict(window)
+    assert submitted == [("predict", {"model_run_id": fusion})]
+    assert any(t.startswith(f"#{image_run} ") for t in seen["labels"])
+    import numpy as np
+
+    ids = window.project.images.ids()[:2]
+    cls = [r["id"] for r in window.project.labels.classes(window.project.labels.find_label_set("diagnosis"))][:2]
+    store_predictions(window.project, fusion, ids, {"class_ids": cls, "probs": np.asarray([[0.9, 0.1], [0.2, 0.8]]),
+                                                    "pred": [0, 1], "rejected": [False, False]})
+    assert fusion in [r for r, _ in classifier_runs(window.project, "diagnosis")]

@@ -92,7 +92,7 @@ class Gallery(QWidget):
         self.rep.clear()
         if self.project is not None:
             for row in self.project.models.list():
-                if row["kind"] in ("deepcluster", "classifier", "embedder") and row["checkpoint_sha"]:
+                if row["kind"] in ("deepcluster", "classifier", "embedder", "fusion") and row["checkpoint_sha"]:
                     self.rep.addItem(f"{row['name']} (run {row['id']})", int(row["id"]))
         self.rep.addItem("raw pixels (baseline)", "pixels")
         if keep is not None and self.rep.findData(keep) >= 0:

@@ -260,8 +260,13 @@ class TrainDialog(QDialog):
             "schedule": self.schedule.currentData(), "loss_weighting": self.loss_weighting.currentData(),
             "mask_guidance": round(self.mask_guidance.value(), 3),
             "reject": self.reject.currentData(), "cascade": self.cascade.currentData(),
-            "name": self.name.text().strip() or None,
+            "clinical": self._joint_fields(), "name": self.name.text().strip() or None,
         }
+
+    def _joint_fields(self) -> list[str] | None:
+        from mskstudio.gui.fuse.clinical_section import joint_fields
+
+        return joint_fields(self.clinical) if hasattr(self, "clinical") else None
 
     def validate(self) -> list[str]:
         project = self.window_.project
@@ -280,7 +285,7 @@ class TrainDialog(QDialog):
         self.problems.setText("")
         self.last_job_id = self.window_.runner.submit("train", self.params())
         mode, fields = self.clinical.value()
-        if mode is not None:
+        if mode in ("late", "stacking"):  # joint fusion is part of the train job itself
             from mskstudio.gui.fuse.clinical_section import fuse_after_train
 
             fuse_after_train(self.window_, self.last_job_id, mode, fields)

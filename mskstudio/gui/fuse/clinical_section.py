@@ -15,8 +15,13 @@ from typing import Any
 
 from PySide6.QtWidgets import QCheckBox, QComboBox, QGridLayout, QGroupBox, QLabel, QVBoxLayout
 
-TRAIN_MODES = (("None (image only)", None), ("Late fusion (logistic regression on scores + fields)", "late"),
+TRAIN_MODES = (("None (image only)", None),
+               ("Joint (metadata MLP trained end to end with the image network)", "joint"),
+               ("Late fusion (logistic regression on scores + fields)", "late"),
                ("Stacking (random forest on out-of-fold scores + fields)", "stacking"))
+JOINT_TIP = ("Joint: the classifier itself reads these fields through a small MLP concatenated with the "
+             "image features before its head, trained end to end (imputation and scaling fitted per fold "
+             "on its training rows); the exported ONNX model takes the image and the clinical vector")
 FUSE_MODES = (("Late fusion (logistic regression)", "late"), ("Stacking (random forest)", "stacking"),
               ("Metadata only (no image)", "metadata"))
 DEFAULT_CHECKED = ("age", "sex", "lab:ALP", "lab:LDH", "lab:CRP", "lab:WBC")
@@ -37,8 +42,9 @@ class ClinicalSection(QGroupBox):
         self.mode = QComboBox()
         for text, key in modes:
             self.mode.addItem(text, key)
-        self.mode.setToolTip("After the image model: fuse its out-of-fold and hold-out scores with these "
-                             "fields on the same patient-level folds (seconds, a 'fusion' run)")
+        self.mode.setToolTip("Late fusion / stacking, after the image model: fuse its out-of-fold and "
+                             "hold-out scores with these fields on the same patient-level folds (seconds, "
+                             "a 'fusion' run).\n" + (JOINT_TIP if modes is TRAIN_MODES else ""))
         self.checks: dict[str, QCheckBox] = {}
         grid = QGridLayout()
         for k, name in enumerate(project_fields(project)):
@@ -82,6 +88,12 @@ class ClinicalSection(QGroupBox):
         except ValueError as exc:
             return [f"Clinical data: {exc}"]
         return []
+
+
+def joint_fields(section: ClinicalSection) -> list[str] | None:
+    """The train job's ``clinical`` parameter: the ticked fields in joint mode, else None."""
+    mode, fields = section.value()
+    return list(fields) if mode == "joint" else None
 
 
 def fuse_after_train(window, train_job_id: int, mode: str, fields: list[str]) -> None:

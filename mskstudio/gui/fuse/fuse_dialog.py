@@ -28,6 +28,13 @@ class FuseDialog(QDialog):
         for r in rq.classifier_runs(project):
             self.run.addItem(rq.run_label(r), r["id"])
         form.addRow("Image classifier run", self.run)
+        self.image_input = QComboBox()
+        self.image_input.addItem("its probabilities (out-of-fold, hold-out)", "probs")
+        self.image_input.addItem("its embeddings (out-of-fold fold models, PCA fitted on training rows)",
+                                 "embedding")
+        self.image_input.setToolTip("Embeddings: each image by a fold model that never trained on it, "
+                                    "reduced by a PCA fitted inside every fit on its training rows only")
+        form.addRow("Image input", self.image_input)
         self.section = ClinicalSection(project, FUSE_MODES)
         self.shap = QCheckBox("Then explain the clinical part with SHAP")
         self.shap.setChecked(True)
@@ -49,7 +56,10 @@ class FuseDialog(QDialog):
 
     def params(self) -> dict[str, Any]:
         mode, fields = self.section.value()
-        return {"model_run_id": self.run.currentData(), "mode": mode, "clinical": fields}
+        p = {"model_run_id": self.run.currentData(), "mode": mode, "clinical": fields}
+        if self.image_input.currentData() == "embedding" and mode != "metadata":
+            p["image_input"] = "embedding"
+        return p
 
     def validate(self) -> list[str]:
         if self.run.currentData() is None:
@@ -70,8 +80,9 @@ class FuseDialog(QDialog):
         if not self._ok():
             return None
         runner = self.window_.runner
-        self.last_job_id = runner.submit("fuse", self.params())
-        if self.shap.isChecked():
+        self.last_params = self.params()
+        self.last_job_id = runner.submit("fuse", self.last_params)
+        if self.shap.isChecked() and "image_input" not in self.last_params:  # SHAP: over probabilities only
             fuse_job = self.last_job_id
 
             def on_returned(job_id: int, result: Any) -> None:

@@ -116,10 +116,10 @@ def cluster_runs(project, label_set: str) -> list[tuple[int | None, str]]:
 
 
 def classifier_runs(project, label_set: str) -> list[tuple[int | None, str]]:
-    """(run id or None, text) of classifier runs of the set with stored predictions."""
+    """(run id or None, text) of classifier and fusion runs of the set with stored predictions."""
     set_id = project.labels.find_label_set(label_set)
     out: list[tuple[int | None, str]] = [(None, "no classifier")]
-    for r in project.models.list("classifier"):
+    for r in [*project.models.list("classifier"), *project.models.list("fusion")]:
         if r["label_set_id"] != set_id:
             continue
         n = project.models.prediction_count(int(r["id"]))

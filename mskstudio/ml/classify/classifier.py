@@ -135,20 +135,70 @@ def default_cam_layer(arch: str) -> str:
     raise ValueError(f"no default Grad-CAM layer for {arch!r}; pass one")
 
 
+CLINICAL_HIDDEN = 32  # width of the metadata MLP of a joint-fusion classifier
+
+
 def _make_classifier_class():
+    import torch
     import torch.nn as nn
 
     from mskstudio.ml.models import normalise
 
     class Classifier(nn.Module):
-        def __init__(self, arch: str, n_classes: int):
+        """Encoder + linear head; with ``clinical_dim`` (joint fusion) a metadata MLP whose output
+        is concatenated with the image features before the head.
+
+        The clinical input is the run's raw encoded vector (``ml/fuse/features.py``: numbers
+        on the model scale with NaN where missing, one-hot and missing-indicator columns);
+        the fold's imputation values, means and scales are buffers fitted on the fold's
+        training rows (``fit_clinical``), so they travel in the state dict, the checkpoint
+        and the ONNX graph, and inference reproduces the training normalisation."""
+
+        def __init__(self, arch: str, n_classes: int, clinical_dim: int = 0):
             super().__init__()
             self.arch = arch
             self.encoder, self.feature_dim = build_encoder(arch)
-            self.head = nn.Linear(self.feature_dim, n_classes)
+            self.clinical_dim = int(clinical_dim)
+            # One case's clinical vector held fixed while a CAM method calls forward(x) alone.
+            self.bound_clinical = None
+            extra = 0
+            if self.clinical_dim:
+                self.register_buffer("clin_fill", torch.zeros(self.clinical_dim))
+                self.register_buffer("clin_mean", torch.zeros(self.clinical_dim))
+                self.register_buffer("clin_scale", torch.ones(self.clinical_dim))
+                self.meta = nn.Sequential(nn.Linear(self.clinical_dim, CLINICAL_HIDDEN), nn.ReLU(),
+                                          nn.Linear(CLINICAL_HIDDEN, CLINICAL_HIDDEN), nn.ReLU())
+                extra = CLINICAL_HIDDEN
+            self.head = nn.Linear(self.feature_dim + extra, n_classes)
 
-        def forward(self, x):
-            return self.head(self.encoder(normalise(x)))
+        def fit_clinical(self, raw: np.ndarray) -> None:
+            """Imputation (median), mean and scale (1/sd) from the training rows' raw vectors.
+            A column constant in training (a category the fold never saw) gets scale 0: it
+            cannot move a prediction it never learned from."""
+            raw = np.asarray(raw, np.float64).reshape(-1, self.clinical_dim)
+            fill = np.nan_to_num(np.nanmedian(np.where(np.isnan(raw).all(0), 0.0, raw), axis=0)) \
+                if len(raw) else np.zeros(self.clinical_dim)
+            x = np.where(np.isnan(raw), fill, raw)
+            mean = x.mean(0) if len(x) else np.zeros(self.clinical_dim)
+            sd = x.std(0) if len(x) else np.zeros(self.clinical_dim)
+            scale = np.where(sd > 1e-8, 1.0 / np.maximum(sd, 1e-8), 0.0)
+            for name, v in (("clin_fill", fill), ("clin_mean", mean), ("clin_scale", scale)):
+                getattr(self, name).copy_(torch.as_tensor(v, dtype=torch.float32))
+
+        def fuse(self, features, clinical=None):
+            """Image features, with the metadata branch's output appended (joint fusion)."""
+            if not self.clinical_dim:
+                return features
+            if clinical is None and self.bound_clinical is not None:  # one case, any batch of its views
+                clinical = self.bound_clinical.expand(features.shape[0], -1)
+            if clinical is None:
+                raise ValueError("this classifier was trained with clinical data: pass the clinical vector")
+            c = torch.where(torch.isnan(clinical), self.clin_fill, clinical)
+            c = (c - self.clin_mean) * self.clin_scale
+            return torch.cat([features, self.meta(c)], dim=1)
+
+        def forward(self, x, clinical=None):
+            return self.head(self.fuse(self.encoder(normalise(x)), clinical))
 
     return Classifier
 
@@ -158,8 +208,16 @@ def _classifier_cls():
     return _make_classifier_class()
 
 
-def make_classifier(arch: str, n_classes: int) -> torch.nn.Module:
-    return _classifier_cls()(arch, n_classes)
+def make_classifier(arch: str, n_classes: int, clinical_dim: int = 0) -> torch.nn.Module:
+    return _classifier_cls()(arch, n_classes, clinical_dim)
+
+
+def model_inputs(batch_x, device) -> tuple:
+    """A batch's network inputs: ``(image,)``, or ``(image, clinical)`` for a joint-fusion run
+    (whose items are ``((image, clinical), target)``)."""
+    if isinstance(batch_x, (list, tuple)):
+        return tuple(t.to(device, non_blocking=True) for t in batch_x)
+    return (batch_x.to(device, non_blocking=True),)
 
 
 # ---- input geometry -------------------------------------------------------------------------
@@ -251,23 +309,44 @@ class Ensemble:
     models: list[Any]
     reject_index: int | None = None
     threshold: float | None = None  # max-softmax below this -> rejected
+    clinical: dict[str, Any] | None = None  # joint fusion: fields and the encoder of the raw vector
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor, clinical: torch.Tensor | None = None) -> torch.Tensor:
         """Mean of the fold models' logits."""
         import torch
 
-        return torch.stack([m(x) for m in self.models]).mean(0)
+        return torch.stack([m(x, clinical) for m in self.models]).mean(0)
+
+    def bind_clinical(self, project: Project, image_id: int) -> None:
+        """Joint fusion: hold this image's clinical vector in every fold model, so that callers
+        passing the image alone (Grad-CAM, the pointing game) explain the model as it predicts."""
+        if not self.clinical:
+            return
+        import torch
+
+        c = torch.from_numpy(self.clinical_vectors(project, [int(image_id)]))
+        for m in self.models:
+            m.bound_clinical = c
+
+    def clinical_vectors(self, project: Project, image_ids) -> np.ndarray | None:
+        """The raw clinical vectors of ``image_ids`` (joint fusion), None for an image-only run."""
+        if not self.clinical:
+            return None
+        from mskstudio.ml.fuse.joint import clinical_vectors
+
+        return clinical_vectors(project, image_ids, self.clinical)
 
 
 def ensemble_from_dict(d: dict[str, Any]) -> Ensemble:
     models = []
+    clinical = d.get("clinical")
     for state in d["folds"]:
-        m = make_classifier(d["arch"], len(d["class_ids"]))
+        m = make_classifier(d["arch"], len(d["class_ids"]), len(clinical["columns"]) if clinical else 0)
         m.load_state_dict(state)
         models.append(m.eval())
     return Ensemble(d["arch"], int(d["size"]), d.get("input", "image"), float(d.get("margin", ROI_MARGIN)),
                     list(d["class_ids"]), list(d["class_names"]), models, d.get("reject_index"),
-                    d.get("threshold"))
+                    d.get("threshold"), clinical)
 
 
 def load_run_checkpoint(project: Project, run_id: int) -> dict[str, Any]:

@@ -74,6 +74,7 @@ class TrainParams(JobParams):
     # into nearly every radiograph (and every phantom), so "on" would empty most archives;
     # turn it on where names, dates or measurements are burned in.
     exclude_burned_in: bool = False
+    clinical: Any = None           # joint fusion: clinical fields ("age,sex,lab:ALP" or a list) -> metadata MLP
     name: str | None = None
     resume: int | None = None      # model run id of a classifier run to continue
 
@@ -134,6 +135,8 @@ class TrainParams(JobParams):
             problems.append(f"Cascade: “{self.cascade}” is not a labelled class of the label set.")
         elif self.cascade and class_rows and len(class_rows) < 3:
             problems.append("A cascade needs the healthy class and at least two other classes.")
+        if self.clinical:
+            problems += _joint_problems(project, self)
         if self.reject == "class" and class_rows and not any(r["is_reject"] for r in class_rows):
             problems.append("Reject = class needs a labelled reject class in the label set; "
                             "choose auto or threshold.")
@@ -144,6 +147,21 @@ class TrainParams(JobParams):
         if problem is None and project.models.get(int(self.resume))["status"] == "done":
             problem = f"Model run {self.resume} is already finished."
         return collect(problem)
+
+
+def _joint_problems(project: Project, p: TrainParams) -> list[str]:
+    from mskstudio.ml.fuse.features import parse_fields
+
+    problems = []
+    try:
+        parse_fields(p.clinical, project)
+    except ValueError as exc:
+        problems.append(f"{str(exc)[0].upper()}{str(exc)[1:]}.")
+    if p.cascade:
+        problems.append("Joint fusion with a two-stage cascade is not available yet.")
+    if float(p.mask_guidance or 0) > 0:
+        problems.append("Joint fusion with mask guidance is not available yet.")
+    return problems
 
 
 def _choice(value: Any, allowed: tuple[str, ...], what: str) -> str | None:
@@ -187,7 +205,8 @@ class PredictParams(JobParams):
     device: str | None = None
 
     def problems(self, project: Project) -> list[str]:
-        return collect(model_run_problem(project, self.model_run_id, ("classifier",), what="classifier run"))
+        return collect(model_run_problem(project, self.model_run_id, ("classifier", "fusion"),
+                                         what="classifier or fusion run"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,14 +35,16 @@ def _ensemble_probs(project: Project, ens, image_ids: Sequence[int], ctx: JobCon
     ds = AnalysisDataset(project, image_ids, ens.size, augment=None, preload=False,
                          loader=input_loader(project, ens.input_mode, ens.margin))
     models = [m.to(device).eval() for m in ens.models]
+    clinical = ens.clinical_vectors(project, image_ids)  # joint fusion: the patient's clinical vector
     out, conf, done = [], [], 0
     cuda = device.type == "cuda"
     with torch.inference_mode():
         for x, _ in make_loader(ds, batch_size=batch_size, device=device):
             ctx.check_cancelled()
             x = x.to(device)
+            c = None if clinical is None else torch.from_numpy(clinical[done:done + len(x)]).to(device)
             with torch.autocast(device.type, enabled=cuda):
-                each = torch.stack([m(x).float() for m in models])
+                each = torch.stack([m(x, c).float() for m in models])
             out.append(each.mean(0).cpu().numpy())
             # The reject score: mean of the fold models' own max-softmax, which is what the
             # threshold was chosen on (the ensemble's averaged softmax is flatter).
@@ -57,13 +59,26 @@ def _ensemble_probs(project: Project, ens, image_ids: Sequence[int], ctx: JobCon
 
 def predict_probs(project: Project, model_run_id: int, image_ids: Sequence[int],
                   ctx: JobContext | None = None, *, batch_size: int = 32,
-                  device: str | None = None) -> dict[str, Any]:
-    """{"class_ids", "class_names", "probs" [N, C], "rejected" [N] bool} for ``image_ids``."""
+                  device: str | None = None, operating_point: bool = True) -> dict[str, Any]:
+    """{"class_ids", "class_names", "probs" [N, C], "rejected" [N] bool} for ``image_ids``.
+
+    A classifier run (image-only, or joint fusion: image + the patient's clinical vector),
+    or a fusion run (late fusion or stacking: its image run's prediction + the patient's
+    clinical features through the fusion learner, ``ml/fuse/serve.py``)."""
     from mskstudio.ml.classify.classifier import load_ensemble
     from mskstudio.ml.evaluate.metrics import cascade_predict, cascade_probs
     from mskstudio.ml.models import pick_device
 
     ctx = ctx or JobContext.null()
+    row = project.models.get(int(model_run_id))
+    if row is not None and row["kind"] == "fusion":
+        from mskstudio.ml.fuse.serve import fusion_probs
+
+        def image_predict(image_run: int, ids: list[int], sub: JobContext) -> dict[str, Any]:
+            return predict_probs(project, image_run, ids, sub, batch_size=batch_size, device=device,
+                                 operating_point=False)  # the learner was trained on raw scores
+
+        return fusion_probs(project, int(model_run_id), image_ids, image_predict, ctx)
     dev = pick_device(device)
     loaded = load_ensemble(project, model_run_id)
     ids = [int(i) for i in image_ids]
@@ -86,7 +101,7 @@ def predict_probs(project: Project, model_run_id: int, image_ids: Sequence[int],
         rejected = np.zeros(len(ids), bool)
     reject_class = ens.class_ids[ens.reject_index] if ens.reject_index is not None else None
     # An operating point chosen on validation (mskstudio operating-point) replaces argmax.
-    op = project.models.metrics(model_run_id).get("operating_point")
+    op = project.models.metrics(model_run_id).get("operating_point") if operating_point else None
     if op:
         from mskstudio.ml.evaluate.calibration import apply_operating_point
 

@@ -135,6 +135,7 @@ def run_train(project: Project, params: dict[str, Any], ctx: JobContext) -> dict
                            test_centre=p["test_centre"], external_centres=p["external_centres"],
                            seed=p["seed"])
     check_split(split, patient_of)  # also on resume: the labels may have moved since
+    clinical = _joint_clinical(project, p, ids, split)
 
     parent = None
     if isinstance(p["init"], str) and p["init"].startswith("run:"):
@@ -147,15 +148,17 @@ def run_train(project: Project, params: dict[str, Any], ctx: JobContext) -> dict
         run_id = project.models.create(KIND, p["arch"], name=p["name"] or f"{ls_name} {p['arch']}",
                                        params=p, parent_run_id=parent, label_set_id=ls_id,
                                        job_id=ctx.job_id)
-        project.models.set_fields(run_id, split=json.dumps(split),
-                                  data_hash=data_hash(labels, {"size": p["size"], "input": p["input"]}))
+        extra = {"size": p["size"], "input": p["input"]}
+        if clinical is not None:
+            extra["clinical"] = clinical[0]
+        project.models.set_fields(run_id, split=json.dumps(split), data_hash=data_hash(labels, extra))
     ctx.log(f"model run {run_id}: {len(ids)} images, {len(class_ids)} classes, "
             f"{len(split['test'])} held out, {len(split['folds'])} folds")
 
     try:
         return _train_run(project, p, ctx, TrainPlan(run_id, ls_name, ids, targets, class_ids, class_names,
                                                      reject_ids, patient_of, split, parent, resume_state,
-                                                     t_start, device))
+                                                     t_start, device, clinical))
     except Cancelled:
         project.models.set_status(run_id, "cancelled", job_id=ctx.job_id)
         raise
@@ -181,6 +184,7 @@ class TrainPlan:
     resume_state: dict | None      # checkpoint of an interrupted run
     t_start: float
     device: Any
+    clinical: tuple[dict, np.ndarray] | None = None  # joint fusion: (spec, raw vector per row of ids)
 
 
 def _train_run(project, p, ctx, plan: TrainPlan) -> dict[str, Any]:
@@ -192,6 +196,9 @@ def _train_run(project, p, ctx, plan: TrainPlan) -> dict[str, Any]:
     random.seed(p["seed"])
     torch.manual_seed(p["seed"])
     base = FoldData(project, ids, targets, p, ctx.sub(0.0, 0.05))
+    spec = None
+    if plan.clinical is not None:
+        spec, base.clinical = plan.clinical
 
     # ---- tasks: one flat classifier or a two-stage cascade -------------------------------------
     if p["cascade"]:
@@ -237,6 +244,10 @@ def _train_run(project, p, ctx, plan: TrainPlan) -> dict[str, Any]:
                            "margin": p["roi_margin"], "class_names": names,
                            "class_ids": task_class_ids or list(range(len(names))),
                            "folds": [r["state"] for r in results], **extra}
+        if spec is not None:
+            ckpt[task_name]["clinical"] = spec
+    if spec is not None:
+        metrics["clinical"] = spec
     if p["cascade"]:
         h = class_names.index(p["cascade"])
         ckpt.update(kind="cascade", healthy_class_id=class_ids[h], healthy_name=p["cascade"],
@@ -312,6 +323,7 @@ def _worker_plan(project, base, p, tasks, split, encoder_init, done, resume_stat
     state = {k: v for k, v in (resume_state or {}).items() if k != "done"} or None
     return {"kind": "train", "snapshot": str(snap), "p": p, "tasks": tasks, "split": split,
             "encoder_init": encoder_init, "done": {t: len(r) for t, r in done.items()},
+            "clinical": base.clinical,
             "resume_state": state, "device": str(pick_device_kind(p))}
 
 
@@ -335,9 +347,29 @@ def train_worker(plan: dict[str, Any], ctx: JobContext) -> None:
     if os.environ.get("MSKSTUDIO_SNAPSHOT_ROOT"):  # another node: the snapshot copied elsewhere
         folder = os.path.join(os.environ["MSKSTUDIO_SNAPSHOT_ROOT"], os.path.basename(folder))
     base = FoldData.from_snapshot(open_snapshot(folder), p)
+    base.clinical = plan.get("clinical")
     done = {t: [None] * n for t, n in plan["done"].items()}
     _fold_loop(base, p, plan["tasks"], plan["split"], plan["encoder_init"], done, plan["resume_state"],
                init_from_env(plan["device"]), ctx, save=lambda *_: None)
+
+
+def _joint_clinical(project: Project, p: dict[str, Any], ids: list[int],
+                    split: dict[str, Any]) -> tuple[dict, np.ndarray] | None:
+    """Joint fusion: the clinical spec (layout from the CV rows) and the raw vector of every image."""
+    if not p.get("clinical"):
+        return None
+    from mskstudio.ml.fuse.features import clinical_table, parse_fields
+    from mskstudio.ml.fuse.joint import clinical_spec, encode_raw
+
+    if p["cascade"]:
+        raise ValueError("joint fusion with a two-stage cascade is not available yet")
+    if float(p["mask_guidance"] or 0) > 0:
+        raise ValueError("joint fusion with mask guidance is not available yet")
+    p["clinical"] = parse_fields(p["clinical"], project)
+    table = clinical_table(project, ids, p["clinical"])
+    held = set(split["test"]) | {i for part in (split.get("external") or {}).values() for i in part}
+    spec = clinical_spec(table, [k for k, i in enumerate(ids) if i not in held])
+    return spec, encode_raw(table, spec)
 
 
 def _resolve_label_set(project: Project, key: Any) -> tuple[int, str]:
@@ -408,7 +440,7 @@ def _score_task(base: FoldData, split, task_targets, names, results, p, device, 
         extra["threshold"] = thr
         out["reject"] = {"mode": mode, "threshold": thr, "quantile": p["reject_quantile"],
                          "reject_class": names[reject_index] if reject_index is not None else None}
-    models = fold_models(results, names, p, device)
+    models = fold_models(results, names, p, device, base.clinical_dim)
     test = [i for i in split["test"] if i in task_targets]
     if test:
         ds = base.subset(test, task_targets, train=False)

@@ -55,9 +55,10 @@ def wrap_for_export(module: torch.nn.Module, role: str = "embedder") -> torch.nn
         def __init__(self, inner: torch.nn.Module):
             super().__init__()
             self.inner = inner
+            self.clinical_dim = int(getattr(inner, "clinical_dim", 0) or 0)  # joint fusion: 2nd input
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y = self.inner((x - INPUT_MEAN) / INPUT_STD)
+        def forward(self, x: torch.Tensor, *clinical: torch.Tensor) -> torch.Tensor:
+            y = self.inner((x - INPUT_MEAN) / INPUT_STD, *clinical)
             if role == "classifier":
                 return torch.softmax(y, dim=1)
             return torch.sigmoid(y) if role == "segmenter" else y
@@ -66,21 +67,29 @@ def wrap_for_export(module: torch.nn.Module, role: str = "embedder") -> torch.nn
 
 
 def export_onnx(module: torch.nn.Module, path: str | Path, size: int, *, opset: int = OPSET) -> Path:
-    """Write ``module`` (already wrapped) as ONNX with a dynamic batch axis; atomically."""
+    """Write ``module`` (already wrapped) as ONNX with a dynamic batch axis; atomically.
+
+    A joint-fusion classifier (``clinical_dim`` > 0) gets a second input ``clinical``
+    [batch, D]: the raw clinical vector (ml/fuse/joint.py), NaN where missing."""
     import torch
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.onnx")
     module = module.cpu().eval()
-    dummy = torch.zeros(2, 1, size, size)
+    dummy: tuple = (torch.zeros(2, 1, size, size),)
+    names, axes = ["image"], {"image": {0: "batch"}, "output": {0: "batch"}}
+    dim = int(getattr(module, "clinical_dim", 0) or 0)
+    if dim:
+        dummy += (torch.zeros(2, dim),)
+        names.append("clinical")
+        axes["clinical"] = {0: "batch"}
     import warnings
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(module, (dummy,), str(tmp), input_names=["image"], output_names=["output"],
-                          dynamic_axes={"image": {0: "batch"}, "output": {0: "batch"}},
-                          opset_version=opset, dynamo=False)
+        torch.onnx.export(module, dummy, str(tmp), input_names=names, output_names=["output"],
+                          dynamic_axes=axes, opset_version=opset, dynamo=False)
     import onnx
 
     onnx.checker.check_model(str(tmp))
@@ -88,13 +97,22 @@ def export_onnx(module: torch.nn.Module, path: str | Path, size: int, *, opset: 
     return path
 
 
-def parity(module: torch.nn.Module, onnx_path: str | Path, x: np.ndarray) -> dict[str, Any]:
-    """Max abs difference between torch (CPU, fp32) and ONNX Runtime on the same batch."""
+def parity(module: torch.nn.Module, onnx_path: str | Path, x: np.ndarray,
+           clinical: np.ndarray | None = None) -> dict[str, Any]:
+    """Max abs difference between torch (CPU, fp32) and ONNX Runtime on the same batch
+    (and, for a joint-fusion classifier, the same clinical vectors)."""
     import torch
 
+    x = np.ascontiguousarray(x, np.float32)
+    extra = () if clinical is None else (np.ascontiguousarray(clinical, np.float32),)
     with torch.inference_mode():
-        ref = module.cpu().eval()(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
-    got = OnnxBackend(onnx_path)(x)
+        ref = module.cpu().eval()(torch.from_numpy(x), *map(torch.from_numpy, extra)).numpy()
+    if extra:
+        from mskstudio.ml.deploy.onnx_runtime import make_session
+
+        got = make_session(onnx_path).run(None, {"image": x, "clinical": extra[0]})[0]
+    else:
+        got = OnnxBackend(onnx_path)(x)
     diff = float(np.abs(ref - got).max()) if ref.size else 0.0
     return {"max_abs_diff": diff, "n": int(len(x)), "shape": list(got.shape), "ok": diff < PARITY_TOL,
             "tolerance": PARITY_TOL}
@@ -161,10 +179,13 @@ def _fold_ensemble(project: Project, run_id: int) -> tuple[torch.nn.Module, int,
             super().__init__()
             self.folds = torch.nn.ModuleList(ens.models)
 
-        def forward(self, x):
-            return torch.stack([m.head(m.encoder(x)) for m in self.folds]).mean(0)
+        def forward(self, x, clinical=None):
+            return torch.stack([m.head(m.fuse(m.encoder(x), clinical)) for m in self.folds]).mean(0)
 
-    return FoldMean().eval(), int(ens.size), list(ens.class_names)
+    module = FoldMean().eval()
+    module.clinical_dim = len(ens.clinical["columns"]) if ens.clinical else 0
+    module.clinical_spec = ens.clinical
+    return module, int(ens.size), list(ens.class_names)
 
 
 def load_run_module(project: Project, run_id: int, role: str = "embedder"
@@ -177,6 +198,11 @@ def load_run_module(project: Project, run_id: int, role: str = "embedder"
     row = project.models.get(int(run_id))
     if row is None:
         raise ValueError(f"no model run {run_id}")
+    if row["kind"] == "fusion":
+        raise ValueError(f"model run {run_id} is a fusion run (a scikit-learn learner over classifier run "
+                         f"{row['parent_run_id']}'s scores), not a network; export that classifier run, or "
+                         "train a joint-fusion classifier (train --fusion joint), whose ONNX takes the "
+                         "image and the clinical vector")
     ckpt = load_checkpoint(project, int(run_id))
     size = int(ckpt.get("input_size") or (ckpt.get("params") or {}).get("input_size") or 224)
     meta: dict[str, Any] = {"run_id": int(run_id), "kind": row["kind"], "arch": row["arch"], "classes": []}
@@ -186,6 +212,8 @@ def load_run_module(project: Project, run_id: int, role: str = "embedder"
         return module, int(getattr(module, "input_size", None) or size), meta
     if role == "classifier" and ckpt.get("format") == CHECKPOINT_FORMAT:
         module, size, meta["classes"] = _fold_ensemble(project, int(run_id))
+        if module.clinical_spec:
+            meta["clinical_input"] = module.clinical_spec
         return module, size, meta
     if role == "classifier":
         module, classes = _classifier_module(ckpt, ckpt.get("arch") or row["arch"])
@@ -259,20 +287,28 @@ def roles_for_kind(kind: str) -> list[str]:
 
 def export_module(module: torch.nn.Module, outdir: str | Path, *, role: str, size: int,
                   name: str = "model", sample: np.ndarray | None = None,
-                  card: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Export one module as ``outdir/name.onnx`` with parity on ``sample``; returns its record."""
+                  card: dict[str, Any] | None = None, clinical: np.ndarray | None = None) -> dict[str, Any]:
+    """Export one module as ``outdir/name.onnx`` with parity on ``sample`` (and ``clinical``,
+    the sample's clinical vectors, for a joint-fusion classifier); returns its record."""
     outdir = Path(outdir)
     wrapped = wrap_for_export(module, role)
     t0 = time.perf_counter()
     path = export_onnx(wrapped, outdir / f"{name}.onnx", size)
+    dim = wrapped.clinical_dim
     record: dict[str, Any] = {"file": path.name, "role": role, "opset": OPSET, "input": "image",
+                              "inputs": ["image", "clinical"] if dim else ["image"],
                               "input_shape": ["batch", 1, size, size], "output": "output",
                               "export_s": round(time.perf_counter() - t0, 2),
                               "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    if dim:
+        record["clinical_shape"] = ["batch", dim]
     if sample is None:
         sample = np.random.default_rng(0).random((2, 1, size, size), dtype=np.float32)
         record["parity_inputs"] = "random"
-    record["parity"] = parity(wrapped, path, sample)
+    if dim and (clinical is None or len(clinical) != len(sample)):
+        clinical = np.random.default_rng(1).normal(size=(len(sample), dim)).astype(np.float32)
+        record["parity_clinical"] = "random"
+    record["parity"] = parity(wrapped, path, sample, clinical if dim else None)
     if card is not None:
         card.setdefault("files", []).append(record)
     return record
@@ -327,6 +363,7 @@ def model_card(project: Project, run_id: int, files: list[dict[str, Any]],
                           "roi": "embedders: square crop around the mask/box + 15 % margin when one exists"},
         "training_data": data_summary(project, row), "metrics": metrics,
         "intended_use": INTENDED_USE, "limits": LIMITS, "files": files,
+        **({"clinical_input": meta["clinical_input"]} if meta.get("clinical_input") else {}),
         "exported_by": project.author, "project": project.name,
     }
 
@@ -374,7 +411,12 @@ def card_markdown(card: dict[str, Any]) -> str:
              f"- **Classes:** {', '.join(card['classes']) or '—'}", "", "## Preprocessing", "",
              f"Input {card['preprocessing']['input']}.", ""]
     lines += [f"1. {s}" for s in card["preprocessing"]["steps"]]
-    lines += ["", f"ROI: {card['preprocessing']['roi']}", "", "## Training data", "",
+    lines += ["", f"ROI: {card['preprocessing']['roi']}", ""]
+    if card.get("clinical_input"):
+        from mskstudio.ml.fuse.joint import card_section
+
+        lines += card_section(card["clinical_input"])
+    lines += ["## Training data", "",
               f"- Data hash: `{td['data_hash']}`", f"- Label set: {td['label_set']}",
               "- Label counts: " + (", ".join(f"{k}: {v}" for k, v in td["label_counts"].items()) or "—"),
               f"- Split: {json.dumps(td['split']) if td['split'] else '—'}", "", "## Metrics", ""]
@@ -404,8 +446,13 @@ def export_run(project: Project, run_id: int, outdir: str | Path, ctx: JobContex
         module, size, meta = load_run_module(project, run_id, role)
         meta_all.update({k: v for k, v in meta.items() if v})
         x, ids = sample_inputs(project, size, n_parity)
+        clinical = None
+        if getattr(module, "clinical_spec", None) and ids:  # joint fusion: the same images' vectors
+            from mskstudio.ml.fuse.joint import clinical_vectors
+
+            clinical = clinical_vectors(project, ids, module.clinical_spec)
         rec = export_module(module, outdir, role=role, size=size, name=f"run{run_id}_{role}",
-                            sample=x if len(x) else None)
+                            sample=x if len(x) else None, clinical=clinical)
         rec["parity_image_ids"] = ids
         files.append(rec)
         ctx.progress((i + 1) / len(roles), f"exported {role}")

@@ -186,6 +186,7 @@ def explain(project: Project, model_run_id: int, image_id: int, class_id: int | 
         index_of = {c: j for j, c in enumerate(ens.class_ids)}
     sizes = [max(16, round(ens.size * scale)) for scale in scales]
     distinct = sorted({ens.size, *sizes})       # the trained size is usually one of the scales
+    ens.bind_clinical(project, image_id)  # joint fusion: the case's own clinical data, held fixed
     tensors, geo = model_inputs(project, ens, image_id, distinct)
     at_size = dict(zip(distinct, tensors, strict=True))
     x = at_size[ens.size]

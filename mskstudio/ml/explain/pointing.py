@@ -96,6 +96,7 @@ def pointing_game(project: Project, run_id: int, *, tolerance_mm: float = TOLERA
     steps = ctx.steps(cases, "pointing game {i}/{n}") if ctx is not None else cases
     for image_id in steps:
         x, _ = model_input(project, ens, image_id)
+        ens.bind_clinical(project, image_id)
         with torch.no_grad():
             predicted = ens.class_ids[int(ens.logits(x).argmax(1)[0])]
         right = predicted == truth[image_id] and truth[image_id] in class_index

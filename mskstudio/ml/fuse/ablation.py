@@ -72,7 +72,8 @@ def run_ablation(project: Project, params: dict[str, Any], ctx: JobContext) -> d
     for k, (name, fields) in enumerate(configs):
         ctx.check_cancelled()
         ctx.progress(k / len(configs), f"{name} ({k + 1}/{len(configs)})")
-        design = build_design(project, ir, base["mode"], fields, base["learner"])
+        design = build_design(project, ir, base["mode"], fields, base["learner"], base["image_input"],
+                              int(base["pca"]))
         cf = cross_fit(design, ir.fold, len(ir.cv_ids), base["learner"], seed=seed)
         rows.append(table_row(name, fields, ir, cf.test_probs, n_boot, seed, cf.seconds))
     if ap.csv:

@@ -76,6 +76,12 @@ class Design:
     y: np.ndarray
     n_classes: int
     impute: bool = True
+    # Image embeddings instead of scores (``embed.py``): reduced by a PCA fitted on each fit's
+    # own rows to this many components (0 = the image block is used as is) ...
+    image_pca: int = 0
+    # ... and the hold-out rows' image block once per fold model (their spaces differ):
+    # hold-out probabilities are the mean over these views.
+    test_views: list[np.ndarray] | None = None
 
 
 @dataclass
@@ -85,9 +91,13 @@ class Fitted:
     columns: list[str]
     groups: list[str]
     n_classes: int
+    pca: Any = None          # fitted on the fit rows' image embeddings only (image_pca > 0)
 
     def matrix(self, design: Design, rows: np.ndarray) -> np.ndarray:
-        parts = [design.image_x[rows]]
+        image = design.image_x[rows]
+        if self.pca is not None:
+            image = self.pca.transform(image)
+        parts = [image]
         if self.encoder is not None:
             parts.append(self.encoder.transform(design.table, rows))
         return np.hstack(parts)
@@ -106,16 +116,33 @@ def fit(design: Design, rows: np.ndarray, learner: str, seed: int = 0,
         factory: Callable[[str, int], Any] = make_learner) -> Fitted:
     rows = np.asarray(rows, int)
     encoder = None
-    columns, groups = list(design.image_columns), [IMAGE_GROUP] * len(design.image_columns)
+    pca = None
+    columns = list(design.image_columns)
+    if design.image_pca and design.image_x.shape[1]:
+        from sklearn.decomposition import PCA
+
+        n = max(1, min(int(design.image_pca), len(rows) - 1, design.image_x.shape[1]))
+        pca = PCA(n_components=n, random_state=seed).fit(design.image_x[rows])
+        columns = [f"image:pc{j + 1}" for j in range(n)]
+    groups = [IMAGE_GROUP] * len(columns)
     if design.table is not None and design.table.fields:
         encoder = ClinicalEncoder(impute=design.impute).fit(design.table, rows)
         columns += encoder.columns
         groups += encoder.groups
     if not columns:
         raise ValueError("nothing to fit: no image scores and no clinical fields")
-    fitted = Fitted(encoder, factory(learner, seed), columns, groups, design.n_classes)
+    fitted = Fitted(encoder, factory(learner, seed), columns, groups, design.n_classes, pca)
     fitted.model.fit(fitted.matrix(design, rows), design.y[rows])
     return fitted
+
+
+def with_test_view(design: Design, test: np.ndarray, view: np.ndarray) -> Design:
+    """``design`` whose hold-out rows carry ``view`` as their image block."""
+    from dataclasses import replace
+
+    image_x = design.image_x.copy()
+    image_x[test] = view
+    return replace(design, image_x=image_x, test_views=None)
 
 
 @dataclass
@@ -158,6 +185,9 @@ def _cross_fit(design: Design, fold: np.ndarray, n_cv: int, learner: str, seed: 
         ctx.progress((k + 1) / (len(folds) + 1), f"fold {f}")
     final = fit(design, cv, learner, seed, factory)
     test_probs = final.predict_proba(design, test) if len(test) else np.zeros((0, design.n_classes))
+    if len(test) and design.test_views:
+        test_probs = np.mean([final.predict_proba(with_test_view(design, test, v), test)
+                              for v in design.test_views], axis=0)
     plan.append({"fold": "final", "fit": cv.tolist(), "score": test.tolist()})
     ctx.progress(1.0, "fitted")
     return CrossFit(oof, test_probs, final, plan, time.perf_counter() - t0)

@@ -73,6 +73,9 @@ def run_shap(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[
     run_id = int(ShapParams.from_json(params).check(project).model_run_id)
     row = project.models.get(run_id)
     p = json.loads(row["params"])
+    if p.get("image_input", "probs") != "probs":
+        raise ValueError(f"fusion run {run_id} reads image embeddings; SHAP is available for fusion runs "
+                         "over the image model's probabilities (not yet over embeddings)")
     metrics = json.loads(row["metrics"] or "{}")
     ir = load_image_run(project, int(p["image_run"]))
     ctx.progress(0.1, "refitting the final learner")

@@ -38,12 +38,21 @@ def resolve_params(project: Project, params: dict[str, Any]) -> dict[str, Any]:
     return FuseParams.from_json(params).resolved(project)
 
 
-def build_design(project: Project, ir: ImageRun, mode: str, fields: list[str], learner: str) -> Design:
+def build_design(project: Project, ir: ImageRun, mode: str, fields: list[str], learner: str,
+                 image_input: str = "probs", pca: int = 16, ctx: JobContext | None = None) -> Design:
+    table = clinical_table(project, ir.ids, fields) if fields else None
+    y = np.concatenate([ir.cv_y, ir.test_y])
+    impute = learner != "hgb"  # HistGradientBoosting routes NaN itself
+    if image_input == "embedding" and mode != "metadata":
+        from mskstudio.ml.fuse.embed import oof_embeddings
+
+        e = oof_embeddings(project, ir, ctx)
+        x = np.vstack([e.cv, e.test_views[0]]) if e.test_views else e.cv
+        return Design(x.astype(float), [], table, y, len(ir.classes), impute=impute, image_pca=int(pca),
+                      test_views=[v.astype(float) for v in e.test_views])
     probs = np.vstack([ir.cv_probs, ir.test_probs])
     x, cols = image_block(mode, probs, ir.classes)
-    table = clinical_table(project, ir.ids, fields) if fields else None
-    return Design(x, cols, table, np.concatenate([ir.cv_y, ir.test_y]), len(ir.classes),
-                  impute=learner != "hgb")  # HistGradientBoosting routes NaN itself
+    return Design(x, cols, table, y, len(ir.classes), impute=impute)
 
 
 def run_fuse(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -52,9 +61,12 @@ def run_fuse(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[
     ir = load_image_run(project, int(p["image_run"]))
     ctx.log(f"{p['mode']} ({p['learner']}) over classifier run {ir.run_id}: {len(ir.cv_ids)} CV + "
             f"{len(ir.test_ids)} hold-out images, fields {', '.join(p['clinical']) or 'none'}")
-    _cf, metrics = fit_and_score(project, ir, p, ctx.sub(0.0, 0.95))
+    cf, metrics = fit_and_score(project, ir, p, ctx.sub(0.0, 0.95))
     metrics["timings"]["total_s"] = round(time.monotonic() - t_start, 2)
     run_id = store_run(project, ir, p, metrics, ctx)
+    from mskstudio.ml.fuse.stored import save_fitted
+
+    save_fitted(project, run_id, cf.final)  # what predictions of new images go through
     ctx.progress(1.0, "done")
     hold = metrics["holdout"]
     return {"model_run_id": run_id, "mode": p["mode"], "learner": p["learner"], "fields": p["clinical"],
@@ -66,8 +78,9 @@ def run_fuse(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[
 def fit_and_score(project: Project, ir: ImageRun, p: dict[str, Any],
                   ctx: JobContext) -> tuple[CrossFit, dict[str, Any]]:
     """Cross-fit ``p`` (resolved params) on the image run's folds and score it like a classifier run."""
-    design = build_design(project, ir, p["mode"], p["clinical"], p["learner"])
-    cf = cross_fit(design, ir.fold, len(ir.cv_ids), p["learner"], seed=int(p["seed"]), ctx=ctx.sub(0.0, 0.8))
+    design = build_design(project, ir, p["mode"], p["clinical"], p["learner"], p.get("image_input", "probs"),
+                          int(p.get("pca") or 16), ctx.sub(0.0, 0.4))
+    cf = cross_fit(design, ir.fold, len(ir.cv_ids), p["learner"], seed=int(p["seed"]), ctx=ctx.sub(0.4, 0.8))
     ctx.progress(0.85, "scoring")
     metrics = score(project, ir, cf, p)
     metrics["timings"] = {"fit_s": round(cf.seconds, 3)}
@@ -98,6 +111,7 @@ def score(project: Project, ir: ImageRun, cf: CrossFit, p: dict[str, Any]) -> di
         "split": split_summary(ir.split, patient_of, targets),
         "main": {"oof": oof, "folds": folds}, "holdout": hold,
         "fusion": {"mode": p["mode"], "learner": p["learner"], "image_run": ir.run_id,
+                   "image_input": p.get("image_input", "probs"),
                    "fields": p["clinical"], "columns": cf.final.columns, "groups": cf.final.groups,
                    "normalisation": NORMALISATION,
                    "imputation": encoder.rule() if encoder is not None else None},

@@ -16,6 +16,7 @@ from mskstudio.ml.fuse.features import parse_fields
 from mskstudio.ml.params import JobParams, collect, model_run_problem
 from mskstudio.store import Project
 
+IMAGE_INPUTS = ("probs", "embedding")
 MAX_GROUPS = 6  # 2**6 = 64 cross-fits: minutes, not hours
 SCHEMES = ("loo", "subsets", "both")
 
@@ -50,6 +51,8 @@ class FuseParams(JobParams):
     mode: str = "late"               # metadata | late | stacking
     clinical: Any = None             # "age,sex,lab:ALP" or a list (required)
     learner: str | None = None       # logreg | hgb | rf (default by mode: hgb, logreg, rf)
+    image_input: str = "probs"       # probs (the image run's scores) | embedding (its fold models' features, PCA)
+    pca: int = 16                    # components of the embeddings' PCA (fitted on each fit's training rows)
     seed: int = 0
     n_boot: int = 500
     name: str | None = None
@@ -64,6 +67,9 @@ class FuseParams(JobParams):
             None if self.learner in (None, *LEARNERS)
             else f"unknown learner {self.learner!r} (one of {', '.join(LEARNERS)}).",
             _fields_problem(self.clinical, project),
+            None if self.image_input in IMAGE_INPUTS
+            else f"unknown image input {self.image_input!r} (one of {', '.join(IMAGE_INPUTS)}).",
+            f"pca must be at least 1 component, not {self.pca}." if int(self.pca) < 1 else None,
             f"The number of bootstrap resamples cannot be negative ({self.n_boot})." if int(self.n_boot) < 0
             else None)
         return problems
@@ -73,7 +79,10 @@ class FuseParams(JobParams):
         self.check(project)
         return {"image_run": int(self.model_run_id), "mode": self.mode,
                 "clinical": parse_fields(self.clinical, project),
-                "learner": self.learner or DEFAULT_LEARNER[self.mode], "seed": int(self.seed),
+                "learner": self.learner or DEFAULT_LEARNER[self.mode],
+                # a metadata-only model has no image block at all
+                "image_input": "probs" if self.mode == "metadata" else self.image_input,
+                "pca": int(self.pca), "seed": int(self.seed),
                 "n_boot": int(self.n_boot), "name": self.name}
 
 

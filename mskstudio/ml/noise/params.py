@@ -32,7 +32,8 @@ class NoiseQueueParams(JobParams):
         return collect(
             label_set_problem(project, self.label_set), representation_problem(project, self.run_id),
             None if self.classifier_run_id is None else
-            model_run_problem(project, self.classifier_run_id, ("classifier",), what="classifier run"),
+            model_run_problem(project, self.classifier_run_id, ("classifier", "fusion"),
+                              what="classifier or fusion run"),
             None if self.cluster_run_id is None else cluster_run_problem(project, self.cluster_run_id),
             f"The kNN vote needs at least one neighbour (-k {self.k})." if int(self.k) < 1 else None,
             f"Show at least one image (--limit {self.limit})." if int(self.limit) < 1 else None)

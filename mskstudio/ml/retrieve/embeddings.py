@@ -100,8 +100,18 @@ def compute(project: Project, rep: int | str | None, image_ids: Sequence[int],
     if rep_key(rep).startswith("pixels"):
         return pixel_embeddings(project, image_ids, ctx)
     from mskstudio.ml.cluster.features import l2_normalise
+    from mskstudio.ml.fuse.serve import clinical_block, run_fields_and_cv
 
-    return l2_normalise(model_embeddings(project, int(rep), image_ids, ctx, **kw))
+    fused = run_fields_and_cv(project, int(rep))
+    if fused is None:
+        return l2_normalise(model_embeddings(project, int(rep), image_ids, ctx, **kw))
+    # A fusion run, or a classifier trained with clinical data: the image embedding (of the
+    # image run it fuses) beside that patient's standardised clinical columns, each block
+    # L2-normalised, so image and clinical data weigh alike in the cosine distance.
+    fields, cv_ids, image_run = fused
+    image = l2_normalise(model_embeddings(project, image_run, image_ids, ctx, **kw))
+    clinical = clinical_block(project, fields, cv_ids, image_ids)
+    return l2_normalise(np.hstack([image, clinical]).astype(np.float32))
 
 
 def sees_roi(project: Project, rep: int | str | None) -> bool:
