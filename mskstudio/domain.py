@@ -63,6 +63,165 @@ def _columns(row: Any) -> dict[str, Any]:
     return {k: row[k] for k in row.keys()} if hasattr(row, "keys") else dict(row)  # noqa: SIM118 - a Row iterates values
 
 
+def _flag(value: Any) -> bool | None:
+    """A 0/1 column (NULL = unknown) as a bool."""
+    return None if value is None else bool(value)
+
+
+def _pair(text: str | None) -> tuple[int, int] | None:
+    """An "h,w" text column as a tuple of ints, or None."""
+    if not text:
+        return None
+    h, w = (int(v) for v in str(text).split(","))
+    return h, w
+
+
+@dataclass(frozen=True)
+class Patient:
+    id: int
+    pseudonym: str                 # keyed hash of the original PatientID
+    original_id: str | None = None  # kept only when the user opted in
+    sex: str | None = None
+    created_at: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Patient:
+        d = _columns(row)
+        return cls(id=int(d["id"]), pseudonym=d["pseudonym"], original_id=d.get("original_id"),
+                   sex=d.get("sex"), created_at=d.get("created_at"))
+
+
+@dataclass(frozen=True)
+class Study:
+    id: int
+    patient_id: int
+    study_uid: str
+    study_date: str | None = None
+    description: str | None = None
+    age_years: float | None = None  # the patient's age at this study
+    centre_id: int | None = None
+    centre: str | None = None       # the centre's code, where the store joins it
+
+    @classmethod
+    def from_row(cls, row: Any) -> Study:
+        d = _columns(row)
+        return cls(id=int(d["id"]), patient_id=int(d["patient_id"]), study_uid=d["study_uid"],
+                   study_date=d.get("study_date"), description=d.get("description"),
+                   age_years=d.get("age_years"), centre_id=d.get("centre_id"), centre=d.get("centre"))
+
+
+@dataclass(frozen=True)
+class Image:
+    """One image (a frame of a DICOM object) with its study's and patient's identity joined."""
+    id: int
+    study_id: int
+    sop_uid: str
+    rows: int
+    cols: int
+    frame: int = 0
+    n_frames: int = 1
+    series_uid: str | None = None
+    sop_class_uid: str | None = None
+    original_sop_hash: str | None = None
+    blob_sha: str | None = None
+    source_path: str | None = None
+    bits_allocated: int | None = None
+    bits_stored: int | None = None
+    pixel_signed: bool | None = None
+    photometric: str | None = None
+    transfer_syntax: str | None = None
+    spacing_row_mm: float | None = None
+    spacing_col_mm: float | None = None
+    spacing_source: str | None = None  # pixel | imager | imager_corrected | None
+    window_center: float | None = None
+    window_width: float | None = None
+    rescale_slope: float | None = None
+    rescale_intercept: float | None = None
+    modality: str | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    body_part: str | None = None
+    view: str | None = None
+    laterality: str | None = None
+    acquisition_date: str | None = None
+    burned_in_annotation: bool | None = None
+    excluded: bool = False
+    quality: str | None = None
+    is_screenshot: bool = False
+    external: bool = False
+    analysis_shape: tuple[int, int] | None = None  # (h, w) of the analysis cache once built
+    imported_at: str | None = None
+    # joined from the study, its centre and its patient
+    patient_id: int | None = None
+    study_uid: str | None = None
+    study_date: str | None = None
+    age_years: float | None = None
+    centre_id: int | None = None
+    centre: str | None = None
+    pseudonym: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Image:
+        d = _columns(row)
+        return cls(
+            id=int(d["id"]), study_id=int(d["study_id"]), sop_uid=d["sop_uid"], rows=int(d["rows"]),
+            cols=int(d["cols"]), frame=int(d.get("frame") or 0), n_frames=int(d.get("n_frames") or 1),
+            series_uid=d.get("series_uid"), sop_class_uid=d.get("sop_class_uid"),
+            original_sop_hash=d.get("original_sop_hash"), blob_sha=d.get("blob_sha"),
+            source_path=d.get("source_path"), bits_allocated=d.get("bits_allocated"),
+            bits_stored=d.get("bits_stored"), pixel_signed=_flag(d.get("pixel_signed")),
+            photometric=d.get("photometric"), transfer_syntax=d.get("transfer_syntax"),
+            spacing_row_mm=d.get("spacing_row_mm"), spacing_col_mm=d.get("spacing_col_mm"),
+            spacing_source=d.get("spacing_source"), window_center=d.get("window_center"),
+            window_width=d.get("window_width"), rescale_slope=d.get("rescale_slope"),
+            rescale_intercept=d.get("rescale_intercept"), modality=d.get("modality"),
+            manufacturer=d.get("manufacturer"), model=d.get("model"), body_part=d.get("body_part"),
+            view=d.get("view"), laterality=d.get("laterality"), acquisition_date=d.get("acquisition_date"),
+            burned_in_annotation=_flag(d.get("burned_in_annotation")), excluded=bool(d.get("excluded")),
+            quality=d.get("quality"), is_screenshot=bool(d.get("is_screenshot")),
+            external=bool(d.get("external")), analysis_shape=_pair(d.get("analysis_shape")),
+            imported_at=d.get("imported_at"), patient_id=d.get("patient_id"), study_uid=d.get("study_uid"),
+            study_date=d.get("study_date"), age_years=d.get("age_years"), centre_id=d.get("centre_id"),
+            centre=d.get("centre"), pseudonym=d.get("pseudonym"))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols) of the full image."""
+        return self.rows, self.cols
+
+    @property
+    def spacing(self) -> tuple[float, float] | None:
+        """(row, col) pixel spacing in mm, or None where either is unknown."""
+        if not self.spacing_row_mm or not self.spacing_col_mm:
+            return None
+        return float(self.spacing_row_mm), float(self.spacing_col_mm)
+
+
+@dataclass(frozen=True)
+class Label:
+    """One label of an image in a label set, with its provenance (see ``LABEL_SOURCES``)."""
+    id: int
+    image_id: int
+    label_set_id: int
+    class_id: int
+    source: str                     # one of LABEL_SOURCES
+    author: str | None = None
+    run_id: int | None = None       # the cluster run or model run that wrote it
+    confidence: float | None = None
+    created_at: str | None = None
+    reader_id: int | None = None    # a human label's reader
+    class_name: str | None = None   # joined from classes / label_sets where the store reads them
+    label_set: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Label:
+        d = _columns(row)
+        return cls(id=int(d["id"]), image_id=int(d["image_id"]), label_set_id=int(d["label_set_id"]),
+                   class_id=int(d["class_id"]), source=d["source"], author=d.get("author"),
+                   run_id=d.get("run_id"), confidence=d.get("confidence"), created_at=d.get("created_at"),
+                   reader_id=d.get("reader_id"), class_name=d.get("class_name"), label_set=d.get("label_set"))
+
+
 @dataclass(frozen=True)
 class ModelRun:
     id: int

@@ -134,11 +134,11 @@ def _import_row(project: Project, row: dict[str, str | None]) -> None:
     fields = _clinical_fields(row)
     labs = _labs(row)
     with project.db.transaction():
-        project.images.set_clinical(patient["id"], fields, audit_action="clinical.import")
+        project.images.set_clinical(patient.id, fields, audit_action="clinical.import")
         for name, (value, unit, low, high) in labs.items():
-            project.images.set_lab(patient["id"], name, value, unit, low, high)
+            project.images.set_lab(patient.id, name, value, unit, low, high)
         if fields.get("diagnosis"):
-            _reference_labels(project, patient["id"], fields)
+            _reference_labels(project, patient.id, fields)
 
 
 def _clinical_fields(row: dict[str, str | None]) -> dict[str, Any]:

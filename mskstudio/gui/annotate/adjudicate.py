@@ -276,8 +276,7 @@ class AdjudicationPanel(QWidget):
             self.crop = None
             self.picture.set_rgb(None)
             return
-        row = self.project.images.get(self.image_id)
-        full = (int(row["rows"]), int(row["cols"]))
+        full = self.project.images.record(self.image_id).shape
         self.crop = x0, y0, x1, y1 = region_of_interest((a, b, final), full)
         shape = fit_long_side((y1 - y0, x1 - x0), PREVIEW_LONG_SIDE)
         gray = self._background(full, self.crop, shape)

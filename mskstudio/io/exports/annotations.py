@@ -263,8 +263,7 @@ def import_masks(
                 stats["bad_rows"] += 1
                 problems.append((line, f"{row.get('mask', '')[:120]}: {exc}"))
                 continue
-            r = project.images.get(image_id)
-            if mask.shape != (r["rows"], r["cols"]):
+            if mask.shape != project.images.record(image_id).shape:
                 stats["bad_size"] += 1
                 continue
             mask_id = ann.save_mask(

@@ -119,11 +119,11 @@ def import_seg_file(project: Project, path: Path, resolver: ImageResolver, stats
                     stats["failed"] += 1
                     problems.append(f"{path}: cannot map frames to image {sop_uid} ({exc})")
                     break
-                image = project.images.get(image_id)
-                if planes.shape[:2] != (image["rows"], image["cols"]):
+                image = project.images.record(image_id)
+                if planes.shape[:2] != image.shape:
                     stats["bad_size"] += 1
                     problems.append(f"{path}: {planes.shape[1]}x{planes.shape[0]} pixels for image {sop_uid} "
-                                    f"of {image['cols']}x{image['rows']}")
+                                    f"of {image.cols}x{image.rows}")
                     continue
                 for i, number in enumerate(seg.segment_numbers):
                     mask = planes[..., i] > (0.5 if fractional else 0)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mskstudio.io.exports.sources import derived_uid, pixel_spacing, source_dataset
+from mskstudio.io.exports.sources import derived_uid, source_dataset
 
 if TYPE_CHECKING:
     from mskstudio.store import Project
@@ -171,15 +171,15 @@ def build_seg(project: Project, image_id: int, mask_rows: Sequence[Any]):
 
     from mskstudio import __version__
 
-    image = project.images.get(image_id)
+    image = project.images.record(image_id)
     source = source_dataset(project, image)
     planes, fractional = segment_planes(project, mask_rows)
-    if planes.shape[:2] != (int(image["rows"]), int(image["cols"])):
-        raise ValueError(f"masks of {planes.shape[:2]} for an image of {(image['rows'], image['cols'])}")
-    if int(image["n_frames"] or 1) > 1:
+    if planes.shape[:2] != image.shape:
+        raise ValueError(f"masks of {planes.shape[:2]} for an image of {image.shape}")
+    if image.n_frames > 1:
         # highdicom 0.28 fails on a legacy multi-frame source without functional groups; radiographs
         # are single-frame, so this is left for later rather than written half right.
-        raise ValueError(f"image {image['sop_uid']} frame {image['frame']}: a frame of a multi-frame "
+        raise ValueError(f"image {image.sop_uid} frame {image.frame}: a frame of a multi-frame "
                          "object is not exported as DICOM SEG yet (its PNG masks are)")
     stack = planes[None]
     if fractional:
@@ -188,7 +188,7 @@ def build_seg(project: Project, image_id: int, mask_rows: Sequence[Any]):
         pixel_array = stack
     stamp = [f"{r['id']}@{r['updated_at']}" for r in mask_rows]
     readers = sorted({str(r["annotator"]) for r in mask_rows if r["source"] != "model"})
-    spacing = pixel_spacing(image) or (1.0, 1.0)  # no spacing: pixel units, as the viewer shows
+    spacing = image.spacing or (1.0, 1.0)  # no spacing: pixel units, as the viewer shows
     return hd.seg.Segmentation(
         source_images=[source],
         pixel_array=pixel_array,
@@ -197,9 +197,9 @@ def build_seg(project: Project, image_id: int, mask_rows: Sequence[Any]):
         fractional_type=hd.seg.SegmentationFractionalTypeValues.PROBABILITY,
         max_fractional_value=255,
         segment_descriptions=[_segment_description(project, i + 1, r) for i, r in enumerate(mask_rows)],
-        series_instance_uid=derived_uid(project, "seg-series", image["sop_uid"], image["frame"]),
+        series_instance_uid=derived_uid(project, "seg-series", image.sop_uid, image.frame),
         series_number=SEG_SERIES_NUMBER,
-        sop_instance_uid=derived_uid(project, "seg-instance", image["sop_uid"], image["frame"], *stamp),
+        sop_instance_uid=derived_uid(project, "seg-instance", image.sop_uid, image.frame, *stamp),
         instance_number=1,
         manufacturer="mskstudio",
         manufacturer_model_name="mskstudio",

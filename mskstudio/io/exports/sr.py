@@ -67,7 +67,7 @@ class ReportBuilder:
 
         self.hd = hd
         self.project = project
-        self.image = project.images.get(image_id)
+        self.image = project.images.record(image_id)
         self.source = source_dataset(project, self.image)
         self.groups: list[Any] = []
         self.counts = {"rulers": 0, "angles": 0, "lesions": 0, "boxes": 0, "classifications": 0}
@@ -76,7 +76,7 @@ class ReportBuilder:
     # ---- references -------------------------------------------------------------------
     def _ref(self, cls):
         """A reference of type ``cls`` to the source image (its frame, in a multi-frame object)."""
-        frames = [int(self.image["frame"]) + 1] if int(self.image["n_frames"] or 1) > 1 else None
+        frames = [self.image.frame + 1] if self.image.n_frames > 1 else None
         return cls(self.source.SOPClassUID, self.source.SOPInstanceUID, referenced_frame_numbers=frames)
 
     def _region(self, points: list[tuple[float, float]]):
@@ -190,7 +190,7 @@ class ReportBuilder:
                                                   referenced_images=[self._image_ref()]))
         self.groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=self._tracking(f"{class_name} by {run['name']}", "prediction", run["id"],
-                                               self.image["id"]),
+                                               self.image.id),
             algorithm_id=self._algorithm(run["id"], "classifier"),
             qualitative_evaluations=[hd.sr.QualitativeEvaluation(
                 label_set, _class_concept(int(prediction["class_id"]), class_name))],
@@ -239,9 +239,9 @@ class ReportBuilder:
         return hd.sr.Comprehensive3DSR(
             evidence=[self.source],
             content=report[0],
-            series_instance_uid=derived_uid(self.project, "sr-series", self.image["sop_uid"], self.image["frame"]),
+            series_instance_uid=derived_uid(self.project, "sr-series", self.image.sop_uid, self.image.frame),
             series_number=SR_SERIES_NUMBER,
-            sop_instance_uid=derived_uid(self.project, "sr-instance", self.image["sop_uid"], self.image["frame"],
+            sop_instance_uid=derived_uid(self.project, "sr-instance", self.image.sop_uid, self.image.frame,
                                          *self.stamp),
             instance_number=1,
             manufacturer="mskstudio",

@@ -123,10 +123,10 @@ class DetImages:
             if ctx is not None and k % 16 == 0:
                 ctx.check_cancelled()
                 ctx.progress(k / max(1, len(self.ids)), f"letterboxing {k}/{len(self.ids)}")
-            row = project.images.get(i)
+            rows, cols = project.images.record(i).shape
             array = load_analysis(project, i)
             self.squares[k] = np.round(letterbox(array, self.size) * 65535.0)
-            g = Letterbox.of(row["rows"], row["cols"], array.shape, self.size)
+            g = Letterbox.of(rows, cols, array.shape, self.size)
             self.geometry[i] = g
             self.boxes[i] = g.to_square(truth.get(i, np.zeros((0, 4), np.float32)))
 

@@ -100,10 +100,10 @@ def load_pixels(project: Project, image_id: int) -> Pixels:
     of a medium radiograph costs ~20 ms."""
     from mskstudio.io.dicom import DicomReadError, read_radiograph
 
-    row = project.images.get(image_id)
-    full = (int(row["rows"]), int(row["cols"]))
+    image = project.images.record(image_id)
+    full = image.shape
     try:
-        rad = read_radiograph(project.images.dicom_path(image_id), frame=row["frame"] or 0)
+        rad = read_radiograph(project.images.dicom_path(image_id), frame=image.frame)
         image = rad.normalised(rad.auto_window(0.5, 99.5)).astype(np.float32)
         if image.shape == full:
             return Pixels(image, full)
