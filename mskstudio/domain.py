@@ -197,6 +197,53 @@ class Image:
         return float(self.spacing_row_mm), float(self.spacing_col_mm)
 
 
+def _bbox(text: str | None) -> tuple[int, int, int, int] | None:
+    """A mask's 'x0,y0,x1,y1' bbox column (x1, y1 exclusive) as a tuple, or None.
+
+    A malformed value (only a hand-edited database has one) reads as no bbox: such a
+    mask is no region of interest, as ``annotations.roi_rects`` has always treated it."""
+    if not text:
+        return None
+    try:
+        x0, y0, x1, y1 = (int(float(v)) for v in str(text).split(","))
+    except ValueError:
+        return None
+    return x0, y0, x1, y1
+
+
+@dataclass(frozen=True)
+class Mask:
+    """A lesion mask's row without its pixels (``annotations.load_mask`` reads those)."""
+    id: int
+    image_id: int
+    class_id: int
+    annotator: str
+    source: str                      # one of MASK_SOURCES
+    run_id: int | None = None        # the segmenter run of a model mask
+    bbox: tuple[int, int, int, int] | None = None  # of the non-zero area, x1, y1 exclusive
+    area_px: int | None = None
+    longest_mm: float | None = None  # max Feret diameter, where the pixel spacing is known
+    area_mm2: float | None = None
+    updated_at: str | None = None
+    class_name: str | None = None    # joined from classes
+    color: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Mask:
+        d = _columns(row)
+        bbox = d.get("bbox")
+        return cls(id=int(d["id"]), image_id=int(d["image_id"]), class_id=int(d["class_id"]),
+                   annotator=d["annotator"], source=d["source"], run_id=d.get("run_id"),
+                   bbox=tuple(bbox) if isinstance(bbox, (tuple, list)) else _bbox(bbox),
+                   area_px=d.get("area_px"), longest_mm=d.get("longest_mm"), area_mm2=d.get("area_mm2"),
+                   updated_at=d.get("updated_at"), class_name=d.get("class_name"), color=d.get("color"))
+
+    @property
+    def bbox_text(self) -> str:
+        """The bbox as the database and the exports write it ('' for an empty mask)."""
+        return "" if self.bbox is None else ",".join(str(v) for v in self.bbox)
+
+
 @dataclass(frozen=True)
 class Label:
     """One label of an image in a label set, with its provenance (see ``LABEL_SOURCES``)."""

@@ -117,7 +117,7 @@ def test_polygon_lasso_fill_box(setup):
     ctl.flush()
     assert ctl.stack.count() == n + 1
     row = project.annotations.masks_of(image_id)[0]
-    assert row["area_mm2"] == pytest.approx(row["area_px"] * 0.04)
+    assert row.area_mm2 == pytest.approx(row.area_px * 0.04)
 
 
 def test_attach_to_real_viewer_mouse_goes_to_brush(qtbot, new_project):

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from mskstudio.domain import ClusterRun, Image, Job, Label, ModelRun, Patient, Study
+from mskstudio.domain import ClusterRun, Image, Job, Label, Mask, ModelRun, Patient, Study
 from mskstudio.store import Project
 
 
@@ -112,3 +112,21 @@ def test_label_records_carry_provenance(tmp_path):
     assert Label.from_row(dataclasses.asdict(human)) == human
     with pytest.raises(dataclasses.FrozenInstanceError):
         human.class_id = hip
+
+
+def test_mask_records_parse_the_bbox_once(tmp_path):
+    project, _, _, iid = _image_project(tmp_path)
+    tumour = project.annotations.class_id("tumour")
+    pixels = np.zeros((40, 30), bool)
+    pixels[5:15, 3:9] = True
+    mask_id = project.annotations.save_mask(iid, tumour, pixels, annotator="ann")
+    mask = project.annotations.mask_row(mask_id)
+    assert isinstance(mask, Mask) and mask.bbox == (3, 5, 9, 15) and mask.bbox_text == "3,5,9,15"
+    assert (mask.area_px, mask.class_name, mask.source, mask.annotator) == (60, "tumour", "human", "ann")
+    assert mask.area_mm2 == pytest.approx(60 * 0.2 * 0.25) and mask.color.startswith("#")
+    assert project.annotations.masks_of(iid) == [mask] == project.annotations.all_masks()
+    assert Mask.from_row(dataclasses.asdict(mask)) == mask  # a parsed bbox passes through
+    assert Mask.from_row({**dataclasses.asdict(mask), "bbox": "3,5,9,15"}) == mask
+    assert Mask.from_row({**dataclasses.asdict(mask), "bbox": "not,a,box"}).bbox is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        mask.bbox = None

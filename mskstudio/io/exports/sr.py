@@ -123,37 +123,37 @@ class ReportBuilder:
 
         hd = self.hd
         ref = [self._image_ref()]
-        if row["longest_mm"] is not None and row["area_mm2"] is not None:
+        if row.longest_mm is not None and row.area_mm2 is not None:
             measurements = [
-                hd.sr.Measurement(codes.SCT.LongAxis, float(row["longest_mm"]), codes.UCUM.Millimeter,
+                hd.sr.Measurement(codes.SCT.LongAxis, float(row.longest_mm), codes.UCUM.Millimeter,
                                   referenced_images=ref),
-                hd.sr.Measurement(codes.SCT.Area, float(row["area_mm2"]), codes.UCUM.SquareMillimeter,
+                hd.sr.Measurement(codes.SCT.Area, float(row.area_mm2), codes.UCUM.SquareMillimeter,
                                   referenced_images=ref),
             ]
         else:
             from mskstudio.imaging.masks import max_feret
 
-            longest_px = max_feret(self.project.annotations.load_mask(row["id"]))
+            longest_px = max_feret(self.project.annotations.load_mask(row.id))
             measurements = [
                 hd.sr.Measurement(codes.SCT.LongAxis, float(longest_px), _pixels_unit(), referenced_images=ref),
-                hd.sr.Measurement(codes.SCT.Area, float(row["area_px"]), _pixels_unit(), referenced_images=ref),
+                hd.sr.Measurement(codes.SCT.Area, float(row.area_px), _pixels_unit(), referenced_images=ref),
             ]
         algorithm = None
-        if row["source"] == "model":
-            algorithm = self._algorithm(row["run_id"], "segmenter")
+        if row.source == "model":
+            algorithm = self._algorithm(row.run_id, "segmenter")
         self.groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=self._tracking(
-                f"{row['class_name']} mask by {row['annotator']} ({row['source']})", "mask", row["id"]),
+                f"{row.class_name} mask by {row.annotator} ({row.source})", "mask", row.id),
             finding_category=codes.SCT.MorphologicallyAbnormalStructure,
-            finding_type=property_type(row["class_name"]),
+            finding_type=property_type(row.class_name),
             algorithm_id=algorithm,
             measurements=measurements,
             qualitative_evaluations=[hd.sr.QualitativeEvaluation(
-                self._set_concept(row["class_id"]), _class_concept(row["class_id"], row["class_name"]))],
+                self._set_concept(row.class_id), _class_concept(row.class_id, row.class_name))],
             source_images=self._group_images(),
         ))
         self.counts["lesions"] += 1
-        self.stamp.append(f"k{row['id']}@{row['updated_at']}")
+        self.stamp.append(f"k{row.id}@{row.updated_at}")
 
     def add_box(self, box: Any) -> None:
         from pydicom.sr.codedict import codes
@@ -282,7 +282,7 @@ def write_report(project: Project, image_id: int, path: Path, *, predictions: li
 def report_image_ids(project: Project, predictions: list) -> list[int]:
     """Images with a measurement, a mask, a box or a prediction."""
     ids = {int(m["image_id"]) for m in project.measurements.listing()}
-    ids |= {int(r["image_id"]) for r in project.annotations.all_masks()}
+    ids |= {r.image_id for r in project.annotations.all_masks()}
     ids |= {int(b["image_id"]) for b in project.annotations.all_boxes()}
     for _run, by_image in predictions:
         ids |= set(by_image)
