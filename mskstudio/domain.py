@@ -2,10 +2,15 @@
 and the typed records the store hands out.
 
 Kept free of SQL, Qt and torch so every layer (store, io, ml, gui, cli) can share it.
-Records are frozen dataclasses with their JSON columns already parsed; the store returns
-them from ``models.record``/``models.records``, ``clusters.run_record``/``run_records``
-and ``jobs.record``/``jobs.records``; the older sqlite3.Row readers (``get``, ``list``,
-``run``, ``runs``) remain for the callers not moved yet.
+Records are frozen dataclasses whose JSON and text-encoded columns (params, metrics,
+a mask's bbox, the analysis shape) are parsed once, in ``from_row``.  The store returns
+them from ``images.record``/``records``/``patient``/``study``/``find_patient``,
+``labels.labels_of``, ``annotations.mask_row``/``masks_of``/``all_masks``,
+``annotations.box``/``boxes_of``/``all_boxes``, ``detections.predictions``,
+``models.record``/``records``, ``clusters.run_record``/``run_records`` and
+``jobs.record``/``records``.  The older sqlite3.Row readers (``images.get``,
+``models.get``/``list``, ``clusters.run``/``runs``, ``jobs.get``/``list``) remain for the
+callers not moved yet.
 """
 
 from __future__ import annotations
@@ -18,35 +23,15 @@ from typing import Any
 # an imported, cluster-derived or model label (they are separate rows; see store).
 LABEL_SOURCES = ("human", "import", "cluster", "model")
 MASK_SOURCES = ("human", "model", "import", "adjudicated")
+SEXES = ("F", "M", "O")
 DIGNITIES = ("benign", "intermediate", "malignant", "none")
 DIAGNOSIS_SOURCES = ("histology", "tumour_board", "follow_up")
-JOB_STATUSES = ("submitted", "running", "done", "error", "cancelled", "interrupted")
 JOB_FINISHED = ("done", "error", "cancelled", "interrupted")  # a job in one of these never runs again
 MODEL_RUN_STATUSES = ("running", "done", "cancelled", "error", "interrupted")
 
 # Label sets whose name starts with this hold ground truth used only for scoring
 # (e.g. the phantoms' true regions); training code must never read them as targets.
 TRUTH_PREFIX = "truth:"
-
-
-@dataclass(frozen=True)
-class Box:
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-
-    def __post_init__(self) -> None:
-        if self.x1 < self.x0 or self.y1 < self.y0:
-            raise ValueError(f"box corners out of order: {self}")
-
-    @property
-    def width(self) -> float:
-        return self.x1 - self.x0
-
-    @property
-    def height(self) -> float:
-        return self.y1 - self.y0
 
 
 def is_truth_set(name: str) -> bool:
@@ -245,6 +230,50 @@ class Mask:
 
 
 @dataclass(frozen=True)
+class Box:
+    """A lesion box: drawn, imported, made from a mask, or a detector's prediction (with a score)."""
+    id: int
+    image_id: int
+    class_id: int | None             # None only for a reader's draft box in a reading session
+    annotator: str
+    source: str
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    score: float | None = None       # a detector's confidence; None = not a prediction
+    run_id: int | None = None        # the detector run of a prediction
+    review: str | None = None        # accepted | dismissed, once a prediction is reviewed
+    reader_id: int | None = None
+    updated_at: str | None = None
+    class_name: str | None = None    # joined from classes where the store reads them
+    color: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Box:
+        d = _columns(row)
+        return cls(id=int(d["id"]), image_id=int(d["image_id"]),
+                   class_id=None if d.get("class_id") is None else int(d["class_id"]),
+                   annotator=d.get("annotator") or "", source=d["source"], x0=float(d["x0"]),
+                   y0=float(d["y0"]), x1=float(d["x1"]), y1=float(d["y1"]), score=d.get("score"),
+                   run_id=d.get("run_id"), review=d.get("review"), reader_id=d.get("reader_id"),
+                   updated_at=d.get("updated_at"), class_name=d.get("class_name"), color=d.get("color"))
+
+    @property
+    def rect(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) in full-image pixels."""
+        return self.x0, self.y0, self.x1, self.y1
+
+    @property
+    def width(self) -> float:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> float:
+        return self.y1 - self.y0
+
+
+@dataclass(frozen=True)
 class Label:
     """One label of an image in a label set, with its provenance (see ``LABEL_SOURCES``)."""
     id: int
@@ -330,7 +359,7 @@ class ClusterRun:
 class Job:
     id: int
     kind: str
-    status: str                    # one of JOB_STATUSES
+    status: str                    # submitted | running | one of JOB_FINISHED
     params: dict[str, Any] = field(default_factory=dict)
     result: Any = None
     progress: float = 0.0

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mskstudio.domain import DIAGNOSIS_SOURCES, DIGNITIES
+from mskstudio.domain import DIAGNOSIS_SOURCES, DIGNITIES, SEXES
 from mskstudio.io.deid import pseudonym
 from mskstudio.jobs import JobContext
 from mskstudio.store import Project
@@ -150,7 +150,7 @@ def _clinical_fields(row: dict[str, str | None]) -> dict[str, Any]:
             raise RowError(f"age {get('age')} is outside 0–120")
     if get("sex"):
         sex = get("sex").upper()[:1]
-        if sex not in ("F", "M", "O"):
+        if sex not in SEXES:
             raise RowError(f"sex {get('sex')!r} is not F, M or O")
         fields["sex"] = sex
     for name in ("site", "position", "diagnosis", "report"):

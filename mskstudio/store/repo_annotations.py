@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mskstudio.domain import MASK_SOURCES, Mask
+from mskstudio.domain import MASK_SOURCES, Box, Mask
 from mskstudio.imaging.masks import decode_png, encode_png, iou_dice, measure
 
 if TYPE_CHECKING:
@@ -358,14 +358,15 @@ class AnnotationRepo:
                 )
         return box_id
 
-    def box(self, box_id: int) -> sqlite3.Row | None:
-        return self.p.db.one(
+    def box(self, box_id: int) -> Box | None:
+        row = self.p.db.one(
             "SELECT b.*, c.name AS class_name, c.color FROM boxes b "
             "JOIN classes c ON c.id = b.class_id WHERE b.id = ?",
             (box_id,),
         )
+        return None if row is None else Box.from_row(row)
 
-    def boxes_of(self, image_id: int, *, annotator: str | None = None) -> list[sqlite3.Row]:
+    def boxes_of(self, image_id: int, *, annotator: str | None = None) -> list[Box]:
         sql = (
             "SELECT b.*, c.name AS class_name, c.color FROM boxes b JOIN classes c ON c.id = b.class_id "
             "WHERE b.image_id = ? AND b.score IS NULL"  # a detector's predictions: DetectionRepo
@@ -374,13 +375,13 @@ class AnnotationRepo:
         if annotator is not None:
             sql += " AND b.annotator = ?"
             args.append(annotator)
-        return self.p.db.query(sql + " ORDER BY b.id", tuple(args))
+        return [Box.from_row(r) for r in self.p.db.query(sql + " ORDER BY b.id", tuple(args))]
 
-    def all_boxes(self) -> list[sqlite3.Row]:
-        return self.p.db.query(
+    def all_boxes(self) -> list[Box]:
+        return [Box.from_row(r) for r in self.p.db.query(
             "SELECT b.*, c.name AS class_name FROM boxes b "
             "JOIN classes c ON c.id = b.class_id WHERE b.score IS NULL ORDER BY b.image_id, b.id"
-        )
+        )]
 
     def set_box(self, box_id: int, rect: Sequence[float], *, action: str = "box.resize") -> None:
         """Move or resize: the box gets the new rectangle."""
@@ -397,14 +398,14 @@ class AnnotationRepo:
                 action,
                 "box",
                 box_id,
-                {"from": [old["x0"], old["y0"], old["x1"], old["y1"]], "to": [x0, y0, x1, y1]},
+                {"from": [old.x0, old.y0, old.x1, old.y1], "to": [x0, y0, x1, y1]},
             )
 
     def move_box(self, box_id: int, dx: float, dy: float) -> None:
         b = self.box(box_id)
         if b is None:
             raise KeyError(f"no box {box_id}")
-        self.set_box(box_id, (b["x0"] + dx, b["y0"] + dy, b["x1"] + dx, b["y1"] + dy), action="box.move")
+        self.set_box(box_id, (b.x0 + dx, b.y0 + dy, b.x1 + dx, b.y1 + dy), action="box.move")
 
     def resize_box(self, box_id: int, rect: Sequence[float]) -> None:
         self.set_box(box_id, rect, action="box.resize")
@@ -425,9 +426,9 @@ class AnnotationRepo:
                 "box",
                 box_id,
                 {
-                    "image_id": old["image_id"],
-                    "class_id": old["class_id"],
-                    "rect": [old["x0"], old["y0"], old["x1"], old["y1"]],
+                    "image_id": old.image_id,
+                    "class_id": old.class_id,
+                    "rect": [old.x0, old.y0, old.x1, old.y1],
                 },
             )
 

@@ -111,7 +111,7 @@ def test_polygon_lasso_fill_box(setup):
     ctl.handle("press", (20, 150))
     ctl.handle("release", (80, 190))
     boxes = project.annotations.boxes_of(image_id)
-    assert len(boxes) == 1 and (boxes[0]["x0"], boxes[0]["y1"]) == (20, 190)
+    assert len(boxes) == 1 and (boxes[0].x0, boxes[0].y1) == (20, 190)
     ctl.undo()
     assert not project.annotations.boxes_of(image_id)
     ctl.flush()

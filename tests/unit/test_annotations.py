@@ -106,7 +106,7 @@ def test_boxes_crud_and_box_from_mask(new_project):
     t, s = p.annotations.class_id("tumour"), p.annotations.class_id("soft-tissue mass")
     b1 = p.annotations.add_box(img, t, (10, 20, 30, 40))
     b2 = p.annotations.add_box(img, s, (50, 5, 40, 1))  # normalised
-    assert [tuple(r[k] for k in ("x0", "y0", "x1", "y1")) for r in p.annotations.boxes_of(img)] == [
+    assert [r.rect for r in p.annotations.boxes_of(img)] == [
         (10, 20, 30, 40),
         (40, 1, 50, 5),
     ]
@@ -115,14 +115,14 @@ def test_boxes_crud_and_box_from_mask(new_project):
     p.annotations.relabel_box(b1, s)
     p.annotations.delete_box(b2)
     rows = p.annotations.boxes_of(img)
-    assert len(rows) == 1 and rows[0]["class_name"] == "soft-tissue mass" and rows[0]["x1"] == 45
+    assert len(rows) == 1 and rows[0].class_name == "soft-tissue mass" and rows[0].x1 == 45
     actions = [r["action"] for r in p.audit_log(10)]
     for a in ("box.add", "box.move", "box.resize", "box.relabel", "box.delete"):
         assert a in actions
     mid = p.annotations.save_mask(img, t, _rect_mask((80, 100), 10, 40, 20, 60))
     bid = p.annotations.box_from_mask(mid)
     box = p.annotations.box(bid)
-    assert (box["x0"], box["y0"], box["x1"], box["y1"]) == (20, 10, 60, 40) and box["class_id"] == t
+    assert box.rect == (20, 10, 60, 40) and box.class_id == t
     with pytest.raises(ValueError):
         p.annotations.add_box(img, t, (1, 1, 1, 5))
 
@@ -191,7 +191,7 @@ def test_export_roundtrip(new_project, tmp_path):
         for a in coco["annotations"]
     )
     assert back == sorted(
-        (b["image_id"], b["class_id"], b["x0"], b["y0"], b["x1"], b["y1"]) for b in p.annotations.all_boxes()
+        (b.image_id, b.class_id, b.x0, b.y0, b.x1, b.y1) for b in p.annotations.all_boxes()
     )
     assert {c["name"] for c in coco["categories"]} >= {"tumour", "reactive zone"}
     assert {i["id"]: (i["height"], i["width"]) for i in coco["images"]} == {img: (80, 100), img2: (30, 40)}
@@ -213,7 +213,7 @@ def test_import_phantom_truth_masks(phantom_project, phantom_archive):
     assert np.array_equal(phantom_project.annotations.load_mask(got[0].id), truth)
     assert got[0].longest_mm > 0
     (box,) = phantom_project.annotations.boxes_of(image_id)
-    assert (box["x0"], box["y0"], box["x1"], box["y1"]) == M.bbox(truth)
+    assert box.rect == M.bbox(truth)
 
 
 def test_cli_export_annotations(new_project, tmp_path):

@@ -153,11 +153,11 @@ def test_whole_round_trip_keeps_masks_boxes_and_labels_with_provenance(annotated
         assert sorted((twin(m.image_id), m.class_name) for m in a.annotations.all_masks()) == \
             sorted((m.image_id, m.class_name) for m in b.annotations.all_masks())
         # Boxes: every one, same rectangle, class and annotator; source 'import'.
-        boxes_a = sorted((twin(x["image_id"]), x["class_name"], x["annotator"], x["x0"], x["y0"], x["x1"], x["y1"])
+        boxes_a = sorted((twin(x.image_id), x.class_name, x.annotator, x.x0, x.y0, x.x1, x.y1)
                          for x in a.annotations.all_boxes())
-        boxes_b = sorted((x["image_id"], x["class_name"], x["annotator"], x["x0"], x["y0"], x["x1"], x["y1"])
+        boxes_b = sorted((x.image_id, x.class_name, x.annotator, x.x0, x.y0, x.x1, x.y1)
                          for x in b.annotations.all_boxes())
-        assert boxes_a == boxes_b and {x["source"] for x in b.annotations.all_boxes()} == {"import"}
+        assert boxes_a == boxes_b and {x.source for x in b.annotations.all_boxes()} == {"import"}
         # Labels: every one; human/import rows as 'import', machine rows keep their source; authors kept.
         stored_as = {"human": "import", "import": "import", "cluster": "cluster", "model": "model"}
         labels_a = sorted((twin(r["image_id"]), r["label_set"], r["label"], stored_as[r["source"]], r["author"])

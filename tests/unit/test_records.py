@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from mskstudio.domain import ClusterRun, Image, Job, Label, Mask, ModelRun, Patient, Study
+from mskstudio.domain import Box, ClusterRun, Image, Job, Label, Mask, ModelRun, Patient, Study
 from mskstudio.store import Project
 
 
@@ -130,3 +130,22 @@ def test_mask_records_parse_the_bbox_once(tmp_path):
     assert Mask.from_row({**dataclasses.asdict(mask), "bbox": "not,a,box"}).bbox is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         mask.bbox = None
+
+
+def test_box_records_of_people_and_of_a_detector(tmp_path):
+    project, _, _, iid = _image_project(tmp_path)
+    tumour = project.annotations.class_id("tumour")
+    drawn = project.annotations.add_box(iid, tumour, (12, 4, 2, 20), annotator="ann")  # normalised
+    box = project.annotations.box(drawn)
+    assert isinstance(box, Box) and box.rect == (2.0, 4.0, 12.0, 20.0) and (box.width, box.height) == (10, 16)
+    assert (box.class_name, box.source, box.annotator, box.score) == ("tumour", "human", "ann", None)
+    assert project.annotations.boxes_of(iid) == [box]
+    assert [(b.id, b.rect, b.class_name) for b in project.annotations.all_boxes()] == [(drawn, box.rect, "tumour")]
+    run = project.models.create("detector", "resnet18")
+    project.detections.replace_predictions(run, [iid], [(iid, tumour, (1, 1, 5, 5), 0.9)])
+    (pred,) = project.detections.predictions(iid)
+    assert (pred.score, pred.run_id, pred.review, pred.rect) == (0.9, run, None, (1.0, 1.0, 5.0, 5.0))
+    assert project.annotations.boxes_of(iid) == [box]  # a prediction is no person's box
+    assert Box.from_row(dataclasses.asdict(pred)) == pred
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        box.x0 = 0.0

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from mskstudio.domain import Label
+from mskstudio.domain import DIAGNOSIS_SOURCES, DIGNITIES, SEXES, Label
 from mskstudio.gui.case.commands import DeleteMeasurementsCommand, measurement_events
 from mskstudio.gui.case.lab_editor import LabEditor
 from mskstudio.gui.commands import SetClinicalCommand, SetFlagCommand
@@ -37,12 +37,12 @@ from mskstudio.store.repo_measurements import APPROXIMATE_SOURCES
 # field: (label, unit, normal range text, kind or choices)
 CLINICAL = {
     "age_years": ("Age", "years", "0–120", "float"),
-    "sex": ("Sex", "", "", ["", "F", "M", "O"]),
+    "sex": ("Sex", "", "", ["", *SEXES]),
     "site": ("Site", "", "", "text"),
     "position": ("Position", "", "", "text"),
     "diagnosis": ("Diagnosis", "", "", "text"),
-    "dignity": ("Dignity", "", "", ["", "benign", "intermediate", "malignant", "none"]),
-    "diagnosis_source": ("Diagnosis source", "", "", ["", "histology", "tumour_board", "follow_up"]),
+    "dignity": ("Dignity", "", "", ["", *DIGNITIES]),
+    "diagnosis_source": ("Diagnosis source", "", "", ["", *DIAGNOSIS_SOURCES]),
 }
 FLAGS = (("excluded", "Excluded"), ("is_screenshot", "Screenshot"), ("external", "External"))
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.domain import MASK_SOURCES
 from mskstudio.io.exports.sources import ImageResolver
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     from mskstudio.store import Project
 
 SEG_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.66.4"
-MASK_SOURCES = ("human", "model", "import", "adjudicated")
 DEFAULT_ANNOTATOR = "seg-import"
 
 

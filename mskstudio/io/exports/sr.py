@@ -31,6 +31,7 @@ from mskstudio.io.exports.seg_write import property_type, segments_of_image
 from mskstudio.io.exports.sources import derived_uid, source_dataset
 
 if TYPE_CHECKING:
+    from mskstudio.domain import Box, Mask
     from mskstudio.store import Project
 
 SR_SERIES_NUMBER = 901
@@ -117,7 +118,7 @@ class ReportBuilder:
         self.counts["rulers" if m["kind"] == "ruler" else "angles"] += 1
         self.stamp.append(f"m{m['id']}@{m['updated_at']}")
 
-    def add_lesion(self, row: Any) -> None:
+    def add_lesion(self, row: Mask) -> None:
         """Longest diameter and area of a lesion mask (values the store computed at save time)."""
         from pydicom.sr.codedict import codes
 
@@ -155,22 +156,22 @@ class ReportBuilder:
         self.counts["lesions"] += 1
         self.stamp.append(f"k{row.id}@{row.updated_at}")
 
-    def add_box(self, box: Any) -> None:
+    def add_box(self, box: Box) -> None:
         from pydicom.sr.codedict import codes
 
         hd = self.hd
-        x0, y0, x1, y1 = (float(box[k]) for k in ("x0", "y0", "x1", "y1"))
+        x0, y0, x1, y1 = box.rect
         self.groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=self._tracking(
-                f"{box['class_name']} box by {box['annotator']} ({box['source']})", "box", box["id"]),
+                f"{box.class_name} box by {box.annotator} ({box.source})", "box", box.id),
             referenced_region=self._region([(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]),
             finding_category=codes.SCT.MorphologicallyAbnormalStructure,
-            finding_type=property_type(box["class_name"]),
+            finding_type=property_type(box.class_name),
             qualitative_evaluations=[hd.sr.QualitativeEvaluation(
-                self._set_concept(box["class_id"]), _class_concept(box["class_id"], box["class_name"]))],
+                self._set_concept(box.class_id), _class_concept(box.class_id, box.class_name))],
         ))
         self.counts["boxes"] += 1
-        self.stamp.append(f"b{box['id']}@{box['updated_at']}")
+        self.stamp.append(f"b{box.id}@{box.updated_at}")
 
     def add_classification(self, run: Any, prediction: Any) -> None:
         """A classifier's predicted class and its probability."""
@@ -283,7 +284,7 @@ def report_image_ids(project: Project, predictions: list) -> list[int]:
     """Images with a measurement, a mask, a box or a prediction."""
     ids = {int(m["image_id"]) for m in project.measurements.listing()}
     ids |= {r.image_id for r in project.annotations.all_masks()}
-    ids |= {int(b["image_id"]) for b in project.annotations.all_boxes()}
+    ids |= {b.image_id for b in project.annotations.all_boxes()}
     for _run, by_image in predictions:
         ids |= set(by_image)
     return sorted(ids)

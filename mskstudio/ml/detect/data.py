@@ -52,11 +52,11 @@ def truth_boxes(project: Project, image_ids: Sequence[int] | None = None,
     out: dict[int, list] = {i: [] for i in ids}
     classes: dict[int, int] = {}
     for b in project.annotations.all_boxes():  # human-drawn and imported boxes (no predictions)
-        if b["source"] not in TRUTH_MASK_SOURCES:
+        if b.source not in TRUTH_MASK_SOURCES:
             continue  # e.g. the box of a model mask: a model's guess is no ground truth
-        if b["image_id"] in wanted and (class_name is None or b["class_name"] == class_name):
-            out[b["image_id"]].append((b["x0"], b["y0"], b["x1"], b["y1"]))
-            classes[b["class_id"]] = classes.get(b["class_id"], 0) + 1
+        if b.image_id in wanted and (class_name is None or b.class_name == class_name):
+            out[b.image_id].append((b.x0, b.y0, b.x1, b.y1))
+            classes[b.class_id] = classes.get(b.class_id, 0) + 1
     for m in project.annotations.all_masks():
         if m.image_id not in wanted or m.source not in TRUTH_MASK_SOURCES:
             continue
