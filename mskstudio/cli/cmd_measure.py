@@ -24,7 +24,7 @@ def register(sub) -> None:
 
 def cmd_measurements(args) -> int:
     with open_project(args.project) as project:
-        if args.image is not None and project.images.get(args.image) is None:
+        if args.image is not None and project.images.record(args.image) is None:
             raise UserError(f"{args.project}: no image {args.image}")
         rows = project.measurements.listing(args.image)
     if args.json:

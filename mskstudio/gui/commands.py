@@ -112,7 +112,7 @@ class SetFlagCommand(_StoreCommand):
         verb = label.get(flag, flag) if value else f"Clear {flag.replace('is_', '')}"
         super().__init__(f"{verb} ({len(image_ids)} image{'s' if len(image_ids) != 1 else ''})", on_change)
         self.project, self.flag, self.value = project, flag, bool(value)
-        self.old = {i: int(project.images.get(i)[flag]) for i in image_ids}
+        self.old = {i: int(getattr(project.images.record(i), flag)) for i in image_ids}
 
     def redo(self) -> None:
         for i in self.old:
@@ -136,8 +136,8 @@ class SetLabelCommand(_StoreCommand):
         self.old: dict[int, int] = {}
         for i in self.ids:
             for r in project.labels.labels_of(i):
-                if r["label_set_id"] == label_set_id and r["source"] == "human":
-                    self.old[i] = r["class_id"]
+                if r.label_set_id == label_set_id and r.source == "human":
+                    self.old[i] = r.class_id
 
     def redo(self) -> None:
         self.project.labels.set_labels(self.ids, self.set_id, self.class_id, source="human")

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mskstudio.domain import DIAGNOSIS_SOURCES, DIGNITIES
+from mskstudio.domain import DIAGNOSIS_SOURCES, DIGNITIES, SEXES
 from mskstudio.io.deid import pseudonym
 from mskstudio.io.params import ImportClinicalParams
 from mskstudio.jobs import JobContext
@@ -133,11 +133,11 @@ def _import_row(project: Project, row: dict[str, str | None]) -> None:
     fields = _clinical_fields(row)
     labs = _labs(row)
     with project.db.transaction():
-        project.images.set_clinical(patient["id"], fields, audit_action="clinical.import")
+        project.images.set_clinical(patient.id, fields, audit_action="clinical.import")
         for name, (value, unit, low, high) in labs.items():
-            project.images.set_lab(patient["id"], name, value, unit, low, high)
+            project.images.set_lab(patient.id, name, value, unit, low, high)
         if fields.get("diagnosis"):
-            _reference_labels(project, patient["id"], fields)
+            _reference_labels(project, patient.id, fields)
 
 
 def _clinical_fields(row: dict[str, str | None]) -> dict[str, Any]:
@@ -149,7 +149,7 @@ def _clinical_fields(row: dict[str, str | None]) -> dict[str, Any]:
             raise RowError(f"age {get('age')} is outside 0–120")
     if get("sex"):
         sex = get("sex").upper()[:1]
-        if sex not in ("F", "M", "O"):
+        if sex not in SEXES:
             raise RowError(f"sex {get('sex')!r} is not F, M or O")
         fields["sex"] = sex
     for name in ("site", "position", "diagnosis", "report"):

@@ -127,7 +127,7 @@ def representation_problem(project: Project, rep: Any) -> str | None:
 
 def image_problem(project: Project, image_id: Any) -> str | None:
     try:
-        found = project.images.get(int(image_id)) is not None
+        found = project.images.record(int(image_id)) is not None
     except (TypeError, ValueError):
         found = False
     return None if found else f"There is no image {image_id}."

@@ -76,5 +76,4 @@ def image_roi_rect(project, image_id: int, shape: tuple[int, int]) -> tuple[floa
         return None
     a = np.asarray(rects, dtype=float)
     union = (a[:, 0].min(), a[:, 1].min(), a[:, 2].max(), a[:, 3].max())
-    row = project.images.get(image_id)
-    return scale_rect(union, (int(row["rows"]), int(row["cols"])), shape)
+    return scale_rect(union, project.images.record(image_id).shape, shape)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mskstudio.domain import MASK_SOURCES
+from mskstudio.domain import MASK_SOURCES, Box, Mask
 from mskstudio.imaging.masks import decode_png, encode_png, iou_dice, measure
 
 if TYPE_CHECKING:
@@ -35,14 +35,6 @@ NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 
 def _bbox_text(rect) -> str | None:
     return None if rect is None else ",".join(str(int(v)) for v in rect)
-
-
-def parse_bbox(text: str | None) -> tuple[int, int, int, int] | None:
-    """'x0,y0,x1,y1' (x1, y1 exclusive) -> tuple, or None."""
-    if not text:
-        return None
-    x0, y0, x1, y1 = (int(v) for v in text.split(","))
-    return x0, y0, x1, y1
 
 
 class AnnotationRepo:
@@ -161,11 +153,12 @@ class AnnotationRepo:
                 )
         return mask_id
 
-    def mask_row(self, mask_id: int) -> sqlite3.Row | None:
-        return self.p.db.one(
+    def mask_row(self, mask_id: int) -> Mask | None:
+        row = self.p.db.one(
             f"SELECT {MASK_COLUMNS} FROM masks m JOIN classes c ON c.id = m.class_id WHERE m.id = ?",
             (mask_id,),
         )
+        return None if row is None else Mask.from_row(row)
 
     def load_mask(self, mask_id: int) -> np.ndarray:
         png = self.mask_png(mask_id)
@@ -195,8 +188,8 @@ class AnnotationRepo:
 
     def masks_of(
         self, image_id: int, *, annotator: str | None = None, source: str | None = None
-    ) -> list[sqlite3.Row]:
-        """Mask rows (no pixels) of an image, optionally of one annotator and/or source."""
+    ) -> list[Mask]:
+        """Masks (no pixels) of an image, optionally of one annotator and/or source."""
         sql = f"SELECT {MASK_COLUMNS} FROM masks m JOIN classes c ON c.id = m.class_id WHERE m.image_id = ?"
         args: list[Any] = [image_id]
         if annotator is not None:
@@ -205,15 +198,16 @@ class AnnotationRepo:
         if source is not None:
             sql += " AND m.source = ?"
             args.append(source)
-        return self.p.db.query(sql + " ORDER BY c.position, m.source, m.annotator", tuple(args))
+        return [Mask.from_row(r) for r in self.p.db.query(sql + " ORDER BY c.position, m.source, m.annotator",
+                                                          tuple(args))]
 
-    def all_masks(self, *, source: str | None = None) -> list[sqlite3.Row]:
+    def all_masks(self, *, source: str | None = None) -> list[Mask]:
         sql = f"SELECT {MASK_COLUMNS} FROM masks m JOIN classes c ON c.id = m.class_id"
         args: tuple = ()
         if source:
             sql += " WHERE m.source = ?"
             args = (source,)
-        return self.p.db.query(sql + " ORDER BY m.image_id, m.id", args)
+        return [Mask.from_row(r) for r in self.p.db.query(sql + " ORDER BY m.image_id, m.id", args)]
 
     def images_with_masks(self, sources: Sequence[str] = ("human", "import", "adjudicated"), *,
                           class_id: int | None = None) -> list[int]:
@@ -261,21 +255,21 @@ class AnnotationRepo:
                 "mask.delete",
                 "mask",
                 mask_id,
-                {k: row[k] for k in ("image_id", "class_id", "annotator", "source", "area_px")},
+                {k: getattr(row, k) for k in ("image_id", "class_id", "annotator", "source", "area_px")},
             )
 
     def accept_model_mask(self, mask_id: int, *, annotator: str | None = None) -> int:
         """A model mask becomes the annotator's human mask (the model row stays for provenance)."""
         row = self.mask_row(mask_id)
-        if row is None or row["source"] != "model":
+        if row is None or row.source != "model":
             raise ValueError(f"mask {mask_id} is not a model mask")
         return self.save_mask(
-            row["image_id"],
-            row["class_id"],
+            row.image_id,
+            row.class_id,
             self.load_mask(mask_id),
             annotator=annotator,
             source="human",
-            run_id=row["run_id"],
+            run_id=row.run_id,
             action="mask.accept",
             details={"from_mask": mask_id},
         )
@@ -303,7 +297,7 @@ class AnnotationRepo:
         rows = [self.mask_row(i) for i in mask_ids]
         if not rows or any(r is None for r in rows):
             raise ValueError(f"unknown mask among {list(mask_ids)}")
-        images = {r["image_id"] for r in rows}
+        images = {r.image_id for r in rows}
         if len(images) != 1:
             raise ValueError("adjudication needs masks of one image")
         if method == "pick":
@@ -326,8 +320,8 @@ class AnnotationRepo:
         if len(mask_ids) == 2:
             details.update(self.agreement(mask_ids[0], mask_ids[1]))
         return self.save_mask(
-            rows[0]["image_id"],
-            class_id or rows[0]["class_id"],
+            rows[0].image_id,
+            class_id or rows[0].class_id,
             result,
             annotator=annotator,
             source="adjudicated",
@@ -364,14 +358,15 @@ class AnnotationRepo:
                 )
         return box_id
 
-    def box(self, box_id: int) -> sqlite3.Row | None:
-        return self.p.db.one(
+    def box(self, box_id: int) -> Box | None:
+        row = self.p.db.one(
             "SELECT b.*, c.name AS class_name, c.color FROM boxes b "
             "JOIN classes c ON c.id = b.class_id WHERE b.id = ?",
             (box_id,),
         )
+        return None if row is None else Box.from_row(row)
 
-    def boxes_of(self, image_id: int, *, annotator: str | None = None) -> list[sqlite3.Row]:
+    def boxes_of(self, image_id: int, *, annotator: str | None = None) -> list[Box]:
         sql = (
             "SELECT b.*, c.name AS class_name, c.color FROM boxes b JOIN classes c ON c.id = b.class_id "
             "WHERE b.image_id = ? AND b.score IS NULL"  # a detector's predictions: DetectionRepo
@@ -380,13 +375,13 @@ class AnnotationRepo:
         if annotator is not None:
             sql += " AND b.annotator = ?"
             args.append(annotator)
-        return self.p.db.query(sql + " ORDER BY b.id", tuple(args))
+        return [Box.from_row(r) for r in self.p.db.query(sql + " ORDER BY b.id", tuple(args))]
 
-    def all_boxes(self) -> list[sqlite3.Row]:
-        return self.p.db.query(
+    def all_boxes(self) -> list[Box]:
+        return [Box.from_row(r) for r in self.p.db.query(
             "SELECT b.*, c.name AS class_name FROM boxes b "
             "JOIN classes c ON c.id = b.class_id WHERE b.score IS NULL ORDER BY b.image_id, b.id"
-        )
+        )]
 
     def set_box(self, box_id: int, rect: Sequence[float], *, action: str = "box.resize") -> None:
         """Move or resize: the box gets the new rectangle."""
@@ -403,14 +398,14 @@ class AnnotationRepo:
                 action,
                 "box",
                 box_id,
-                {"from": [old["x0"], old["y0"], old["x1"], old["y1"]], "to": [x0, y0, x1, y1]},
+                {"from": [old.x0, old.y0, old.x1, old.y1], "to": [x0, y0, x1, y1]},
             )
 
     def move_box(self, box_id: int, dx: float, dy: float) -> None:
         b = self.box(box_id)
         if b is None:
             raise KeyError(f"no box {box_id}")
-        self.set_box(box_id, (b["x0"] + dx, b["y0"] + dy, b["x1"] + dx, b["y1"] + dy), action="box.move")
+        self.set_box(box_id, (b.x0 + dx, b.y0 + dy, b.x1 + dx, b.y1 + dy), action="box.move")
 
     def resize_box(self, box_id: int, rect: Sequence[float]) -> None:
         self.set_box(box_id, rect, action="box.resize")
@@ -431,9 +426,9 @@ class AnnotationRepo:
                 "box",
                 box_id,
                 {
-                    "image_id": old["image_id"],
-                    "class_id": old["class_id"],
-                    "rect": [old["x0"], old["y0"], old["x1"], old["y1"]],
+                    "image_id": old.image_id,
+                    "class_id": old.class_id,
+                    "rect": [old.x0, old.y0, old.x1, old.y1],
                 },
             )
 
@@ -442,16 +437,16 @@ class AnnotationRepo:
         row = self.mask_row(mask_id)
         if row is None:
             raise KeyError(f"no mask {mask_id}")
-        rect = parse_bbox(row["bbox"])
+        rect = row.bbox
         if rect is None:
             raise ValueError(f"mask {mask_id} is empty")
         with self.p.db.transaction():
             box_id = self.add_box(
-                row["image_id"],
-                row["class_id"],
+                row.image_id,
+                row.class_id,
                 rect,
                 annotator=annotator,
-                source=row["source"] if row["source"] != "adjudicated" else "human",
+                source=row.source if row.source != "adjudicated" else "human",
                 audit=False,
             )
             self.p.audit("box.from_mask", "box", box_id, {"mask_id": mask_id, "rect": list(rect)})

@@ -10,9 +10,10 @@ marks it 'dismissed'.  Coordinates are on the full DICOM grid, as every box.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from mskstudio.domain import Box
 
 if TYPE_CHECKING:
     from mskstudio.store.project import Project
@@ -48,7 +49,7 @@ class DetectionRepo:
         return len(rows)
 
     def predictions(self, image_id: int | None = None, *, run_id: int | None = None,
-                    min_score: float = 0.0, include_reviewed: bool = False) -> list[sqlite3.Row]:
+                    min_score: float = 0.0, include_reviewed: bool = False) -> list[Box]:
         """Predicted boxes (highest score first), of one image and/or one run."""
         sql = ("SELECT b.*, c.name AS class_name, c.color FROM boxes b JOIN classes c ON c.id = b.class_id "
                "WHERE b.score IS NOT NULL AND b.score >= ?")
@@ -61,33 +62,33 @@ class DetectionRepo:
             args.append(int(run_id))
         if not include_reviewed:
             sql += " AND b.review IS NULL"
-        return self.p.db.query(sql + " ORDER BY b.score DESC, b.id", tuple(args))
+        return [Box.from_row(r) for r in self.p.db.query(sql + " ORDER BY b.score DESC, b.id", tuple(args))]
 
     def runs_with_predictions(self) -> list[int]:
         return [int(r[0]) for r in self.p.db.query(
             "SELECT DISTINCT run_id FROM boxes WHERE score IS NOT NULL AND run_id IS NOT NULL ORDER BY run_id")]
 
-    def _prediction(self, box_id: int) -> sqlite3.Row:
+    def _prediction(self, box_id: int) -> Box:
         row = self.p.db.one("SELECT * FROM boxes WHERE id = ?", (int(box_id),))
         if row is None or row["score"] is None:
             raise ValueError(f"box {box_id} is not a detector prediction")
-        return row
+        return Box.from_row(row)
 
     def accept(self, box_id: int, *, annotator: str | None = None) -> int:
         """The prediction becomes the annotator's human box; returns the new box id."""
         row = self._prediction(box_id)
         with self.p.db.transaction() as c:
-            new_id = self.p.annotations.add_box(row["image_id"], row["class_id"],
-                                                (row["x0"], row["y0"], row["x1"], row["y1"]),
+            new_id = self.p.annotations.add_box(row.image_id, row.class_id,
+                                                (row.x0, row.y0, row.x1, row.y1),
                                                 annotator=annotator, source="human", audit=False)
             c.execute(f"UPDATE boxes SET review = 'accepted', updated_at = {NOW} WHERE id = ?", (int(box_id),))
             self.p.audit("detect.accept", "box", new_id,
-                         {"prediction": int(box_id), "run_id": row["run_id"], "score": row["score"],
-                          "rect": [row["x0"], row["y0"], row["x1"], row["y1"]]})
+                         {"prediction": int(box_id), "run_id": row.run_id, "score": row.score,
+                          "rect": [row.x0, row.y0, row.x1, row.y1]})
         return new_id
 
     def dismiss(self, box_id: int) -> None:
         row = self._prediction(box_id)
         with self.p.db.transaction() as c:
             c.execute(f"UPDATE boxes SET review = 'dismissed', updated_at = {NOW} WHERE id = ?", (int(box_id),))
-            self.p.audit("detect.dismiss", "box", int(box_id), {"run_id": row["run_id"], "score": row["score"]})
+            self.p.audit("detect.dismiss", "box", int(box_id), {"run_id": row.run_id, "score": row.score})

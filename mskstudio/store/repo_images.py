@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.domain import Image, Patient, Study
+
 if TYPE_CHECKING:
     from mskstudio.store.project import Project
 
@@ -48,11 +50,23 @@ class ImageRepo:
             )
             return int(c.execute("SELECT id FROM patients WHERE pseudonym = ?", (pseudonym,)).fetchone()[0])
 
-    def find_patient(self, key: str) -> sqlite3.Row | None:
+    def find_patient(self, key: str) -> Patient | None:
         """By pseudonym, or by original id where the user kept the map."""
-        return self.p.db.one(
+        row = self.p.db.one(
             "SELECT * FROM patients WHERE pseudonym = ? OR original_id = ?", (key, key)
         )
+        return None if row is None else Patient.from_row(row)
+
+    def patient(self, patient_id: int) -> Patient | None:
+        row = self.p.db.one("SELECT * FROM patients WHERE id = ?", (patient_id,))
+        return None if row is None else Patient.from_row(row)
+
+    def study(self, study_id: int) -> Study | None:
+        """The study with its centre's code."""
+        row = self.p.db.one(
+            "SELECT s.*, c.code AS centre FROM studies s LEFT JOIN centres c ON c.id = s.centre_id "
+            "WHERE s.id = ?", (study_id,))
+        return None if row is None else Study.from_row(row)
 
     def study_id(self, patient_id: int, study_uid: str, **fields: Any) -> int:
         with self.p.db.transaction() as c:
@@ -91,14 +105,33 @@ class ImageRepo:
         return image_id
 
     # ---- reading ----------------------------------------------------------------------
+    _IMAGE_SQL = (
+        "SELECT i.*, s.patient_id, s.study_uid, s.study_date, s.age_years, s.centre_id, "
+        "p.pseudonym, c.code AS centre FROM images i JOIN studies s ON s.id = i.study_id "
+        "JOIN patients p ON p.id = s.patient_id LEFT JOIN centres c ON c.id = s.centre_id"
+    )
+
+    def record(self, image_id: int) -> Image | None:
+        """The image as a typed record, with its study's and patient's identity, or None."""
+        row = self.p.db.one(f"{self._IMAGE_SQL} WHERE i.id = ?", (image_id,))
+        return None if row is None else Image.from_row(row)
+
+    def records(self, image_ids: Iterable[int] | None = None) -> list[Image]:
+        """Typed records of the images (all of them, or ``image_ids``, in that order)."""
+        if image_ids is None:
+            return [Image.from_row(r) for r in self.p.db.query(f"{self._IMAGE_SQL} ORDER BY i.id")]
+        wanted = [int(i) for i in image_ids]
+        found: dict[int, Image] = {}
+        for k in range(0, len(wanted), 500):
+            part = wanted[k:k + 500]
+            for r in self.p.db.query(f"{self._IMAGE_SQL} WHERE i.id IN ({','.join('?' * len(part))})",
+                                     tuple(part)):
+                found[int(r["id"])] = Image.from_row(r)
+        return [found[i] for i in wanted if i in found]
+
     def get(self, image_id: int) -> sqlite3.Row | None:
-        return self.p.db.one(
-            "SELECT i.*, s.patient_id, s.study_uid, s.study_date, s.age_years, s.centre_id, "
-            "p.pseudonym, c.code AS centre FROM images i JOIN studies s ON s.id = i.study_id "
-            "JOIN patients p ON p.id = s.patient_id LEFT JOIN centres c ON c.id = s.centre_id "
-            "WHERE i.id = ?",
-            (image_id,),
-        )
+        """The row behind ``record`` (for callers not moved to the typed record yet)."""
+        return self.p.db.one(f"{self._IMAGE_SQL} WHERE i.id = ?", (image_id,))
 
     def burned_in_ids(self) -> set[int]:
         """Images whose header says BurnedInAnnotation YES (text or markers in the pixels)."""

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from mskstudio.domain import LABEL_SOURCES as SOURCES
+from mskstudio.domain import Label
 
 if TYPE_CHECKING:
     from mskstudio.store.project import Project
@@ -137,14 +138,14 @@ class LabelRepo:
             self.p.audit("label.remove", "label_set", label_set_id,
                          {"images": ids[:1000], "n": len(ids), "source": source})
 
-    def labels_of(self, image_id: int) -> list[sqlite3.Row]:
+    def labels_of(self, image_id: int) -> list[Label]:
         """Every label of an image with provenance, effective ones first per label set."""
-        return self.p.db.query(
+        return [Label.from_row(r) for r in self.p.db.query(
             f"SELECT l.*, c.name AS class_name, s.name AS label_set FROM labels l "
             f"JOIN classes c ON c.id = l.class_id JOIN label_sets s ON s.id = l.label_set_id "
             f"WHERE l.image_id = ? ORDER BY s.name, {PRECEDENCE_SQL}, l.created_at DESC, l.id DESC",
             (image_id,),
-        )
+        )]
 
     def effective(self, label_set_id: int, *, sources: tuple[str, ...] = SOURCES) -> dict[int, int]:
         """image id -> class id of the highest-precedence label among ``sources``."""

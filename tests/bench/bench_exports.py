@@ -59,8 +59,8 @@ def main() -> None:
         by_uid = {r["sop_uid"]: r["id"] for r in project.images.identities()}
         masks = {}
         for m in project.annotations.all_masks():
-            who = m["annotator"] if m["source"] == "human" else None
-            masks[(m["image_id"], m["class_name"], m["source"], who or m["annotator"])] = m["id"]
+            who = m.annotator if m.source == "human" else None
+            masks[(m.image_id, m.class_name, m.source, who or m.annotator)] = m.id
         for path in sorted((work / "out" / "seg").glob("*.dcm")):
             try:
                 seg = hd.seg.segread(path)

@@ -54,7 +54,7 @@ def main(project: str, outdir: str) -> list[Path]:
         _wait(app, lambda: w.viewer.rad is not None)
     _wait(app, lambda: w.browser.model.pending() == 0, 5)
     v = w.viewer
-    rows, cols = v.row["rows"], v.row["cols"]
+    rows, cols = v.row.rows, v.row.cols
     v.add_ruler((cols * 0.3, rows * 0.25), (cols * 0.7, rows * 0.3))
     v.add_angle((cols * 0.35, rows * 0.7), (cols * 0.5, rows * 0.6), (cols * 0.65, rows * 0.72))
     yy, xx = np.mgrid[0:64, 0:64]

@@ -88,4 +88,4 @@ def test_redraw_edits_the_final_mask_with_the_brush(adjudication, qtbot):
     qtbot.mouseClick(dock.panel.back_btn, Qt.MouseButton.LeftButton)
     assert ctl.source == "human" and not ctl.mask[5, 5]
     dock.show_tab("adjudicate")
-    assert view.final_row()["area_px"] == int(final.sum())
+    assert view.final_row().area_px == int(final.sum())

@@ -111,13 +111,13 @@ def test_polygon_lasso_fill_box(setup):
     ctl.handle("press", (20, 150))
     ctl.handle("release", (80, 190))
     boxes = project.annotations.boxes_of(image_id)
-    assert len(boxes) == 1 and (boxes[0]["x0"], boxes[0]["y1"]) == (20, 190)
+    assert len(boxes) == 1 and (boxes[0].x0, boxes[0].y1) == (20, 190)
     ctl.undo()
     assert not project.annotations.boxes_of(image_id)
     ctl.flush()
     assert ctl.stack.count() == n + 1
     row = project.annotations.masks_of(image_id)[0]
-    assert row["area_mm2"] == pytest.approx(row["area_px"] * 0.04)
+    assert row.area_mm2 == pytest.approx(row.area_px * 0.04)
 
 
 def test_attach_to_real_viewer_mouse_goes_to_brush(qtbot, new_project):

@@ -54,8 +54,7 @@ def _drag(viewer, start, end, steps: int = 4) -> None:
 
 
 def _rect(project, box_id):
-    b = project.annotations.box(box_id)
-    return (b["x0"], b["y0"], b["x1"], b["y1"])
+    return project.annotations.box(box_id).rect
 
 
 def test_boxes_of_every_source_are_drawn_moved_resized_and_deleted(window, qtbot):
@@ -91,7 +90,7 @@ def test_boxes_of_every_source_are_drawn_moved_resized_and_deleted(window, qtbot
     assert p.annotations.box(ids["import"]) is None
     assert len(v.stored_boxes()) == 2
     window.undo_stack.undo()  # the imported box comes back, imported
-    assert sorted(b.row["source"] for b in v.stored_boxes()) == ["human", "import", "model"]
+    assert sorted(b.row.source for b in v.stored_boxes()) == ["human", "import", "model"]
 
 
 def test_box_tool_shows_live_size_and_draws_the_new_box(window, dock, qtbot):
@@ -126,7 +125,7 @@ def test_box_from_mask_and_the_docks_undo_is_the_annotation_undo(window, dock, q
     boxes = p.annotations.boxes_of(image_id)
     mask = ctl.mask
     ys, xs = np.nonzero(mask)
-    assert [(b["x0"], b["y0"], b["x1"], b["y1"]) for b in boxes] == [
+    assert [b.rect for b in boxes] == [
         (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)]
     assert panel.undo_action.text() == "Undo Box from mask"
 

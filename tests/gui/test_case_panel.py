@@ -24,7 +24,7 @@ def _lab(w, pid, name):
 
 def test_add_lab_marks_out_of_range_and_undoes(qtbot, window):
     w, panel = window, window.case_panel
-    editor, pid = panel.lab_editor, panel.row["patient_id"]
+    editor, pid = panel.lab_editor, panel.row.patient_id
     rows_before = panel.labs.rowCount()
     _fill(editor, name="Calcium", value="2,9", unit="mmol/L", low="2.15", high="2.55", date="2024-05-02")
     QTest.mouseClick(editor.add_button, Qt.MouseButton.LeftButton)
@@ -55,7 +55,7 @@ def test_add_lab_marks_out_of_range_and_undoes(qtbot, window):
 ])
 def test_bad_input_is_explained_and_nothing_is_written(qtbot, window, values, message):
     w, editor = window, window.case_panel.lab_editor
-    pid = window.case_panel.row["patient_id"]
+    pid = window.case_panel.row.patient_id
     before = [dict(r) for r in w.project.images.labs(pid)]
     _fill(editor, **values)
     assert editor.add_from_form() is False
@@ -66,7 +66,7 @@ def test_bad_input_is_explained_and_nothing_is_written(qtbot, window, values, me
 
 def test_duplicate_name_is_refused_without_an_undo_step(qtbot, window):
     w, editor = window, window.case_panel.lab_editor
-    pid = window.case_panel.row["patient_id"]
+    pid = window.case_panel.row.patient_id
     w.project.images.set_lab(pid, "ALP", 100.0, "U/L", 40.0, 130.0)
     _fill(editor, name="alp", value="300")
     editor.fields["name"].returnPressed.emit()
@@ -88,7 +88,7 @@ def test_known_lab_fills_unit_and_range(qtbot, window):
 
 def test_delete_lab_and_undo_restores_everything(qtbot, window):
     w, panel = window, window.case_panel
-    editor, pid = panel.lab_editor, panel.row["patient_id"]
+    editor, pid = panel.lab_editor, panel.row.patient_id
     w.project.images.add_lab(pid, "PTH", 9.1, "pmol/L", 1.6, 6.9, "2024-01-15")
     panel.refresh()
     assert not editor.delete_button.isEnabled()
@@ -113,7 +113,7 @@ def test_delete_lab_and_undo_restores_everything(qtbot, window):
 
 def test_editing_a_value_in_place_still_validates(qtbot, window):
     w, panel = window, window.case_panel
-    pid = panel.row["patient_id"]
+    pid = panel.row.patient_id
     w.project.images.set_lab(pid, "CRP", 3.0, "mg/L", 0.0, 5.0)
     panel.refresh()
     r = _row_of(panel.labs, "CRP")

@@ -38,11 +38,11 @@ def test_predicted_boxes_slider_accept_reject(window, qtbot):
     n_human = len(project.annotations.boxes_of(image_id))
     dock.list.setCurrentRow(0)
     new_id = dock.accept_selected()
-    assert project.annotations.box(new_id)["source"] == "human"
+    assert project.annotations.box(new_id).source == "human"
     assert len(project.annotations.boxes_of(image_id)) == n_human + 1
     assert dock.list.count() == 2          # the accepted prediction leaves the list
     dock.list.setCurrentRow(0)
     dock.reject_selected()
     assert dock.list.count() == 1
-    assert [r["review"] for r in project.detections.predictions(image_id, include_reviewed=True)] == \
+    assert [r.review for r in project.detections.predictions(image_id, include_reviewed=True)] == \
         ["accepted", "dismissed", None]

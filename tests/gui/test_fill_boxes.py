@@ -34,7 +34,7 @@ def test_fill_box_with_the_box_segmenter(window, qtbot, phantom_archive):
     ctl.class_id = project.annotations.class_id("tumour")
     ctl._load_mask()
     for m in project.annotations.masks_of(image_id, source="import"):  # the surgeon starts from nothing
-        project.annotations.delete_mask(m["id"])
+        project.annotations.delete_mask(m.id)
     ctl._load_mask()
     assert not ctl.mask.any()
 

@@ -52,8 +52,8 @@ def test_ruler_is_saved_and_comes_back(qtbot, window, spacing_source, expected_s
     (x0, y0), (x1, y1) = m["points"]
     assert (x0, y0) == pytest.approx(v.to_image(v.view.mapToScene(a)), abs=2)
     assert m["length_px"] == pytest.approx(math.hypot(x1 - x0, y1 - y0))
-    assert m["length_mm"] == pytest.approx(math.hypot((x1 - x0) * row["spacing_col_mm"],
-                                                      (y1 - y0) * row["spacing_row_mm"]))
+    assert m["length_mm"] == pytest.approx(math.hypot((x1 - x0) * row.spacing_col_mm,
+                                                      (y1 - y0) * row.spacing_row_mm))
     assert item.text() == f"{'≈' if expected_source == 'estimated' else ''}{m['length_mm']:.1f} mm"
     # another image shows none; coming back shows it again, where it was
     first = w.image_id
@@ -74,7 +74,7 @@ def test_angle_by_three_clicks(qtbot, window):
     w, v = window, window.viewer
     w.actions_by_name["tool_angle"].trigger()
     vp = v.view.viewport()
-    rows, cols = v.row["rows"], v.row["cols"]
+    rows, cols = v.row.rows, v.row.cols
     for x, y in [(cols * 0.3, rows * 0.3), (cols * 0.5, rows * 0.5), (cols * 0.7, rows * 0.3)]:
         QTest.mouseClick(vp, LEFT, NO_MOD, _on_screen(v, x, y))
     (m,) = _saved(w)
@@ -85,7 +85,7 @@ def test_angle_by_three_clicks(qtbot, window):
 
 def test_dragging_an_endpoint_saves_at_the_end_and_undoes(qtbot, window):
     w, v = window, window.viewer
-    rows, cols = v.row["rows"], v.row["cols"]
+    rows, cols = v.row.rows, v.row.cols
     start = [(cols * 0.3, rows * 0.4), (cols * 0.6, rows * 0.4)]
     m = v.add_ruler(*start)
     mid = m.measurement_id
@@ -101,7 +101,7 @@ def test_dragging_an_endpoint_saves_at_the_end_and_undoes(qtbot, window):
     after = w.project.measurements.get(mid)
     assert after["points"][0] == before["points"][0]
     assert after["points"][1] == pytest.approx(target, abs=2)
-    sr, sc = v.row["spacing_row_mm"], v.row["spacing_col_mm"]
+    sr, sc = v.row.spacing_row_mm, v.row.spacing_col_mm
     (x0, y0), (x1, y1) = after["points"]
     assert after["length_mm"] == pytest.approx(math.hypot((x1 - x0) * sc, (y1 - y0) * sr))
     assert v.selected_measurement is m and m.selected
@@ -114,7 +114,7 @@ def test_dragging_an_endpoint_saves_at_the_end_and_undoes(qtbot, window):
 
 def test_delete_key_context_menu_and_undo(qtbot, window):
     w, v = window, window.viewer
-    rows, cols = v.row["rows"], v.row["cols"]
+    rows, cols = v.row.rows, v.row.cols
     keep = v.add_ruler((cols * 0.2, rows * 0.2), (cols * 0.4, rows * 0.2))
     doomed = v.add_ruler((cols * 0.2, rows * 0.6), (cols * 0.5, rows * 0.7))
     vp = v.view.viewport()
@@ -141,7 +141,7 @@ def test_delete_key_context_menu_and_undo(qtbot, window):
 
 def test_case_panel_lists_and_deletes_measurements(qtbot, window):
     w, v, panel = window, window.viewer, window.case_panel
-    rows, cols = v.row["rows"], v.row["cols"]
+    rows, cols = v.row.rows, v.row.cols
     ruler = v.add_ruler((cols * 0.1, rows * 0.1), (cols * 0.1, rows * 0.5))
     v.add_angle((0, 10), (0, 0), (10, 0))
     table = panel.measures

@@ -109,7 +109,7 @@ def test_window_shows_nothing_of_truth_other_readers_model_or_project(qtbot, stu
     assert isinstance(w.viewer.project, BlindImages) and not isinstance(w.viewer.project, Project)
     outside = next(i for i in p.images.ids() if i not in p.readers.case_images(sid))
     with pytest.raises(KeyError):
-        w.images.get(outside)
+        w.images.record(outside)
     assert not w.heatmap_box.isVisible()
     # the assisted arm (after all image-arm cases) shows the model's answer and heat map
     for _ in range(w.case.total):

@@ -81,8 +81,8 @@ def test_accept_and_correct_write_human_labels_with_undo(board, qtbot):
     first, second = board.queue[0], board.queue[1]
 
     def human(image_id):
-        return [r["class_id"] for r in project.labels.labels_of(image_id)
-                if r["label_set_id"] == ls and r["source"] == "human"]
+        return [r.class_id for r in project.labels.labels_of(image_id)
+                if r.label_set_id == ls and r.source == "human"]
 
     n_audit = project.db.scalar("SELECT COUNT(*) FROM audit WHERE action = 'label.set'")
     qtbot.keyClick(board.list, Qt.Key.Key_Return)          # accept (keys work from a child too)

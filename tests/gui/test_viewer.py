@@ -20,7 +20,7 @@ def _reference(w):
     """The float decode of the window's image, independent of the viewer's display path."""
     from mskstudio.io.dicom import read_radiograph
 
-    return read_radiograph(w.project.images.dicom_path(w.image_id), frame=int(w.viewer.row["frame"] or 0))
+    return read_radiograph(w.project.images.dicom_path(w.image_id), frame=int(w.viewer.row.frame or 0))
 
 
 def test_grid_and_tree_selection_open_the_image(qtbot, window):
@@ -32,8 +32,7 @@ def test_grid_and_tree_selection_open_the_image(qtbot, window):
         b.grid.setCurrentIndex(b.model.index(5))
     assert sig.args == [target]
     _wait_full(qtbot, w, target)
-    row = w.project.images.get(target)
-    assert w.viewer.rad.shape == (row["rows"], row["cols"])
+    assert w.viewer.rad.shape == w.project.images.record(target).shape
     assert w.case_panel.image_id == target
     # the tree followed the grid; choosing another leaf in the tree opens that image
     other = b.order[0]
@@ -116,7 +115,7 @@ def test_window_level_presets_and_drag(qtbot, window):
 def test_ruler_measures_millimetres(qtbot, window):
     v = window.viewer
     row = v.row
-    sr, sc = row["spacing_row_mm"], row["spacing_col_mm"]
+    sr, sc = row.spacing_row_mm, row.spacing_col_mm
     assert sr and sc, "phantom images carry pixel spacing"
     m = v.add_ruler((10, 20), (110, 60))
     expected = math.hypot(100 * sc, 40 * sr)
@@ -162,7 +161,7 @@ def test_spacing_warning(qtbot, window):
 def test_corner_text_never_overlaps_in_a_narrow_viewer(qtbot, window):
     v = window.viewer
     _wait_full(qtbot, window, window.image_id)
-    v.corner_br.setText(v.readout(v.row["cols"] / 2, v.row["rows"] / 2))
+    v.corner_br.setText(v.readout(v.row.cols / 2, v.row.rows / 2))
     v.warning.setText(v.spacing_warning() or "⚠ no pixel spacing: measurements in pixels")
     labels = [v.corner_tl, v.corner_tr, v.corner_bl, v.corner_br, v.warning]
     assert all(label.text() for label in labels)
@@ -179,7 +178,7 @@ def test_corner_text_never_overlaps_in_a_narrow_viewer(qtbot, window):
 
 def test_readout_rotation_and_zoom(qtbot, window):
     v = window.viewer
-    rows, cols = v.row["rows"], v.row["cols"]
+    rows, cols = v.row.rows, v.row.cols
     c, r = cols // 4, rows * 3 // 4
     x, y = v.to_image(v.canvas.mapToScene(QPointF(c + 0.5, r + 0.5)))
     assert (int(x), int(y)) == (c, r)
@@ -198,7 +197,7 @@ def test_readout_rotation_and_zoom(qtbot, window):
 
 def test_overlay_api(qtbot, window):
     v = window.viewer
-    rows, cols = v.row["rows"], v.row["cols"]
+    rows, cols = v.row.rows, v.row.cols
     heat = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
     v.set_overlay("heatmap", heat, 0.4)
     mask = np.zeros((rows, cols), bool)
@@ -228,7 +227,7 @@ def test_thumbnail_first_then_full_image(qtbot, window):
     assert w.viewer.image_id == target
     if w.viewer.rad is None:
         rect = w.viewer.img.mapRectToParent(w.viewer.img.boundingRect())
-        assert (rect.width(), rect.height()) == pytest.approx((w.viewer.row["cols"], w.viewer.row["rows"]))
+        assert (rect.width(), rect.height()) == pytest.approx((w.viewer.row.cols, w.viewer.row.rows))
         assert "loading" in w.viewer.corner_bl.text()
     _wait_full(qtbot, w, target)
     v = w.viewer

@@ -32,7 +32,7 @@ def test_menus_show_shortcuts_and_help_lists_them(qtbot, window):
 def test_clinical_edit_undo_redo(qtbot, window):
     w = window
     panel = w.case_panel
-    pid = panel.row["patient_id"]
+    pid = panel.row.patient_id
     before = w.project.images.clinical(pid).get("diagnosis")
     editor = panel.editors["diagnosis"]
     editor.setText("osteochondroma (edited)")
@@ -71,7 +71,7 @@ def test_flag_edit_and_labels_and_tags(qtbot, window):
 def test_lab_edit_undo(qtbot, window):
     w = window
     panel = w.case_panel
-    pid = panel.row["patient_id"]
+    pid = panel.row.patient_id
     if panel.labs.rowCount() == 0:
         w.project.images.set_lab(pid, "ALP", 100.0, "U/L", 40.0, 130.0)
         panel.refresh()

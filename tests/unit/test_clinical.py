@@ -38,9 +38,9 @@ def test_clinical_csv_with_bad_rows(project_with_patients, tmp_path):
     assert set(bad) == {3, 4, 5}
     assert "age" in bad[3] and "dignity" in bad[4] and "not in this project" in bad[5]
     first = p.images.find_patient(pseudonym(p.secret, "MRN-1"))
-    record = p.images.clinical(first["id"])
+    record = p.images.clinical(first.id)
     assert (record["age_years"], record["sex"], record["dignity"]) == (14.0, "F", "malignant")
-    labs = {r["name"]: r for r in p.images.labs(first["id"])}
+    labs = {r["name"]: r for r in p.images.labs(first.id)}
     assert labs["ALP"]["value"] == 180 and labs["ALP"]["unit"] == "U/L" and labs["ALP"]["ref_high"] == 130
     assert labs["CRP"]["value"] is None  # measured as missing, not dropped
     diag = p.labels.label_set("diagnosis")

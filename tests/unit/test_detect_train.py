@@ -75,22 +75,22 @@ def test_detect_stores_model_boxes_and_keeps_human_boxes(trained):
     out = run_detect(project, {"run_id": result["model_run_id"], "min_score": 0.2}, JobContext.null())
     assert out["boxes"] > 0
     preds = project.detections.predictions(run_id=result["model_run_id"])
-    assert all(r["source"] == "model" and r["score"] >= 0.2 for r in preds)
+    assert all(r.source == "model" and r.score >= 0.2 for r in preds)
     # run again: replaced, not doubled; human boxes untouched; human-box queries skip predictions
     again = run_detect(project, {"run_id": result["model_run_id"], "min_score": 0.2}, JobContext.null())
     assert again["boxes"] == out["boxes"] == len(project.detections.predictions(run_id=result["model_run_id"]))
     assert [tuple(r) for r in project.db.query("SELECT * FROM boxes WHERE score IS NULL")] == human_before
     preds = project.detections.predictions(run_id=result["model_run_id"])  # the new rows
-    image_id = preds[0]["image_id"]
-    assert all(b["score"] is None for b in project.annotations.boxes_of(image_id))
+    image_id = preds[0].image_id
+    assert all(b.score is None for b in project.annotations.boxes_of(image_id))
     # accept -> a new human box, audited; dismiss -> hidden
     n_human = len(project.annotations.boxes_of(image_id))
-    new_id = project.detections.accept(preds[0]["id"])
-    assert project.annotations.box(new_id)["source"] == "human"
+    new_id = project.detections.accept(preds[0].id)
+    assert project.annotations.box(new_id).source == "human"
     assert len(project.annotations.boxes_of(image_id)) == n_human + 1
-    project.detections.dismiss(preds[-1]["id"])
-    left = {r["id"] for r in project.detections.predictions(run_id=result["model_run_id"])}
-    assert preds[0]["id"] not in left and preds[-1]["id"] not in left
+    project.detections.dismiss(preds[-1].id)
+    left = {r.id for r in project.detections.predictions(run_id=result["model_run_id"])}
+    assert preds[0].id not in left and preds[-1].id not in left
     actions = {r[0] for r in project.db.query("SELECT action FROM audit")}
     assert {"detect.accept", "detect.dismiss", "detect.store"} <= actions
     with pytest.raises(ValueError, match="no image"):

@@ -20,7 +20,7 @@ from mskstudio.io.exports.coco import import_coco
 def boxed(phantom_project, phantom_archive):
     p = phantom_project
     import_masks(p, phantom_archive, boxes=True)  # a box around every truth mask
-    first = p.annotations.all_boxes()[0]["image_id"]
+    first = p.annotations.all_boxes()[0].image_id
     p.annotations.add_box(first, p.annotations.class_id("soft-tissue mass"), (3.5, 4, 30, 41.25), annotator="bob")
     return p
 
@@ -32,7 +32,7 @@ def test_coco_loads_and_evaluates_to_ap_1_against_itself(boxed, tmp_path):
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         gt = COCO(str(path))
     boxes = p.annotations.all_boxes()
-    assert len(gt.getAnnIds()) == len(boxes) and len(gt.getImgIds()) == len({b["image_id"] for b in boxes})
+    assert len(gt.getAnnIds()) == len(boxes) and len(gt.getImgIds()) == len({b.image_id for b in boxes})
     for image in gt.loadImgs(gt.getImgIds()):
         row = p.images.get(image["id"])
         assert (image["width"], image["height"]) == (row["cols"], row["rows"])
@@ -64,7 +64,7 @@ def test_coco_import_is_idempotent_and_lists_unknown_images(boxed, new_project, 
     assert result["boxes"] == 0 and result["unknown_images"] == len(json.loads(path.read_text())["images"])
     assert all(line.endswith("is not in the project") for line in result["unknown"])
     boxes = p.annotations.all_boxes()
-    drawn = [b for b in boxes if b["source"] != "import"]
+    drawn = [b for b in boxes if b.source != "import"]
     assert 0 < len(drawn) < len(boxes)
     first = import_coco(p, path)  # into itself: drawn boxes get an 'import' twin, imported ones are there
     assert (first["boxes"], first["unchanged"]) == (len(drawn), len(boxes) - len(drawn))

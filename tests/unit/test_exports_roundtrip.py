@@ -29,7 +29,7 @@ def annotated(phantom_project, phantom_archive):
     p = phantom_project
     import_masks(p, phantom_archive)
     ann = p.annotations
-    image_id = ann.all_masks(source="import")[0]["image_id"]
+    image_id = ann.all_masks(source="import")[0].image_id
     image = p.images.get(image_id)
     shape = (image["rows"], image["cols"])
     tumour = ann.class_id("tumour")
@@ -64,18 +64,18 @@ def test_seg_round_trip_keeps_every_mask(annotated, tmp_path):
         result = import_seg(b, tmp_path / "out" / "seg")
         masks_a = a.annotations.all_masks()
         assert result["masks"] == len(masks_a) and result["problems"] == []
-        assert result["not_seg"] == 0 and result["files"] == len({m["image_id"] for m in masks_a})
+        assert result["not_seg"] == 0 and result["files"] == len({m.image_id for m in masks_a})
         # Image of A -> image of B: B's UID is the keyed hash (B's secret) of A's de-identified UID.
         from mskstudio.io.deid import pseudo_uid
 
         uid_a = {r["id"]: r["sop_uid"] for r in a.images.identities()}
         ids_b = _by_uid(b)
-        masks_b = {(m["image_id"], m["class_name"], m["annotator"]): m for m in b.annotations.all_masks()}
-        assert {m["source"] for m in masks_b.values()} == {"import"}
+        masks_b = {(m.image_id, m.class_name, m.annotator): m for m in b.annotations.all_masks()}
+        assert {m.source for m in masks_b.values()} == {"import"}
         for m in masks_a:
-            who = m["annotator"] if m["source"] == "human" else f"{m['source']}:{m['annotator']}"
-            twin = masks_b[(ids_b[pseudo_uid(b.secret, uid_a[m["image_id"]])], m["class_name"], who)]
-            assert np.array_equal(b.annotations.load_mask(twin["id"]), a.annotations.load_mask(m["id"]))
+            who = m.annotator if m.source == "human" else f"{m.source}:{m.annotator}"
+            twin = masks_b[(ids_b[pseudo_uid(b.secret, uid_a[m.image_id])], m.class_name, who)]
+            assert np.array_equal(b.annotations.load_mask(twin.id), a.annotations.load_mask(m.id))
         # Provenance: the audit entry of an imported mask names its origin.
         details = [r["details"] for r in b.audit_log(500) if r["action"] == "mask.import_seg"]
         assert any('"original_source": "model"' in d and '"algorithm": "lesion unet"' in d for d in details)
@@ -106,13 +106,13 @@ def test_foreign_seg_on_the_original_file_maps_by_keyed_uid(phantom_project, pha
     (folder / "notes.txt").write_text("not DICOM")
     result = import_seg(p, folder)
     assert (result["masks"], result["not_seg"], result["problems"]) == (1, 1, [])
-    (m,) = [m for m in p.annotations.all_masks() if m["class_name"] == "Osteosarcoma"]
-    assert (m["source"], m["annotator"]) == ("import", "Smith^Ann")
-    image = p.images.get(m["image_id"])
+    (m,) = [m for m in p.annotations.all_masks() if m.class_name == "Osteosarcoma"]
+    assert (m.source, m.annotator) == ("import", "Smith^Ann")
+    image = p.images.get(m.image_id)
     from mskstudio.io.deid import pseudo_uid
 
     assert image["sop_uid"] == pseudo_uid(p.secret, original.SOPInstanceUID)
-    assert np.array_equal(p.annotations.load_mask(m["id"]), mask)
+    assert np.array_equal(p.annotations.load_mask(m.id), mask)
 
 
 def test_seg_of_unknown_images_is_one_line_each(new_project, annotated, tmp_path):
@@ -150,14 +150,14 @@ def test_whole_round_trip_keeps_masks_boxes_and_labels_with_provenance(annotated
             return id_b[pseudo_uid(b.secret, to_b[image_id])]
 
         # Masks: every one, pixel for pixel (checked in detail above); here the count and classes.
-        assert sorted((twin(m["image_id"]), m["class_name"]) for m in a.annotations.all_masks()) == \
-            sorted((m["image_id"], m["class_name"]) for m in b.annotations.all_masks())
+        assert sorted((twin(m.image_id), m.class_name) for m in a.annotations.all_masks()) == \
+            sorted((m.image_id, m.class_name) for m in b.annotations.all_masks())
         # Boxes: every one, same rectangle, class and annotator; source 'import'.
-        boxes_a = sorted((twin(x["image_id"]), x["class_name"], x["annotator"], x["x0"], x["y0"], x["x1"], x["y1"])
+        boxes_a = sorted((twin(x.image_id), x.class_name, x.annotator, x.x0, x.y0, x.x1, x.y1)
                          for x in a.annotations.all_boxes())
-        boxes_b = sorted((x["image_id"], x["class_name"], x["annotator"], x["x0"], x["y0"], x["x1"], x["y1"])
+        boxes_b = sorted((x.image_id, x.class_name, x.annotator, x.x0, x.y0, x.x1, x.y1)
                          for x in b.annotations.all_boxes())
-        assert boxes_a == boxes_b and {x["source"] for x in b.annotations.all_boxes()} == {"import"}
+        assert boxes_a == boxes_b and {x.source for x in b.annotations.all_boxes()} == {"import"}
         # Labels: every one; human/import rows as 'import', machine rows keep their source; authors kept.
         stored_as = {"human": "import", "import": "import", "cluster": "cluster", "model": "model"}
         labels_a = sorted((twin(r["image_id"]), r["label_set"], r["label"], stored_as[r["source"]], r["author"])

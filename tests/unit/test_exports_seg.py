@@ -41,7 +41,7 @@ def test_every_exported_seg_reads_back_with_highdicom(phantom_project, phantom_a
     p = phantom_project
     import_masks(p, phantom_archive)
     imported = p.annotations.all_masks(source="import")[0]
-    image_id = imported["image_id"]
+    image_id = imported.image_id
     image = p.images.get(image_id)
     shape = (image["rows"], image["cols"])
     ann = p.annotations
@@ -54,16 +54,16 @@ def test_every_exported_seg_reads_back_with_highdicom(phantom_project, phantom_a
 
     result = export_annotations(p, tmp_path / "out")
     files = sorted((tmp_path / "out" / "seg").glob("*.dcm"))
-    assert result["seg"] == len(files) == len({r["image_id"] for r in ann.all_masks()})
+    assert result["seg"] == len(files) == len({r.image_id for r in ann.all_masks()})
     for path in files:  # the target: every SEG reads back, pixels equal the stored best masks
         seg = hd.seg.segread(path)
         (uid,) = {ref[2] for ref in seg.get_source_image_uids()}
         (row,) = [r for r in p.images.identities() if r["sop_uid"] == uid]
         for label, (_desc, plane) in _segments(seg).items():
-            best = [m for m in ann.masks_of(row["id"]) if m["class_name"] == label]
+            best = [m for m in ann.masks_of(row["id"]) if m.class_name == label]
             order = ("adjudicated", "human", "import", "model")
-            best.sort(key=lambda m: order.index(m["source"]))
-            assert np.array_equal(plane.astype(bool), ann.load_mask(best[0]["id"]))
+            best.sort(key=lambda m: order.index(m.source))
+            assert np.array_equal(plane.astype(bool), ann.load_mask(best[0].id))
 
     path = tmp_path / "out" / "seg" / f"{image['sop_uid']}.dcm"
     seg = hd.seg.segread(path)
@@ -91,7 +91,7 @@ def test_every_exported_seg_reads_back_with_highdicom(phantom_project, phantom_a
     rgb = tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
     assert list(t_desc.RecommendedDisplayCIELabValue) == rgb_to_dicom_lab(rgb)
     assert np.array_equal(t_plane.astype(bool), human) and np.array_equal(m_plane.astype(bool), model)
-    assert not np.array_equal(human, ann.load_mask(imported["id"]))
+    assert not np.array_equal(human, ann.load_mask(imported.id))
 
 
 def test_model_probabilities_export_as_fractional_seg(new_project, tmp_path):

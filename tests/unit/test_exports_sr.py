@@ -29,7 +29,7 @@ def _texts(dataset, meaning):
 def measured(phantom_project, phantom_archive):
     p = phantom_project
     import_masks(p, phantom_archive)
-    image_id = p.annotations.all_masks(source="import")[0]["image_id"]
+    image_id = p.annotations.all_masks(source="import")[0].image_id
     p.measurements.add(image_id, "ruler", [(10.0, 10.0), (40.5, 50.0)])
     p.measurements.add(image_id, "angle", [(10.0, 10.0), (30.0, 30.0), (50.0, 10.0)])
     p.annotations.add_box(image_id, p.annotations.class_id("tumour"), (5, 6, 50, 60))
@@ -44,7 +44,7 @@ def test_every_report_reads_back_with_highdicom(measured, tmp_path):
     p, image_id = measured
     result = export_annotations(p, tmp_path / "out")
     files = sorted((tmp_path / "out" / "sr").glob("*.dcm"))
-    assert result["sr"] == len(files) == len({m["image_id"] for m in p.annotations.all_masks()})
+    assert result["sr"] == len(files) == len({m.image_id for m in p.annotations.all_masks()})
     assert result["sr_contents"] == {"rulers": 1, "angles": 1, "boxes": 1, "classifications": 1,
                                      "lesions": len(p.annotations.all_masks())}
     for path in files:  # the target: each SR is read by highdicom, groups all point at its image
@@ -86,7 +86,7 @@ def test_report_contents_match_the_store(measured, tmp_path):
     # Lesion: long axis and area equal the stored mask's, recomputed here from its pixels.
     groups = {g.tracking_identifier.split(" ")[0]: g for g in report.get_image_measurement_groups()}
     (mask_row,) = p.annotations.masks_of(image_id)
-    mask = p.annotations.load_mask(mask_row["id"])
+    mask = p.annotations.load_mask(mask_row.id)
     values = {m.name.meaning: m for m in groups["tumour"].get_measurements()}
     assert values["Long axis"].unit.value == "mm" and values["Area"].unit.value == "mm2"
     assert values["Long axis"].value == pytest.approx(max_feret(mask, sr_mm, sc_mm), rel=1e-6)

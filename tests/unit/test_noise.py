@@ -75,7 +75,7 @@ def test_queue_only_disagreements_and_review(noisy_project):
     assert queue and all(it.disagree for it in queue)
     top = queue[0]
     review_noise_item(p, top.image_id, "region", top.knn or top.classifier, note="checked")
-    labels = {r["source"]: r["class_name"] for r in p.labels.labels_of(top.image_id)}
+    labels = {r.source: r.class_name for r in p.labels.labels_of(top.image_id)}
     assert labels["human"] == (top.knn or top.classifier) and labels["cluster"] == top.given
     assert any(r["action"] == "noise.review" and r["entity_id"] == top.image_id for r in p.audit_log())
     res = submit_and_run(p, "noise-queue", {"label_set": "region", "classifier_run_id": run, "k": 7})

@@ -88,16 +88,16 @@ def test_tiny_unet_beats_empty_baseline(new_project):
     assert out["images"] == 4 and out["stored"] + out["empty"] == 4
     assert not new_project.annotations.masks_of(human, source="model")
     model_rows = new_project.annotations.all_masks(source="model")
-    assert all(r["run_id"] == result["run_id"] and r["annotator"] == "model" for r in model_rows)
+    assert all(r.run_id == result["run_id"] and r.annotator == "model" for r in model_rows)
     # Each keeps the probability map it was thresholded from (8-bit), for a FRACTIONAL SEG.
     from mskstudio.io.exports.probability import decode_probability
     from mskstudio.ml.segment.train import predict_probability
 
     assert model_rows
     for r in model_rows:
-        levels = decode_probability(new_project.annotations.probability_png(r["id"])).astype(float)
-        prob = predict_probability(new_project, model, ckpt, r["image_id"])
-        assert np.array_equal(prob > ckpt.get("threshold", 0.5), new_project.annotations.load_mask(r["id"]))
+        levels = decode_probability(new_project.annotations.probability_png(r.id)).astype(float)
+        prob = predict_probability(new_project, model, ckpt, r.image_id)
+        assert np.array_equal(prob > ckpt.get("threshold", 0.5), new_project.annotations.load_mask(r.id))
         assert np.abs(levels / 255 - prob).max() <= 0.5 / 255 + 1e-6
 
 

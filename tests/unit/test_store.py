@@ -301,7 +301,7 @@ def test_labels_human_wins_over_machine(new_project):
     p.labels.set_label(image, region, knee, source="cluster", run_id=1)
     p.labels.set_label(image, region, knee, source="model", run_id=2)
     assert p.labels.effective(region) == {image: hand}
-    sources = [r["source"] for r in p.labels.labels_of(image)]
+    sources = [r.source for r in p.labels.labels_of(image)]
     assert sources == ["human", "cluster", "model"]
     p.labels.remove_labels([image], region, source="human")
     assert p.labels.effective(region) == {image: knee}

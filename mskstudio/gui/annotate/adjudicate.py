@@ -123,9 +123,9 @@ def _swatch(color) -> str:
 
 
 def _area(row) -> str:
-    if row["area_mm2"] is not None:
-        return f"{row['area_mm2']:.0f} mm²"
-    return f"{row['area_px']} px"
+    if row.area_mm2 is not None:
+        return f"{row.area_mm2:.0f} mm²"
+    return f"{row.area_px} px"
 
 
 # ---- the panel ---------------------------------------------------------------------------
@@ -202,8 +202,8 @@ class AdjudicationPanel(QWidget):
             # Open on a class that has two masks to compare, if any.
             counts: dict[int, int] = {}
             for r in self.project.annotations.masks_of(image_id):
-                if r["source"] in CANDIDATE_SOURCES:
-                    counts[r["class_id"]] = counts.get(r["class_id"], 0) + 1
+                if r.source in CANDIDATE_SOURCES:
+                    counts[r.class_id] = counts.get(r.class_id, 0) + 1
             current = self.class_id()
             if counts.get(current, 0) < 2 and counts:
                 best = max(counts, key=lambda c: (counts[c], -c))
@@ -221,15 +221,15 @@ class AdjudicationPanel(QWidget):
         if self.project is not None and self.image_id is not None and self.class_id() is not None:
             self.rows = [
                 r for r in self.project.annotations.masks_of(self.image_id)
-                if r["class_id"] == self.class_id() and r["source"] in CANDIDATE_SOURCES
+                if r.class_id == self.class_id() and r.source in CANDIDATE_SOURCES
             ]
             # Readers' own masks first, so A and B default to two different humans.
-            self.rows.sort(key=lambda r: (CANDIDATE_SOURCES.index(r["source"]), r["annotator"]))
+            self.rows.sort(key=lambda r: (CANDIDATE_SOURCES.index(r.source), r.annotator))
         for combo, default in ((self.mask_a, 0), (self.mask_b, 1)):
             combo.blockSignals(True)
             combo.clear()
             for r in self.rows:
-                combo.addItem(f"{r['annotator']} · {r['source']} · {_area(r)}", r["id"])
+                combo.addItem(f"{r.annotator} · {r.source} · {_area(r)}", r.id)
             combo.setCurrentIndex(min(default, len(self.rows) - 1))
             combo.blockSignals(False)
         self.refresh()
@@ -263,11 +263,11 @@ class AdjudicationPanel(QWidget):
         else:
             self.metrics.setText("Open an image.")
         if final is not None:
-            self.final.setText(f"Final mask (white outline): {_area(final)}, by {final['annotator']}, "
-                               f"{final['updated_at'][:16].replace('T', ' ')}")
+            self.final.setText(f"Final mask (white outline): {_area(final)}, by {final.annotator}, "
+                               f"{(final.updated_at or '')[:16].replace('T', ' ')}")
         else:
             self.final.setText("No final mask yet.")
-        self._update_picture(a, b, ann.load_mask(final["id"]) if final is not None else None)
+        self._update_picture(a, b, ann.load_mask(final.id) if final is not None else None)
         self._update_buttons()
 
     def _update_picture(self, a, b, final) -> None:
@@ -276,8 +276,7 @@ class AdjudicationPanel(QWidget):
             self.crop = None
             self.picture.set_rgb(None)
             return
-        row = self.project.images.get(self.image_id)
-        full = (int(row["rows"]), int(row["cols"]))
+        full = self.project.images.record(self.image_id).shape
         self.crop = x0, y0, x1, y1 = region_of_interest((a, b, final), full)
         shape = fit_long_side((y1 - y0, x1 - x0), PREVIEW_LONG_SIDE)
         gray = self._background(full, self.crop, shape)
@@ -324,7 +323,7 @@ class AdjudicationPanel(QWidget):
                 ann.adjudicate(ids, method="final", final=ann.load_mask(a_id), class_id=self.class_id())
             self.refresh()
             self.redraw_requested.emit(self.image_id, self.class_id())
-            return self.final_row()["id"]
+            return self.final_row().id
         if how in ("pick_a", "pick_b"):
             mask_id = ann.adjudicate(ids, method="pick", pick=a_id if how == "pick_a" else b_id,
                                      class_id=self.class_id())

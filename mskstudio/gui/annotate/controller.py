@@ -169,12 +169,11 @@ class AnnotateController(QObject):
         if self.source != "human" and image_id != self.image_id:
             self.source = "human"  # a redraw belongs to the image it was started on
             self.source_changed.emit(self.source)
-        row = self.project.images.get(image_id)
+        image = self.project.images.record(image_id)
         self.cancel_draft()  # an outline belongs to the image it was started on
         self.image_id = int(image_id)
-        self.shape = (int(row["rows"]), int(row["cols"]))
-        sr, sc = row["spacing_row_mm"], row["spacing_col_mm"]
-        self.spacing = (float(sr), float(sc)) if sr and sc else None
+        self.shape = image.shape
+        self.spacing = image.spacing
         if self.class_id is None:
             self.class_id = self.project.annotations.classes()[0]["id"]
         if self.painter is None:

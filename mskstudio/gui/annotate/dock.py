@@ -99,7 +99,7 @@ class AnnotateDock(QWidget):
             w.show_error("No box segmenter", "Train one first: Model › Train box segmenter… "
                          "(it learns from the project's lesion masks).")
             return None
-        if not any(b["class_id"] == ctl.class_id for b in w.project.annotations.boxes_of(ctl.image_id)):
+        if not any(b.class_id == ctl.class_id for b in w.project.annotations.boxes_of(ctl.image_id)):
             w.show_error("No box", "Draw a box around the lesion first (Box tool, X), in the chosen class.")
             return None
         ctl.flush()

@@ -173,8 +173,8 @@ class AnnotatePanel(QWidget):
         rows = [
             r
             for r in ctl.project.annotations.masks_of(ctl.image_id, source="model")
-            if r["class_id"] == ctl.class_id
+            if r.class_id == ctl.class_id
         ]
         if rows:
-            ctl.project.annotations.accept_model_mask(rows[0]["id"])
+            ctl.project.annotations.accept_model_mask(rows[0].id)
             ctl._load_mask()

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from mskstudio.domain import DIAGNOSIS_SOURCES, DIGNITIES, SEXES, Label
 from mskstudio.gui.case.commands import DeleteMeasurementsCommand, measurement_events
 from mskstudio.gui.case.lab_editor import LabEditor
 from mskstudio.gui.commands import SetClinicalCommand, SetFlagCommand
@@ -36,12 +37,12 @@ from mskstudio.store.repo_measurements import APPROXIMATE_SOURCES
 # field: (label, unit, normal range text, kind or choices)
 CLINICAL = {
     "age_years": ("Age", "years", "0–120", "float"),
-    "sex": ("Sex", "", "", ["", "F", "M", "O"]),
+    "sex": ("Sex", "", "", ["", *SEXES]),
     "site": ("Site", "", "", "text"),
     "position": ("Position", "", "", "text"),
     "diagnosis": ("Diagnosis", "", "", "text"),
-    "dignity": ("Dignity", "", "", ["", "benign", "intermediate", "malignant", "none"]),
-    "diagnosis_source": ("Diagnosis source", "", "", ["", "histology", "tumour_board", "follow_up"]),
+    "dignity": ("Dignity", "", "", ["", *DIGNITIES]),
+    "diagnosis_source": ("Diagnosis source", "", "", ["", *DIAGNOSIS_SOURCES]),
 }
 FLAGS = (("excluded", "Excluded"), ("is_screenshot", "Screenshot"), ("external", "External"))
 
@@ -182,7 +183,7 @@ class CasePanel(QWidget):
         self._loading = True
         try:
             p = self.project
-            self.row = p.images.get(self.image_id) if (p is not None and self.image_id is not None) else None
+            self.row = p.images.record(self.image_id) if (p is not None and self.image_id is not None) else None
             self.setEnabled(self.row is not None)
             r = self.row
             if r is None:
@@ -190,8 +191,8 @@ class CasePanel(QWidget):
                 self.lab_editor.show_labs(None, None)
                 self.measures.setRowCount(0)
                 return
-            self.header.setText(f"<b>{r['pseudonym']}</b> · image {r['id']} · {r['centre'] or 'no centre'}")
-            rec = p.images.clinical(r["patient_id"])
+            self.header.setText(f"<b>{r.pseudonym}</b> · image {r.id} · {r.centre or 'no centre'}")
+            rec = p.images.clinical(r.patient_id)
             for field, w in self.editors.items():
                 value = rec.get(field)
                 text = "" if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
@@ -202,12 +203,12 @@ class CasePanel(QWidget):
                 else:
                     w.setText(text)
             self.report.setPlainText(rec.get("report") or "")
-            self.lab_editor.show_labs(p, r["patient_id"])
+            self.lab_editor.show_labs(p, r.patient_id)
             self._fill_measurements()
-            self._fill_labels(p.labels.labels_of(r["id"]))
+            self._fill_labels(p.labels.labels_of(r.id))
             for flag, box in self.flag_boxes.items():
-                box.setChecked(bool(r[flag]))
-            self.burned_in.setText(burned_in_text(r["burned_in_annotation"]))
+                box.setChecked(bool(getattr(r, flag)))
+            self.burned_in.setText(burned_in_text(r.burned_in_annotation))
             self._tags_for = None
             self._load_tags()
         finally:
@@ -246,17 +247,17 @@ class CasePanel(QWidget):
         if ids and self.project is not None and not self.project.readonly:
             self.undo_stack.push(DeleteMeasurementsCommand(self.project, self.image_id, ids))
 
-    def _fill_labels(self, labels) -> None:
+    def _fill_labels(self, labels: list[Label]) -> None:
         self.labels.setRowCount(0)
         seen: set[str] = set()
         for lab in labels:
             i = self.labels.rowCount()
             self.labels.insertRow(i)
-            conf = "" if lab["confidence"] is None else f"{lab['confidence']:.2f}"
-            cells = [lab["label_set"], lab["class_name"], lab["source"], lab["author"],
-                     (lab["created_at"] or "")[:16].replace("T", " "), lab["run_id"], conf]
-            effective = lab["label_set"] not in seen
-            seen.add(lab["label_set"])
+            conf = "" if lab.confidence is None else f"{lab.confidence:.2f}"
+            cells = [lab.label_set, lab.class_name, lab.source, lab.author,
+                     (lab.created_at or "")[:16].replace("T", " "), lab.run_id, conf]
+            effective = lab.label_set not in seen
+            seen.add(lab.label_set)
             for c, text in enumerate(cells):
                 it = _item(text)
                 if effective:
@@ -303,7 +304,7 @@ class CasePanel(QWidget):
     def _commit(self, field: str, value) -> None:
         if self._loading or self.row is None:
             return
-        pid = self.row["patient_id"]
+        pid = self.row.patient_id
         old = self.project.images.clinical(pid).get(field)
         if old == value:
             return
@@ -311,9 +312,9 @@ class CasePanel(QWidget):
                                                 on_change=self._changed))
 
     def _set_flag(self, flag: str, value: bool) -> None:
-        if self._loading or self.row is None or bool(self.row[flag]) == value:
+        if self._loading or self.row is None or bool(getattr(self.row, flag)) == value:
             return
-        self.undo_stack.push(SetFlagCommand(self.project, [self.row["id"]], flag, value,
+        self.undo_stack.push(SetFlagCommand(self.project, [self.row.id], flag, value,
                                             on_change=self._changed))
 
     def _changed(self) -> None:

@@ -115,18 +115,18 @@ class DetectionsDock(QWidget):
         rows = self.predictions()
         canvas = self.window.viewer.canvas
         for r in rows:
-            rect = QGraphicsRectItem(r["x0"], r["y0"], r["x1"] - r["x0"], r["y1"] - r["y0"], canvas)
+            rect = QGraphicsRectItem(r.x0, r.y0, r.x1 - r.x0, r.y1 - r.y0, canvas)
             pen = QPen(QColor(COLOR), 2, Qt.PenStyle.DashLine)
             pen.setCosmetic(True)
             rect.setPen(pen)
             rect.setZValue(60)
-            text = pg.TextItem(f"{r['score']:.2f}", color=QColor(COLOR), anchor=(0, 1),
+            text = pg.TextItem(f"{r.score:.2f}", color=QColor(COLOR), anchor=(0, 1),
                                fill=pg.mkBrush(0, 0, 0, 170))
             text.setParentItem(rect)
-            text.setPos(r["x0"], r["y0"])
+            text.setPos(r.x0, r.y0)
             self.items.append(rect)
-            item = QListWidgetItem(f"{r['score']:.2f}  box {int(r['x1'] - r['x0'])}×{int(r['y1'] - r['y0'])} px")
-            item.setData(Qt.ItemDataRole.UserRole, int(r["id"]))
+            item = QListWidgetItem(f"{r.score:.2f}  box {int(r.x1 - r.x0)}×{int(r.y1 - r.y0)} px")
+            item.setData(Qt.ItemDataRole.UserRole, int(r.id))
             self.list.addItem(item)
         if rows:
             self.list.setCurrentRow(0)

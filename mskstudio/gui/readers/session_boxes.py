@@ -7,6 +7,8 @@ project's, but nothing else — no other reader's, imported or model box — can
 
 from __future__ import annotations
 
+from mskstudio.domain import Box
+
 
 class SessionBoxes:
     """The lesion boxes this reader draws on the current case, and only those.
@@ -30,12 +32,11 @@ class SessionBoxes:
     def rects(self) -> list[tuple[float, float, float, float]]:
         return list(self._boxes.values())
 
-    def boxes_of(self, image_id: int) -> list[dict]:
+    def boxes_of(self, image_id: int) -> list[Box]:
         if image_id != self.image_id:
             return []
-        return [{"id": k, "image_id": image_id, "class_id": None, "class_name": f"lesion {n}",
-                 "source": "you", "annotator": "", "color": self.COLOR,
-                 "x0": r[0], "y0": r[1], "x1": r[2], "y1": r[3]}
+        return [Box(id=k, image_id=image_id, class_id=None, annotator="", source="you", x0=r[0], y0=r[1],
+                    x1=r[2], y1=r[3], class_name=f"lesion {n}", color=self.COLOR)
                 for n, (k, r) in enumerate(self._boxes.items(), start=1)]
 
     def add_box(self, image_id, class_id, rect, annotator=None, source=None) -> int:

@@ -16,12 +16,12 @@ from __future__ import annotations
 import contextlib
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QButtonGroup, QCheckBox, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget
 
+from mskstudio.domain import Image
 from mskstudio.gui.readers.session_boxes import SessionBoxes
 from mskstudio.gui.viewer.boxes import box_events
 from mskstudio.gui.viewer.image_loader import decode_for_display
@@ -62,13 +62,14 @@ class BlindImages:
         if int(image_id) not in self._allowed:
             raise KeyError(f"image {image_id} is not a case of this session")
 
-    def get(self, image_id: int) -> dict[str, Any]:
+    def record(self, image_id: int) -> Image:
+        """The image's geometry and pixel facts only: no identity, study or centre."""
         self._check(image_id)
-        row = self._images.get(image_id)
-        keep = ("rows", "cols", "frame", "spacing_row_mm", "spacing_col_mm", "spacing_source",
-                "photometric", "bits_stored")
-        return {k: row[k] for k in keep} | {"id": 0, "pseudonym": "", "body_part": "", "view": "",
-                                            "laterality": "", "study_date": ""}
+        r = self._images.record(image_id)
+        return Image(id=0, study_id=0, sop_uid="", rows=r.rows, cols=r.cols, frame=r.frame,
+                     spacing_row_mm=r.spacing_row_mm, spacing_col_mm=r.spacing_col_mm,
+                     spacing_source=r.spacing_source, photometric=r.photometric, bits_stored=r.bits_stored,
+                     pseudonym="", body_part="", view="", laterality="", study_date="")
 
     def thumbnail(self, image_id: int) -> bytes | None:
         self._check(image_id)
@@ -132,8 +133,8 @@ class BlindViewer(Viewer):
 
     def show_prepared(self, image_id: int, shown, first=None) -> None:
         """Show an image decoded ahead: no thumbnail step, no decode on this thread."""
-        row = self.project.images.get(image_id)
-        keep_view = self.row is not None and (row["rows"], row["cols"]) == (self.row["rows"], self.row["cols"])
+        row = self.project.images.record(image_id)
+        keep_view = self.row is not None and row.shape == self.row.shape
         self._fast_frame = False
         self.image_id, self.row, self.rad = image_id, row, None
         self.clear_measurements()
@@ -282,8 +283,7 @@ class ReadingWindow(QWidget):
         self._show_heatmap(self.heatmap_box.isChecked())
         if boxes.drawable:
             if self._catcher is not None:
-                row = self.images.get(c.image_id)
-                self._catcher.set_shape((int(row["rows"]), int(row["cols"])))
+                self._catcher.set_shape(self.images.record(c.image_id).shape)
             self._boxes_changed()
         # Decode ahead once this frame is painted: started at once, the worker's decode
         # would compete with the paint for the interpreter (a reader takes seconds anyway).
@@ -298,9 +298,9 @@ class ReadingWindow(QWidget):
                 self._ahead.pop(image_id).cancel()
         for image_id in wanted:
             if image_id not in self._ahead:
-                row = self.images.get(image_id)
+                frame = self.images.record(image_id).frame
                 path = self.images.dicom_path(image_id)
-                self._ahead[image_id] = self._pool.submit(prepare_case, path, int(row["frame"] or 0),
+                self._ahead[image_id] = self._pool.submit(prepare_case, path, frame,
                                                           self.viewer._lod or 1, self.viewer.user_invert)
 
     def _full_image_shown(self, image_id: int) -> None:
@@ -363,7 +363,7 @@ class ReadingWindow(QWidget):
         elif kind == "release" and self._box_start is not None:
             (x0, y0), self._box_start = self._box_start, None
             self._draft.clear()
-            h, w = int(self.viewer.row["rows"]), int(self.viewer.row["cols"])
+            h, w = self.viewer.row.shape
             rect = (max(0.0, min(x0, x)), max(0.0, min(y0, y)), min(w, max(x0, x)), min(h, max(y0, y)))
             if rect[2] - rect[0] >= 2 and rect[3] - rect[1] >= 2:
                 boxes.add_box(self.case.image_id, None, rect)
@@ -383,8 +383,8 @@ class ReadingWindow(QWidget):
     def _show_heatmap(self, on: bool) -> None:
         c = self.case
         if c is not None and c.heatmap is not None and on and self.viewer.row is not None:
-            self.viewer.set_overlay("heatmap", _resized(c.heatmap, self.viewer.row["rows"],
-                                                        self.viewer.row["cols"]), 0.4)
+            self.viewer.set_overlay("heatmap", _resized(c.heatmap, self.viewer.row.rows,
+                                                        self.viewer.row.cols), 0.4)
         else:
             self.viewer.set_overlay("heatmap", None)
 

@@ -340,15 +340,15 @@ class ReviewBoard(BoardKeys, QWidget):
 
     def _show_labels(self, case: rq.Case) -> None:
         ls = self.data.label_set_id
-        rows = [r for r in self.project.labels.labels_of(case.image_id) if r["label_set_id"] == ls]
+        rows = [r for r in self.project.labels.labels_of(case.image_id) if r.label_set_id == ls]
         lines = []
         for k, r in enumerate(rows):
-            effective = r["source"] == case.source and r["class_id"] == case.label
+            effective = r.source == case.source and r.class_id == case.label
             eff = " <b>(effective)</b>" if effective else ""
-            who = r["author"] or "?"
-            when = (r["created_at"] or "")[:16].replace("T", " ")
-            conf = f", p={r['confidence']:.2f}" if r["confidence"] is not None else ""
-            lines.append(f"{'▶ ' if k == 0 else ''}<b>{r['class_name']}</b> — {r['source']}{conf} "
+            who = r.author or "?"
+            when = (r.created_at or "")[:16].replace("T", " ")
+            conf = f", p={r.confidence:.2f}" if r.confidence is not None else ""
+            lines.append(f"{'▶ ' if k == 0 else ''}<b>{r.class_name}</b> — {r.source}{conf} "
                          f"by {who}, {when}{eff}")
         self.labels_text.setText("<br>".join(lines) or "<i>no label in this label set</i>")
 

@@ -16,6 +16,8 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor, QPen, QUndoCommand
 from PySide6.QtWidgets import QWidget
 
+from mskstudio.domain import Box
+
 SOURCE_STYLE = {"human": Qt.PenStyle.SolidLine, "import": Qt.PenStyle.DashLine,
                 "model": Qt.PenStyle.DotLine}
 SELECTED = QColor("#4fc3f7")
@@ -65,33 +67,31 @@ class EditBoxCommand(QUndoCommand):
 class DeleteBoxCommand(QUndoCommand):
     """Delete a stored box; undo adds it back (same image, class, annotator, source, rectangle)."""
 
-    def __init__(self, project, row):
-        row = dict(row)
-        super().__init__(f"Delete box ({row.get('class_name') or 'box'})")
+    def __init__(self, project, row: Box):
+        super().__init__(f"Delete box ({row.class_name or 'box'})")
         self.project, self.row = project, row
-        self.box_id = int(row["id"])
+        self.box_id = int(row.id)
         self.error: BaseException | None = None
 
     def redo(self) -> None:
         self.project.annotations.delete_box(box_events.current_id(self.box_id))
-        box_events.changed.emit(self.project, self.row["image_id"])
+        box_events.changed.emit(self.project, self.row.image_id)
 
     def undo(self) -> None:
         r = self.row
-        new = self.project.annotations.add_box(r["image_id"], r["class_id"], (r["x0"], r["y0"], r["x1"], r["y1"]),
-                                               annotator=r["annotator"], source=r["source"])
+        new = self.project.annotations.add_box(r.image_id, r.class_id, r.rect, annotator=r.annotator,
+                                               source=r.source)
         box_events.renamed[box_events.current_id(self.box_id)] = new
-        box_events.changed.emit(self.project, r["image_id"])
+        box_events.changed.emit(self.project, r.image_id)
 
 
 class BoxItem(pg.RectROI):
     """One stored box: movable and resizable (four corner handles) unless read-only."""
 
-    def __init__(self, row, host, editable: bool):
-        x0, y0, x1, y1 = (float(row[k]) for k in ("x0", "y0", "x1", "y1"))
-        row = dict(row)
+    def __init__(self, row: Box, host, editable: bool):
+        x0, y0, x1, y1 = row.rect
         self.row, self.host = row, host
-        self.color = QColor(row.get("color") or "#42d4f4")
+        self.color = QColor(row.color or "#42d4f4")
         super().__init__((x0, y0), (x1 - x0, y1 - y0), centered=False, sideScalers=False,
                          movable=editable, resizable=editable, removable=False, rotatable=False,
                          pen=self._pen(False))
@@ -102,18 +102,18 @@ class BoxItem(pg.RectROI):
         self.sigClicked.connect(lambda *_: host.select_box(self))
         self.sigRegionChangeStarted.connect(lambda *_: host.select_box(self))
         self.sigRegionChangeFinished.connect(lambda *_: host.box_moved(self))
-        self.label = pg.TextItem(f"{row['class_name']} · {row['source']}", color=self.color, anchor=(0, 1),
+        self.label = pg.TextItem(f"{row.class_name} · {row.source}", color=self.color, anchor=(0, 1),
                                  fill=pg.mkBrush(0, 0, 0, 150))
         self.label.setParentItem(self)
         self.setZValue(50)
 
     @property
     def box_id(self) -> int:
-        return int(self.row["id"])
+        return int(self.row.id)
 
     def _pen(self, selected: bool) -> QPen:
         pen = QPen(SELECTED if selected else self.color, 2.5 if selected else 2.0)
-        pen.setStyle(SOURCE_STYLE.get(self.row["source"], Qt.PenStyle.SolidLine))
+        pen.setStyle(SOURCE_STYLE.get(self.row.source, Qt.PenStyle.SolidLine))
         pen.setCosmetic(True)
         return pen
 
@@ -127,7 +127,7 @@ class BoxItem(pg.RectROI):
         return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
 
     def stored_xyxy(self) -> tuple[float, float, float, float]:
-        return tuple(float(self.row[k]) for k in ("x0", "y0", "x1", "y1"))
+        return self.row.rect
 
 
 class BoxLayer:

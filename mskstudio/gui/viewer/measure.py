@@ -37,7 +37,7 @@ class MeasurementLayer:
         self.vb.setMouseEnabled(True, True)
 
     def _measurement_source(self) -> str:
-        return "none" if self.row is None else spacing_source_name(self.row["spacing_source"], self.spacing())
+        return "none" if self.row is None else spacing_source_name(self.row.spacing_source, self.spacing())
 
     def _saves_measurements(self) -> bool:
         return self.project is not None and not self.project.readonly and self.image_id is not None

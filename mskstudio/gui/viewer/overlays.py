@@ -44,7 +44,7 @@ class OverlayLayers:
             self.overlays[name] = item
         item.setImage(a, lut=lut, levels=levels, autoLevels=False)
         if self.row is not None:
-            sx, sy = self.row["cols"] / a.shape[1], self.row["rows"] / a.shape[0]
+            sx, sy = self.row.cols / a.shape[1], self.row.rows / a.shape[0]
             item.setTransform(QTransform.fromScale(sx, sy))
         item.setOpacity(float(opacity))
         item.setVisible(self.overlays_shown and item.isVisible() or self.overlays_shown)

@@ -20,6 +20,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QTransform
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from mskstudio.domain import Image
 from mskstudio.gui.viewer.boxes import BoxLayer
 from mskstudio.gui.viewer.image_loader import DisplayImage, ImageLoader, halve_u16, png_to_gray
 from mskstudio.gui.viewer.measure import MeasurementLayer
@@ -40,7 +41,7 @@ class Viewer(MeasurementLayer, BoxLayer, OverlayLayers, QWidget):
         super().__init__(parent)
         self.project = None
         self.image_id: int | None = None
-        self.row = None
+        self.row: Image | None = None  # the image shown, as the store returns it
         self.rad = None  # image_loader.ShownRadiograph once the full image is decoded
         self.window: Window | None = None
         self.presets: list[tuple[str, Window]] = []
@@ -128,10 +129,10 @@ class Viewer(MeasurementLayer, BoxLayer, OverlayLayers, QWidget):
             for label in self.corner_labels:
                 label.setText("")
             return
-        self.corner_tl.setText(f"<b>{r['pseudonym']}</b><br>{r['body_part'] or ''} {r['view'] or ''} "
-                               f"{r['laterality'] or ''}<br>{r['study_date'] or ''}")
-        self.corner_tr.setText(f"image {r['id']}<br>{r['cols']} × {r['rows']} px<br>"
-                               f"{r['photometric'] or ''} {r['bits_stored'] or ''} bit")
+        self.corner_tl.setText(f"<b>{r.pseudonym}</b><br>{r.body_part or ''} {r.view or ''} "
+                               f"{r.laterality or ''}<br>{r.study_date or ''}")
+        self.corner_tr.setText(f"image {r.id}<br>{r.cols} × {r.rows} px<br>"
+                               f"{r.photometric or ''} {r.bits_stored or ''} bit")
         wl = ("" if self.window is None else
               f"W {self.window.width:.0f}  L {self.window.center:.0f}  {self.window.explanation}")
         state = "" if self.rad is not None else "  (preview — loading full image…)"
@@ -158,11 +159,10 @@ class Viewer(MeasurementLayer, BoxLayer, OverlayLayers, QWidget):
     def open_image(self, image_id: int) -> None:
         """Show the thumbnail now and the full image once decoded (off the GUI thread)."""
         project = self.project
-        row = project.images.get(image_id)
+        row = project.images.record(image_id)
         if row is None:
             raise KeyError(image_id)
-        keep_view = (self.row is not None
-                     and (row["rows"], row["cols"]) == (self.row["rows"], self.row["cols"]))
+        keep_view = self.row is not None and row.shape == self.row.shape
         self.image_id, self.row, self.rad = image_id, row, None
         self.load_measurements()
         self.clear_overlays()
@@ -172,7 +172,7 @@ class Viewer(MeasurementLayer, BoxLayer, OverlayLayers, QWidget):
         if thumb is not None:
             self.img.setLookupTable(None)
             self.img.setImage(thumb, levels=(0, 255))
-            sx, sy = row["cols"] / thumb.shape[1], row["rows"] / thumb.shape[0]
+            sx, sy = row.cols / thumb.shape[1], row.rows / thumb.shape[0]
             self.img.setTransform(QTransform.fromScale(sx, sy))
         else:
             self.img.clear()
@@ -184,7 +184,7 @@ class Viewer(MeasurementLayer, BoxLayer, OverlayLayers, QWidget):
         except FileNotFoundError as exc:  # e.g. analysis-only images: the thumbnail stays
             self.load_failed.emit(image_id, str(exc), "")
             return
-        self.loader.request(image_id, path, int(row["frame"] or 0))
+        self.loader.request(image_id, path, row.frame)
 
     def _decoded(self, generation: int, image_id: int, shown: DisplayImage) -> None:
         # Display array, presets and pyramid were made on the loader's worker thread:
@@ -281,7 +281,7 @@ class Viewer(MeasurementLayer, BoxLayer, OverlayLayers, QWidget):
     def _apply_display_transform(self, fit: bool = True) -> None:
         if self.row is None:
             return
-        w, h = self.row["cols"], self.row["rows"]
+        w, h = self.row.cols, self.row.rows
         t = QTransform.fromTranslate(-w / 2.0, -h / 2.0)
         t = t * QTransform.fromScale(-1 if self.flip_h else 1, -1 if self.flip_v else 1)
         t = t * QTransform().rotate(90 * self.rotation)
@@ -303,7 +303,7 @@ class Viewer(MeasurementLayer, BoxLayer, OverlayLayers, QWidget):
         self._apply_display_transform()
 
     def image_rect_in_view(self) -> QRectF:
-        return self.canvas.mapRectToParent(QRectF(0, 0, self.row["cols"], self.row["rows"]))
+        return self.canvas.mapRectToParent(QRectF(0, 0, self.row.cols, self.row.rows))
 
     def fit(self) -> None:
         if self.row is not None:
@@ -329,17 +329,14 @@ class Viewer(MeasurementLayer, BoxLayer, OverlayLayers, QWidget):
         return p.x(), p.y()
 
     def spacing(self) -> tuple[float, float] | None:
-        r = self.row
-        if r is None or not r["spacing_row_mm"] or not r["spacing_col_mm"]:
-            return None
-        return float(r["spacing_row_mm"]), float(r["spacing_col_mm"])
+        return None if self.row is None else self.row.spacing
 
     def spacing_warning(self) -> str | None:
         if self.row is None:
             return None
-        if self.spacing() is None or self.row["spacing_source"] is None:
+        if self.spacing() is None or self.row.spacing_source is None:
             return "⚠ no pixel spacing: measurements in pixels"
-        if self.row["spacing_source"] == "imager":
+        if self.row.spacing_source == "imager":
             return "⚠ detector spacing, magnification not corrected: mm are estimates"
         return None
 
@@ -347,16 +344,16 @@ class Viewer(MeasurementLayer, BoxLayer, OverlayLayers, QWidget):
         if self.row is None:
             return ""
         col, row = int(np.floor(x)), int(np.floor(y))
-        if not (0 <= row < self.row["rows"] and 0 <= col < self.row["cols"]):
+        if not (0 <= row < self.row.rows and 0 <= col < self.row.cols):
             return ""
         text = f"x {col}  y {row}"
         sp = self.spacing()
         if sp:
             text += f"  ({col * sp[1]:.1f}, {row * sp[0]:.1f}) mm"
-        if self.rad is not None and self.rad.shape == (self.row["rows"], self.row["cols"]):
+        if self.rad is not None and self.rad.shape == self.row.shape:
             value = self.rad.modality_at(row, col)
-            slope = self.row["rescale_slope"] or 1.0
-            stored = (value - (self.row["rescale_intercept"] or 0.0)) / slope
+            slope = self.row.rescale_slope or 1.0
+            stored = (value - (self.row.rescale_intercept or 0.0)) / slope
             text += f"  stored {stored:.0f}  value {value:.1f}"
         return text
 

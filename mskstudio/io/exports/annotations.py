@@ -70,27 +70,27 @@ def export_annotations(
     for i, r in enumerate(rows):
         if ctx is not None:
             ctx.check_cancelled()
-        im = info[r["image_id"]]
+        im = info[r.image_id]
         rel = (
             Path("masks")
             / safe_name(im["uid"])
-            / (f"{safe_name(r['class_name'])}__{safe_name(r['annotator'])}__{r['source']}.png")
+            / (f"{safe_name(r.class_name)}__{safe_name(r.annotator)}__{r.source}.png")
         )
         (outdir / rel).parent.mkdir(parents=True, exist_ok=True)
-        (outdir / rel).write_bytes(project.annotations.mask_png(r["id"]))
+        (outdir / rel).write_bytes(project.annotations.mask_png(r.id))
         csv_rows.append(
             {
                 "image_uid": im["uid"],
                 "patient": im["patient"],
-                "image_id": r["image_id"],
-                "class": r["class_name"],
-                "annotator": r["annotator"],
-                "source": r["source"],
-                "run_id": r["run_id"] if r["run_id"] is not None else "",
-                "area_px": r["area_px"],
-                "area_mm2": "" if r["area_mm2"] is None else f"{r['area_mm2']:.6g}",
-                "longest_mm": "" if r["longest_mm"] is None else f"{r['longest_mm']:.6g}",
-                "bbox": r["bbox"] or "",
+                "image_id": r.image_id,
+                "class": r.class_name,
+                "annotator": r.annotator,
+                "source": r.source,
+                "run_id": r.run_id if r.run_id is not None else "",
+                "area_px": r.area_px,
+                "area_mm2": "" if r.area_mm2 is None else f"{r.area_mm2:.6g}",
+                "longest_mm": "" if r.longest_mm is None else f"{r.longest_mm:.6g}",
+                "bbox": r.bbox_text,
                 "png": rel.as_posix(),
             }
         )
@@ -144,7 +144,7 @@ def export_seg(
 
     by_image: dict[int, list] = {}
     for r in rows:
-        by_image.setdefault(r["image_id"], []).append(r)
+        by_image.setdefault(r.image_id, []).append(r)
     written = []
     for i, (image_id, image_rows) in enumerate(sorted(by_image.items())):
         if ctx is not None:
@@ -264,8 +264,7 @@ def import_masks(
                 stats["bad_rows"] += 1
                 problems.append((line, f"{row.get('mask', '')[:120]}: {exc}"))
                 continue
-            r = project.images.get(image_id)
-            if mask.shape != (r["rows"], r["cols"]):
+            if mask.shape != project.images.record(image_id).shape:
                 stats["bad_size"] += 1
                 continue
             mask_id = ann.save_mask(

@@ -47,7 +47,7 @@ def coco_boxes(project: Project, info: dict[int, dict[str, Any]] | None = None) 
     boxes = project.annotations.all_boxes()
     categories = [{"id": r["id"], "name": r["name"], "supercategory": r["supercategory"]}
                   for r in project.annotations.categories()]
-    image_ids = sorted({b["image_id"] for b in boxes})
+    image_ids = sorted({b.image_id for b in boxes})
     return {
         "info": {"description": f"mskstudio export of {project.name}"},
         "images": [
@@ -58,15 +58,15 @@ def coco_boxes(project: Project, info: dict[int, dict[str, Any]] | None = None) 
         "categories": categories,
         "annotations": [
             {
-                "id": b["id"],
-                "image_id": b["image_id"],
-                "category_id": b["class_id"],
-                "bbox": [b["x0"], b["y0"], b["x1"] - b["x0"], b["y1"] - b["y0"]],
-                "area": (b["x1"] - b["x0"]) * (b["y1"] - b["y0"]),
+                "id": b.id,
+                "image_id": b.image_id,
+                "category_id": b.class_id,
+                "bbox": [b.x0, b.y0, b.x1 - b.x0, b.y1 - b.y0],
+                "area": (b.x1 - b.x0) * (b.y1 - b.y0),
                 "iscrowd": 0,
-                "annotator": b["annotator"],
-                "source": b["source"],
-                "time": b["updated_at"],
+                "annotator": b.annotator,
+                "source": b.source,
+                "time": b.updated_at,
             }
             for b in boxes
         ],
@@ -133,8 +133,8 @@ def import_coco(project: Project, path: Path, *, annotator: str | None = None) -
             class_id = _class_id(project, str(category["name"]), category.get("supercategory"))
             who = str(a.get("annotator") or annotator or "import")[:200]
             rect = (x, y, x + w, y + h)
-            if any(b["class_id"] == class_id and b["source"] == "import" and b["annotator"] == who
-                   and all(abs(float(b[k]) - v) < 1e-6 for k, v in zip(("x0", "y0", "x1", "y1"), rect, strict=True))
+            if any(b.class_id == class_id and b.source == "import" and b.annotator == who
+                   and all(abs(u - v) < 1e-6 for u, v in zip(b.rect, rect, strict=True))
                    for b in project.annotations.boxes_of(image_id)):
                 stats["unchanged"] += 1
                 continue

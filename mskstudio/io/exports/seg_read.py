@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.domain import MASK_SOURCES
 from mskstudio.io.exports.sources import ImageResolver
 from mskstudio.io.params import ImportSegParams
 
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from mskstudio.store import Project
 
 SEG_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.66.4"
-MASK_SOURCES = ("human", "model", "import", "adjudicated")
 DEFAULT_ANNOTATOR = "seg-import"
 
 
@@ -120,11 +120,11 @@ def import_seg_file(project: Project, path: Path, resolver: ImageResolver, stats
                     stats["failed"] += 1
                     problems.append(f"{path}: cannot map frames to image {sop_uid} ({exc})")
                     break
-                image = project.images.get(image_id)
-                if planes.shape[:2] != (image["rows"], image["cols"]):
+                image = project.images.record(image_id)
+                if planes.shape[:2] != image.shape:
                     stats["bad_size"] += 1
                     problems.append(f"{path}: {planes.shape[1]}x{planes.shape[0]} pixels for image {sop_uid} "
-                                    f"of {image['cols']}x{image['rows']}")
+                                    f"of {image.cols}x{image.rows}")
                     continue
                 for i, number in enumerate(seg.segment_numbers):
                     mask = planes[..., i] > (0.5 if fractional else 0)

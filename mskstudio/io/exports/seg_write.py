@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mskstudio.io.exports.sources import derived_uid, pixel_spacing, source_dataset
+from mskstudio.io.exports.sources import derived_uid, source_dataset
 
 if TYPE_CHECKING:
     from mskstudio.store import Project
@@ -79,19 +79,19 @@ def segments_of_image(mask_rows: Sequence[Any]) -> list[Any]:
     """The best mask row per class (by source precedence, then newest), by class id."""
     best: dict[int, Any] = {}
     for r in mask_rows:
-        if r["source"] not in SOURCE_PRECEDENCE or not r["area_px"]:
+        if r.source not in SOURCE_PRECEDENCE or not r.area_px:
             continue
-        cur = best.get(r["class_id"])
-        key = (-SOURCE_PRECEDENCE.index(r["source"]), r["updated_at"] or "")
-        if cur is None or key > (-SOURCE_PRECEDENCE.index(cur["source"]), cur["updated_at"] or ""):
-            best[r["class_id"]] = r
-    return sorted(best.values(), key=lambda r: r["class_id"])
+        cur = best.get(r.class_id)
+        key = (-SOURCE_PRECEDENCE.index(r.source), r.updated_at or "")
+        if cur is None or key > (-SOURCE_PRECEDENCE.index(cur.source), cur.updated_at or ""):
+            best[r.class_id] = r
+    return sorted(best.values(), key=lambda r: r.class_id)
 
 
 def every_segment(mask_rows: Sequence[Any]) -> list[Any]:
     """Every non-empty mask row, by class, then source precedence, then annotator (lossless export)."""
-    rows = [r for r in mask_rows if r["source"] in SOURCE_PRECEDENCE and r["area_px"]]
-    return sorted(rows, key=lambda r: (r["class_id"], SOURCE_PRECEDENCE.index(r["source"]), str(r["annotator"])))
+    rows = [r for r in mask_rows if r.source in SOURCE_PRECEDENCE and r.area_px]
+    return sorted(rows, key=lambda r: (r.class_id, SOURCE_PRECEDENCE.index(r.source), str(r.annotator)))
 
 
 def property_type(class_name: str):
@@ -102,7 +102,7 @@ def property_type(class_name: str):
 
 def tracking_id(row: Any) -> str:
     """Provenance a re-import reads back: 'source:annotator' (LO, at most 64 characters)."""
-    return f"{row['source']}:{row['annotator']}"[:64]
+    return f"{row.source}:{row.annotator}"[:64]
 
 
 def algorithm_of_run(project: Project, run_id: int | None):
@@ -127,20 +127,20 @@ def _segment_description(project: Project, number: int, row: Any):
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    automatic = row["source"] == "model"
+    automatic = row.source == "model"
     desc = hd.seg.SegmentDescription(
         segment_number=number,
-        segment_label=str(row["class_name"])[:64],
+        segment_label=str(row.class_name)[:64],
         segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-        segmented_property_type=property_type(row["class_name"]),
+        segmented_property_type=property_type(row.class_name),
         algorithm_type=(hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC if automatic
                         else hd.seg.SegmentAlgorithmTypeValues.MANUAL),
-        algorithm_identification=algorithm_of_run(project, row["run_id"]) if automatic else None,
+        algorithm_identification=algorithm_of_run(project, row.run_id) if automatic else None,
         tracking_id=tracking_id(row),
-        tracking_uid=derived_uid(project, "seg-tracking", row["id"]),
+        tracking_uid=derived_uid(project, "seg-tracking", row.id),
     )
-    desc.SegmentDescription = f"{row['source']} mask by {row['annotator']}"[:64]
-    desc.RecommendedDisplayCIELabValue = rgb_to_dicom_lab(hex_to_rgb(row["color"]))
+    desc.SegmentDescription = f"{row.source} mask by {row.annotator}"[:64]
+    desc.RecommendedDisplayCIELabValue = rgb_to_dicom_lab(hex_to_rgb(row.color))
     return desc
 
 
@@ -151,8 +151,8 @@ def segment_planes(project: Project, rows: Sequence[Any]) -> tuple[np.ndarray, b
     Bool planes when no row kept a probability map; else uint8 levels 0-255 (drawn masks 0 / 255)."""
     from mskstudio.io.exports.probability import decode_probability, levels_agreeing_with
 
-    masks = [project.annotations.load_mask(r["id"]) for r in rows]
-    probs = [project.annotations.probability_png(r["id"]) if r["source"] == "model" else None for r in rows]
+    masks = [project.annotations.load_mask(r.id) for r in rows]
+    probs = [project.annotations.probability_png(r.id) if r.source == "model" else None for r in rows]
     if not any(p is not None for p in probs):
         return np.stack(masks, axis=-1), False
     planes = []
@@ -171,24 +171,24 @@ def build_seg(project: Project, image_id: int, mask_rows: Sequence[Any]):
 
     from mskstudio import __version__
 
-    image = project.images.get(image_id)
+    image = project.images.record(image_id)
     source = source_dataset(project, image)
     planes, fractional = segment_planes(project, mask_rows)
-    if planes.shape[:2] != (int(image["rows"]), int(image["cols"])):
-        raise ValueError(f"masks of {planes.shape[:2]} for an image of {(image['rows'], image['cols'])}")
-    if int(image["n_frames"] or 1) > 1:
+    if planes.shape[:2] != image.shape:
+        raise ValueError(f"masks of {planes.shape[:2]} for an image of {image.shape}")
+    if image.n_frames > 1:
         # highdicom 0.28 fails on a legacy multi-frame source without functional groups; radiographs
         # are single-frame, so this is left for later rather than written half right.
-        raise ValueError(f"image {image['sop_uid']} frame {image['frame']}: a frame of a multi-frame "
+        raise ValueError(f"image {image.sop_uid} frame {image.frame}: a frame of a multi-frame "
                          "object is not exported as DICOM SEG yet (its PNG masks are)")
     stack = planes[None]
     if fractional:
         pixel_array = stack.astype(np.float32) / 255.0  # levels k/255 round back to k exactly
     else:
         pixel_array = stack
-    stamp = [f"{r['id']}@{r['updated_at']}" for r in mask_rows]
-    readers = sorted({str(r["annotator"]) for r in mask_rows if r["source"] != "model"})
-    spacing = pixel_spacing(image) or (1.0, 1.0)  # no spacing: pixel units, as the viewer shows
+    stamp = [f"{r.id}@{r.updated_at}" for r in mask_rows]
+    readers = sorted({str(r.annotator) for r in mask_rows if r.source != "model"})
+    spacing = image.spacing or (1.0, 1.0)  # no spacing: pixel units, as the viewer shows
     return hd.seg.Segmentation(
         source_images=[source],
         pixel_array=pixel_array,
@@ -197,9 +197,9 @@ def build_seg(project: Project, image_id: int, mask_rows: Sequence[Any]):
         fractional_type=hd.seg.SegmentationFractionalTypeValues.PROBABILITY,
         max_fractional_value=255,
         segment_descriptions=[_segment_description(project, i + 1, r) for i, r in enumerate(mask_rows)],
-        series_instance_uid=derived_uid(project, "seg-series", image["sop_uid"], image["frame"]),
+        series_instance_uid=derived_uid(project, "seg-series", image.sop_uid, image.frame),
         series_number=SEG_SERIES_NUMBER,
-        sop_instance_uid=derived_uid(project, "seg-instance", image["sop_uid"], image["frame"], *stamp),
+        sop_instance_uid=derived_uid(project, "seg-instance", image.sop_uid, image.frame, *stamp),
         instance_number=1,
         manufacturer="mskstudio",
         manufacturer_model_name="mskstudio",

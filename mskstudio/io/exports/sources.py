@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
+    from mskstudio.domain import Image
     from mskstudio.store import Project
 
 SECONDARY_CAPTURE_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.7"
@@ -59,44 +60,38 @@ def stored_header(project: Project, image_id: int) -> Dataset | None:
         return None
 
 
-def source_dataset(project: Project, image: Any) -> Dataset:
-    """A header of image row ``image`` (``project.images.get``) for highdicom's source_images."""
+def source_dataset(project: Project, image: Image) -> Dataset:
+    """A header of ``image`` (``project.images.record``) for highdicom's source_images."""
     from pydicom.dataset import Dataset
 
-    stored = stored_header(project, image["id"])
+    stored = stored_header(project, image.id)
     ds = Dataset()
     if stored is not None:
         for keyword in PIXEL_DESCRIPTION:
             if keyword in stored:
                 setattr(ds, keyword, stored.data_element(keyword).value)
-    ds.SOPClassUID = image["sop_class_uid"] or ds.get("SOPClassUID") or SECONDARY_CAPTURE_SOP_CLASS_UID
-    ds.SOPInstanceUID = valid_uid(project, image["sop_uid"], "instance")
-    ds.SeriesInstanceUID = valid_uid(project, image["series_uid"], f"series of {image['sop_uid']}")
-    ds.StudyInstanceUID = valid_uid(project, image["study_uid"], "study")
-    ds.Modality = ds.get("Modality") or image["modality"] or "OT"
-    ds.PatientID = image["pseudonym"]
-    ds.PatientName = f"{image['pseudonym']}^"  # one-component name (PS3.5 6.2.1.2)
+    ds.SOPClassUID = image.sop_class_uid or ds.get("SOPClassUID") or SECONDARY_CAPTURE_SOP_CLASS_UID
+    ds.SOPInstanceUID = valid_uid(project, image.sop_uid, "instance")
+    ds.SeriesInstanceUID = valid_uid(project, image.series_uid, f"series of {image.sop_uid}")
+    ds.StudyInstanceUID = valid_uid(project, image.study_uid, "study")
+    ds.Modality = ds.get("Modality") or image.modality or "OT"
+    ds.PatientID = image.pseudonym
+    ds.PatientName = f"{image.pseudonym}^"  # one-component name (PS3.5 6.2.1.2)
     ds.PatientBirthDate = ds.PatientSex = ""
-    ds.StudyDate = (image["study_date"] or "").replace("-", "")[:8]
+    ds.StudyDate = (image.study_date or "").replace("-", "")[:8]
     ds.StudyTime = ds.ReferringPhysicianName = ds.StudyID = ds.AccessionNumber = ""
-    ds.Rows, ds.Columns = int(image["rows"]), int(image["cols"])
-    if int(image["n_frames"] or 1) > 1:
-        ds.NumberOfFrames = int(image["n_frames"])
+    ds.Rows, ds.Columns = image.rows, image.cols
+    if image.n_frames > 1:
+        ds.NumberOfFrames = image.n_frames
     # A projection radiograph usually has no frame of reference; SEG needs one, so derive it.
     if not ds.get("FrameOfReferenceUID"):
-        ds.FrameOfReferenceUID = derived_uid(project, "frame-of-reference", image["sop_uid"])
+        ds.FrameOfReferenceUID = derived_uid(project, "frame-of-reference", image.sop_uid)
     for keyword, value in (("SamplesPerPixel", 1), ("PhotometricInterpretation", "MONOCHROME2"),
                            ("BitsAllocated", 16), ("BitsStored", 16), ("HighBit", 15), ("PixelRepresentation", 0)):
         if keyword not in ds:
             setattr(ds, keyword, value)
     return ds
 
-
-def pixel_spacing(image: Any) -> tuple[float, float] | None:
-    """(row mm, column mm) the project uses for this image, or None."""
-    if image["spacing_row_mm"] and image["spacing_col_mm"]:
-        return float(image["spacing_row_mm"]), float(image["spacing_col_mm"])
-    return None
 
 
 class ImageResolver:

@@ -31,6 +31,7 @@ from mskstudio.io.exports.seg_write import property_type, segments_of_image
 from mskstudio.io.exports.sources import derived_uid, source_dataset
 
 if TYPE_CHECKING:
+    from mskstudio.domain import Box, Mask
     from mskstudio.store import Project
 
 SR_SERIES_NUMBER = 901
@@ -67,7 +68,7 @@ class ReportBuilder:
 
         self.hd = hd
         self.project = project
-        self.image = project.images.get(image_id)
+        self.image = project.images.record(image_id)
         self.source = source_dataset(project, self.image)
         self.groups: list[Any] = []
         self.counts = {"rulers": 0, "angles": 0, "lesions": 0, "boxes": 0, "classifications": 0}
@@ -76,7 +77,7 @@ class ReportBuilder:
     # ---- references -------------------------------------------------------------------
     def _ref(self, cls):
         """A reference of type ``cls`` to the source image (its frame, in a multi-frame object)."""
-        frames = [int(self.image["frame"]) + 1] if int(self.image["n_frames"] or 1) > 1 else None
+        frames = [self.image.frame + 1] if self.image.n_frames > 1 else None
         return cls(self.source.SOPClassUID, self.source.SOPInstanceUID, referenced_frame_numbers=frames)
 
     def _region(self, points: list[tuple[float, float]]):
@@ -117,60 +118,60 @@ class ReportBuilder:
         self.counts["rulers" if m["kind"] == "ruler" else "angles"] += 1
         self.stamp.append(f"m{m['id']}@{m['updated_at']}")
 
-    def add_lesion(self, row: Any) -> None:
+    def add_lesion(self, row: Mask) -> None:
         """Longest diameter and area of a lesion mask (values the store computed at save time)."""
         from pydicom.sr.codedict import codes
 
         hd = self.hd
         ref = [self._image_ref()]
-        if row["longest_mm"] is not None and row["area_mm2"] is not None:
+        if row.longest_mm is not None and row.area_mm2 is not None:
             measurements = [
-                hd.sr.Measurement(codes.SCT.LongAxis, float(row["longest_mm"]), codes.UCUM.Millimeter,
+                hd.sr.Measurement(codes.SCT.LongAxis, float(row.longest_mm), codes.UCUM.Millimeter,
                                   referenced_images=ref),
-                hd.sr.Measurement(codes.SCT.Area, float(row["area_mm2"]), codes.UCUM.SquareMillimeter,
+                hd.sr.Measurement(codes.SCT.Area, float(row.area_mm2), codes.UCUM.SquareMillimeter,
                                   referenced_images=ref),
             ]
         else:
             from mskstudio.imaging.masks import max_feret
 
-            longest_px = max_feret(self.project.annotations.load_mask(row["id"]))
+            longest_px = max_feret(self.project.annotations.load_mask(row.id))
             measurements = [
                 hd.sr.Measurement(codes.SCT.LongAxis, float(longest_px), _pixels_unit(), referenced_images=ref),
-                hd.sr.Measurement(codes.SCT.Area, float(row["area_px"]), _pixels_unit(), referenced_images=ref),
+                hd.sr.Measurement(codes.SCT.Area, float(row.area_px), _pixels_unit(), referenced_images=ref),
             ]
         algorithm = None
-        if row["source"] == "model":
-            algorithm = self._algorithm(row["run_id"], "segmenter")
+        if row.source == "model":
+            algorithm = self._algorithm(row.run_id, "segmenter")
         self.groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=self._tracking(
-                f"{row['class_name']} mask by {row['annotator']} ({row['source']})", "mask", row["id"]),
+                f"{row.class_name} mask by {row.annotator} ({row.source})", "mask", row.id),
             finding_category=codes.SCT.MorphologicallyAbnormalStructure,
-            finding_type=property_type(row["class_name"]),
+            finding_type=property_type(row.class_name),
             algorithm_id=algorithm,
             measurements=measurements,
             qualitative_evaluations=[hd.sr.QualitativeEvaluation(
-                self._set_concept(row["class_id"]), _class_concept(row["class_id"], row["class_name"]))],
+                self._set_concept(row.class_id), _class_concept(row.class_id, row.class_name))],
             source_images=self._group_images(),
         ))
         self.counts["lesions"] += 1
-        self.stamp.append(f"k{row['id']}@{row['updated_at']}")
+        self.stamp.append(f"k{row.id}@{row.updated_at}")
 
-    def add_box(self, box: Any) -> None:
+    def add_box(self, box: Box) -> None:
         from pydicom.sr.codedict import codes
 
         hd = self.hd
-        x0, y0, x1, y1 = (float(box[k]) for k in ("x0", "y0", "x1", "y1"))
+        x0, y0, x1, y1 = box.rect
         self.groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=self._tracking(
-                f"{box['class_name']} box by {box['annotator']} ({box['source']})", "box", box["id"]),
+                f"{box.class_name} box by {box.annotator} ({box.source})", "box", box.id),
             referenced_region=self._region([(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]),
             finding_category=codes.SCT.MorphologicallyAbnormalStructure,
-            finding_type=property_type(box["class_name"]),
+            finding_type=property_type(box.class_name),
             qualitative_evaluations=[hd.sr.QualitativeEvaluation(
-                self._set_concept(box["class_id"]), _class_concept(box["class_id"], box["class_name"]))],
+                self._set_concept(box.class_id), _class_concept(box.class_id, box.class_name))],
         ))
         self.counts["boxes"] += 1
-        self.stamp.append(f"b{box['id']}@{box['updated_at']}")
+        self.stamp.append(f"b{box.id}@{box.updated_at}")
 
     def add_classification(self, run: Any, prediction: Any) -> None:
         """A classifier's predicted class and its probability."""
@@ -190,7 +191,7 @@ class ReportBuilder:
                                                   referenced_images=[self._image_ref()]))
         self.groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=self._tracking(f"{class_name} by {run['name']}", "prediction", run["id"],
-                                               self.image["id"]),
+                                               self.image.id),
             algorithm_id=self._algorithm(run["id"], "classifier"),
             qualitative_evaluations=[hd.sr.QualitativeEvaluation(
                 label_set, _class_concept(int(prediction["class_id"]), class_name))],
@@ -239,9 +240,9 @@ class ReportBuilder:
         return hd.sr.Comprehensive3DSR(
             evidence=[self.source],
             content=report[0],
-            series_instance_uid=derived_uid(self.project, "sr-series", self.image["sop_uid"], self.image["frame"]),
+            series_instance_uid=derived_uid(self.project, "sr-series", self.image.sop_uid, self.image.frame),
             series_number=SR_SERIES_NUMBER,
-            sop_instance_uid=derived_uid(self.project, "sr-instance", self.image["sop_uid"], self.image["frame"],
+            sop_instance_uid=derived_uid(self.project, "sr-instance", self.image.sop_uid, self.image.frame,
                                          *self.stamp),
             instance_number=1,
             manufacturer="mskstudio",
@@ -282,8 +283,8 @@ def write_report(project: Project, image_id: int, path: Path, *, predictions: li
 def report_image_ids(project: Project, predictions: list) -> list[int]:
     """Images with a measurement, a mask, a box or a prediction."""
     ids = {int(m["image_id"]) for m in project.measurements.listing()}
-    ids |= {int(r["image_id"]) for r in project.annotations.all_masks()}
-    ids |= {int(b["image_id"]) for b in project.annotations.all_boxes()}
+    ids |= {r.image_id for r in project.annotations.all_masks()}
+    ids |= {b.image_id for b in project.annotations.all_boxes()}
     for _run, by_image in predictions:
         ids |= set(by_image)
     return sorted(ids)

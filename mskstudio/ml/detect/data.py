@@ -47,31 +47,29 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def truth_boxes(project: Project, image_ids: Sequence[int] | None = None,
                 class_name: str | None = None) -> tuple[dict[int, np.ndarray], int | None]:
     """image id -> [K, 4] full-grid lesion boxes (K may be 0), and the class id they carry most."""
-    from mskstudio.store.repo_annotations import parse_bbox
-
     ids = [int(i) for i in (image_ids if image_ids is not None else project.images.ids())]
     wanted = set(ids)
     out: dict[int, list] = {i: [] for i in ids}
     classes: dict[int, int] = {}
     for b in project.annotations.all_boxes():  # human-drawn and imported boxes (no predictions)
-        if b["source"] not in TRUTH_MASK_SOURCES:
+        if b.source not in TRUTH_MASK_SOURCES:
             continue  # e.g. the box of a model mask: a model's guess is no ground truth
-        if b["image_id"] in wanted and (class_name is None or b["class_name"] == class_name):
-            out[b["image_id"]].append((b["x0"], b["y0"], b["x1"], b["y1"]))
-            classes[b["class_id"]] = classes.get(b["class_id"], 0) + 1
+        if b.image_id in wanted and (class_name is None or b.class_name == class_name):
+            out[b.image_id].append((b.x0, b.y0, b.x1, b.y1))
+            classes[b.class_id] = classes.get(b.class_id, 0) + 1
     for m in project.annotations.all_masks():
-        if m["image_id"] not in wanted or m["source"] not in TRUTH_MASK_SOURCES:
+        if m.image_id not in wanted or m.source not in TRUTH_MASK_SOURCES:
             continue
-        if class_name is not None and m["class_name"] != class_name:
+        if class_name is not None and m.class_name != class_name:
             continue
-        rect = parse_bbox(m["bbox"])
+        rect = m.bbox
         if rect is None:
             continue
-        have = out[m["image_id"]]
+        have = out[m.image_id]
         if have and box_iou(np.asarray(rect, float), np.asarray(have, float)).max() > 0.5:
             continue
         have.append(tuple(float(v) for v in rect))
-        classes[m["class_id"]] = classes.get(m["class_id"], 0) + 1
+        classes[m.class_id] = classes.get(m.class_id, 0) + 1
     main_class = max(classes, key=classes.get) if classes else None
     return {i: np.asarray(v, np.float32).reshape(-1, 4) for i, v in out.items()}, main_class
 
@@ -123,10 +121,10 @@ class DetImages:
             if ctx is not None and k % 16 == 0:
                 ctx.check_cancelled()
                 ctx.progress(k / max(1, len(self.ids)), f"letterboxing {k}/{len(self.ids)}")
-            row = project.images.get(i)
+            rows, cols = project.images.record(i).shape
             array = load_analysis(project, i)
             self.squares[k] = np.round(letterbox(array, self.size) * 65535.0)
-            g = Letterbox.of(row["rows"], row["cols"], array.shape, self.size)
+            g = Letterbox.of(rows, cols, array.shape, self.size)
             self.geometry[i] = g
             self.boxes[i] = g.to_square(truth.get(i, np.zeros((0, 4), np.float32)))
 

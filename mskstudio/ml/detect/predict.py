@@ -132,8 +132,8 @@ def run_detect(project: Project, params: dict[str, Any], ctx: JobContext) -> dic
         stored += project.detections.replace_predictions(int(run_id), part, rows)
     ctx.progress(1.0, f"{stored} boxes on {len(ids)} images")
     return {"run_id": int(run_id), "images": len(ids), "boxes": stored, "min_score": min_score,
-            "images_with_boxes": len({r["image_id"] for r in project.detections.predictions(run_id=int(run_id))
-                                      if r["image_id"] in set(ids)})}
+            "images_with_boxes": len({r.image_id for r in project.detections.predictions(run_id=int(run_id))
+                                      if r.image_id in set(ids)})}
 
 
 def square_preds_to_full(preds: dict[int, Pass], images: DetImages) -> dict[int, Pass]:

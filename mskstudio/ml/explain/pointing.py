@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.domain import Image
 from mskstudio.io.analysis import load_analysis
 from mskstudio.ml.classify.params import PointingGameParams
 from mskstudio.ml.evaluate.metrics import proportion
@@ -55,11 +56,11 @@ def score_peak(heat: np.ndarray, lesion: np.ndarray, body: np.ndarray) -> tuple[
     return bool(lesion[peak]), chance
 
 
-def _analysis_spacing_mm(row, analysis_shape: tuple[int, int]) -> float | None:
-    if not row["spacing_row_mm"] or not row["spacing_col_mm"]:
+def _analysis_spacing_mm(image: Image, analysis_shape: tuple[int, int]) -> float | None:
+    if image.spacing is None:
         return None
-    return float(np.mean([row["spacing_row_mm"] * row["rows"] / analysis_shape[0],
-                          row["spacing_col_mm"] * row["cols"] / analysis_shape[1]]))
+    sr, sc = image.spacing
+    return float(np.mean([sr * image.rows / analysis_shape[0], sc * image.cols / analysis_shape[1]]))
 
 
 def pointing_game(project: Project, run_id: int, *, tolerance_mm: float = TOLERANCE_MM,
@@ -104,7 +105,7 @@ def pointing_game(project: Project, run_id: int, *, tolerance_mm: float = TOLERA
         if only_correct and not right:
             continue
         heat = explain(project, run_id, image_id, predicted, layer=layer, scales=scales)
-        spacing = _analysis_spacing_mm(project.images.get(image_id), heat.shape)
+        spacing = _analysis_spacing_mm(project.images.record(image_id), heat.shape)
         radius = tolerance_mm / spacing if spacing else 0.0
         lesion = grown_mask(resize_mask(masks[image_id], heat.shape), radius)
         hit, chance = score_peak(heat, lesion, body_mask(load_analysis(project, image_id)))

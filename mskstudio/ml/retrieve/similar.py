@@ -180,13 +180,13 @@ def similar(project: Project, run_id: int | str | None, image_id: int, k: int = 
         if row < 0:
             break
         hit_id = int(entry.ids[row])
-        info = project.images.get(hit_id)
-        pid = int(info["patient_id"])
+        info = project.images.record(hit_id)
+        pid = int(info.patient_id)
         if pid not in clinical_cache:
             clinical_cache[pid] = project.images.clinical(pid)
         cl = clinical_cache[pid]
-        hits.append(Hit(hit_id, float(dist), pid, info["pseudonym"], cl.get("diagnosis"), cl.get("dignity"),
-                        info["study_date"], info["centre"], names.get(hit_id) if names is not None else None))
+        hits.append(Hit(hit_id, float(dist), pid, info.pseudonym, cl.get("diagnosis"), cl.get("dignity"),
+                        info.study_date, info.centre, names.get(hit_id) if names is not None else None))
     if names is not None:
         vote = majority_vote([h.label for h in hits], label_set or "label")
     else:

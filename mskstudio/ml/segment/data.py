@@ -123,15 +123,15 @@ def training_masks(project: Project, class_name: str | None = None) -> dict[int,
     rows = ann.all_masks()
     best: dict[int, str] = {}
     for r in rows:
-        if r["source"] in SOURCE_ORDER and (class_name is None or r["class_name"] == class_name):
-            cur = best.get(r["image_id"])
-            if cur is None or SOURCE_ORDER.index(r["source"]) < SOURCE_ORDER.index(cur):
-                best[r["image_id"]] = r["source"]
+        if r.source in SOURCE_ORDER and (class_name is None or r.class_name == class_name):
+            cur = best.get(r.image_id)
+            if cur is None or SOURCE_ORDER.index(r.source) < SOURCE_ORDER.index(cur):
+                best[r.image_id] = r.source
     out: dict[int, np.ndarray] = {}
     for r in rows:
-        if best.get(r["image_id"]) == r["source"] and (class_name is None or r["class_name"] == class_name):
-            m = ann.load_mask(r["id"])
-            out[r["image_id"]] = out[r["image_id"]] | m if r["image_id"] in out else m
+        if best.get(r.image_id) == r.source and (class_name is None or r.class_name == class_name):
+            m = ann.load_mask(r.id)
+            out[r.image_id] = out[r.image_id] | m if r.image_id in out else m
     return out
 
 

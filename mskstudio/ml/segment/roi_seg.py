@@ -100,10 +100,10 @@ def load_pixels(project: Project, image_id: int) -> Pixels:
     of a medium radiograph costs ~20 ms."""
     from mskstudio.io.dicom import DicomReadError, read_radiograph
 
-    row = project.images.get(image_id)
-    full = (int(row["rows"]), int(row["cols"]))
+    image = project.images.record(image_id)
+    full = image.shape
     try:
-        rad = read_radiograph(project.images.dicom_path(image_id), frame=row["frame"] or 0)
+        rad = read_radiograph(project.images.dicom_path(image_id), frame=image.frame)
         image = rad.normalised(rad.auto_window(0.5, 99.5)).astype(np.float32)
         if image.shape == full:
             return Pixels(image, full)
@@ -234,21 +234,21 @@ def run_fill_boxes(project: Project, params: dict[str, Any], ctx) -> dict[str, A
     boxes = project.annotations.boxes_of(image_id)
     if q.box_ids:
         wanted = {int(b) for b in q.box_ids}
-        boxes = [b for b in boxes if b["id"] in wanted]
+        boxes = [b for b in boxes if b.id in wanted]
     if q.class_id is not None:
-        boxes = [b for b in boxes if b["class_id"] == int(q.class_id)]
+        boxes = [b for b in boxes if b.class_id == int(q.class_id)]
     if not boxes:
         raise ValueError(f"image {image_id} has no box to fill: draw one with the Box tool (X)")
     model, ckpt = load_box_segmenter(project, int(run_id))
     pixels = load_pixels(project, image_id)
     by_class: dict[int, np.ndarray] = {}
     for b in ctx.steps(boxes, "segmenting box {i}/{n}"):
-        mask = segment_box(model, ckpt, pixels, (b["x0"], b["y0"], b["x1"], b["y1"]))
-        cid = int(b["class_id"])
+        mask = segment_box(model, ckpt, pixels, b.rect)
+        cid = int(b.class_id)
         by_class[cid] = by_class[cid] | mask if cid in by_class else mask
     mask_ids = {cid: project.annotations.save_mask(
         image_id, cid, mask, annotator="model", source="model", run_id=int(run_id),
-        action="mask.predict", details={"boxes": [int(b["id"]) for b in boxes if b["class_id"] == cid]})
+        action="mask.predict", details={"boxes": [int(b.id) for b in boxes if b.class_id == cid]})
         for cid, mask in by_class.items()}
     return {"image_id": image_id, "run_id": int(run_id), "boxes": len(boxes),
             "masks": {str(c): m for c, m in mask_ids.items()},

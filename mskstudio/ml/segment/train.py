@@ -74,12 +74,11 @@ def _stack(
     for k, i in enumerate(ids):
         if k % 16 == 0:
             ctx.check_cancelled()
-        row = project.images.get(i)
         x, m, _ = prepare(
             load_analysis(project, i),
             masks[i],
             size,
-            full=(row["rows"], row["cols"]),
+            full=project.images.record(i).shape,
             threshold=threshold,
         )
         xs[k] = np.round(x * 65535)
@@ -320,12 +319,11 @@ def predict_probability(project: Project, model, ckpt: dict, image_id: int, devi
     """Lesion probability (float, 0-1) on the image's full DICOM grid."""
     import torch
 
-    row = project.images.get(image_id)
     sq, _, geom = prepare(
         load_analysis(project, image_id),
         None,
         ckpt["input_size"],
-        full=(row["rows"], row["cols"]),
+        full=project.images.record(image_id).shape,
         threshold=ckpt.get("background_threshold", 0.02),
     )
     prob = predict_squares(model, sq[None], device or torch.device("cpu"))[0]
