@@ -188,11 +188,48 @@ class RadiographAugment:
         return x.astype(np.float32), boxes[keep].astype(np.float32)
 
 
-class TrainSet:
-    """torch Dataset view: (image [1, S, S], target {boxes, labels}) of some image ids."""
+def lesion_crop(x: np.ndarray, boxes: np.ndarray, crop: int, rng: random.Random,
+                p_lesion: float = 0.7) -> tuple[np.ndarray, np.ndarray]:
+    """A ``crop`` x ``crop`` window of the square ``x`` and the boxes it keeps (clipped; a box
+    keeps its place when >= 40 % of it stays inside).  With probability ``p_lesion`` the window
+    holds a random lesion of the image, else it lies anywhere.
 
-    def __init__(self, images: DetImages, ids: Sequence[int], augment: RadiographAugment | None):
+    Why: the network is fully convolutional, so training on windows of the letterboxed square
+    costs (crop / size)^2 of a whole-image step while lesions keep their size in pixels; most of
+    a radiograph is air or plain bone, and lesion windows give the few positive FCOS locations of
+    a small lesion far more gradient steps per CPU minute.  Inference still sees the whole square.
+    """
+    s = x.shape[0]
+    if crop >= s:
+        return x, boxes
+    hi = s - crop
+    if len(boxes) and rng.random() < p_lesion:
+        b = boxes[rng.randrange(len(boxes))]
+        # window positions that keep the lesion's centre at least 1/8 of a window from the edge
+        cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+        m = crop / 8
+        x0 = rng.uniform(max(0.0, cx - crop + m), min(float(hi), max(0.0, cx - m)))
+        y0 = rng.uniform(max(0.0, cy - crop + m), min(float(hi), max(0.0, cy - m)))
+        x0, y0 = int(min(max(x0, 0), hi)), int(min(max(y0, 0), hi))
+    else:
+        x0, y0 = rng.randint(0, hi), rng.randint(0, hi)
+    window = np.ascontiguousarray(x[y0:y0 + crop, x0:x0 + crop])
+    old = boxes - np.asarray([x0, y0, x0, y0], np.float32)
+    clipped = np.clip(old, 0, crop)
+    area = lambda r: (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])  # noqa: E731
+    keep = area(clipped) >= 0.4 * np.maximum(area(old), 1e-6)
+    return window, clipped[keep].astype(np.float32)
+
+
+class TrainSet:
+    """torch Dataset view: (image [1, S, S], target {boxes, labels}) of some image ids; with
+    ``crop`` the image is a ``crop`` x ``crop`` window of the square (``lesion_crop``)."""
+
+    def __init__(self, images: DetImages, ids: Sequence[int], augment: RadiographAugment | None,
+                 crop: int | None = None, seed: int = 0):
         self.images, self.ids, self.augment = images, [int(i) for i in ids], augment
+        self.crop = int(crop) if crop and int(crop) < images.size else None
+        self.rng = random.Random(seed)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -204,6 +241,8 @@ class TrainSet:
         x, boxes = self.images.square(i), self.images.boxes[i]
         if self.augment is not None:
             x, boxes = self.augment(x, boxes)
+        if self.crop is not None:
+            x, boxes = lesion_crop(x, boxes, self.crop, self.rng)
         target = {"boxes": torch.from_numpy(boxes.reshape(-1, 4).astype(np.float32)),
                   "labels": torch.zeros(len(boxes), dtype=torch.int64)}
         return torch.from_numpy(np.ascontiguousarray(x))[None], target

@@ -37,9 +37,9 @@ if TYPE_CHECKING:
     from mskstudio.store import Project
 
 DEFAULTS: dict[str, Any] = {
-    "arch": "resnet18", "size": 512, "fpn_channels": 128, "init": "scratch",
+    "arch": "resnet18", "size": 512, "fpn_channels": 128, "init": "scratch", "crop": None,
     "epochs": 20, "batch_size": 8, "lr": 1e-3, "weight_decay": 1e-4,
-    "k": 5, "holdout": "random", "test_fraction": 0.2, "seed": 0,
+    "k": 5, "train_folds": None, "holdout": "random", "test_fraction": 0.2, "seed": 0,
     "class": None, "image_ids": None, "augment": True,
     "tta": True, "fusion": "wbf", "fusion_iou": 0.55,
     "score_thresh": 0.05, "nms_thresh": 0.5, "detections": 20,
@@ -64,6 +64,11 @@ def _validate(p: dict[str, Any]) -> None:
         raise ValueError(f"train-det: fusion must be one of {', '.join(FUSIONS)}, not {p['fusion']!r}")
     if int(p["size"]) % 32:
         raise ValueError(f"train-det: size must be a multiple of 32, not {p['size']}")
+    if p.get("crop") is not None and (int(p["crop"]) % 32 or not 64 <= int(p["crop"]) <= int(p["size"])):
+        raise ValueError(f"train-det: crop must be a multiple of 32 between 64 and size ({p['size']}), "
+                         f"not {p['crop']}")
+    if p.get("train_folds") is not None and not 1 <= int(p["train_folds"]) <= int(p["k"]):
+        raise ValueError(f"train-det: train_folds must be between 1 and k ({p['k']}), not {p['train_folds']}")
 
 
 def run_train_det(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -138,7 +143,10 @@ def train_fold(images, train_ids, p, init_state, device, ctx, state, save, fold:
     seed = int(p["seed"]) + 1000 * (fold + 1)
     torch.manual_seed(seed)
     random.seed(seed)
-    model = build_detector(p["arch"], size=int(p["size"]), fpn_channels=int(p["fpn_channels"]),
+    crop = int(p["crop"]) if p.get("crop") else None
+    # trained on crop windows, the model's transform must not resize them up to ``size``; the
+    # weights are the same, and the scoring model is built at ``size`` from this state dict
+    model = build_detector(p["arch"], size=crop or int(p["size"]), fpn_channels=int(p["fpn_channels"]),
                            score_thresh=float(p["score_thresh"]), nms_thresh=float(p["nms_thresh"]),
                            detections=int(p["detections"]))
     missing = load_backbone_state(model, init_state)
@@ -146,7 +154,7 @@ def train_fold(images, train_ids, p, init_state, device, ctx, state, save, fold:
         ctx.log(f"fold{fold}: {len(missing)} backbone tensors not in the init weights")
     model.to(device)
     aug = RadiographAugment(int(p["size"]), seed=seed) if p["augment"] else None
-    data = TrainSet(images, train_ids, aug)
+    data = TrainSet(images, train_ids, aug, crop=crop, seed=seed)
     bs = int(p["batch_size"])
     loader = torch.utils.data.DataLoader(data, batch_size=bs, shuffle=True, collate_fn=collate,
                                          generator=torch.Generator().manual_seed(seed),
@@ -192,6 +200,10 @@ def train_fold(images, train_ids, p, init_state, device, ctx, state, save, fold:
                 ctx.metric(f"fold{fold}/{k}", v, epoch)
         save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
               "epoch": epoch + 1, "history": history})
+    if crop is not None:  # the scoring model sees whole ``size`` squares
+        from mskstudio.ml.detect.predict import model_from_state
+
+        model = model_from_state(p, {k: v.detach().cpu() for k, v in model.state_dict().items()}).to(device)
     return model.eval(), history
 
 
@@ -203,11 +215,13 @@ def _train_and_score(project, p, ctx, run_id, images, split, positive, class_id,
 
     init_state = backbone_state(project, p["init"])
     done: list[dict[str, Any]] = resume_state["done"] if resume_state else []
-    k = len(split["folds"])
+    # ``train_folds`` < k trains only the first folds (a CPU budget): the threshold comes from
+    # their validation patients, the ensemble is those fold models, the hold-out is unchanged
+    k = min(len(split["folds"]), int(p.get("train_folds") or len(split["folds"])))
     oof: dict[int, Any] = {}
     for d in done:
         oof.update({int(i): v for i, v in d["val_preds"].items()})
-    for f, fold in enumerate(split["folds"]):
+    for f, fold in enumerate(split["folds"][:k]):
         if f < len(done):
             continue
         lo, hi = 0.05 + 0.8 * f / k, 0.05 + 0.8 * (f + 1) / k

@@ -1,0 +1,63 @@
+"""Cheap levers of the detector on CPU: training on lesion-biased windows of the letterboxed
+square (``data.lesion_crop``) and training only the first folds (``train_folds``)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from mskstudio.jobs import JobContext
+
+
+def test_lesion_crop_keeps_pixels_and_moves_boxes_with_the_window():
+    from mskstudio.ml.detect.data import lesion_crop
+
+    x = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)
+    boxes = np.asarray([[40.0, 44.0, 52.0, 58.0]], np.float32)
+    for seed in range(20):
+        w, b = lesion_crop(x, boxes, 32, random.Random(seed), p_lesion=1.0)
+        assert w.shape == (32, 32)
+        # the window is a block of the square: its first pixel says where it lies
+        y0, x0 = divmod(int(w[0, 0]), 64)
+        np.testing.assert_array_equal(w, x[y0:y0 + 32, x0:x0 + 32])
+        assert len(b) == 1  # a lesion window keeps the lesion (>= 40 % of it inside)
+        moved = boxes[0] - [x0, y0, x0, y0]
+        np.testing.assert_allclose(b[0], np.clip(moved, 0, 32))
+    # a window that misses the lesion drops its box; no window bigger than the square
+    w, b = lesion_crop(x, boxes, 16, random.Random(0), p_lesion=0.0)
+    assert w.shape == (16, 16)
+    inside = [len(lesion_crop(x, boxes, 16, random.Random(s), p_lesion=0.0)[1]) for s in range(40)]
+    assert 0 in inside
+    same, kept = lesion_crop(x, boxes, 64, random.Random(0))
+    assert same is x and kept is boxes
+
+
+@pytest.mark.parametrize("bad", [{"crop": 48}, {"crop": 128}, {"train_folds": 3}, {"train_folds": 0}])
+def test_crop_and_train_folds_are_checked(bad):
+    from mskstudio.ml.detect.train import DEFAULTS, _validate
+
+    with pytest.raises(ValueError, match="crop|train_folds"):
+        _validate({**DEFAULTS, "size": 96, "k": 2, **bad})
+
+
+@pytest.mark.timeout(900)
+def test_one_fold_trained_on_windows_scores_whole_images(tmp_path):
+    pytest.importorskip("torch")
+    from detect_planted import add_planted_squares
+
+    from mskstudio.ml.detect.predict import load_detector
+    from mskstudio.ml.detect.train import run_train_det
+    from mskstudio.store import Project
+
+    project = Project.create(tmp_path / "p.mskproj")
+    add_planted_squares(project, 12, size=96, seed=1)
+    res = run_train_det(project, {"size": 96, "crop": 64, "fpn_channels": 64, "k": 3, "train_folds": 1,
+                                  "test_fraction": 0.25, "epochs": 1, "batch_size": 4, "threads": 1},
+                        JobContext.null())
+    ckpt = load_detector(project, res["model_run_id"])
+    assert len(ckpt["folds"]) == 1 and ckpt["size"] == 96
+    m = project.models.metrics(res["model_run_id"])
+    assert m["n_folds"] == 1 and m["holdout"]["lesion"]["0.2"]["hit_rate"]["n"] > 0
+    project.close()
