@@ -61,3 +61,21 @@ def test_one_fold_trained_on_windows_scores_whole_images(tmp_path):
     m = project.models.metrics(res["model_run_id"])
     assert m["n_folds"] == 1 and m["holdout"]["lesion"]["0.2"]["hit_rate"]["n"] > 0
     project.close()
+
+
+def test_a_lighter_head_has_fewer_convolutions_and_checks_its_range():
+    pytest.importorskip("torch")
+    from mskstudio.ml.detect.model import build_detector
+    from mskstudio.ml.detect.predict import model_from_state
+
+    def n_params(m):
+        return sum(p.numel() for p in m.head.parameters())
+
+    full, light = (build_detector("resnet18", size=64, fpn_channels=64, head_convs=h) for h in (4, 2))
+    # two 3x3 convolutions (64 -> 64, + GroupNorm) fewer in each of the two branches
+    assert n_params(full) - n_params(light) == 2 * 2 * (64 * 64 * 9 + 64 + 2 * 64)
+    p = {"arch": "resnet18", "size": 64, "fpn_channels": 64, "head_convs": 2, "score_thresh": 0.05,
+         "nms_thresh": 0.5, "detections": 20}
+    assert n_params(model_from_state(p, light.state_dict())) == n_params(light)
+    with pytest.raises(ValueError, match="head convolutions"):
+        build_detector("resnet18", size=64, fpn_channels=64, head_convs=5)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from mskstudio.store import Project
 
 DEFAULTS: dict[str, Any] = {
-    "arch": "resnet18", "size": 512, "fpn_channels": 128, "init": "scratch", "crop": None,
+    "arch": "resnet18", "size": 512, "fpn_channels": 64, "head_convs": 4, "init": "scratch", "crop": None,
     "epochs": 20, "batch_size": 8, "lr": 1e-3, "weight_decay": 1e-4,
     "k": 5, "train_folds": None, "holdout": "random", "test_fraction": 0.2, "seed": 0,
     "class": None, "image_ids": None, "augment": True,
@@ -148,7 +148,7 @@ def train_fold(images, train_ids, p, init_state, device, ctx, state, save, fold:
     # weights are the same, and the scoring model is built at ``size`` from this state dict
     model = build_detector(p["arch"], size=crop or int(p["size"]), fpn_channels=int(p["fpn_channels"]),
                            score_thresh=float(p["score_thresh"]), nms_thresh=float(p["nms_thresh"]),
-                           detections=int(p["detections"]))
+                           detections=int(p["detections"]), head_convs=int(p.get("head_convs") or 4))
     missing = load_backbone_state(model, init_state)
     if missing:
         ctx.log(f"fold{fold}: {len(missing)} backbone tensors not in the init weights")
