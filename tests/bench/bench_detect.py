@@ -206,6 +206,11 @@ def main() -> None:
     print(f"study calls (max over AP + lateral, {s['studies']} studies, {s['positive_studies']} with a lesion): "
           f"sensitivity {fmt(s['sensitivity'])}, specificity {fmt(s['specificity'])}, "
           f"AUC {s.get('auc', float('nan')):.3f}")
+    sl = hold.get("study_learned")
+    if sl:
+        print(f"study calls (logistic regression over per-view scores, fitted on {sl['fitted_on']} out-of-fold "
+              f"studies): sensitivity {fmt(sl['sensitivity'])}, specificity {fmt(sl['specificity'])}, "
+              f"AUC {sl.get('auc', float('nan')):.3f}")
     print(f"training: {m['cpu_minutes']} CPU minutes, {m['wall_minutes']} wall minutes on {m['device']}")
     timing(a.timing_size, cfg["threads"], a.timing_n)
 

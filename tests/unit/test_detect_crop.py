@@ -79,3 +79,37 @@ def test_a_lighter_head_has_fewer_convolutions_and_checks_its_range():
     assert n_params(model_from_state(p, light.state_dict())) == n_params(light)
     with pytest.raises(ValueError, match="head convolutions"):
         build_detector("resnet18", size=64, fpn_channels=64, head_convs=5)
+
+
+def test_learned_study_call_uses_the_second_view_where_the_maximum_cannot():
+    from sklearn.metrics import roc_auc_score
+
+    from mskstudio.ml.detect import aggregate as A
+    from mskstudio.ml.detect.metrics import image_scores, study_calls
+
+    # lesion studies: both views moderately sure (0.4-0.5); lesion-free studies: one artefact
+    # view very sure (0.6-0.7), the other clean.  The maximum ranks them backwards.
+    rng = np.random.default_rng(0)
+    preds, study_of, positive, ids = {}, {}, {}, []
+    for st in range(40):
+        sick = st % 2 == 0
+        a, b = (rng.uniform(0.4, 0.5), rng.uniform(0.4, 0.5)) if sick else (rng.uniform(0.6, 0.7), 0.0)
+        for view, s in enumerate((a, b)):
+            i = 2 * st + view
+            preds[i] = (np.zeros((1, 4)), np.asarray([s])) if s else (np.zeros((0, 4)), np.zeros(0))
+            study_of[i], positive[i] = st, sick
+            ids.append(i)
+    fit_ids, test_ids = ids[:40], ids[40:]
+    keys, x = A.study_features(preds, fit_ids, study_of)
+    assert x.shape == (20, 4) and x[0, 0] >= x[0, 1]
+    y = A.study_truth(keys, positive, fit_ids, study_of)
+    model = A.fit_aggregator(x, y)
+    keys_t, x_t = A.study_features(preds, test_ids, study_of)
+    y_t = A.study_truth(keys_t, positive, test_ids, study_of)
+    learned = A.learned_study_calls(model, x_t, y_t)
+    by_max = study_calls(image_scores(preds, test_ids), positive, study_of, 0.5)
+    assert by_max["auc"] < 0.5 < learned["auc"] == 1.0
+    assert learned["sensitivity"]["value"] == 1.0 and learned["specificity"]["value"] == 1.0
+    # the probabilities are sklearn's own
+    assert abs(roc_auc_score(y_t, A.aggregate_scores(model, x_t)) - learned["auc"]) < 1e-12
+    assert A.fit_aggregator(x, np.ones(len(y), bool)) is None  # one class: nothing to learn

@@ -258,9 +258,18 @@ def _train_and_score(project, p, ctx, run_id, images, split, positive, class_id,
         "oof": report(oof_truth, oof, threshold, study_thr, positive, study_of),
         "n_folds": k, "n_images": len(images.ids), "device": str(device),
     }
+    from mskstudio.ml.detect import aggregate as A
+
+    keys, x_oof = A.study_features(oof, cv_ids, study_of)
+    aggregator = A.fit_aggregator(x_oof, A.study_truth(keys, positive, cv_ids, study_of))
+    metrics["study_aggregator"] = aggregator
     if split["test"]:
         test_truth = {i: images.boxes[i] for i in split["test"]}
         metrics["holdout"] = report(test_truth, test_preds, threshold, study_thr, positive, study_of)
+        if aggregator is not None:  # fitted on out-of-fold studies, scored on held-out ones
+            keys, x_test = A.study_features(test_preds, split["test"], study_of)
+            metrics["holdout"]["study_learned"] = A.learned_study_calls(
+                aggregator, x_test, A.study_truth(keys, positive, split["test"], study_of))
     metrics.update(run_minutes(t0, cpu0))
     ckpt = {"format": CHECKPOINT_FORMAT, "state": "done", "params": p, "arch": p["arch"],
             "size": int(p["size"]), "folds": [d["state"] for d in done], "class_id": class_id,
