@@ -199,6 +199,9 @@ def main() -> None:
         print(f"  FP per image{'':20}{fmt(d['fp_per_image']):>36}{fmt(b['fp_per_image']):>30}")
         print(f"  FP per lesion-free image{'':8}{fmt(d['fp_per_lesion_free_image']):>36}"
               f"{fmt(b['fp_per_lesion_free_image']):>30}")
+    for iou, per in (hold.get("per_class") or {}).items():
+        print(f"hit rate IoU > {iou} per lesion class: "
+              + "; ".join(f"{c} {fmt(v)}" for c, v in per.items()))
     print("FROC (IoU > 0.2) sensitivity at FP/image: "
           + ", ".join(f"{k}: {v:.3f}" for k, v in hold["froc"]["at"].items()))
     print(f"AP50 {hold['coco']['ap50']:.3f}  AP75 {hold['coco']['ap75']:.3f}  mAP {hold['coco']['map']:.3f}")

@@ -113,3 +113,20 @@ def test_learned_study_call_uses_the_second_view_where_the_maximum_cannot():
     # the probabilities are sklearn's own
     assert abs(roc_auc_score(y_t, A.aggregate_scores(model, x_t)) - learned["auc"]) < 1e-12
     assert A.fit_aggregator(x, np.ones(len(y), bool)) is None  # one class: nothing to learn
+
+
+def test_per_class_hit_rate_hand_counted():
+    from mskstudio.ml.detect.metrics import lesion_metrics, per_class_hit_rate
+
+    truth = {1: np.asarray([[0, 0, 10, 10], [50, 50, 70, 70]], float), 2: np.asarray([[20, 20, 40, 40]], float),
+             3: np.zeros((0, 4))}
+    classes = {1: ["chondroma", "osteosarcoma"], 2: ["osteosarcoma"], 3: []}
+    preds = {1: (np.asarray([[1, 1, 10, 10], [50, 50, 70, 70]], float), np.asarray([0.9, 0.2])),
+             2: (np.asarray([[20, 20, 40, 40]], float), np.asarray([0.8])),
+             3: (np.asarray([[5, 5, 9, 9]], float), np.asarray([0.7]))}
+    out = per_class_hit_rate(truth, classes, preds, threshold=0.5, iou_thr=0.2)
+    # chondroma 1/1; osteosarcoma: the box on image 1 is below the threshold, image 2 is hit -> 1/2
+    assert (out["chondroma"]["k"], out["chondroma"]["n"]) == (1, 1)
+    assert (out["osteosarcoma"]["k"], out["osteosarcoma"]["n"], out["osteosarcoma"]["missed"]) == (1, 2, 1)
+    total = lesion_metrics(truth, preds, threshold=0.5, iou_thr=0.2)["hit_rate"]
+    assert sum(v["k"] for v in out.values()) == total["k"] and sum(v["n"] for v in out.values()) == total["n"]

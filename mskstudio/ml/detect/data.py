@@ -45,19 +45,23 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def truth_boxes(project: Project, image_ids: Sequence[int] | None = None,
-                class_name: str | None = None) -> tuple[dict[int, np.ndarray], int | None]:
-    """image id -> [K, 4] full-grid lesion boxes (K may be 0), and the class id they carry most."""
+                class_name: str | None = None, *, classes_out: dict[int, list[str]] | None = None
+                ) -> tuple[dict[int, np.ndarray], int | None]:
+    """image id -> [K, 4] full-grid lesion boxes (K may be 0), and the class id they carry most.
+    ``classes_out`` (a dict), if given, receives image id -> the K boxes' class names, in order."""
     from mskstudio.store.repo_annotations import parse_bbox
 
     ids = [int(i) for i in (image_ids if image_ids is not None else project.images.ids())]
     wanted = set(ids)
     out: dict[int, list] = {i: [] for i in ids}
+    names: dict[int, list[str]] = {i: [] for i in ids}
     classes: dict[int, int] = {}
     for b in project.annotations.all_boxes():  # human-drawn and imported boxes (no predictions)
         if b["source"] not in TRUTH_MASK_SOURCES:
             continue  # e.g. the box of a model mask: a model's guess is no ground truth
         if b["image_id"] in wanted and (class_name is None or b["class_name"] == class_name):
             out[b["image_id"]].append((b["x0"], b["y0"], b["x1"], b["y1"]))
+            names[b["image_id"]].append(b["class_name"])
             classes[b["class_id"]] = classes.get(b["class_id"], 0) + 1
     for m in project.annotations.all_masks():
         if m["image_id"] not in wanted or m["source"] not in TRUTH_MASK_SOURCES:
@@ -71,7 +75,10 @@ def truth_boxes(project: Project, image_ids: Sequence[int] | None = None,
         if have and box_iou(np.asarray(rect, float), np.asarray(have, float)).max() > 0.5:
             continue
         have.append(tuple(float(v) for v in rect))
+        names[m["image_id"]].append(m["class_name"])
         classes[m["class_id"]] = classes.get(m["class_id"], 0) + 1
+    if classes_out is not None:
+        classes_out.update(names)
     main_class = max(classes, key=classes.get) if classes else None
     return {i: np.asarray(v, np.float32).reshape(-1, 4) for i, v in out.items()}, main_class
 

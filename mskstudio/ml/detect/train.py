@@ -105,7 +105,8 @@ def run_train_det(project: Project, params: dict[str, Any], ctx: JobContext) -> 
 
     ids = sorted(set(project.images.ids()) & ({int(i) for i in p["image_ids"]} if p["image_ids"]
                                               else set(project.images.ids())))
-    truth, class_id = truth_boxes(project, ids, p["class"])
+    truth_classes: dict[int, list[str]] = {}
+    truth, class_id = truth_boxes(project, ids, p["class"], classes_out=truth_classes)
     positive = {i: len(truth[i]) > 0 for i in ids}
     n_pos = sum(positive.values())
     if n_pos < 4:
@@ -124,7 +125,7 @@ def run_train_det(project: Project, params: dict[str, Any], ctx: JobContext) -> 
     try:
         images = DetImages(project, ids, truth, int(p["size"]), ctx.sub(0.0, 0.05))
         return _train_and_score(project, p, ctx, run_id, images, split, positive, class_id,
-                                resume_state, device, t0, cpu0)
+                                resume_state, device, t0, cpu0, truth_classes)
     except Cancelled:
         project.models.set_status(run_id, "cancelled", job_id=ctx.job_id)
         raise
@@ -208,7 +209,7 @@ def train_fold(images, train_ids, p, init_state, device, ctx, state, save, fold:
 
 
 def _train_and_score(project, p, ctx, run_id, images, split, positive, class_id, resume_state,
-                     device, t0, cpu0) -> dict[str, Any]:
+                     device, t0, cpu0, truth_classes=None) -> dict[str, Any]:
     from mskstudio.ml.detect.model import backbone_state
     from mskstudio.ml.detect.predict import model_from_state
     from mskstudio.ml.segment.data import run_minutes
@@ -266,6 +267,9 @@ def _train_and_score(project, p, ctx, run_id, images, split, positive, class_id,
     if split["test"]:
         test_truth = {i: images.boxes[i] for i in split["test"]}
         metrics["holdout"] = report(test_truth, test_preds, threshold, study_thr, positive, study_of)
+        if truth_classes and len({c for i in split["test"] for c in truth_classes.get(i, [])}) > 1:
+            metrics["holdout"]["per_class"] = {str(iou): M.per_class_hit_rate(
+                test_truth, truth_classes, test_preds, threshold=threshold, iou_thr=iou) for iou in (0.2, 0.5)}
         if aggregator is not None:  # fitted on out-of-fold studies, scored on held-out ones
             keys, x_test = A.study_features(test_preds, split["test"], study_of)
             metrics["holdout"]["study_learned"] = A.learned_study_calls(
