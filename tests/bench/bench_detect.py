@@ -8,20 +8,51 @@ ensemble (+ flip TTA, WBF) on the held-out patients.  A baseline is scored on th
 a box of the median lesion size on the brightest blob.  Timings are CPU minutes on a shared
 2-core machine: noisy while others work.
 
-    .venv/bin/python tests/bench/bench_detect.py [--images 2000] [--size 512] [--epochs 20]
-        [--folds 5] [--phantom-size small] [--project P] [--run ID] [--threads 2] [--timing-only]
+    .venv/bin/python tests/bench/bench_detect.py              # reduced CPU run (REDUCED below)
+    .venv/bin/python tests/bench/bench_detect.py --full       # the target run (FULL below; GPU-sized)
+        [--images N] [--size S] [--crop C] [--epochs E] [--folds K] [--train-folds N] [--lr LR]
+        [--fpn-channels F] [--threads T] [--device cuda] [--project P] [--run ID] [--timing-only]
 
 Target (issue 26): hit rate at IoU > 0.2 >= 0.90 on 2,000 images at 512 px; ORT <= 300 ms an
 image at 512 px on 2 cores.  Prints figures only.
 
-Measured on the shared 2-core box (load ~12, other helpers training): the full target run is
-~100 CPU hours (2,000 images x 5 folds x 20 epochs at 512 px, ~2.8 s an image-step), so only
-``--images 160 --size 128 --epochs 12 --folds 2 --batch-size 4 --lr 3e-3 --threads 1`` ran:
-4.5 CPU minutes (19 wall), and 60 training images a fold from scratch learnt nothing (hold-out
-hit rate 0/12, AP50 0, no box above the threshold).  The same code learns planted squares on
-held-out patients (tests/unit/test_detect_train.py: 9/10 at 0.05 FP/image).  One fold model at
-512 px, batch 1, 1 thread under that load: torch 1,376 ms, ONNX Runtime 1,134 ms an image; with
-2 threads (load ~6): ORT 992 ms (FPN 128) and 609 ms (FPN 64, ``--timing-fpn 64``), torch 2.5-2.8 s.
+Checked for bugs (no bug found): boxes land on the lesions after letterboxing (drawn and looked
+at, and ``Letterbox`` is tested both ways); the truth is the imported mask boxes (class id 25,
+one box a lesion image, 140 of 400 images); labels are 0 for FCOS's one class; normalisation is
+the same in training (FCOS transform) and scoring (``RawDetector``); FCOS's transform does not
+resize (min = max = size, or = crop when training on windows).  Lesion sides at a 128-px letterbox
+are 3-23 px (median 10; 5th-95th percentile), so a 5th-percentile lesion holds no P3 location
+(stride 8) and a median one 1-2: the 128-px run of the previous stop had almost no positive
+locations.  At 512 px the median lesion is ~40 px (fine for P3).
+
+Measured on the shared 2-core box (load 11-13, every helper niced: this process got ~9 % of a
+core).  Reduced project: 400 phantom images, 140 with a lesion, patient hold-out 81 images
+(28 lesions, 53 lesion-free), k = 5 with only fold 0 trained (256 training images), 8 epochs,
+AdamW one-cycle 3e-3, batch 8, FPN 64, 1 thread, from scratch:
+
+    run                               CPU min  hold-out hit IoU>0.2  FP/lesion-free  FROC@1  FROC@4  AP50
+    192 px, 96-px lesion windows       3.3       0/28 [0, 0.12]        0.42           0.07    0.43   0.001
+    96 px whole images (same FLOPs)    3.0       0/28 [0, 0.12]        0.13           0.32    0.43   0.007
+
+The same models on 40 of their own training lesions: 0/40 at the threshold, FROC@4 0.13 / 0.33:
+they do not fit their training set either.  So the failure is the optimisation budget (256
+optimizer steps from scratch, classification focal loss 0.97 -> 0.56), not a geometry bug and not
+overfitting; the planted squares (one bright square, 64 px) are learnt in ~24 epochs of 22 images.
+Training on lesion windows made whole-image false positives worse (the model never saw film
+borders and burned-in text), so windows need whole-image epochs at the end, or hard negatives.
+
+What the full run costs: ~3 CPU s an image-step at 512 px (FPN 64) -> 2,000 x 0.8 x 5 folds x 20
+epochs ~ 130 CPU hours here.  On one H100 with autocast the same run is ~0.5 M image-steps of a
+ResNet-18 FCOS: an estimated 10-20 minutes, the scale at which the seed detector reached 94.5 %;
+that run is what measures the >= 0.90 target.  A DeepCluster-initialised backbone (``--init
+run:ID``) should cut the epochs needed; it was not measured here.
+
+Inference, one fold model at 512 px, batch 1, ONNX Runtime (graph optimisation ORT_ENABLE_ALL;
+ORT_ENABLE_BASIC costs ~25 % more CPU), CPU ms an image over 3 measurements under that load:
+FPN 64 / 4 head convs 296-432 (1 or 2 threads), FPN 64 / 2 head convs 265-521, FPN 128 / 4
+head convs 496-678; torch 480-3,300.  Wall time was 2-7 s (the process got a tenth of a core),
+so the <= 300 ms wall target on 2 idle cores is estimated, not shown: ~300-430 CPU ms spread over
+2 threads is ~150-250 ms.  FPN 64 is now the default.
 """
 
 from __future__ import annotations
