@@ -34,6 +34,10 @@ AdamW one-cycle 3e-3, batch 8, FPN 64, 1 thread, from scratch:
     192 px, 96-px lesion windows       3.3       0/28 [0, 0.12]        0.42           0.07    0.43   0.001
     96 px whole images (same FLOPs)    3.0       0/28 [0, 0.12]        0.13           0.32    0.43   0.007
 
+FP per lesion-free image 95 % CIs (bootstrap, n=53): [0, 0.91] and [0, 0.30].  The brightest-blob
+baseline on the same hold-out: 2/28, 1.0 FP per lesion-free image.  Study level (max over views,
+44 held-out studies, 14 with a lesion, threshold from out-of-fold studies): AUC 0.63 and 0.85;
+the 96-px model's best box score already separates studies, its boxes do not yet sit on lesions.
 The same models on 40 of their own training lesions: 0/40 at the threshold, FROC@4 0.13 / 0.33:
 they do not fit their training set either.  So the failure is the optimisation budget (256
 optimizer steps from scratch, classification focal loss 0.97 -> 0.56), not a geometry bug and not
