@@ -74,11 +74,12 @@ class DetectionRepo:
             raise ValueError(f"box {box_id} is not a detector prediction")
         return Box.from_row(row)
 
-    def accept(self, box_id: int, *, annotator: str | None = None) -> int:
-        """The prediction becomes the annotator's human box; returns the new box id."""
+    def accept(self, box_id: int, *, annotator: str | None = None, class_id: int | None = None) -> int:
+        """The prediction becomes the annotator's human box (of ``class_id`` if given, e.g. the
+        class the Annotate dock draws in); returns the new box id."""
         row = self._prediction(box_id)
         with self.p.db.transaction() as c:
-            new_id = self.p.annotations.add_box(row.image_id, row.class_id,
+            new_id = self.p.annotations.add_box(row.image_id, row.class_id if class_id is None else int(class_id),
                                                 (row.x0, row.y0, row.x1, row.y1),
                                                 annotator=annotator, source="human", audit=False)
             c.execute(f"UPDATE boxes SET review = 'accepted', updated_at = {NOW} WHERE id = ?", (int(box_id),))
@@ -86,6 +87,13 @@ class DetectionRepo:
                          {"prediction": int(box_id), "run_id": row.run_id, "score": row.score,
                           "rect": [row.x0, row.y0, row.x1, row.y1]})
         return new_id
+
+    def accept_image(self, image_id: int, run_id: int, *, min_score: float = 0.0,
+                     class_id: int | None = None, annotator: str | None = None) -> list[int]:
+        """Accept every unreviewed prediction of ``run_id`` on one image at or above ``min_score``
+        (the Annotate dock's "Boxes from detector"); returns the new human box ids."""
+        rows = self.predictions(int(image_id), run_id=int(run_id), min_score=float(min_score))
+        return [self.accept(int(r.id), annotator=annotator, class_id=class_id) for r in rows]
 
     def dismiss(self, box_id: int) -> None:
         row = self._prediction(box_id)

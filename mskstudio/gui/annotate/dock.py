@@ -27,8 +27,11 @@ class AnnotateDock(QWidget):
             "Mask not saved", msg, details))
         self.panel = AnnotatePanel(self.controller, self, undo_shortcuts=False)
         self.panel.fill_requested.connect(self.fill_boxes)
+        self.panel.detector_boxes_requested.connect(self.boxes_from_detector)
         self._fill_jobs: dict[int, tuple[int, int]] = {}  # job id -> (image id, class id)
+        self._detect_jobs: dict[int, tuple[int, int, int]] = {}  # job id -> (image, class, run)
         window.runner.job_returned.connect(self._fill_returned)
+        window.runner.job_returned.connect(self._detect_returned)
         self.adjudication = AdjudicationPanel(self, radiograph_of=self._shown_radiograph)
         self.adjudication.redraw_requested.connect(self.redraw_final)
         self.adjudication.decided.connect(lambda *_: self._final_changed())
@@ -106,6 +109,58 @@ class AnnotateDock(QWidget):
         job_id = w.runner.submit("fill-boxes", {"image_id": ctl.image_id, "class_id": ctl.class_id})
         self._fill_jobs[job_id] = (ctl.image_id, ctl.class_id)
         return job_id
+
+    def _detector_threshold(self) -> float:
+        """The Lesions dock's confidence slider when that dock is there, else every stored box
+        (``detect`` stores only boxes at or above the run's own store threshold)."""
+        dock = getattr(self.window, "docks", {}).get("Lesions")
+        view = dock.view() if dock is not None and hasattr(dock, "view") else None
+        return float(getattr(view, "threshold", 0.0) or 0.0)
+
+    def boxes_from_detector(self) -> list[int] | int | None:
+        """Pre-fill the open image's boxes (current class) from the latest detector run: its
+        stored predictions on this image are accepted as human boxes (audited as accepted
+        predictions); with none stored yet, ``detect`` runs on this image first (a job) and its
+        boxes are accepted when it returns.  Then "Fill boxes with model" makes the masks.
+        Returns the new box ids, or the submitted job id."""
+        from mskstudio.ml.detect.predict import latest_detector
+
+        ctl, w = self.controller, self.window
+        if ctl.image_id is None or w.project is None or ctl.class_id is None:
+            return None
+        project = w.project
+        runs = project.detections.runs_with_predictions()
+        stored = [r for r in reversed(runs)  # reviewed ones too: this image was detected already
+                  if project.detections.predictions(ctl.image_id, run_id=r, include_reviewed=True)]
+        run_id = stored[0] if stored else latest_detector(project)
+        if run_id is None:
+            w.show_error("No detector", "Train a lesion detector first (mskstudio train-det).")
+            return None
+        ctl.flush()
+        if stored:
+            return self._accept_detections(ctl.image_id, ctl.class_id, run_id)
+        job_id = w.runner.submit("detect", {"run_id": run_id, "image_ids": [ctl.image_id]})
+        self._detect_jobs[job_id] = (ctl.image_id, ctl.class_id, run_id)
+        return job_id
+
+    def _accept_detections(self, image_id: int, class_id: int, run_id: int) -> list[int]:
+        w = self.window
+        new = w.project.detections.accept_image(image_id, run_id, min_score=self._detector_threshold(),
+                                                class_id=class_id)
+        if not new:
+            w.show_error("No lesion found", f"Detector run {run_id} has no unreviewed box on this image at "
+                         "the chosen confidence: draw the box yourself (Box tool, X).")
+        elif getattr(w, "image_id", None) == image_id and hasattr(w, "open_image"):
+            w.open_image(image_id)  # the viewer draws the new human boxes (its one redraw path)
+        lesions = getattr(w, "docks", {}).get("Lesions")
+        if lesions is not None and hasattr(lesions.view(), "reload_runs"):
+            lesions.view().reload_runs()
+        return new
+
+    def _detect_returned(self, job_id: int, _result) -> None:
+        image_id, class_id, run_id = self._detect_jobs.pop(job_id, (None, None, None))
+        if image_id is not None and self.window.project is not None:
+            self._accept_detections(image_id, class_id, run_id)
 
     def _fill_returned(self, job_id: int, result) -> None:
         """Merge the stored model mask into the edited mask, if the user is still on it;

@@ -33,6 +33,7 @@ class AnnotatePanel(QWidget):
     with model" (``fill_requested``: the dock runs it as a job) for a controller."""
 
     fill_requested = Signal()
+    detector_boxes_requested = Signal()
 
     def __init__(self, controller: AnnotateController, parent=None, *, undo_shortcuts: bool = True):
         super().__init__(parent)
@@ -94,10 +95,18 @@ class AnnotatePanel(QWidget):
         self.accept_btn = QPushButton("Accept model mask")
         self.accept_btn.clicked.connect(self.accept_model_mask)
         row.addWidget(self.accept_btn)
+        row.addStretch(1)
         self.fill_btn = QPushButton("Fill boxes with model")
         self.fill_btn.setToolTip("Segment inside this image's boxes of the class with the box segmenter "
                                  "(Model › Train box segmenter…); one undoable edit")
         self.fill_btn.clicked.connect(self.fill_requested.emit)
+        self.detector_btn = QPushButton("Boxes from detector")
+        self.detector_btn.setToolTip("This image's boxes from the latest lesion detector run, in the chosen "
+                                     "class (accepted predictions, audited); then Fill boxes with model")
+        self.detector_btn.clicked.connect(self.detector_boxes_requested.emit)
+        layout.addLayout(row)
+        row = QHBoxLayout()  # box -> mask in two clicks, side by side (own row: the dock stays narrow)
+        row.addWidget(self.detector_btn)
         row.addWidget(self.fill_btn)
         layout.addLayout(row)
         # Shown while the adjudicated mask is edited (Redraw in the adjudication view).

@@ -86,6 +86,25 @@ def lesion_metrics(truth: Mapping[int, np.ndarray], preds: Preds, *, threshold: 
     }
 
 
+def per_class_hit_rate(truth: Mapping[int, np.ndarray], truth_classes: Mapping[int, Sequence[Any]], preds: Preds,
+                       *, threshold: float, iou_thr: float = 0.2) -> dict[str, Any]:
+    """Hit rate per lesion class (the class each truth box carries), from one joint matching of
+    every image's boxes: the detector itself is class-agnostic, so a class's hit rate says how
+    well lesions of that kind are found.  False positives carry no class and are not split."""
+    hits: dict[str, int] = {}
+    total: dict[str, int] = {}
+    for i, gt in truth.items():
+        if len(gt) == 0:
+            continue
+        boxes, scores = preds.get(i, (np.zeros((0, 4)), np.zeros(0)))
+        keep = np.asarray(scores) >= threshold
+        _, hit = match_image(gt, np.asarray(boxes)[keep], np.asarray(scores)[keep], iou_thr)
+        for c, h in zip(truth_classes[i], hit, strict=True):
+            total[str(c)] = total.get(str(c), 0) + 1
+            hits[str(c)] = hits.get(str(c), 0) + int(h)
+    return {c: {**proportion(hits[c], total[c]), "missed": total[c] - hits[c]} for c in sorted(total)}
+
+
 def froc(truth: Mapping[int, np.ndarray], preds: Preds, *, iou_thr: float = 0.2,
          rates: Sequence[float] = FROC_RATES) -> dict[str, Any]:
     """Sensitivity against false positives per image over every threshold, and at ``rates``."""

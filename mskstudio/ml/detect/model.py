@@ -30,12 +30,18 @@ STRIDES = (8, 16, 32, 64, 128)  # P3..P7
 
 
 def build_detector(arch: str = "resnet18", *, size: int = 512, fpn_channels: int = 128,
-                   score_thresh: float = 0.05, nms_thresh: float = 0.5, detections: int = 50):
-    """A fresh FCOS detector (one class: lesion) over the 1-channel backbone ``arch``."""
+                   score_thresh: float = 0.05, nms_thresh: float = 0.5, detections: int = 50,
+                   head_convs: int = 4):
+    """A fresh FCOS detector (one class: lesion) over the 1-channel backbone ``arch``.
+
+    ``head_convs``: the 3x3 convolutions of each head branch before its output (FCOS: 4).  At
+    512 px the head runs on a 64 x 64 P3 map, so 2 instead of 4 saves a fifth of the CPU time
+    (tests/bench/bench_detect.py prints it)."""
     import torch.nn as nn
     from torchvision.models.detection import FCOS
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.backbone_utils import BackboneWithFPN
+    from torchvision.models.detection.fcos import FCOSHead
     from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
     from mskstudio.ml.models import INPUT_MEAN, INPUT_STD, build_backbone
@@ -46,6 +52,8 @@ def build_detector(arch: str = "resnet18", *, size: int = 512, fpn_channels: int
         raise ValueError(f"detector input size must be a multiple of 32 and at least 64, not {size}")
     if int(fpn_channels) % 32 or int(fpn_channels) < 64:  # the head's GroupNorm(32) needs >= 2 channels a group
         raise ValueError(f"detector FPN channels must be a multiple of 32 and at least 64, not {fpn_channels}")
+    if not 1 <= int(head_convs) <= 4:
+        raise ValueError(f"detector head convolutions must be 1 to 4, not {head_convs}")
     body, _ = build_backbone(arch)
     body.fc = nn.Identity()
     backbone = BackboneWithFPN(
@@ -53,7 +61,8 @@ def build_detector(arch: str = "resnet18", *, size: int = 512, fpn_channels: int
         in_channels_list=FPN_LAYERS[arch], out_channels=int(fpn_channels),
         extra_blocks=LastLevelP6P7(int(fpn_channels), int(fpn_channels)))
     anchors = AnchorGenerator(sizes=tuple((s,) for s in STRIDES), aspect_ratios=((1.0,),) * len(STRIDES))
-    return FCOS(backbone, num_classes=1, min_size=int(size), max_size=int(size),
+    head = FCOSHead(int(fpn_channels), 1, 1, num_convs=int(head_convs))
+    return FCOS(backbone, num_classes=1, min_size=int(size), max_size=int(size), head=head,
                 image_mean=[INPUT_MEAN], image_std=[INPUT_STD], anchor_generator=anchors,
                 score_thresh=score_thresh, nms_thresh=nms_thresh, detections_per_img=detections,
                 topk_candidates=1000)

@@ -30,7 +30,7 @@ CHECKPOINT_FORMAT = "mskstudio-detector-1"
 def model_from_state(p: dict[str, Any], state: dict):
     model = build_detector(p["arch"], size=int(p["size"]), fpn_channels=int(p["fpn_channels"]),
                            score_thresh=float(p["score_thresh"]), nms_thresh=float(p["nms_thresh"]),
-                           detections=int(p["detections"]))
+                           detections=int(p["detections"]), head_convs=int(p.get("head_convs") or 4))
     model.load_state_dict(state)
     return model.eval()
 

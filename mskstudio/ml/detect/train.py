@@ -80,7 +80,8 @@ def run_train_det(project: Project, params: dict[str, Any], ctx: JobContext) -> 
 
     ids = sorted(set(project.images.ids()) & ({int(i) for i in p["image_ids"]} if p["image_ids"]
                                               else set(project.images.ids())))
-    truth, class_id = truth_boxes(project, ids, p["class"])
+    truth_classes: dict[int, list[str]] = {}
+    truth, class_id = truth_boxes(project, ids, p["class"], classes_out=truth_classes)
     positive = {i: len(truth[i]) > 0 for i in ids}
     n_pos = sum(positive.values())
     if n_pos < 4:
@@ -99,7 +100,7 @@ def run_train_det(project: Project, params: dict[str, Any], ctx: JobContext) -> 
     try:
         images = DetImages(project, ids, truth, int(p["size"]), ctx.sub(0.0, 0.05))
         return _train_and_score(project, p, ctx, run_id, images, split, positive, class_id,
-                                resume_state, device, t0, cpu0)
+                                resume_state, device, t0, cpu0, truth_classes)
     except Cancelled:
         project.models.set_status(run_id, "cancelled", job_id=ctx.job_id)
         raise
@@ -118,15 +119,18 @@ def train_fold(images, train_ids, p, init_state, device, ctx, state, save, fold:
     seed = int(p["seed"]) + 1000 * (fold + 1)
     torch.manual_seed(seed)
     random.seed(seed)
-    model = build_detector(p["arch"], size=int(p["size"]), fpn_channels=int(p["fpn_channels"]),
+    crop = int(p["crop"]) if p.get("crop") else None
+    # trained on crop windows, the model's transform must not resize them up to ``size``; the
+    # weights are the same, and the scoring model is built at ``size`` from this state dict
+    model = build_detector(p["arch"], size=crop or int(p["size"]), fpn_channels=int(p["fpn_channels"]),
                            score_thresh=float(p["score_thresh"]), nms_thresh=float(p["nms_thresh"]),
-                           detections=int(p["detections"]))
+                           detections=int(p["detections"]), head_convs=int(p.get("head_convs") or 4))
     missing = load_backbone_state(model, init_state)
     if missing:
         ctx.log(f"fold{fold}: {len(missing)} backbone tensors not in the init weights")
     model.to(device)
     aug = RadiographAugment(int(p["size"]), seed=seed) if p["augment"] else None
-    data = TrainSet(images, train_ids, aug)
+    data = TrainSet(images, train_ids, aug, crop=crop, seed=seed)
     bs = int(p["batch_size"])
     loader = torch.utils.data.DataLoader(data, batch_size=bs, shuffle=True, collate_fn=collate,
                                          generator=torch.Generator().manual_seed(seed),
@@ -172,22 +176,28 @@ def train_fold(images, train_ids, p, init_state, device, ctx, state, save, fold:
                 ctx.metric(f"fold{fold}/{k}", v, epoch)
         save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
               "epoch": epoch + 1, "history": history})
+    if crop is not None:  # the scoring model sees whole ``size`` squares
+        from mskstudio.ml.detect.predict import model_from_state
+
+        model = model_from_state(p, {k: v.detach().cpu() for k, v in model.state_dict().items()}).to(device)
     return model.eval(), history
 
 
 def _train_and_score(project, p, ctx, run_id, images, split, positive, class_id, resume_state,
-                     device, t0, cpu0) -> dict[str, Any]:
+                     device, t0, cpu0, truth_classes=None) -> dict[str, Any]:
     from mskstudio.ml.detect.model import backbone_state
     from mskstudio.ml.detect.predict import model_from_state
     from mskstudio.ml.segment.data import run_minutes
 
     init_state = backbone_state(project, p["init"])
     done: list[dict[str, Any]] = resume_state["done"] if resume_state else []
-    k = len(split["folds"])
+    # ``train_folds`` < k trains only the first folds (a CPU budget): the threshold comes from
+    # their validation patients, the ensemble is those fold models, the hold-out is unchanged
+    k = min(len(split["folds"]), int(p.get("train_folds") or len(split["folds"])))
     oof: dict[int, Any] = {}
     for d in done:
         oof.update({int(i): v for i, v in d["val_preds"].items()})
-    for f, fold in enumerate(split["folds"]):
+    for f, fold in enumerate(split["folds"][:k]):
         if f < len(done):
             continue
         lo, hi = 0.05 + 0.8 * f / k, 0.05 + 0.8 * (f + 1) / k
@@ -224,9 +234,21 @@ def _train_and_score(project, p, ctx, run_id, images, split, positive, class_id,
         "oof": report(oof_truth, oof, threshold, study_thr, positive, study_of),
         "n_folds": k, "n_images": len(images.ids), "device": str(device),
     }
+    from mskstudio.ml.detect import aggregate as A
+
+    keys, x_oof = A.study_features(oof, cv_ids, study_of)
+    aggregator = A.fit_aggregator(x_oof, A.study_truth(keys, positive, cv_ids, study_of))
+    metrics["study_aggregator"] = aggregator
     if split["test"]:
         test_truth = {i: images.boxes[i] for i in split["test"]}
         metrics["holdout"] = report(test_truth, test_preds, threshold, study_thr, positive, study_of)
+        if truth_classes and len({c for i in split["test"] for c in truth_classes.get(i, [])}) > 1:
+            metrics["holdout"]["per_class"] = {str(iou): M.per_class_hit_rate(
+                test_truth, truth_classes, test_preds, threshold=threshold, iou_thr=iou) for iou in (0.2, 0.5)}
+        if aggregator is not None:  # fitted on out-of-fold studies, scored on held-out ones
+            keys, x_test = A.study_features(test_preds, split["test"], study_of)
+            metrics["holdout"]["study_learned"] = A.learned_study_calls(
+                aggregator, x_test, A.study_truth(keys, positive, split["test"], study_of))
     metrics.update(run_minutes(t0, cpu0))
     ckpt = {"format": CHECKPOINT_FORMAT, "state": "done", "params": p, "arch": p["arch"],
             "size": int(p["size"]), "folds": [d["state"] for d in done], "class_id": class_id,
