@@ -104,6 +104,9 @@ RESTART_REASONS: dict[str, str] = {
     "eval-retrieval": "it scores the retrieval at the end (the embeddings it computed are cached and kept)",
     "noise-queue": "the queue is written at the end",
     "pointing-game": "it scores at the end (the Grad-CAM maps it computed are cached and kept)",
+    "fuse": "fusion fits on the image run's stored scores in seconds",
+    "ablation": "its fusion models fit on the image run's stored scores in seconds",
+    "shap": "it explains a fusion model from stored scores; its result is written at the end",
 }
 
 
