@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,12 @@ def test_import_cluster_label_train_review_export_with_real_jobs(window, qtbot, 
     p = w.project
     submitted: list[int] = []
     w.runner.job_submitted.connect(submitted.append)
+    t0, seconds = time.perf_counter(), {}
+
+    def step(name: str) -> None:  # wall seconds per step, printed (with -s) for the notes
+        nonlocal t0
+        seconds[name] = round(time.perf_counter() - t0, 1)
+        t0 = time.perf_counter()
 
     # 1. File › Import DICOM folder…
     folder = phantom_archive.parent / "dicom"
@@ -83,6 +90,7 @@ def test_import_cluster_label_train_review_export_with_real_jobs(window, qtbot, 
     _wait_job(qtbot, w, submitted, "import", 120)
     n_images = len(p.images.ids())
     assert n_images == sum(1 for f in folder.rglob("*") if f.is_file())
+    step("import")
 
     # 2. Clusters › Cluster now (a subprocess job), into the label set "region"
     board = _tab(w, "Clusters")
@@ -92,6 +100,7 @@ def test_import_cluster_label_train_review_export_with_real_jobs(window, qtbot, 
     assert job in w.runner.handles and w.runner.handles[job].lane == "heavy"
     run_id = w.project.jobs.record(job).result["cluster_run_id"]
     qtbot.waitUntil(lambda: board.run_id == run_id and board.clusters.count() >= 2, timeout=10000)
+    step("cluster now")
 
     # 3. Label every cluster with the keyboard: two new classes typed, then 1 / 2 by turns.
     ids = [int(board.clusters.item(i).data(Qt.ItemDataRole.UserRole)) for i in range(board.clusters.count())]
@@ -108,6 +117,7 @@ def test_import_cluster_label_train_review_export_with_real_jobs(window, qtbot, 
     labels = p.labels.effective(ls)
     assert len(labels) == n_images and len(set(labels.values())) == 2
     assert f"{len(ids)}/{len(ids)} clusters reviewed" in board.progress.text()
+    step("label clusters")
 
     # 4. Model › Train classifier… (a subprocess job) on the labels the board wrote
     w.actions_by_name["train"].trigger()
@@ -123,6 +133,7 @@ def test_import_cluster_label_train_review_export_with_real_jobs(window, qtbot, 
     job = _wait_job(qtbot, w, submitted, "train", 240)
     model_run = w.project.jobs.record(job).result["model_run_id"]
     assert p.models.get(model_run)["status"] == "done"
+    step("train")
 
     # 5. Review: the run's first case with its Grad-CAM heat map, accepted with A
     review = _tab(w, "Review")
@@ -136,6 +147,7 @@ def test_import_cluster_label_train_review_export_with_real_jobs(window, qtbot, 
     QTest.keyClick(review, Qt.Key.Key_A)
     human = p.labels.effective(ls, sources=("human",))
     assert human.get(case.image_id) == case.pred
+    step("review with heat map")
 
     # 6. Model › Export annotations… (labels, masks, COCO, SR) of what the loop made
     out = tmp_path / "export"
@@ -151,3 +163,5 @@ def test_import_cluster_label_train_review_export_with_real_jobs(window, qtbot, 
     assert (out / "boxes_coco.json").is_file() and (out / "lesions.csv").is_file()
     assert not w.runner.active_jobs()
     assert not p.db.scalar("SELECT COUNT(*) FROM jobs WHERE status != 'done'")
+    step("export")
+    print("workflow step seconds:", seconds)
