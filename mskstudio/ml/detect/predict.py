@@ -119,13 +119,16 @@ def run_detect(project: Project, params: dict[str, Any], ctx: JobContext) -> dic
     models = [model_from_state(p, s) for s in ckpt["folds"]]
     decoder = make_decoder(models[0], p)
     raws = torch_raws(models, device)
-    from mskstudio.io.resume_marks import ResumeMarks
+    from mskstudio.io.resume_marks import ResumeMarks, chunk_size
 
     # A killed job, resumed (``resume_of``), skips the chunks whose boxes it stored.
     marks = ResumeMarks.for_job(project, ctx.job_id, params, signature={
         "run": int(run_id), "ids": ids, "min_score": min_score, "tta": p["tta"], "fusion": p["fusion"]})
+    if marks.resumed:
+        ctx.log(f"resuming: {len(marks.done)} chunks of images were detected before the job stopped")
     stored = 0
-    chunk = 64  # letterbox a chunk, detect, store: memory stays flat on a large project
+    # Letterbox a chunk, detect, store: memory stays flat on a large project (at most 64 images).
+    chunk = chunk_size(len(ids), lo=8, hi=64)
     for a in range(0, len(ids), chunk):
         if a in marks:
             stored += int(marks.get(a))
