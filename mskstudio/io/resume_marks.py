@@ -83,6 +83,8 @@ class ResumeMarks:
         tmp.replace(self.path)
 
     def finish(self) -> None:
-        """The job is done: nothing is left to resume."""
+        """The job is done: nothing is left to resume (nor a temporary file a kill left)."""
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+            for tmp in self.path.parent.glob(f"{self.path.stem}.tmp*"):
+                tmp.unlink(missing_ok=True)

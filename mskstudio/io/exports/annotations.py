@@ -159,7 +159,8 @@ def export_seg(
             ctx.progress(0.6 + 0.2 * i / max(len(by_image), 1), "DICOM SEG")
         path = folder / f"{safe_name(info[image_id]['uid'])}.dcm"
         key = f"seg{image_id}"
-        if key not in marks:  # else the job this one resumes wrote it (or found its problem)
+        if key not in marks or (marks.get(key).get("written") and not path.exists()):
+            # else the job this one resumes wrote it (or found its problem)
             try:
                 marks.add({key: {"written": bool(write_seg(project, image_id, path, mask_rows=image_rows,
                                                             every_mask=every_mask))}},
@@ -194,7 +195,8 @@ def export_sr(
             ctx.progress(0.8 + 0.15 * i / max(len(image_ids), 1), "DICOM SR")
         path = folder / f"{safe_name(info[image_id]['uid'])}.dcm"
         key = f"sr{image_id}"
-        if key not in marks:  # else the job this one resumes wrote it (or found its problem)
+        if key not in marks or (marks.get(key).get("counts", {}).get("files") and not path.exists()):
+            # else the job this one resumes wrote it (or found its problem)
             try:
                 marks.add({key: {"counts": write_report(project, image_id, path, predictions=predictions)}},
                           write=(i + 1) % every == 0)

@@ -109,8 +109,9 @@ def extract_features(project: Project, model: int | torch.nn.Module, image_ids: 
             ctx.progress(done / max(n, 1), f"features {done}/{n}")
             if partial is not None and (b + 1) % every == 0 and done < n:
                 _save_partial(partial, out, done, batch_size)
-    if partial is not None:
+    if partial is not None:  # with a temporary file a kill may have left behind
         partial.unlink(missing_ok=True)
+        partial.with_name(partial.name + ".tmp.npz").unlink(missing_ok=True)
     model.train(was_training)
     if out is None:
         dim = getattr(model, "feature_dim", 0)
