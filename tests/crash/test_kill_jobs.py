@@ -134,7 +134,12 @@ def _kept(case: str, p: Project, run_id: int) -> bool:
         from mskstudio.ml.retrieve.embeddings import cache_files
 
         return cache_files(p, run_id)[1].exists()
-    return any((p.cache_dir / "resume").glob("*"))
+    folder = p.cache_dir / "resume"
+    if any(folder.glob("features-*.npz")):  # "cluster now": feature rows kept
+        return True
+    # Marks with finished pieces (a kill while the first marks were written leaves only a
+    # temporary file, which counts for nothing).
+    return any(json.loads(f.read_text()).get("done") for f in folder.glob("job*.json"))
 
 
 def _case(trained, tmp_path, case: str, seed: int) -> None:
