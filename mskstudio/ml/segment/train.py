@@ -389,29 +389,34 @@ def run_prelabel(project: Project, params: dict[str, Any], ctx: JobContext) -> d
     every = chunk_size(len(todo), lo=8, hi=256)
     stored = sum(v == "stored" for v in marks.done.values())
     empty = sum(v == "empty" for v in marks.done.values())
-    for n, i in enumerate(ctx.steps(todo, "pre-labelling {i}/{n}")):
-        if n and n % every == 0:
-            marks.flush()
-        if i in marks:
-            continue
-        probability_png = None
-        if box_segmenter is None:
-            # One model: its probability map is kept with the mask (a FRACTIONAL DICOM SEG exports it).
-            from mskstudio.io.exports.probability import encode_probability
+    if marks.resumed:
+        ctx.log(f"resuming: {len(marks.done)} of {len(todo)} images were pre-labelled before the job stopped")
+    try:
+        for n, i in enumerate(ctx.steps(todo, "pre-labelling {i}/{n}")):
+            if n and n % every == 0:
+                marks.flush()
+            if i in marks:
+                continue
+            probability_png = None
+            if box_segmenter is None:
+                # One model: its probability map is kept with the mask (a FRACTIONAL DICOM SEG exports it).
+                from mskstudio.io.exports.probability import encode_probability
 
-            prob = predict_probability(project, model, ckpt, i, device)
-            mask = prob > ckpt.get("threshold", 0.5)
-            probability_png = encode_probability(prob) if mask.any() else None
-        else:  # the box model re-draws the regions: no single map gives this mask
-            mask = predict_mask_cascade(project, (model, ckpt), box_segmenter, i, device)
-        if not mask.any():
-            empty += 1
-            marks.add({i: "empty"}, write=False)
-            continue
-        ann.save_mask(i, class_id, mask, annotator="model", source="model", run_id=run_id, audit=False,
-                      probability_png=probability_png)
-        stored += 1
-        marks.add({i: "stored"}, write=False)
+                prob = predict_probability(project, model, ckpt, i, device)
+                mask = prob > ckpt.get("threshold", 0.5)
+                probability_png = encode_probability(prob) if mask.any() else None
+            else:  # the box model re-draws the regions: no single map gives this mask
+                mask = predict_mask_cascade(project, (model, ckpt), box_segmenter, i, device)
+            if not mask.any():
+                empty += 1
+                marks.add({i: "empty"}, write=False)
+                continue
+            ann.save_mask(i, class_id, mask, annotator="model", source="model", run_id=run_id, audit=False,
+                          probability_png=probability_png)
+            stored += 1
+            marks.add({i: "stored"}, write=False)
+    finally:  # a cancel or an error keeps what was stored; a kill loses at most ``every`` images
+        marks.flush()
     marks.finish()
     project.audit(
         "mask.prelabel",
