@@ -153,27 +153,29 @@ def export_seg(
         by_image.setdefault(r["image_id"], []).append(r)
     written = []
     every = chunk_size(len(by_image), lo=8, hi=256)
-    for i, (image_id, image_rows) in enumerate(sorted(by_image.items())):
-        if ctx is not None:
-            ctx.check_cancelled()
-            ctx.progress(0.6 + 0.2 * i / max(len(by_image), 1), "DICOM SEG")
-        path = folder / f"{safe_name(info[image_id]['uid'])}.dcm"
-        key = f"seg{image_id}"
-        if key not in marks or (marks.get(key).get("written") and not path.exists()):
-            # else the job this one resumes wrote it (or found its problem)
-            try:
-                marks.add({key: {"written": bool(write_seg(project, image_id, path, mask_rows=image_rows,
-                                                            every_mask=every_mask))}},
-                          write=(i + 1) % every == 0)
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:  # one image: one line, the rest goes on
-                if problems is None:
-                    raise
-                marks.add({key: {"problem": f"SEG of image {info[image_id]['uid']}: {exc}"}}, write=False)
-        if marks.get(key).get("written"):
-            written.append(path)
-        elif problems is not None and marks.get(key).get("problem"):
-            problems.append(marks.get(key)["problem"])
-    marks.flush()
+    try:
+        for i, (image_id, image_rows) in enumerate(sorted(by_image.items())):
+            if ctx is not None:
+                ctx.check_cancelled()
+                ctx.progress(0.6 + 0.2 * i / max(len(by_image), 1), "DICOM SEG")
+            path = folder / f"{safe_name(info[image_id]['uid'])}.dcm"
+            key = f"seg{image_id}"
+            if key not in marks or (marks.get(key).get("written") and not path.exists()):
+                # else the job this one resumes wrote it (or found its problem)
+                try:
+                    marks.add({key: {"written": bool(write_seg(project, image_id, path, mask_rows=image_rows,
+                                                                every_mask=every_mask))}},
+                              write=(i + 1) % every == 0)
+                except (ValueError, TypeError, KeyError, AttributeError) as exc:  # one image: one line, rest goes on
+                    if problems is None:
+                        raise
+                    marks.add({key: {"problem": f"SEG of image {info[image_id]['uid']}: {exc}"}}, write=False)
+            if marks.get(key).get("written"):
+                written.append(path)
+            elif problems is not None and marks.get(key).get("problem"):
+                problems.append(marks.get(key)["problem"])
+    finally:  # a cancel or an error keeps the marks of the files written
+        marks.flush()
     return written
 
 
@@ -189,28 +191,30 @@ def export_sr(
     marks = marks or ResumeMarks(None)
     totals = {"files": 0}
     every = chunk_size(len(image_ids), lo=8, hi=256)
-    for i, image_id in enumerate(image_ids):
-        if ctx is not None:
-            ctx.check_cancelled()
-            ctx.progress(0.8 + 0.15 * i / max(len(image_ids), 1), "DICOM SR")
-        path = folder / f"{safe_name(info[image_id]['uid'])}.dcm"
-        key = f"sr{image_id}"
-        if key not in marks or (marks.get(key).get("counts", {}).get("files") and not path.exists()):
-            # else the job this one resumes wrote it (or found its problem)
-            try:
-                marks.add({key: {"counts": write_report(project, image_id, path, predictions=predictions)}},
-                          write=(i + 1) % every == 0)
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:  # one image: one line, the rest goes on
-                if problems is None:
-                    raise
-                marks.add({key: {"problem": f"SR of image {info[image_id]['uid']}: {exc}"}}, write=False)
-        if "problem" in marks.get(key):
-            problems.append(marks.get(key)["problem"])
-            continue
-        counts = marks.get(key)["counts"]
-        for k, v in counts.items():
-            totals[k] = totals.get(k, 0) + v
-    marks.flush()
+    try:
+        for i, image_id in enumerate(image_ids):
+            if ctx is not None:
+                ctx.check_cancelled()
+                ctx.progress(0.8 + 0.15 * i / max(len(image_ids), 1), "DICOM SR")
+            path = folder / f"{safe_name(info[image_id]['uid'])}.dcm"
+            key = f"sr{image_id}"
+            if key not in marks or (marks.get(key).get("counts", {}).get("files") and not path.exists()):
+                # else the job this one resumes wrote it (or found its problem)
+                try:
+                    marks.add({key: {"counts": write_report(project, image_id, path, predictions=predictions)}},
+                              write=(i + 1) % every == 0)
+                except (ValueError, TypeError, KeyError, AttributeError) as exc:  # one image: one line, rest goes on
+                    if problems is None:
+                        raise
+                    marks.add({key: {"problem": f"SR of image {info[image_id]['uid']}: {exc}"}}, write=False)
+            if "problem" in marks.get(key):
+                problems.append(marks.get(key)["problem"])
+                continue
+            counts = marks.get(key)["counts"]
+            for k, v in counts.items():
+                totals[k] = totals.get(k, 0) + v
+    finally:  # a cancel or an error keeps the marks of the files written
+        marks.flush()
     return totals
 
 
