@@ -114,6 +114,35 @@ HEAVY_KINDS = frozenset({"cluster", "train", "predict", "pointing-game", "train-
                          "share"})  # rewrites every stored DICOM file: holds the GIL for minutes
 
 
+# How each kind continues after a kill (``mskstudio jobs P --resume JOB``, the app's Resume).
+# These continue where they stopped: trainers at their next epoch (the same model run), the
+# import at its next file, the per-image jobs after the images whose results they stored
+# (``io.resume_marks``), "cluster now" after the images whose features it kept.
+CONTINUES: frozenset[str] = frozenset({
+    "import", "cluster", "train", "train-seg", "train-seg-box", "train-det", "predict", "explain",
+    "embed", "prelabel", "detect", "export-onnx", "export-annotations"})
+# The others start again from the beginning, for the reason given (the default: they take
+# seconds, or write their result in one transaction or one file at the end).
+RESTART_REASONS: dict[str, str] = {
+    "export-det": "the detector's ONNX files and their parity check are written together at the end",
+    "demo-loop": "each step of the loop is its own job inside it; the loop starts again",
+    "eval-retrieval": "it scores the retrieval at the end (the embeddings it computed are cached and kept)",
+    "noise-queue": "the queue is written at the end",
+    "pointing-game": "it scores at the end (the Grad-CAM maps it computed are cached and kept)",
+    "fuse": "fusion fits on the image run's stored scores in seconds",
+    "ablation": "its fusion models fit on the image run's stored scores in seconds",
+    "shap": "it explains a fusion model from stored scores; its result is written at the end",
+}
+
+
+def resume_plan(kind: str) -> tuple[bool, str]:
+    """(continues where it stopped, one line saying how) for a resumed job of ``kind``."""
+    if kind in CONTINUES:
+        return True, f"{kind} continues where it stopped"
+    reason = RESTART_REASONS.get(kind, "it takes seconds and stores its result at the end")
+    return False, f"{kind} cannot continue where it stopped ({reason}): it starts again from the beginning"
+
+
 class UserError(Exception):
     """A mistake the user can fix (bad path, bad parameter): shown as one line, no traceback."""
 

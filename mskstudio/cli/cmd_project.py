@@ -87,7 +87,7 @@ def cmd_jobs(args) -> int:
 
 
 def _resume_job(path: str, job_id: int) -> int:
-    from mskstudio.jobrun import UserError, run_existing
+    from mskstudio.jobrun import UserError, resume_plan, run_existing
 
     with open_writable(path) as project:
         row = project.jobs.get(job_id)
@@ -97,7 +97,7 @@ def _resume_job(path: str, job_id: int) -> int:
             raise UserError(f"job {job_id} is {row['status']}: only an interrupted, cancelled or failed "
                             "job can be resumed")
         new_id = project.jobs.resubmit(job_id)
-        print(f"job {new_id} resumes job {job_id} ({row['kind']})", file=sys.stderr)
+        print(f"job {new_id} resumes job {job_id}: {resume_plan(row['kind'])[1]}", file=sys.stderr)
         result = run_existing(project, new_id, label=f"{row['kind']} (resumed)")
     print_json(result)
     return 0

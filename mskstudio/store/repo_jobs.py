@@ -196,6 +196,20 @@ class JobRepo:
                           (run_id,))
                 self.p.audit("model_run.status", "model_run", run_id, {"status": "interrupted"})
 
+    def resume_root(self, job_id: int) -> int:
+        """The first job of a chain of resumes: ``resume_of`` of ``job_id``, of that job, …
+
+        Work a killed job finished (``io.resume_marks``) is filed under this id, so a
+        resume of a resume still finds what the first job did."""
+        seen = {int(job_id)}
+        current = int(job_id)
+        while True:
+            prev = self.params(current).get("resume_of")
+            if prev is None or int(prev) in seen:
+                return current
+            current = int(prev)
+            seen.add(current)
+
     def interrupted(self) -> list[sqlite3.Row]:
         return self.p.db.query("SELECT * FROM jobs WHERE status = 'interrupted' ORDER BY id")
 

@@ -104,6 +104,8 @@ CASES = {
                                         "seed": 0}, r"val_iou", 3, 1),
     "cluster": ("cluster", {"k": 4, "input_size": 48, "batch_size": 16, "lr": 0.01, "init": "scratch",
                             "seed": 0, "epochs": 3}, r"loss", 3, 1),
+    "train-det": ("train-det", {"size": 64, "fpn_channels": 64, "k": 2, "test_fraction": 0.25,
+                                "batch_size": 4, "threads": 1, "epochs": 2}, r"fold\d+/loss", 2, 2),
 }
 
 
@@ -113,6 +115,11 @@ def _build(kind: str, root: Path) -> None:
             from mskstudio.ml.synthetic import add_synthetic_images
 
             add_synthetic_images(project, 48, seed=1, size=48, thumbnails=False)
+        elif kind == "train-det":
+            sys.path.insert(0, str(REPO / "tests" / "unit"))
+            from detect_planted import add_planted_squares
+
+            add_planted_squares(project, 12, size=64, seed=1)
         else:
             sys.path.insert(0, str(REPO / "tests" / "unit"))
             from test_segment import _ellipse_project, _synthetic_project
@@ -122,7 +129,7 @@ def _build(kind: str, root: Path) -> None:
 
 # The box segmenter and DeepCluster take a minute or more each on a loaded 2-core machine:
 # they run with --run-slow (and in every MSKSTUDIO_CRASH_SEEDS sweep reported in the notes).
-SLOW = {"train-seg-box", "cluster"}
+SLOW = {"train-seg-box", "cluster", "train-det"}
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -147,7 +154,7 @@ def test_killed_training_resumes_the_same_run(tmp_path, case, seed):
     with Project.open(root) as project:
         runs = project.models.list()
         kinds = {"train": "classifier", "train-seg": "segmenter", "train-seg-box": "box-segmenter",
-                 "cluster": "deepcluster"}
+                 "cluster": "deepcluster", "train-det": "detector"}
         mine = [r for r in runs if r["kind"] == kinds[case]]
         assert len(mine) == 1, "the resume continued the same run instead of starting another"
         assert mine[0]["status"] == "done" or kind == "cluster"

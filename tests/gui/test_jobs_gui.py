@@ -115,6 +115,8 @@ def test_interrupted_jobs_offered_for_resume(qtbot, qapp, project_copy):
     assert w.project.jobs.get(job_id)["status"] == "interrupted"
     assert not w.jobs_view.banner.isHidden()
     assert w.jobs_view.interrupted_ids == [job_id]
+    # a kind that cannot continue where it stopped says so: Resume starts it again
+    assert f"#{job_id}: gui-test-sleep cannot continue where it stopped" in w.jobs_view.banner_text.text()
     with qtbot.waitSignal(w.runner.job_returned, timeout=15000):
         new_ids = w.jobs_view.resume_interrupted()
     assert w.project.jobs.params(new_ids[0])["resume_of"] == job_id

@@ -142,6 +142,42 @@ def test_cancel_then_resume_finishes_the_run(tmp_path):
     assert ckpt_hist["n_folds"] == 2
     with pytest.raises(ValueError, match="already finished"):
         run_train_det(project, {"resume": run["id"]}, JobContext.null())
+
+    # Detection stopped after its first chunk of images, resumed: only the rest is detected,
+    # and the boxes and summary are those of an uninterrupted run.
+    from mskstudio.jobrun import run_job
+    from mskstudio.ml.detect.predict import run_detect
+
+    whole = run_detect(project, {"run_id": run["id"], "min_score": 0.0}, JobContext.null())
+    boxes = [tuple(r) for r in project.db.query("SELECT image_id, x0, y0, x1, y1, score FROM boxes "
+                                                "WHERE score IS NOT NULL ORDER BY id")]
+    project.db.execute("DELETE FROM boxes WHERE score IS NOT NULL")
+    token, logs = CancelToken(), []
+
+    class Sink:
+        def __init__(self, stop: bool):
+            self.stop = stop
+
+        def on_progress(self, fraction, message, eta_s):
+            if self.stop and fraction > 0.3:  # after the first chunk of images
+                token.cancel()
+
+        def on_metric(self, name, value, step):
+            pass
+
+        def on_log(self, message):
+            logs.append(message)
+
+    job = project.jobs.submit("detect", {"run_id": run["id"], "min_score": 0.0})
+    with pytest.raises(Cancelled):
+        run_job(project, job, sink=Sink(True), token=token)
+    first = project.db.scalar("SELECT COUNT(DISTINCT image_id) FROM boxes WHERE score IS NOT NULL")
+    assert 0 < first < len(project.images.ids())
+    assert run_job(project, project.jobs.resubmit(job), sink=Sink(False)) == whole
+    assert any(m.startswith("resuming: ") for m in logs)
+    assert [tuple(r) for r in project.db.query("SELECT image_id, x0, y0, x1, y1, score FROM boxes "
+                                               "WHERE score IS NOT NULL ORDER BY image_id, id")] == \
+        sorted(boxes, key=lambda b: b[0])
     project.close()
 
 

@@ -100,6 +100,37 @@ def test_tiny_unet_beats_empty_baseline(new_project):
         assert np.array_equal(prob > ckpt.get("threshold", 0.5), new_project.annotations.load_mask(r.id))
         assert np.abs(levels / 255 - prob).max() <= 0.5 / 255 + 1e-6
 
+    # Pre-labelling stopped after 3 images and resumed: the same summary as an uninterrupted
+    # run, and the resumed job says it skipped the images the stopped one stored.
+    from mskstudio.jobrun import run_job
+    from mskstudio.jobs import Cancelled, CancelToken
+
+    whole = run_prelabel(new_project, {"max_images": 8}, JobContext.null())
+    token, logs = CancelToken(), []
+
+    class Sink:
+        def __init__(self, stop: int | None):
+            self.stop, self.seen = stop, 0
+
+        def on_progress(self, fraction, message, eta_s):
+            self.seen += message.startswith("pre-labelling")
+            if self.stop is not None and self.seen >= self.stop:
+                token.cancel()
+
+        def on_metric(self, name, value, step):
+            pass
+
+        def on_log(self, message):
+            logs.append(message)
+
+    job = new_project.jobs.submit("prelabel", {"max_images": 8})
+    with __import__("pytest").raises(Cancelled):
+        run_job(new_project, job, sink=Sink(3), token=token)
+    resumed = run_job(new_project, new_project.jobs.resubmit(job), sink=Sink(None))
+    assert {k: resumed[k] for k in ("images", "stored", "empty")} == \
+        {k: whole[k] for k in ("images", "stored", "empty")}
+    assert any(m.startswith("resuming: 3 of 8 images") for m in logs), logs
+
 
 def test_unetpp_forward_shapes():
     import torch

@@ -139,9 +139,14 @@ class JobsView(QWidget):
         stale = [r for r in stale if not self._resumed(r["id"])]
         self.interrupted_ids = [r["id"] for r in stale]
         if stale:
+            from mskstudio.jobrun import resume_plan
+
             kinds = ", ".join(f"#{r['id']} {r['kind']}" for r in stale[:4])
+            # A kind that cannot continue where it stopped says why: Resume restarts it.
+            restarts = [f"#{r['id']}: {resume_plan(r['kind'])[1]}." for r in stale[:4]
+                        if not resume_plan(r["kind"])[0]]
             self.banner_text.setText(f"⚠ {len(stale)} job(s) were interrupted when mskstudio last stopped "
-                                     f"({kinds}). Resume them?")
+                                     f"({kinds}). Resume them?" + "".join(f"\n{t}" for t in restarts))
             self.banner.show()
         else:
             self.banner.hide()

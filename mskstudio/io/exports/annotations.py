@@ -30,6 +30,7 @@ import numpy as np
 from mskstudio.imaging.masks import decode_png
 from mskstudio.io.exports.coco import coco_boxes, image_info
 from mskstudio.io.params import ExportAnnotationsParams, ImportAnnotationsParams
+from mskstudio.io.resume_marks import ResumeMarks, chunk_size
 
 if TYPE_CHECKING:
     from mskstudio.jobs import JobContext
@@ -57,11 +58,15 @@ def safe_name(text: str) -> str:
 
 def export_annotations(
     project: Project, outdir: Path, *, seg: bool = True, seg_all: bool = False, sr: bool = True,
-    labels: bool = True, ctx: JobContext | None = None
+    labels: bool = True, ctx: JobContext | None = None, marks: ResumeMarks | None = None
 ) -> dict[str, Any]:
     """Write masks, COCO boxes, the lesion CSV, (``seg``) DICOM SEG and (``sr``) DICOM SR files under ``outdir``.
 
-    ``seg_all``: every mask its own segment (lossless, for another project) instead of the best per class."""
+    ``seg_all``: every mask its own segment (lossless, for another project) instead of the best per class.
+    ``marks``: the SEG and SR files already written by the killed job this one resumes are
+    kept, not written again (each file is written to a temporary name, then renamed); the
+    masks, CSVs and COCO file, which take seconds, are written again."""
+    marks = marks or ResumeMarks(None)
     outdir = Path(outdir)
     (outdir / "masks").mkdir(parents=True, exist_ok=True)
     info = image_info(project)
@@ -97,9 +102,10 @@ def export_annotations(
         if ctx is not None and i % 20 == 0:
             ctx.progress(0.6 * (i + 1) / max(len(rows), 1), "masks")
     problems: list[str] = []
-    seg_files = (export_seg(project, outdir / "seg", rows, info, every_mask=seg_all, problems=problems, ctx=ctx)
-                 if seg else [])
-    sr_counts = export_sr(project, outdir / "sr", info, problems=problems, ctx=ctx) if sr else {"files": 0}
+    seg_files = (export_seg(project, outdir / "seg", rows, info, every_mask=seg_all, problems=problems, ctx=ctx,
+                            marks=marks) if seg else [])
+    sr_counts = (export_sr(project, outdir / "sr", info, problems=problems, ctx=ctx, marks=marks)
+                 if sr else {"files": 0})
     with open(outdir / "lesions.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=LESION_COLUMNS)
         w.writeheader()
@@ -137,61 +143,93 @@ def export_annotations(
 
 def export_seg(
     project: Project, folder: Path, rows: list, info: dict[int, dict[str, Any]], *, every_mask: bool = False,
-    problems: list[str] | None = None, ctx: JobContext | None = None
+    problems: list[str] | None = None, ctx: JobContext | None = None, marks: ResumeMarks | None = None
 ) -> list[Path]:
     """One DICOM SEG per annotated image under ``folder``, named by the image's pseudonymous UID."""
     from mskstudio.io.exports.seg_write import write_seg
 
+    marks = marks or ResumeMarks(None)
     by_image: dict[int, list] = {}
     for r in rows:
         by_image.setdefault(r.image_id, []).append(r)
     written = []
-    for i, (image_id, image_rows) in enumerate(sorted(by_image.items())):
-        if ctx is not None:
-            ctx.check_cancelled()
-            ctx.progress(0.6 + 0.2 * i / max(len(by_image), 1), "DICOM SEG")
-        path = folder / f"{safe_name(info[image_id]['uid'])}.dcm"
-        try:
-            if write_seg(project, image_id, path, mask_rows=image_rows, every_mask=every_mask):
+    every = chunk_size(len(by_image), lo=8, hi=256)
+    try:
+        for i, (image_id, image_rows) in enumerate(sorted(by_image.items())):
+            if ctx is not None:
+                ctx.check_cancelled()
+                ctx.progress(0.6 + 0.2 * i / max(len(by_image), 1), "DICOM SEG")
+            path = folder / f"{safe_name(info[image_id]['uid'])}.dcm"
+            key = f"seg{image_id}"
+            if key not in marks or (marks.get(key).get("written") and not path.exists()):
+                # else the job this one resumes wrote it (or found its problem)
+                try:
+                    marks.add({key: {"written": bool(write_seg(project, image_id, path, mask_rows=image_rows,
+                                                                every_mask=every_mask))}},
+                              write=(i + 1) % every == 0)
+                except (ValueError, TypeError, KeyError, AttributeError) as exc:  # one image: one line, rest goes on
+                    if problems is None:
+                        raise
+                    marks.add({key: {"problem": f"SEG of image {info[image_id]['uid']}: {exc}"}}, write=False)
+            if marks.get(key).get("written"):
                 written.append(path)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # one image: one line, the rest goes on
-            if problems is None:
-                raise
-            problems.append(f"SEG of image {info[image_id]['uid']}: {exc}")
+            elif problems is not None and marks.get(key).get("problem"):
+                problems.append(marks.get(key)["problem"])
+    finally:  # a cancel or an error keeps the marks of the files written
+        marks.flush()
     return written
 
 
 def export_sr(
     project: Project, folder: Path, info: dict[int, dict[str, Any]], *, problems: list[str] | None = None,
-    ctx: JobContext | None = None
+    ctx: JobContext | None = None, marks: ResumeMarks | None = None
 ) -> dict[str, int]:
     """One DICOM SR (TID 1500) per image with measurements, masks, boxes or predictions; returns counts."""
     from mskstudio.io.exports.sr import classifier_predictions, report_image_ids, write_report
 
     predictions = classifier_predictions(project)
     image_ids = report_image_ids(project, predictions)
+    marks = marks or ResumeMarks(None)
     totals = {"files": 0}
-    for i, image_id in enumerate(image_ids):
-        if ctx is not None:
-            ctx.check_cancelled()
-            ctx.progress(0.8 + 0.15 * i / max(len(image_ids), 1), "DICOM SR")
-        path = folder / f"{safe_name(info[image_id]['uid'])}.dcm"
-        try:
-            counts = write_report(project, image_id, path, predictions=predictions)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # one image: one line, the rest goes on
-            if problems is None:
-                raise
-            problems.append(f"SR of image {info[image_id]['uid']}: {exc}")
-            continue
-        for k, v in counts.items():
-            totals[k] = totals.get(k, 0) + v
+    every = chunk_size(len(image_ids), lo=8, hi=256)
+    try:
+        for i, image_id in enumerate(image_ids):
+            if ctx is not None:
+                ctx.check_cancelled()
+                ctx.progress(0.8 + 0.15 * i / max(len(image_ids), 1), "DICOM SR")
+            path = folder / f"{safe_name(info[image_id]['uid'])}.dcm"
+            key = f"sr{image_id}"
+            if key not in marks or (marks.get(key).get("counts", {}).get("files") and not path.exists()):
+                # else the job this one resumes wrote it (or found its problem)
+                try:
+                    marks.add({key: {"counts": write_report(project, image_id, path, predictions=predictions)}},
+                              write=(i + 1) % every == 0)
+                except (ValueError, TypeError, KeyError, AttributeError) as exc:  # one image: one line, rest goes on
+                    if problems is None:
+                        raise
+                    marks.add({key: {"problem": f"SR of image {info[image_id]['uid']}: {exc}"}}, write=False)
+            if "problem" in marks.get(key):
+                problems.append(marks.get(key)["problem"])
+                continue
+            counts = marks.get(key)["counts"]
+            for k, v in counts.items():
+                totals[k] = totals.get(k, 0) + v
+    finally:  # a cancel or an error keeps the marks of the files written
+        marks.flush()
     return totals
 
 
 def run_export_annotations(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     q = ExportAnnotationsParams.from_json(params).check(project)
-    return export_annotations(project, Path(q.outdir), seg=bool(q.seg), seg_all=bool(q.seg_all), sr=bool(q.sr),
-                              labels=bool(q.labels), ctx=ctx)
+    flags = {"seg": bool(q.seg), "seg_all": bool(q.seg_all), "sr": bool(q.sr), "labels": bool(q.labels)}
+    # The marks of a killed export count only for the same folder, options and masks.
+    marks = ResumeMarks.for_job(project, ctx.job_id, params, signature={
+        "outdir": str(q.outdir), **flags, "masks": [int(r.id) for r in project.annotations.all_masks()]})
+    if marks.resumed:
+        ctx.log(f"resuming: {len(marks.done)} DICOM files were written before the job stopped")
+    result = export_annotations(project, Path(q.outdir), ctx=ctx, marks=marks, **flags)
+    marks.finish()
+    return result
 
 
 def import_annotations(project: Project, folder: Path, *, replace_human: bool = False,

@@ -59,12 +59,14 @@ def _ensemble_probs(project: Project, ens, image_ids: Sequence[int], ctx: JobCon
 
 def predict_probs(project: Project, model_run_id: int, image_ids: Sequence[int],
                   ctx: JobContext | None = None, *, batch_size: int = 32,
-                  device: str | None = None, operating_point: bool = True) -> dict[str, Any]:
+                  device: str | None = None, operating_point: bool = True,
+                  loaded: dict[str, Any] | None = None) -> dict[str, Any]:
     """{"class_ids", "class_names", "probs" [N, C], "rejected" [N] bool} for ``image_ids``.
 
     A classifier run (image-only, or joint fusion: image + the patient's clinical vector),
     or a fusion run (late fusion or stacking: its image run's prediction + the patient's
-    clinical features through the fusion learner, ``ml/fuse/serve.py``)."""
+    clinical features through the fusion learner, ``ml/fuse/serve.py``).
+    ``loaded``: the run's ``load_ensemble`` result, when the caller predicts in chunks."""
     from mskstudio.ml.classify.classifier import load_ensemble
     from mskstudio.ml.evaluate.metrics import cascade_predict, cascade_probs
     from mskstudio.ml.models import pick_device
@@ -80,7 +82,7 @@ def predict_probs(project: Project, model_run_id: int, image_ids: Sequence[int],
 
         return fusion_probs(project, int(model_run_id), image_ids, image_predict, ctx)
     dev = pick_device(device)
-    loaded = load_ensemble(project, model_run_id)
+    loaded = loaded or load_ensemble(project, model_run_id)
     ids = [int(i) for i in image_ids]
     if loaded["kind"] == "cascade":
         p1, _ = _ensemble_probs(project, loaded["stage1"], ids, ctx.sub(0, 0.5), batch_size, dev)
@@ -136,37 +138,74 @@ def predictions(project: Project, model_run_id: int) -> list[dict[str, Any]]:
 
 
 def run_predict(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    from mskstudio.io.resume_marks import ResumeMarks, chunk_size
+    from mskstudio.ml.classify.classifier import load_ensemble
+
     run_id = int(PredictParams.from_json(params).check(project).model_run_id)
     row = project.models.get(run_id)
     if row is None:
         raise ValueError(f"no model run {run_id}")
     ids = [int(i) for i in (params.get("image_ids") or project.images.ids())]
-    result = predict_probs(project, run_id, ids, ctx.sub(0, 0.9),
-                           batch_size=int(params.get("batch_size") or 32), device=params.get("device"))
-    n = store_predictions(project, run_id, ids, result)
-    labelled = 0
-    if params.get("label", True) and row["label_set_id"] is not None:
-        ls = int(row["label_set_id"])
-        with project.db.transaction():  # one commit for all labels, not one per image
-            for k, image_id in enumerate(ids):
-                if result["rejected"][k]:
-                    class_id = result["reject_class_id"]
-                    if class_id is None:
-                        project.labels.remove_labels([image_id], ls, source="model") \
-                            if project.labels.has_label(image_id, ls, source="model") else None
-                        continue
-                else:
-                    class_id = result["class_ids"][int(result["pred"][k])]
-                project.labels.set_labels([image_id], ls, int(class_id), source="model", run_id=run_id,
-                                          confidence=float(result["probs"][k].max()), audit=False,
-                                          author=f"model:{run_id}")
-                labelled += 1
-        project.audit("predict.labels", "model_run", run_id, {"n": labelled, "label_set_id": ls})
+    batch_size = int(params.get("batch_size") or 32)
+    label = bool(params.get("label", True)) and row["label_set_id"] is not None
+    marks = ResumeMarks.for_job(project, ctx.job_id, params, signature={
+        "run": run_id, "checkpoint": row["checkpoint_sha"], "ids": ids, "label": label,
+        "batch_size": batch_size})
+    if marks.resumed:
+        ctx.log(f"resuming: {sum(v['n'] for v in marks.done.values())} of {len(ids)} images "
+                "were predicted before the job stopped")
+    # A fusion run predicts through its image run (``predict_probs``): nothing to load here.
+    loaded = None if row["kind"] == "fusion" else load_ensemble(project, run_id)
+    # Predictions are computed and stored a chunk at a time (about a tenth of the images, at
+    # most 64 batches): a killed job, resumed, starts at the first chunk it had not stored.
+    size = chunk_size(len(ids), lo=batch_size, hi=64 * batch_size)
+    for a in range(0, len(ids), size):
+        if a in marks:
+            continue
+        part = ids[a:a + size]
+        sub = ctx.sub(0.95 * a / max(len(ids), 1), 0.95 * min(len(ids), a + size) / max(len(ids), 1))
+        result = predict_probs(project, run_id, part, sub, batch_size=batch_size,
+                               device=params.get("device"), loaded=loaded)
+        with project.db.transaction():  # the chunk's predictions and labels commit together
+            store_predictions(project, run_id, part, result)
+            labelled = _label(project, row, part, result) if label else 0
+        per_class: dict[str, int] = {}
+        for j in result["pred"]:
+            name = result["class_names"][int(j)]
+            per_class[name] = per_class.get(name, 0) + 1
+        marks.add({a: {"n": len(part), "labelled": labelled, "counts": per_class,
+                       "rejected": int(np.asarray(result["rejected"]).sum())}})
+    if label:
+        project.audit("predict.labels", "model_run", run_id,
+                      {"n": sum(v["labelled"] for v in marks.done.values()),
+                       "label_set_id": int(row["label_set_id"])})
     ctx.progress(1.0, "done")
     counts: dict[str, int] = {}
-    for j in result["pred"]:
-        name = result["class_names"][int(j)]
-        counts[name] = counts.get(name, 0) + 1
-    return {"model_run_id": run_id, "predicted": n, "labelled": labelled,
-            "rejected": int(np.asarray(result["rejected"]).sum()), "counts": counts}
+    chunks = [marks.done[k] for k in sorted(marks.done, key=int)]
+    for v in chunks:
+        for name, c in v["counts"].items():
+            counts[name] = counts.get(name, 0) + c
+    summary = {"model_run_id": run_id, "predicted": sum(v["n"] for v in chunks),
+               "labelled": sum(v["labelled"] for v in chunks),
+               "rejected": sum(v["rejected"] for v in chunks), "counts": counts}
+    marks.finish()
+    return summary
 
+
+def _label(project: Project, row, ids: Sequence[int], result: dict[str, Any]) -> int:
+    """Model labels of one chunk (inside the caller's transaction); returns how many."""
+    ls, run_id, labelled = int(row["label_set_id"]), int(row["id"]), 0
+    for k, image_id in enumerate(ids):
+        if result["rejected"][k]:
+            class_id = result["reject_class_id"]
+            if class_id is None:
+                if project.labels.has_label(image_id, ls, source="model"):
+                    project.labels.remove_labels([image_id], ls, source="model")
+                continue
+        else:
+            class_id = result["class_ids"][int(result["pred"][k])]
+        project.labels.set_labels([image_id], ls, int(class_id), source="model", run_id=run_id,
+                                  confidence=float(result["probs"][k].max()), audit=False,
+                                  author=f"model:{run_id}")
+        labelled += 1
+    return labelled

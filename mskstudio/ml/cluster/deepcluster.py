@@ -389,12 +389,29 @@ def cluster_and_store(project: Project, backbone, ids: list[int], p: dict[str, A
     t0 = time.perf_counter()
     feats = extract_features(project, backbone, ids, ctx.sub(0.0, 0.8), size=p["input_size"],
                              batch_size=p["batch_size"], device=str(device) if device else None,
-                             workers=p.get("workers") or 0, dataset=dataset)
+                             workers=p.get("workers") or 0, dataset=dataset,
+                             partial=_partial_features(project, ids, p, model_run_id, job_id))
     x = PCAWhitener.fit(feats, p["pca_dim"]).transform(feats)
     ctx.check_cancelled()
     km = kmeans(x, p["k"], niter=p["kmeans_iter"], seed=p["seed"])
     return _store_run(project, ids, x, km, p, ctx, t0, model_run_id=model_run_id,
                       nmi_history=nmi_history, job_id=job_id)
+
+
+def _partial_features(project: Project, ids: list[int], p: dict[str, Any], model_run_id: int | None,
+                      job_id: int | None):
+    """Where a job's final feature pass keeps its rows so far: a killed "cluster now"
+    (or the last pass of DeepCluster), resumed, starts after them.  Named by everything the
+    features depend on (the network's weights or seed, the images, size and batch), so
+    only the same computation can pick them up."""
+    import hashlib
+
+    if job_id is None:
+        return None
+    sha = project.models.get(model_run_id)["checkpoint_sha"] if model_run_id else None
+    key = json.dumps({"checkpoint": sha, "arch": p["arch"], "seed": p["seed"], "init": p.get("init"),
+                      "ids": ids, "size": p["input_size"], "batch": p["batch_size"]}, default=str)
+    return project.cache_path("resume", f"features-{hashlib.sha256(key.encode()).hexdigest()[:20]}.npz")
 
 
 # k-means settings of a re-clustering: every point assigned, centroids trained for

@@ -22,21 +22,48 @@ import numpy as np
 from mskstudio.jobs import JobContext
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import torch
 
     from mskstudio.store import Project
 
 
 # ---- feature extraction ------------------------------------------------------------
+def _load_partial(path: Path, n: int, batch_size: int) -> tuple[np.ndarray | None, int]:
+    """(rows array [n, D] with the first ``done`` rows filled, done) from a partial file."""
+    try:
+        with np.load(path) as z:
+            rows, bs = z["rows"], int(z["batch_size"])
+    except (OSError, ValueError, KeyError):
+        return None, 0
+    if bs != batch_size or len(rows) > n or len(rows) % batch_size:
+        return None, 0
+    out = np.empty((n, rows.shape[1]), np.float32)
+    out[:len(rows)] = rows
+    return out, len(rows)
+
+
+def _save_partial(path: Path, out: np.ndarray, done: int, batch_size: int) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, rows=out[:done], batch_size=batch_size)
+    tmp.replace(path)
+
+
 def extract_features(project: Project, model: int | torch.nn.Module, image_ids: Sequence[int],
                      ctx: JobContext | None = None, *, size: int | None = None,
                      batch_size: int = 64, device: str | None = None, workers: int = 0,
-                     dataset: Any = None) -> np.ndarray:
+                     dataset: Any = None, partial: Path | None = None) -> np.ndarray:
     """Penultimate-layer features of ``image_ids`` (rows in the given order).
 
     ``model`` is a model run id (its checkpoint's backbone is loaded) or a module
     mapping [B, 1, S, S] to [B, D].  ``size`` defaults to the run's input size, else 224.
     A prepared ``AnalysisDataset`` may be passed to reuse its in-memory cache.
+
+    ``partial``: a file that keeps the rows computed so far (written about ten times per
+    call, at batch boundaries, deleted at the end).  A call that finds it — a killed job
+    resumed with the same model, images and batch size — starts after those rows, and as
+    the batches are the same ones, the result is that of an uninterrupted call.
     """
     import torch
 
@@ -58,10 +85,16 @@ def extract_features(project: Project, model: int | torch.nn.Module, image_ids: 
     if cuda:
         model = model.to(memory_format=torch.channels_last)
     out: np.ndarray | None = None
-    loader = make_loader(dataset, batch_size=batch_size, workers=workers, device=dev)
     n, done = len(dataset), 0
+    if partial is not None:
+        out, done = _load_partial(partial, n, batch_size)
+        if done:
+            ctx.log(f"resuming: the features of {done} of {n} images were kept from the stopped job")
+    loader = make_loader(dataset, batch_size=batch_size, workers=workers, device=dev,
+                         sampler=range(done, n) if done else None)
+    every = max(1, -(-n // (10 * batch_size)))  # batches between two writes of ``partial``
     with torch.inference_mode():
-        for x, _ in loader:
+        for b, (x, _) in enumerate(loader):
             ctx.check_cancelled()
             x = normalise(x.to(dev, non_blocking=True))
             if cuda:
@@ -74,6 +107,11 @@ def extract_features(project: Project, model: int | torch.nn.Module, image_ids: 
             out[done:done + len(f)] = f
             done += len(f)
             ctx.progress(done / max(n, 1), f"features {done}/{n}")
+            if partial is not None and (b + 1) % every == 0 and done < n:
+                _save_partial(partial, out, done, batch_size)
+    if partial is not None:  # with a temporary file a kill may have left behind
+        partial.unlink(missing_ok=True)
+        partial.with_name(partial.name + ".tmp.npz").unlink(missing_ok=True)
     model.train(was_training)
     if out is None:
         dim = getattr(model, "feature_dim", 0)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mskstudio.io.analysis import load_analysis
+from mskstudio.io.resume_marks import ResumeMarks
 from mskstudio.jobs import JobContext
 from mskstudio.ml.classify.classifier import CHECKPOINT_FORMAT
 from mskstudio.ml.deploy.onnx_runtime import BACKENDS, Backend, OnnxBackend, TorchBackend
@@ -432,8 +433,12 @@ def card_markdown(card: dict[str, Any]) -> str:
 
 
 def export_run(project: Project, run_id: int, outdir: str | Path, ctx: JobContext | None = None, *,
-               roles: Sequence[str] | None = None, n_parity: int = 8) -> dict[str, Any]:
+               roles: Sequence[str] | None = None, n_parity: int = 8,
+               marks: ResumeMarks | None = None) -> dict[str, Any]:
+    """Every role of a run as ONNX with parity, and the model card.  ``marks``: roles the
+    killed job this one resumes exported (file still there, same sha256) are kept."""
     ctx = ctx or JobContext.null()
+    marks = marks or ResumeMarks(None)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     row = project.models.get(int(run_id))
@@ -445,15 +450,18 @@ def export_run(project: Project, run_id: int, outdir: str | Path, ctx: JobContex
         ctx.check_cancelled()
         module, size, meta = load_run_module(project, run_id, role)
         meta_all.update({k: v for k, v in meta.items() if v})
-        x, ids = sample_inputs(project, size, n_parity)
-        clinical = None
-        if getattr(module, "clinical_spec", None) and ids:  # joint fusion: the same images' vectors
-            from mskstudio.ml.fuse.joint import clinical_vectors
+        rec = marks.get(role)
+        if rec is None or not _same_file(outdir / rec["file"], rec["sha256"]):
+            x, ids = sample_inputs(project, size, n_parity)
+            clinical = None
+            if getattr(module, "clinical_spec", None) and ids:  # joint fusion: the same images' vectors
+                from mskstudio.ml.fuse.joint import clinical_vectors
 
-            clinical = clinical_vectors(project, ids, module.clinical_spec)
-        rec = export_module(module, outdir, role=role, size=size, name=f"run{run_id}_{role}",
-                            sample=x if len(x) else None, clinical=clinical)
-        rec["parity_image_ids"] = ids
+                clinical = clinical_vectors(project, ids, module.clinical_spec)
+            rec = export_module(module, outdir, role=role, size=size, name=f"run{run_id}_{role}",
+                                sample=x if len(x) else None, clinical=clinical)
+            rec["parity_image_ids"] = ids
+            marks.add({role: rec})
         files.append(rec)
         ctx.progress((i + 1) / len(roles), f"exported {role}")
     card = model_card(project, run_id, files, meta_all)
@@ -465,8 +473,21 @@ def export_run(project: Project, run_id: int, outdir: str | Path, ctx: JobContex
     return {"outdir": str(outdir), "files": files, "card": str(outdir / "model_card.md")}
 
 
+def _same_file(path: Path, sha: str) -> bool:
+    return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sha
+
+
 def run_export_onnx(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Job ``export-onnx``: params run_id, outdir, roles (optional), n_parity (8)."""
+    """Job ``export-onnx``: params run_id, outdir, roles (optional), n_parity (8).  Resumed
+    (``resume_of``), it keeps the roles the killed job exported."""
     p = ExportOnnxParams.from_json(params).check(project)
-    return export_run(project, int(p.model_run_id), p.outdir, ctx,
-                      roles=params.get("roles"), n_parity=int(params.get("n_parity", 8)))
+    marks = ResumeMarks.for_job(project, ctx.job_id, params, signature={
+        "run": int(p.model_run_id), "outdir": str(p.outdir), "roles": params.get("roles"),
+        "n_parity": int(params.get("n_parity", 8)),
+        "checkpoint": project.models.get(int(p.model_run_id))["checkpoint_sha"]})
+    if marks.resumed:
+        ctx.log(f"resuming: {', '.join(marks.done)} exported before the job stopped")
+    result = export_run(project, int(p.model_run_id), p.outdir, ctx, marks=marks,
+                        roles=params.get("roles"), n_parity=int(params.get("n_parity", 8)))
+    marks.finish()
+    return result

@@ -116,9 +116,20 @@ def run_detect(project: Project, params: dict[str, Any], ctx: JobContext) -> dic
     models = [model_from_state(p, s) for s in ckpt["folds"]]
     decoder = make_decoder(models[0], p)
     raws = torch_raws(models, device)
+    from mskstudio.io.resume_marks import ResumeMarks, chunk_size
+
+    # A killed job, resumed (``resume_of``), skips the chunks whose boxes it stored.
+    marks = ResumeMarks.for_job(project, ctx.job_id, params, signature={
+        "run": int(run_id), "ids": ids, "min_score": min_score, "tta": p["tta"], "fusion": p["fusion"]})
+    if marks.resumed:
+        ctx.log(f"resuming: {len(marks.done)} chunks of images were detected before the job stopped")
     stored = 0
-    chunk = 64  # letterbox a chunk, detect, store: memory stays flat on a large project
+    # Letterbox a chunk, detect, store: memory stays flat on a large project (at most 64 images).
+    chunk = chunk_size(len(ids), lo=8, hi=64)
     for a in range(0, len(ids), chunk):
+        if a in marks:
+            stored += int(marks.get(a))
+            continue
         part = ids[a:a + chunk]
         sub = ctx.sub(a / max(1, len(ids)), min(1.0, (a + chunk) / max(1, len(ids))))
         images = DetImages(project, part, {}, int(p["size"]))
@@ -129,7 +140,10 @@ def run_detect(project: Project, params: dict[str, Any], ctx: JobContext) -> dic
             for rect, s in zip(full, scores, strict=True):
                 if s >= min_score and rect[2] - rect[0] > 0 and rect[3] - rect[1] > 0:
                     rows.append((i, class_id, tuple(float(v) for v in rect), float(s)))
-        stored += project.detections.replace_predictions(int(run_id), part, rows)
+        n = project.detections.replace_predictions(int(run_id), part, rows)
+        marks.add({a: n})
+        stored += n
+    marks.finish()
     ctx.progress(1.0, f"{stored} boxes on {len(ids)} images")
     return {"run_id": int(run_id), "images": len(ids), "boxes": stored, "min_score": min_score,
             "images_with_boxes": len({r.image_id for r in project.detections.predictions(run_id=int(run_id))

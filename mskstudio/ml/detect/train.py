@@ -171,11 +171,12 @@ def train_fold(images, train_ids, p, init_state, device, ctx, state, save, fold:
         rec = {"epoch": epoch, **{k: v / nb for k, v in sums.items()}}
         rec["loss"] = sum(v for k, v in rec.items() if k != "epoch")
         history.append(rec)
+        save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+              "epoch": epoch + 1, "history": history})
+        # After the checkpoint: a kill before it trains (and reports) this epoch again.
         for k, v in rec.items():
             if k != "epoch":
                 ctx.metric(f"fold{fold}/{k}", v, epoch)
-        save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-              "epoch": epoch + 1, "history": history})
     if crop is not None:  # the scoring model sees whole ``size`` squares
         from mskstudio.ml.detect.predict import model_from_state
 

@@ -211,10 +211,18 @@ def explain(project: Project, model_run_id: int, image_id: int, class_id: int | 
 
 
 def run_explain(project: Project, params: dict[str, Any], ctx) -> dict[str, Any]:
-    """Job ``explain``: heatmaps for many images (cached for the review view)."""
+    """Job ``explain``: heatmaps for many images (cached for the review view).
+
+    Each map is written to the cache (temporary file, then renamed) as soon as it is
+    computed, so a killed job resumed (``resume_of``) computes only the maps not cached."""
     run_id = int(ExplainParams.from_json(params).check(project).model_run_id)
     ids = [int(i) for i in (params.get("image_ids") or project.images.ids())]
     scales = parse_scales(params.get("scales"))
+    if params.get("resume_of"):
+        cached = sum(cam_path(project, run_id, i, method=params.get("method", "gradcam"),
+                              layer=params.get("layer"), class_id=params.get("class_id"),
+                              scales=scales).exists() for i in ids)
+        ctx.log(f"resuming: {cached} of {len(ids)} heatmaps were cached before the job stopped")
     for image_id in ctx.steps(ids, "Grad-CAM {i}/{n}"):
         explain(project, run_id, image_id, params.get("class_id"), method=params.get("method", "gradcam"),
                 layer=params.get("layer"), scales=scales)

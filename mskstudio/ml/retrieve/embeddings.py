@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mskstudio.io.analysis import load_analysis
+from mskstudio.io.resume_marks import chunk_size
 from mskstudio.jobs import JobContext
 from mskstudio.ml.deploy.onnx_export import onnx_module_for_run
 from mskstudio.ml.retrieve.embedders import embedding_module
@@ -157,14 +158,23 @@ def load(project: Project, rep: int | str | None, image_ids: Sequence[int] | Non
                 x, ids = np.load(emb_path), np.load(ids_path)
         except (OSError, ValueError):
             x = ids = None
+    if rebuild:  # the old cache goes first: a killed rebuild, resumed, keeps only new rows
+        for path in (emb_path, ids_path, meta_path):
+            path.unlink(missing_ok=True)
     have = set(ids.tolist()) if ids is not None else set()
     missing = [i for i in wanted if i not in have]
-    if missing:
-        kw = {} if stamp["rep"].startswith("pixels") else {"roi": roi, "backend": backend}
-        new = compute(project, rep, missing, ctx, **kw)
+    kw = {} if stamp["rep"].startswith("pixels") else {"roi": roi, "backend": backend}
+    # The cache is written after every chunk (about a tenth of the images; each write rewrites
+    # the whole array, hence no smaller pieces), so a killed job, resumed, computes only the rest.
+    chunk = chunk_size(len(missing), lo=16, hi=8192)
+    for a in range(0, len(missing), chunk):
+        part = missing[a:a + chunk]
+        sub = ctx.sub(a / len(missing), min(len(missing), a + chunk) / len(missing))
+        new = compute(project, rep, part, sub, **kw)
         x = new if x is None or len(x) == 0 else np.concatenate([x, new])
-        ids = (np.asarray(missing, np.int64) if ids is None
-               else np.concatenate([ids, missing]).astype(np.int64))
+        ids = (np.asarray(part, np.int64) if ids is None
+               else np.concatenate([ids, part]).astype(np.int64))
+        meta_path.unlink(missing_ok=True)  # no meta while the arrays disagree: a kill here drops the cache
         _save(emb_path, x)
         _save(ids_path, ids)
         meta_path.write_text(json.dumps({**stamp, "n": int(len(ids)), "dim": int(x.shape[1]),
@@ -185,8 +195,14 @@ def run_embed(project: Project, params: dict[str, Any], ctx: JobContext) -> dict
     """Job ``embed``: params run_id (or "pixels"), roi (True), backend ("torch"|"onnx"), rebuild."""
     EmbedParams.from_json(params).check(project)
     rep = params.get("run_id", "pixels")
+    # A resumed job (resume_of) keeps what the killed one cached, even when it was a rebuild:
+    # the rebuild deleted the old cache before it wrote any new row.
+    rebuild = bool(params.get("rebuild", False)) and not params.get("resume_of")
+    ids_path = cache_files(project, rep)[1]
+    if params.get("resume_of") and ids_path.exists():
+        ctx.log(f"resuming: {len(np.load(ids_path))} embeddings were cached before the job stopped")
     x, ids = load(project, rep, None, ctx, roi=bool(params.get("roi", True)),
-                  backend=params.get("backend", "torch"), rebuild=bool(params.get("rebuild", False)))
+                  backend=params.get("backend", "torch"), rebuild=rebuild)
     emb_path, _, _ = cache_files(project, rep)
     return {"rep": rep_key(rep), "n": int(len(ids)), "dim": int(x.shape[1]) if x.ndim == 2 else 0,
             "path": str(emb_path)}

@@ -379,24 +379,43 @@ def run_prelabel(project: Project, params: dict[str, Any], ctx: JobContext) -> d
     todo = [i for i in project.images.ids() if i not in covered]
     if params.get("max_images"):
         todo = todo[: int(params["max_images"])]
-    stored = empty = 0
-    for i in ctx.steps(todo, "pre-labelling {i}/{n}"):
-        probability_png = None
-        if box_segmenter is None:
-            # One model: its probability map is kept with the mask (a FRACTIONAL DICOM SEG exports it).
-            from mskstudio.io.exports.probability import encode_probability
+    from mskstudio.io.resume_marks import ResumeMarks, chunk_size
 
-            prob = predict_probability(project, model, ckpt, i, device)
-            mask = prob > ckpt.get("threshold", 0.5)
-            probability_png = encode_probability(prob) if mask.any() else None
-        else:  # the box model re-draws the regions: no single map gives this mask
-            mask = predict_mask_cascade(project, (model, ckpt), box_segmenter, i, device)
-        if not mask.any():
-            empty += 1
-            continue
-        ann.save_mask(i, class_id, mask, annotator="model", source="model", run_id=run_id, audit=False,
-                      probability_png=probability_png)
-        stored += 1
+    # A killed job, resumed (``resume_of``), skips the images whose masks it stored.
+    marks = ResumeMarks.for_job(project, ctx.job_id, params, signature={
+        "run": run_id, "refine": refine_id, "class": class_id, "todo": todo})
+    every = chunk_size(len(todo), lo=8, hi=256)
+    stored = sum(v == "stored" for v in marks.done.values())
+    empty = sum(v == "empty" for v in marks.done.values())
+    if marks.resumed:
+        ctx.log(f"resuming: {len(marks.done)} of {len(todo)} images were pre-labelled before the job stopped")
+    try:
+        for n, i in enumerate(ctx.steps(todo, "pre-labelling {i}/{n}")):
+            if n and n % every == 0:
+                marks.flush()
+            if i in marks:
+                continue
+            probability_png = None
+            if box_segmenter is None:
+                # One model: its probability map is kept with the mask (a FRACTIONAL DICOM SEG exports it).
+                from mskstudio.io.exports.probability import encode_probability
+
+                prob = predict_probability(project, model, ckpt, i, device)
+                mask = prob > ckpt.get("threshold", 0.5)
+                probability_png = encode_probability(prob) if mask.any() else None
+            else:  # the box model re-draws the regions: no single map gives this mask
+                mask = predict_mask_cascade(project, (model, ckpt), box_segmenter, i, device)
+            if not mask.any():
+                empty += 1
+                marks.add({i: "empty"}, write=False)
+                continue
+            ann.save_mask(i, class_id, mask, annotator="model", source="model", run_id=run_id, audit=False,
+                          probability_png=probability_png)
+            stored += 1
+            marks.add({i: "stored"}, write=False)
+    finally:  # a cancel or an error keeps what was stored; a kill loses at most ``every`` images
+        marks.flush()
+    marks.finish()
     project.audit(
         "mask.prelabel",
         "model_run",
