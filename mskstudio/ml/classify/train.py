@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -322,15 +321,12 @@ def train_worker(plan: dict[str, Any], ctx: JobContext) -> None:
     import torch
 
     from mskstudio.ml.scale.ddp import init_from_env
-    from mskstudio.ml.scale.snapshot import open_snapshot
+    from mskstudio.ml.scale.snapshot import locate, open_snapshot
 
     p = plan["p"]
     random.seed(p["seed"])
     torch.manual_seed(p["seed"])
-    folder = plan["snapshot"]
-    if os.environ.get("MSKSTUDIO_SNAPSHOT_ROOT"):  # another node: the snapshot copied elsewhere
-        folder = os.path.join(os.environ["MSKSTUDIO_SNAPSHOT_ROOT"], os.path.basename(folder))
-    base = FoldData.from_snapshot(open_snapshot(folder), p)
+    base = FoldData.from_snapshot(open_snapshot(locate(plan["snapshot"])), p)
     done = {t: [None] * n for t, n in plan["done"].items()}
     _fold_loop(base, p, plan["tasks"], plan["split"], plan["encoder_init"], done, plan["resume_state"],
                init_from_env(plan["device"]), ctx, save=lambda *_: None)
