@@ -149,6 +149,23 @@ def all_reduce_mean(value: float, weight: float = 1.0) -> float:
     return s / w if w else float("nan")
 
 
+def shuffled_loader(dataset, batch_size: int, *, seed: int, generator, device, workers: int = 0):
+    """(DataLoader, sampler or None) of a shuffled training set: on one process the loader
+    shuffles with ``generator``; under DDP a DistributedSampler (seeded, ``set_epoch`` per
+    epoch) hands each rank its share and the per-rank batch is ``batch_size / world size``,
+    so the global batch (and the learning-rate schedule's step count) stays the same."""
+    import torch
+
+    sampler = torch.utils.data.DistributedSampler(dataset, shuffle=True, seed=int(seed)) if active() else None
+    per_rank = max(1, int(batch_size) // (world_size() if sampler is not None else 1))
+    n = len(sampler) if sampler is not None else len(dataset)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=per_rank, shuffle=sampler is None, sampler=sampler,
+        generator=generator if sampler is None else None, drop_last=n > per_rank,
+        num_workers=int(workers or 0), pin_memory=device.type == "cuda")
+    return loader, sampler
+
+
 class RankSlice:
     """A sampler that hands this rank its share of a sampler every rank draws identically.
 

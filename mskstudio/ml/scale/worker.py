@@ -33,6 +33,12 @@ def _segmenter(plan: dict[str, Any], ctx: JobContext) -> None:
     segment_worker(plan, ctx)
 
 
+def _box_segmenter(plan: dict[str, Any], ctx: JobContext) -> None:
+    from mskstudio.ml.segment.train_box import box_worker
+
+    box_worker(plan, ctx)
+
+
 def _detector(plan: dict[str, Any], ctx: JobContext) -> None:
     from mskstudio.ml.detect.train import detect_worker
 
@@ -44,6 +50,7 @@ WORKERS: dict[str, Callable[[dict[str, Any], JobContext], None]] = {
     "train": _classifier,
     "cluster": _deepcluster,
     "train-seg": _segmenter,
+    "train-seg-box": _box_segmenter,
     "train-det": _detector,
 }
 
