@@ -149,7 +149,8 @@ def all_reduce_mean(value: float, weight: float = 1.0) -> float:
     return s / w if w else float("nan")
 
 
-def shuffled_loader(dataset, batch_size: int, *, seed: int, generator, device, workers: int = 0):
+def shuffled_loader(dataset, batch_size: int, *, seed: int, generator, device, workers: int = 0,
+                    collate_fn=None):
     """(DataLoader, sampler or None) of a shuffled training set: on one process the loader
     shuffles with ``generator``; under DDP a DistributedSampler (seeded, ``set_epoch`` per
     epoch) hands each rank its share and the per-rank batch is ``batch_size / world size``,
@@ -162,7 +163,7 @@ def shuffled_loader(dataset, batch_size: int, *, seed: int, generator, device, w
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=per_rank, shuffle=sampler is None, sampler=sampler,
         generator=generator if sampler is None else None, drop_last=n > per_rank,
-        num_workers=int(workers or 0), pin_memory=device.type == "cuda")
+        num_workers=int(workers or 0), pin_memory=device.type == "cuda", collate_fn=collate_fn)
     return loader, sampler
 
 
