@@ -61,8 +61,8 @@ def submit_only(project, kind: str, params: dict[str, Any]) -> int:
           f"the snapshot in {root / 'cache' / 'snapshots'}, or a copy named by MSKSTUDIO_SNAPSHOT_ROOT):\n"
           f"  torchrun --nnodes M --node-rank R --nproc-per-node N --rdzv-backend c10d "
           f"--rdzv-endpoint HOST0:29500 -m mskstudio run-job {root} {job_id}\n"
-          f"or on a node without the project: copy the project (or `mskstudio export-snapshot`),\n"
-          f"run the same command there, and bring the run back with\n"
+          f"or on a node without the project: copy the project folder there, run the same command\n"
+          f"on the copy, bring the copy back and import its run as an ordinary run:\n"
           f"  mskstudio import-run {root} COPY.mskproj RUN")
     return job_id
 
