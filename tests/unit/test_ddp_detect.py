@@ -14,11 +14,14 @@ from detect_planted import add_planted_squares
 
 ARGS = ["--size", "64", "--fpn-channels", "64", "--folds", "2", "--test-fraction", "0.25",
         "--batch-size", "8", "--epochs", "3", "--lr", "3e-3", "--device", "cpu", "--json"]
-# Same seed, same global batch, same initial weights: the mean training loss (over both ranks) of each fold over the
-# 3 epochs stays within 20 % of one process's (each rank's BatchNorm sees 4 images instead of 8,
-# the sampler orders the images otherwise, rank 1 draws other augmentations).  After 3 epochs
-# the detector is far from trained, so its hit rate is reported, not compared.
-LOSS_TOLERANCE = 0.35
+# Same seed, same global batch, same initial weights: each fold's training loss (mean over both
+# ranks) after its last epoch stays within 20 % of one process's.  Not bitwise equal: each
+# rank's BatchNorm sees 4 images instead of 8, the sampler orders the images otherwise, rank 1
+# draws other augmentations.  The earlier epochs are printed, not compared: an epoch here is one
+# or two steps on 12 images, so its loss is one batch's (measured: 0.7 % to 50 % apart in the
+# first epoch, 0.6 % and 5 % after the last).  After 3 epochs the detector is far from trained,
+# so its hit rate is reported, not compared.
+LOSS_TOLERANCE = 0.20
 
 
 @pytest.fixture(scope="module")
@@ -61,5 +64,6 @@ def test_two_processes_match_one_and_only_rank0_writes(base_project, tmp_path):
            for a, b in zip(f1, f2, strict=True)]
     print("training loss relative differences per fold and epoch", np.round(rel, 3).tolist(),
           f"hit rate 1 process {r1['hit_rate_iou20']:.2f}, 2 processes {r2['hit_rate_iou20']:.2f}")
-    assert max(rel) <= LOSS_TOLERANCE
+    last = [abs(f1[-1]["loss"] - f2[-1]["loss"]) / f1[-1]["loss"] for f1, f2 in zip(h1, h2, strict=True)]
+    assert max(last) <= LOSS_TOLERANCE
 

@@ -51,6 +51,7 @@ from mskstudio.ml.classify.train_loop import (  # noqa: F401 - class_weights is 
 from mskstudio.ml.evaluate import metrics as ev
 from mskstudio.ml.evaluate.metrics import softmax
 from mskstudio.ml.scale import ddp
+from mskstudio.ml.scale.accel import oom_guard
 from mskstudio.ml.splits import check_split, make_split, split_summary
 
 if TYPE_CHECKING:
@@ -287,9 +288,10 @@ def _fold_loop(base, p, tasks, split, encoder_init, done, resume_state, device, 
                     and resume_state.get("fold") == f):
                 state = resume_state
             prefix = f"fold{f}" if task_name == "main" else f"{task_name}/fold{f}"
-            result = train_fold(
-                FoldPlan(base, tr, va, task_targets, names, encoder_init, prefix, state), p, device,
-                ctx.sub(lo, hi), save=lambda s, tn=task_name, ff=f: save(s, tn, ff))
+            with oom_guard(p["batch_size"], device):  # one line naming a batch size that fits
+                result = train_fold(
+                    FoldPlan(base, tr, va, task_targets, names, encoder_init, prefix, state), p, device,
+                    ctx.sub(lo, hi), save=lambda s, tn=task_name, ff=f: save(s, tn, ff))
             done[task_name].append(result)
             save(None, task_name, f + 1)
 

@@ -32,6 +32,7 @@ from mskstudio.ml.detect.predict import (
     torch_raws,
 )
 from mskstudio.ml.scale import ddp
+from mskstudio.ml.scale.accel import accel_for, oom_guard
 
 if TYPE_CHECKING:
     from mskstudio.jobs import JobContext
@@ -152,7 +153,8 @@ def train_fold(images, train_ids, p, init_state, device, ctx, state, save, fold:
     missing = load_backbone_state(model, init_state)
     if missing:
         ctx.log(f"fold{fold}: {len(missing)} backbone tensors not in the init weights")
-    model.to(device)
+    acc = accel_for(device)  # bf16/fp16 autocast and channels-last on CUDA
+    model = acc.module(model)
     aug = RadiographAugment(int(p["size"]), seed=seed) if p["augment"] else None
     data = TrainSet(images, train_ids, aug)
     loader, sampler = ddp.shuffled_loader(data, int(p["batch_size"]), seed=seed,
@@ -163,8 +165,7 @@ def train_fold(images, train_ids, p, init_state, device, ctx, state, save, fold:
     opt = torch.optim.AdamW(model.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(p["lr"]), total_steps=epochs * nb,
                                                 pct_start=0.15)
-    cuda = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
+    scaler = acc.scaler()
     epoch0, history = 0, []
     if state is not None:
         model.load_state_dict(state["model"])
@@ -180,23 +181,24 @@ def train_fold(images, train_ids, p, init_state, device, ctx, state, save, fold:
                 aug.rng.seed((seed * 1_000_003 + epoch) * 31 + ddp.rank())
         model.train()
         sums: dict[str, float] = {}
-        for b, (xs, targets) in enumerate(loader):
-            ctx.check_cancelled()
-            xs = [x.to(device, non_blocking=True) for x in xs]
-            targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
-            with torch.autocast(device.type, enabled=cuda):
-                losses = net(xs, targets)
-                loss = sum(losses.values())
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            ctx.progress((epoch + (b + 1) / nb) / epochs, f"fold{fold} epoch {epoch + 1}/{epochs}")
+        with oom_guard(p["batch_size"], device):
+            for b, (xs, targets) in enumerate(loader):
+                ctx.check_cancelled()
+                xs = [x.to(device, non_blocking=True) for x in xs]
+                targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+                with acc.autocast():
+                    losses = net(xs, targets)
+                    loss = sum(losses.values())
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                ctx.progress((epoch + (b + 1) / nb) / epochs, f"fold{fold} epoch {epoch + 1}/{epochs}")
         if sampler is not None:  # the losses of every rank's share, not rank 0's alone
             keys = sorted(sums)
             sums = dict(zip(keys, (v / ddp.world_size() for v in ddp.all_reduce_sums([sums[k] for k in keys])),

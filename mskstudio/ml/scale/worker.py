@@ -22,7 +22,7 @@ def _classifier(plan: dict[str, Any], ctx: JobContext) -> None:
 
 
 def _deepcluster(plan: dict[str, Any], ctx: JobContext) -> None:
-    from mskstudio.ml.cluster.deepcluster import cluster_worker
+    from mskstudio.ml.cluster.epochs import cluster_worker
 
     cluster_worker(plan, ctx)
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from mskstudio.io.analysis import load_analysis
 from mskstudio.ml.scale import ddp
+from mskstudio.ml.scale.accel import accel_for, maybe_compile, oom_guard
 
 # Re-exported: the public segmentation API lives in one place for callers.
 from mskstudio.ml.segment.data import (  # noqa: F401
@@ -149,19 +150,21 @@ def _fit(
     model = build_segmenter(arch)
     if encoder_state is not None:
         model.encoder.load_backbone_state(encoder_state)
-    model.to(device)
+    acc = accel_for(device)  # bf16/fp16 autocast and channels-last on CUDA
+    model = acc.module(model)
     xs, ms = data["train"]
     aug = JointAugment(rng=random.Random(p["seed"])) if p["augment"] else None
     generator = torch.Generator().manual_seed(p["seed"])
     loader, sampler = ddp.shuffled_loader(SegDataset(xs, ms, aug), p["batch_size"], seed=p["seed"],
                                           generator=generator, device=device)
     lead = ddp.rank() == 0
-    net = ddp.wrap(model, device)  # the model itself on one process
+    net = ddp.wrap(model, device) if ddp.active() else maybe_compile(model, ctx.log)
     opt = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=1e-4)
     epochs = int(p["epochs"])
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=p["lr"], total_steps=max(1, epochs * len(loader)), pct_start=0.2
     )
+    scaler = acc.scaler()
     start, best_state, best_val, best_epoch = rs.restore(resume, model, opt, sched)
     val_x, val_m = data["val"] if len(data["val"][0]) else data["train"]
     for epoch in range(start, epochs):
@@ -173,15 +176,19 @@ def _fit(
                 aug.rng.seed((int(p["seed"]) * 1_000_003 + epoch) * 31 + ddp.rank())
         model.train()
         losses = []
-        for x, m in loader:
-            ctx.check_cancelled()
-            x, m = x.to(device, non_blocking=True), m.to(device, non_blocking=True)
-            loss = dice_bce_loss(net(normalise(x)), m, pos_weight=p["pos_weight"])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
+        with oom_guard(p["batch_size"], device):
+            for x, m in loader:
+                ctx.check_cancelled()
+                x, m = acc.batch(x), m.to(device, non_blocking=True)
+                with acc.autocast():
+                    logits = net(normalise(x))
+                loss = dice_bce_loss(logits.float(), m, pos_weight=p["pos_weight"])
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                losses.append(float(loss.detach()))
         if not lead:  # validation, the best state and the checkpoint are rank 0's
             continue
         val = evaluate(model, val_x, val_m, device, p["threshold"])
