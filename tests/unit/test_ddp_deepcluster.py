@@ -110,3 +110,14 @@ def test_rank_slice_shares_one_draw_evenly():
     whole = list(base)[:36]
     assert sorted(parts[0] + parts[1]) == sorted(whole)  # the same draw, split without overlap
     assert parts[0] == whole[0::2]
+
+
+def test_a_job_without_a_distributed_half_is_refused_under_torchrun(base_project, tmp_path):
+    from mskstudio.store import Project
+
+    path = copy_project(base_project, tmp_path, "refuse")
+    with Project.open(path) as project:
+        job_id = project.jobs.submit("recluster", {"cluster_run_id": 1, "k": 2})
+    proc = run_torchrun(torchrun_argv(str(path), job_id, 2), tmp_path, timeout=120)
+    assert proc.returncode != 0
+    assert f"job {job_id} (recluster) does not run distributed" in proc.stderr
