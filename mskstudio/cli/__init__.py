@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "mskstudio.cli.cmd_readers",
     "mskstudio.cli.cmd_exchange",
     "mskstudio.cli.cmd_report",
+    "mskstudio.cli.cmd_scale",
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mskstudio.cli.common import add_project_arg, open_project, open_writable, print_json
+from mskstudio.cli.distributed import add_distributed_options, run_maybe_distributed
 from mskstudio.jobrun import run_sync
 
 
@@ -38,6 +39,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", type=int, metavar="RUN",
                    help="continue a cancelled or killed segmenter run at its next epoch (with --box: a box run)")
+    add_distributed_options(p)
     p.set_defaults(func=cmd_train_seg)
 
     p = sub.add_parser("prelabel", help="predict masks (source 'model') for images without a human mask")
@@ -113,8 +115,9 @@ def cmd_train_seg(args) -> int:
     if args.resume:  # the run keeps its own parameters
         params = {"resume": args.resume, "device": args.device}
     with open_writable(args.project) as project:
-        result = run_sync(project, kind, params, label=kind)
-    print_json(result)
+        result = run_maybe_distributed(project, kind, params, args, label=kind)
+    if result is not None:  # None: --submit-only printed the commands
+        print_json(result)
     return 0
 
 

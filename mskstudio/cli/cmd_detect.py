@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 from mskstudio.cli.common import add_project_arg, open_writable, print_json
+from mskstudio.cli.distributed import add_distributed_options, run_maybe_distributed
 from mskstudio.jobrun import run_sync
 
 
@@ -38,6 +39,7 @@ def register(sub) -> None:
     p.add_argument("--images", type=int, nargs="*", dest="image_ids", help="train on these images only")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    add_distributed_options(p)
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--name")
     p.add_argument("--resume", type=int, metavar="RUN", help="continue a cancelled or crashed detector run")
@@ -82,7 +84,9 @@ def cmd_train_det(args) -> int:
     if args.no_tta:
         params["tta"] = False
     with open_writable(args.project) as project:
-        result = run_sync(project, "train-det", params, label="train-det")
+        result = run_maybe_distributed(project, "train-det", params, args, label="train-det")
+        if result is None:  # --submit-only printed the commands
+            return 0
         if args.json:
             print_json(result)
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from mskstudio.cli.cmd_cluster_review import add_action_args, label_set_name, print_progress, run_action
 from mskstudio.cli.common import add_project_arg, open_project, open_writable, print_json
+from mskstudio.cli.distributed import add_distributed_options, run_maybe_distributed
 from mskstudio.jobrun import UserError
 
 
@@ -31,6 +32,7 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, help="data-loading processes (default 0 on CPU)")
     p.add_argument("--seed", type=int)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_distributed_options(p)
     p.set_defaults(func=cmd_cluster)
 
     p = sub.add_parser(
@@ -69,11 +71,11 @@ def cluster_params(args) -> dict:
 
 
 def cmd_cluster(args) -> int:
-    from mskstudio.jobrun import run_sync
-
     with open_writable(args.project) as project:
-        result = run_sync(project, "cluster", cluster_params(args),
-                          label="cluster now" if args.fast else "DeepCluster")
+        result = run_maybe_distributed(project, "cluster", cluster_params(args), args,
+                                       label="cluster now" if args.fast else "DeepCluster")
+    if result is None:  # --submit-only
+        return 0
     return _print_cluster_result(result, args.json)
 
 

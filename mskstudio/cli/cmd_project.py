@@ -121,7 +121,7 @@ class JsonLinesSink:
 
 
 def cmd_run_job(args) -> int:
-    from mskstudio.jobrun import TqdmSink, ctrl_c_cancels, run_job
+    from mskstudio.jobrun import TqdmSink, UserError, ctrl_c_cancels, run_job
     from mskstudio.ml.scale import ddp
 
     if ddp.launched() and ddp.rank() > 0:
@@ -135,6 +135,14 @@ def cmd_run_job(args) -> int:
     # The GUI asks a subprocess job to stop with SIGTERM; the job stops at its next check.
     signal.signal(signal.SIGTERM, lambda *_: token.cancel())
     project = open_writable(args.project)
+    if ddp.launched():  # rank 0 under torchrun: only the trainers have a distributed half
+        from mskstudio.ml.scale.worker import WORKERS
+
+        job = project.jobs.record(args.job_id)
+        if job is not None and job.kind not in WORKERS:
+            project.close()
+            raise UserError(f"job {args.job_id} ({job.kind}) does not run distributed; run it without torchrun "
+                            f"(distributed: {', '.join(sorted(WORKERS))})")
     sink = JsonLinesSink() if args.jsonl else TqdmSink(f"job {args.job_id}")
     try:
         with ctrl_c_cancels(token):

@@ -9,6 +9,7 @@ from mskstudio.cli.cmd_fuse import add_train_options as add_fusion_options
 from mskstudio.cli.cmd_fuse import check_train_options as check_fusion_options
 from mskstudio.cli.cmd_fuse import fuse_after_train, joint_fields
 from mskstudio.cli.common import add_project_arg, open_project, open_writable, print_json
+from mskstudio.cli.distributed import add_distributed_options, run_maybe_distributed
 from mskstudio.jobrun import UserError, run_sync
 from mskstudio.ml.classify.params import (
     HOLDOUTS,
@@ -63,11 +64,7 @@ def register(sub) -> None:
                    help="two-stage cascade: HEALTHY_CLASS vs pathological, then among pathological")
     p.add_argument("--seed", type=int, default=D.seed)
     p.add_argument("--device", default=D.device)
-    p.add_argument("--nproc", type=int, default=1,
-                   help="train with N processes on this machine (torchrun + DistributedDataParallel; "
-                        "gloo on CPU, nccl on CUDA, one GPU per process)")
-    p.add_argument("--submit-only", action="store_true",
-                   help="only submit the job and print the torchrun commands that run it (multi-node)")
+    add_distributed_options(p)
     p.add_argument("--name")
     p.add_argument("--resume", type=int, metavar="RUN", help="continue a cancelled/crashed classifier run")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -122,59 +119,15 @@ def cmd_train(args) -> int:
         params = {"resume": args.resume, "device": args.device}
     with open_writable(args.project) as project:
         check_fusion_options(project, args)
-        if args.submit_only:
-            return _submit_only(project, params)
-        if args.nproc > 1:
-            result = _run_distributed(project, args, params)
-        else:
-            result = run_sync(project, "train", params, label="train")
+        result = run_maybe_distributed(project, "train", params, args, label="train")
+        if result is None:  # --submit-only
+            return 0
         if args.json:
             print_json(result)
         else:
             _print_metrics(project.models.metrics(result["model_run_id"]), result["model_run_id"])
         fuse_after_train(project, args, result["model_run_id"])
     return 0
-
-
-def _run_distributed(project, args, params) -> dict:
-    """Submit the job, run it under torchrun on ``--nproc`` processes, return its result."""
-    import os
-    import subprocess
-
-    from mskstudio.jobrun import UserError, check_params
-    from mskstudio.ml.scale.ddp import torchrun_argv
-
-    check_params(project, "train", params)
-    job_id = project.jobs.submit("train", params)
-    env = {**os.environ, "MSKSTUDIO_DDP_DEVICE": "cuda" if str(args.device).startswith("cuda")
-           or (args.device in (None, "auto") and _cuda()) else "cpu"}
-    rc = subprocess.call(torchrun_argv(str(project.root), job_id, args.nproc), env=env)
-    job = project.jobs.record(job_id)
-    if rc != 0 or job is None or job.status != "done":
-        status = job.status if job else "missing"
-        raise UserError(f"distributed training job {job_id} ended {status} (torchrun exit {rc})")
-    return job.result
-
-
-def _submit_only(project, params) -> int:
-    from mskstudio.jobrun import check_params
-
-    check_params(project, "train", params)
-    job_id = project.jobs.submit("train", params)
-    root = project.root
-    print(f"submitted train job {job_id}; run it on one node with N processes:\n"
-          f"  torchrun --standalone --nproc-per-node N -m mskstudio run-job {root} {job_id}\n"
-          f"or on several nodes (node-rank 0 is the one holding the project; the others only read\n"
-          f"the snapshot in {root / 'cache' / 'snapshots'}, or a copy named by MSKSTUDIO_SNAPSHOT_ROOT):\n"
-          f"  torchrun --nnodes M --node-rank R --nproc-per-node N --rdzv-backend c10d "
-          f"--rdzv-endpoint HOST0:29500 -m mskstudio run-job {root} {job_id}")
-    return 0
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def cmd_predict(args) -> int:

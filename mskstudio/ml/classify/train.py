@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -52,6 +51,7 @@ from mskstudio.ml.classify.train_loop import (  # noqa: F401 - class_weights is 
 from mskstudio.ml.evaluate import metrics as ev
 from mskstudio.ml.evaluate.metrics import softmax
 from mskstudio.ml.scale import ddp
+from mskstudio.ml.scale.accel import oom_guard
 from mskstudio.ml.splits import check_split, make_split, split_summary
 
 if TYPE_CHECKING:
@@ -303,9 +303,10 @@ def _fold_loop(base, p, tasks, split, encoder_init, done, resume_state, device, 
                     and resume_state.get("fold") == f):
                 state = resume_state
             prefix = f"fold{f}" if task_name == "main" else f"{task_name}/fold{f}"
-            result = train_fold(
-                FoldPlan(base, tr, va, task_targets, names, encoder_init, prefix, state), p, device,
-                ctx.sub(lo, hi), save=lambda s, tn=task_name, ff=f: save(s, tn, ff))
+            with oom_guard(p["batch_size"], device):  # one line naming a batch size that fits
+                result = train_fold(
+                    FoldPlan(base, tr, va, task_targets, names, encoder_init, prefix, state), p, device,
+                    ctx.sub(lo, hi), save=lambda s, tn=task_name, ff=f: save(s, tn, ff))
             done[task_name].append(result)
             save(None, task_name, f + 1)
 
@@ -338,15 +339,12 @@ def train_worker(plan: dict[str, Any], ctx: JobContext) -> None:
     import torch
 
     from mskstudio.ml.scale.ddp import init_from_env
-    from mskstudio.ml.scale.snapshot import open_snapshot
+    from mskstudio.ml.scale.snapshot import locate, open_snapshot
 
     p = plan["p"]
     random.seed(p["seed"])
     torch.manual_seed(p["seed"])
-    folder = plan["snapshot"]
-    if os.environ.get("MSKSTUDIO_SNAPSHOT_ROOT"):  # another node: the snapshot copied elsewhere
-        folder = os.path.join(os.environ["MSKSTUDIO_SNAPSHOT_ROOT"], os.path.basename(folder))
-    base = FoldData.from_snapshot(open_snapshot(folder), p)
+    base = FoldData.from_snapshot(open_snapshot(locate(plan["snapshot"])), p)
     base.clinical = plan.get("clinical")
     done = {t: [None] * n for t, n in plan["done"].items()}
     _fold_loop(base, p, plan["tasks"], plan["split"], plan["encoder_init"], done, plan["resume_state"],

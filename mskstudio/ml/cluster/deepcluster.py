@@ -50,19 +50,25 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mskstudio.jobs import Cancelled, JobContext
+from mskstudio.ml.cluster.epochs import (  # noqa: F401 - reset_head, warm_up_head: the module's API
+    EpochPlan,
+    jsonable,
+    reset_head,
+    run_epochs,
+    warm_up_head,
+    worker_plan,
+)
 from mskstudio.ml.cluster.features import (
     PCAWhitener,
-    UniformClusterSampler,
     default_k,
     extract_features,
     kmeans,
     map_2d,
     merge_clusters,
-    nmi,
-    recalibrate_batchnorm,
     truth_metrics,
 )
 from mskstudio.ml.cluster.params import RECLUSTER_METHODS, ClusterParams, ReclusterParams
+from mskstudio.ml.scale import ddp
 
 if TYPE_CHECKING:
     import torch
@@ -89,6 +95,8 @@ def run_cluster(project: Project, params: dict[str, Any], ctx: JobContext) -> di
         raise ValueError(f"k = {p['k']} is larger than the number of images ({len(ids)})")
     job_id = ctx.job_id
     device = pick_device(p["device"])
+    if ddp.launched():  # under torchrun: this is rank 0 (the others run scale.worker.worker_main)
+        device = ddp.init_from_env(device.type)
     if p["workers"] is None:
         p["workers"] = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
     random.seed(p["seed"])
@@ -126,6 +134,9 @@ def run_cluster(project: Project, params: dict[str, Any], ctx: JobContext) -> di
             reuse_run=restart), ctx.sub(0.05, 0.85))
     else:
         raise ValueError(f"unknown clustering mode {p['mode']!r} (deepcluster or fast)")
+    if ddp.active():  # nothing was trained (cluster now without pretraining): release the other ranks
+        ddp.broadcast({"kind": "none"})
+        ddp.shutdown()
     return cluster_and_store(project, backbone, ids, p, ctx.sub(0.85, 1.0), dataset=dataset,
                              model_run_id=model_run_id, nmi_history=nmi_history, job_id=job_id,
                              device=device)
@@ -195,11 +206,7 @@ def _train(project: Project, p: dict[str, Any], plan: PretrainPlan, ctx: JobCont
     ids, dataset, backbone, parent_run_id = plan.ids, plan.dataset, plan.backbone, plan.parent_run_id
     epochs, device, job_id, resume = plan.epochs, plan.device, plan.job_id, plan.resume
     reuse_run = plan.reuse_run
-    import torch
-    import torch.nn as nn
-
-    from mskstudio.ml.datasets import Augment, make_loader
-    from mskstudio.ml.models import build_backbone, load_checkpoint, normalise
+    from mskstudio.ml.models import build_backbone, load_checkpoint
 
     start, prev, history, opt_state = 0, None, [], None
     if resume:
@@ -219,98 +226,18 @@ def _train(project: Project, p: dict[str, Any], plan: PretrainPlan, ctx: JobCont
         project.models.set_status(run_id, "running", job_id=job_id)
     else:
         run_id = project.models.create(KIND, p["arch"], name=p["name"] or f"DeepCluster {p['arch']}",
-                                       params=_jsonable(p), parent_run_id=parent_run_id, job_id=job_id)
-    dim = backbone.fc.in_features if hasattr(backbone.fc, "in_features") else None
-    dim = dim or _feature_dim(backbone, p["input_size"])
-    cuda = device.type == "cuda"
-    backbone = backbone.to(device)
-    if cuda:
-        backbone = backbone.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(backbone.parameters(), lr=p["lr"], momentum=p["momentum"],
-                          weight_decay=p["weight_decay"])
-    if opt_state:
-        opt.load_state_dict(opt_state)
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
-    loss_fn = nn.CrossEntropyLoss()
-    augment = Augment(p["input_size"], scale=(float(p["crop_scale"]), 1.0))
-    total = max(epochs - start, 1)
+                                       params=jsonable(p), parent_run_id=parent_run_id, job_id=job_id)
+    if ddp.active():  # rank 0 of a torchrun job: the other ranks get the snapshot and the plan
+        ddp.broadcast(worker_plan(project, p, ids, dataset, backbone, opt_state, start, epochs, prev,
+                                   history, device))
+
+    def save(epoch: int, state: dict[str, Any], metrics: dict[str, Any]) -> None:
+        sha = project.blobs.put_bytes(_checkpoint_bytes(state))
+        project.models.set_checkpoint(run_id, sha, metrics=metrics)
+
     try:
-        for epoch in range(start, epochs):
-            ectx = ctx.sub((epoch - start) / total, (epoch - start + 1) / total)
-            t0 = time.perf_counter()
-            dataset.augment = None
-            if p["bn_recalibrate"] and epoch == start and p.get("init_report") is not None:
-                # Only a weights file brings statistics of other images.  A random network's
-                # BatchNorm (mean 0, variance 1) passes the image's own contrast through, and
-                # recalibrating it first made the first clustering worse (2,000-image phantom
-                # project, 96 px, k = 50: NMI vs true regions 0.61 -> 0.38).
-                _recalibrate(backbone, dataset, p, device, ctx)
-            feats = extract_features(project, backbone, ids, ectx.sub(0.0, 0.35), size=p["input_size"],
-                                     batch_size=p["batch_size"], device=str(device),
-                                     workers=p["workers"], dataset=dataset)
-            x = PCAWhitener.fit(feats, p["pca_dim"]).transform(feats)
-            km = kmeans(x, p["k"], niter=p["kmeans_iter"], seed=p["seed"] + epoch)
-            ectx.progress(0.4, f"epoch {epoch + 1}/{epochs}: k-means done")
-            if prev is not None:
-                history.append(nmi(prev, km.assign))
-                ctx.metric("nmi_consecutive", history[-1], epoch)
-            ctx.metric("empty_clusters_reassigned", km.n_reassigned, epoch)
-            # Agreement with the labels a person (or the import) gave, per epoch: the curve tells a
-            # reviewer whether more epochs still help.  The labels never reach the training.
-            for name, m in ground_truth_metrics(project, ids, km.assign).items():
-                ctx.metric(f"{name}/nmi_per_epoch", m["nmi"], epoch)
-                ctx.metric(f"{name}/purity_per_epoch", m["purity"], epoch)
-            # A new head for the new pseudo-labels (DeepCluster resets the top layer).
-            head = reset_head(dim, p["k"]).to(device)
-            if p["head_warmup_steps"]:
-                acc = warm_up_head(head, feats, km.assign, int(p["head_warmup_steps"]), device,
-                                   seed=p["seed"] + epoch)
-                ctx.metric("head_warmup_accuracy", acc, epoch)
-            head_opt = torch.optim.SGD(head.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
-            dataset.set_targets(km.assign.tolist())
-            dataset.augment = augment
-            n_samples = max(1, round(float(p["samples_per_epoch"]) * len(ids)))
-            sampler = UniformClusterSampler(km.assign, n_samples=n_samples, seed=p["seed"] + epoch)
-            loader = make_loader(dataset, batch_size=p["batch_size"], sampler=sampler,
-                                 workers=p["workers"], device=device,
-                                 drop_last=n_samples > p["batch_size"])
-            backbone.train()
-            n_batches, losses = len(loader), []
-            tctx = ectx.sub(0.4, 0.97)
-            for b, (xb, yb) in enumerate(loader):
-                ctx.check_cancelled()
-                xb = normalise(xb.to(device, non_blocking=True))
-                if cuda:
-                    xb = xb.contiguous(memory_format=torch.channels_last)
-                yb = yb.to(device)
-                with torch.autocast(device.type, dtype=torch.float16, enabled=cuda):
-                    loss = loss_fn(head(backbone(xb)), yb)
-                opt.zero_grad(set_to_none=True)
-                head_opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.step(head_opt)
-                scaler.update()
-                losses.append(float(loss.detach()))
-                tctx.progress((b + 1) / n_batches, f"epoch {epoch + 1}/{epochs} loss {losses[-1]:.3f}")
-            dataset.augment = None
-            if p["bn_recalibrate"]:  # the checkpoint (and the next epoch's k-means) get clean statistics
-                _recalibrate(backbone, dataset, p, device, ctx)
-            epoch_s = time.perf_counter() - t0
-            prev = km.assign
-            state = {"arch": p["arch"], "backbone": {k: v.detach().cpu() for k, v in
-                                                     backbone.state_dict().items()},
-                     "optimizer": opt.state_dict(), "epoch": epoch, "input_size": p["input_size"],
-                     "in_chans": 1, "nmi_history": history, "assign": km.assign.tolist(),
-                     "image_ids": ids, "params": _jsonable({**p, "epochs": epochs})}
-            sha = project.blobs.put_bytes(_checkpoint_bytes(state))
-            project.models.set_checkpoint(run_id, sha, metrics={
-                "epoch": epoch, "epochs": epochs, "nmi_history": history,
-                "loss": float(np.mean(losses)) if losses else None, "epoch_seconds": epoch_s})
-            # After the checkpoint: a kill before it trains (and reports) this epoch again.
-            ctx.metric("loss", float(np.mean(losses)) if losses else float("nan"), epoch)
-            ctx.metric("epoch_seconds", epoch_s, epoch)
-            ectx.progress(1.0, f"epoch {epoch + 1}/{epochs} saved")
+        backbone = run_epochs(EpochPlan(ids, dataset, backbone, start, epochs, opt_state, prev, history, device),
+                           p, ctx, save=save, truth=lambda assign: ground_truth_metrics(project, ids, assign))
     except Cancelled:
         project.models.set_status(run_id, "cancelled")
         raise
@@ -319,66 +246,10 @@ def _train(project: Project, p: dict[str, Any], plan: PretrainPlan, ctx: JobCont
         raise
     finally:
         dataset.augment = None
+        ddp.shutdown()  # the other ranks are done; the final clustering is rank 0's alone
     project.models.set_status(run_id, "done")
     backbone.input_size = p["input_size"]
     return backbone.eval(), run_id, history
-
-
-def reset_head(dim: int, k: int) -> torch.nn.Linear:
-    """A freshly initialised linear classifier (weights N(0, 0.01), bias 0)."""
-    import torch.nn as nn
-
-    head = nn.Linear(dim, k)
-    nn.init.normal_(head.weight, 0.0, 0.01)
-    nn.init.zeros_(head.bias)
-    return head
-
-
-def warm_up_head(head: torch.nn.Linear, feats: np.ndarray, assign: np.ndarray, steps: int, device,
-                 *, max_rows: int = 8192, seed: int = 0) -> float:
-    """Fit a fresh head to the pseudo-labels on the frozen features (full-batch Adam); returns accuracy.
-
-    Caron et al. train one long ImageNet epoch per clustering, so a head starting from
-    N(0, 0.01) has thousands of steps to learn; on a few thousand radiographs an epoch is
-    a few dozen steps, and a random head sends mostly noise back into the backbone for the
-    whole epoch.  Starting from a head that already separates the clusters on clean
-    features, every step teaches the backbone to keep augmented views in their cluster.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    rows = np.arange(len(feats))
-    if len(rows) > max_rows:
-        rows = np.random.default_rng(seed).choice(rows, max_rows, replace=False)
-    x = torch.as_tensor(feats[rows], dtype=torch.float32, device=device)
-    y = torch.as_tensor(np.asarray(assign)[rows], dtype=torch.long, device=device)
-    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
-    with torch.enable_grad():
-        for _ in range(steps):
-            loss = F.cross_entropy(head(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    with torch.no_grad():
-        return float((head(x).argmax(1) == y).float().mean())
-
-
-def _recalibrate(backbone, dataset, p: dict[str, Any], device, ctx: JobContext) -> None:
-    dataset.augment = None
-    recalibrate_batchnorm(backbone, dataset, batch_size=p["batch_size"], device=str(device),
-                          workers=p["workers"], check=ctx.check_cancelled)
-
-
-def _feature_dim(backbone, size: int) -> int:
-    import torch
-
-    with torch.no_grad():
-        return int(backbone.eval()(torch.zeros(1, 1, size, size)).shape[1])
-
-
-def _jsonable(p: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in p.items() if k != "image_ids" and isinstance(v, (str, int, float, bool,
-                                                                               type(None), list, dict))}
 
 
 def cluster_and_store(project: Project, backbone, ids: list[int], p: dict[str, Any], ctx: JobContext,
@@ -490,7 +361,7 @@ def _store_run(project: Project, ids: list[int], x: np.ndarray, km, p: dict[str,
     run_id = project.clusters.create_run(
         image_ids=ids, assign=km.assign, distance=km.distance, member_xy=pts, centroid_xy=cen,
         features=x, model_run_id=model_run_id, label_set_id=label_set_id, k=p["k"],
-        params=_jsonable(p), nmi_history=nmi_history or [], metrics=metrics, job_id=job_id)
+        params=jsonable(p), nmi_history=nmi_history or [], metrics=metrics, job_id=job_id)
     for name, m in metrics["truth"].items():
         for key in ("nmi", "ari", "purity"):
             ctx.metric(f"{name}/{key}", m[key], 0)

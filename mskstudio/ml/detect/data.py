@@ -135,6 +135,18 @@ class DetImages:
             self.geometry[i] = g
             self.boxes[i] = g.to_square(truth.get(i, np.zeros((0, 4), np.float32)))
 
+    @classmethod
+    def from_arrays(cls, ids: Sequence[int], squares: np.ndarray, boxes: dict[int, np.ndarray]) -> DetImages:
+        """The training view of rank > 0 of a distributed run: letterboxed squares (memory-mapped
+        from the snapshot) and boxes in square pixels, no project and no geometry."""
+        self = cls.__new__(cls)
+        self.ids = [int(i) for i in ids]
+        self.size = int(squares.shape[1])
+        self.index = {i: k for k, i in enumerate(self.ids)}
+        self.squares, self.geometry = squares, {}
+        self.boxes = {int(i): np.asarray(b, np.float32).reshape(-1, 4) for i, b in boxes.items()}
+        return self
+
     def square(self, image_id: int) -> np.ndarray:
         return self.squares[self.index[int(image_id)]].astype(np.float32) / 65535.0
 

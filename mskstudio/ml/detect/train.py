@@ -32,6 +32,8 @@ from mskstudio.ml.detect.predict import (
     predict_images,
     torch_raws,
 )
+from mskstudio.ml.scale import ddp
+from mskstudio.ml.scale.accel import accel_for, oom_guard
 
 if TYPE_CHECKING:
     from mskstudio.jobs import JobContext
@@ -77,6 +79,8 @@ def run_train_det(project: Project, params: dict[str, Any], ctx: JobContext) -> 
         torch.set_num_threads(int(p["threads"]))
     t0, cpu0 = time.time(), time.process_time()
     device = pick_device(p["device"])
+    if ddp.launched():  # under torchrun: this is rank 0 (the others run scale.worker.worker_main)
+        device = ddp.init_from_env(device.type)
 
     ids = sorted(set(project.images.ids()) & ({int(i) for i in p["image_ids"]} if p["image_ids"]
                                               else set(project.images.ids())))
@@ -107,10 +111,15 @@ def run_train_det(project: Project, params: dict[str, Any], ctx: JobContext) -> 
     except BaseException:
         project.models.set_status(run_id, "error", job_id=ctx.job_id)
         raise
+    finally:
+        ddp.shutdown()
 
 
 def train_fold(images, train_ids, p, init_state, device, ctx, state, save, fold: int):
-    """One fold model's state dict after ``epochs`` epochs (resuming from ``state`` if given)."""
+    """One fold model's state dict after ``epochs`` epochs (resuming from ``state`` if given).
+
+    Under torchrun every rank trains its DistributedSampler share (global batch ``batch_size``);
+    ``save`` is a no-op on ranks above 0."""
     import torch
 
     from mskstudio.ml.detect.data import RadiographAugment, TrainSet, collate
@@ -128,19 +137,19 @@ def train_fold(images, train_ids, p, init_state, device, ctx, state, save, fold:
     missing = load_backbone_state(model, init_state)
     if missing:
         ctx.log(f"fold{fold}: {len(missing)} backbone tensors not in the init weights")
-    model.to(device)
+    acc = accel_for(device)  # bf16/fp16 autocast and channels-last on CUDA
+    model = acc.module(model)
     aug = RadiographAugment(int(p["size"]), seed=seed) if p["augment"] else None
     data = TrainSet(images, train_ids, aug, crop=crop, seed=seed)
-    bs = int(p["batch_size"])
-    loader = torch.utils.data.DataLoader(data, batch_size=bs, shuffle=True, collate_fn=collate,
-                                         generator=torch.Generator().manual_seed(seed),
-                                         num_workers=int(p["workers"] or 0), drop_last=len(data) > bs)
+    loader, sampler = ddp.shuffled_loader(data, int(p["batch_size"]), seed=seed,
+                                          generator=torch.Generator().manual_seed(seed), device=device,
+                                          workers=int(p["workers"] or 0), collate_fn=collate)
+    net = ddp.wrap(model, device)  # the model itself on one process
     epochs, nb = int(p["epochs"]), max(1, len(loader))
     opt = torch.optim.AdamW(model.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(p["lr"]), total_steps=epochs * nb,
                                                 pct_start=0.15)
-    cuda = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
+    scaler = acc.scaler()
     epoch0, history = 0, []
     if state is not None:
         model.load_state_dict(state["model"])
@@ -149,25 +158,35 @@ def train_fold(images, train_ids, p, init_state, device, ctx, state, save, fold:
         epoch0, history = int(state["epoch"]), list(state["history"])
         ctx.log(f"fold{fold}: resuming at epoch {epoch0 + 1}")
     for epoch in range(epoch0, epochs):
+        ddp.maybe_die(epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+            if aug is not None:  # other augmentations on every rank
+                aug.rng.seed((seed * 1_000_003 + epoch) * 31 + ddp.rank())
         model.train()
         sums: dict[str, float] = {}
-        for b, (xs, targets) in enumerate(loader):
-            ctx.check_cancelled()
-            xs = [x.to(device, non_blocking=True) for x in xs]
-            targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
-            with torch.autocast(device.type, enabled=cuda):
-                losses = model(xs, targets)
-                loss = sum(losses.values())
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            ctx.progress((epoch + (b + 1) / nb) / epochs, f"fold{fold} epoch {epoch + 1}/{epochs}")
+        with oom_guard(p["batch_size"], device):
+            for b, (xs, targets) in enumerate(loader):
+                ctx.check_cancelled()
+                xs = [x.to(device, non_blocking=True) for x in xs]
+                targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+                with acc.autocast():
+                    losses = net(xs, targets)
+                    loss = sum(losses.values())
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                ctx.progress((epoch + (b + 1) / nb) / epochs, f"fold{fold} epoch {epoch + 1}/{epochs}")
+        if sampler is not None:  # the losses of every rank's share, not rank 0's alone
+            keys = sorted(sums)
+            sums = dict(zip(keys, (v / ddp.world_size() for v in ddp.all_reduce_sums([sums[k] for k in keys])),
+                            strict=True))
         rec = {"epoch": epoch, **{k: v / nb for k, v in sums.items()}}
         rec["loss"] = sum(v for k, v in rec.items() if k != "epoch")
         history.append(rec)
@@ -192,9 +211,9 @@ def _train_and_score(project, p, ctx, run_id, images, split, positive, class_id,
 
     init_state = backbone_state(project, p["init"])
     done: list[dict[str, Any]] = resume_state["done"] if resume_state else []
-    # ``train_folds`` < k trains only the first folds (a CPU budget): the threshold comes from
-    # their validation patients, the ensemble is those fold models, the hold-out is unchanged
-    k = min(len(split["folds"]), int(p.get("train_folds") or len(split["folds"])))
+    if ddp.active():  # the other ranks get the snapshot and the plan, never the project
+        ddp.broadcast(_worker_plan(project, p, images, split, init_state, len(done), resume_state, device))
+    k = trained_folds(p, split)
     oof: dict[int, Any] = {}
     for d in done:
         oof.update({int(i): v for i, v in d["val_preds"].items()})
@@ -220,6 +239,7 @@ def _train_and_score(project, p, ctx, run_id, images, split, positive, class_id,
         project.models.set_checkpoint(run_id, _save(project, {
             "format": CHECKPOINT_FORMAT, "state": "training", "fold": f + 1, "done": done}))
 
+    ddp.shutdown()  # the other ranks are done; scoring is rank 0's
     ctx.progress(0.86, "scoring the held-out patients")
     models = [model_from_state(p, d["state"]) for d in done]
     test_preds = predict_images(torch_raws(models, device), make_decoder(models[0], p), images,
@@ -267,6 +287,41 @@ def _train_and_score(project, p, ctx, run_id, images, split, positive, class_id,
     return {"model_run_id": run_id, "threshold": threshold,
             "hit_rate_iou20": hit["value"], "fp_per_image": hold["lesion"]["0.2"]["fp_per_image"]["value"],
             "cpu_minutes": metrics["cpu_minutes"], "wall_minutes": metrics["wall_minutes"]}
+
+
+def trained_folds(p: dict[str, Any], split: dict[str, Any]) -> int:
+    """``train_folds`` < k trains only the first folds (a CPU budget): the threshold comes from
+    their validation patients, the ensemble is those fold models, the hold-out is unchanged."""
+    return min(len(split["folds"]), int(p.get("train_folds") or len(split["folds"])))
+
+
+def _worker_plan(project, p, images, split, init_state, n_done, resume_state, device) -> dict[str, Any]:
+    """What a rank > 0 needs: the snapshot (letterboxed squares; boxes in the manifest) and the plan."""
+    from mskstudio.ml.scale.snapshot import write_snapshot
+
+    boxes = {str(i): images.boxes[i].tolist() for i in images.ids}
+    snap = write_snapshot(project.cache_dir / "snapshots", images.ids, images.squares, None,
+                          {"trainer": "detector", "size": images.size, "boxes": boxes})
+    state = {k: v for k, v in (resume_state or {}).items() if k != "done"} or None
+    return {"kind": "train-det", "snapshot": str(snap), "p": p, "split": split, "init_state": init_state,
+            "done": n_done, "resume_state": state, "device": device.type}
+
+
+def detect_worker(plan: dict[str, Any], ctx: JobContext) -> None:
+    """Rank > 0 of a distributed detector run: the folds rank 0 trains, on the snapshot."""
+    from mskstudio.ml.detect.data import DetImages
+    from mskstudio.ml.scale.snapshot import locate, open_snapshot
+
+    snap = open_snapshot(locate(plan["snapshot"]))
+    images = DetImages.from_arrays(snap.ids, snap.images,
+                                   {int(i): b for i, b in snap.manifest["boxes"].items()})
+    device, state = ddp.init_from_env(plan["device"]), plan["resume_state"]
+    for f, fold in enumerate(plan["split"]["folds"][:trained_folds(plan["p"], plan["split"])]):
+        if f < plan["done"]:
+            continue
+        train_fold(images, fold["train"], plan["p"], plan["init_state"], device, ctx,
+                   state if state and "model" in state and state.get("fold") == f else None,
+                   lambda s: None, f)
 
 
 def operating_threshold(truth, preds, fp_budget: float) -> float:

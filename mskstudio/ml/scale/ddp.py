@@ -115,6 +115,79 @@ def gather_sharded_rows(local: np.ndarray, n_total: int) -> np.ndarray:
     return out
 
 
+def wrap(module, device):
+    """``module`` under DistributedDataParallel when the process group is up, else itself.
+
+    The parameters stay the module's own, so optimisers built on ``module`` keep working and
+    the checkpoint is the bare module's state."""
+    if not active():
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def average_buffers(module) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over ranks, so every rank
+    holds the same network after each rank recalibrated on its own share of the images."""
+    if not active():
+        return
+    import torch.distributed as dist
+
+    n = world_size()
+    for buf in module.buffers():
+        if buf.is_floating_point():
+            dist.all_reduce(buf)
+            buf.div_(n)
+
+
+def all_reduce_mean(value: float, weight: float = 1.0) -> float:
+    """Weighted mean of ``value`` over ranks (one rank: ``value``)."""
+    if not active():
+        return value
+    s, w = all_reduce_sums([value * weight, weight])
+    return s / w if w else float("nan")
+
+
+def shuffled_loader(dataset, batch_size: int, *, seed: int, generator, device, workers: int = 0,
+                    collate_fn=None):
+    """(DataLoader, sampler or None) of a shuffled training set: on one process the loader
+    shuffles with ``generator``; under DDP a DistributedSampler (seeded, ``set_epoch`` per
+    epoch) hands each rank its share and the per-rank batch is ``batch_size / world size``,
+    so the global batch (and the learning-rate schedule's step count) stays the same."""
+    import torch
+
+    sampler = torch.utils.data.DistributedSampler(dataset, shuffle=True, seed=int(seed)) if active() else None
+    per_rank = max(1, int(batch_size) // (world_size() if sampler is not None else 1))
+    n = len(sampler) if sampler is not None else len(dataset)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=per_rank, shuffle=sampler is None, sampler=sampler,
+        generator=generator if sampler is None else None, drop_last=n > per_rank,
+        num_workers=int(workers or 0), pin_memory=device.type == "cuda", collate_fn=collate_fn)
+    return loader, sampler
+
+
+class RankSlice:
+    """A sampler that hands this rank its share of a sampler every rank draws identically.
+
+    DistributedSampler shuffles ``range(N)``; a trainer with its own sampling (DeepCluster's
+    uniform-over-clusters draw) keeps it: every rank draws the same indices from the same
+    seed and takes every n-th from its rank on, cut to a multiple of n so every rank runs
+    the same number of steps (DDP needs that)."""
+
+    def __init__(self, base, r: int | None = None, n: int | None = None):
+        self.base, self.r = base, rank() if r is None else r
+        self.n = world_size() if n is None else n
+
+    def __iter__(self):
+        idx = list(iter(self.base))
+        idx = idx[: len(idx) - len(idx) % self.n]
+        return iter(idx[self.r::self.n])
+
+    def __len__(self) -> int:
+        return len(self.base) // self.n
+
+
 def maybe_die(epoch: int) -> None:
     spec = os.environ.get(DIE_ENV)
     if spec:

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mskstudio.io.analysis import load_analysis
+from mskstudio.ml.scale import ddp
+from mskstudio.ml.scale.accel import accel_for, maybe_compile, oom_guard
 
 # Re-exported: the public segmentation API lives in one place for callers.
 from mskstudio.ml.segment.data import (  # noqa: F401
@@ -132,6 +134,10 @@ def _fit(
 
     ``resume``: an epoch checkpoint to continue from; ``save(state)`` is called after
     every epoch with what a resume needs (``segment.resume``).
+
+    Under torchrun every rank runs this on its DistributedSampler share of the training
+    images (global batch ``batch_size``, DistributedDataParallel averaging the gradients);
+    only rank 0 validates, keeps the best state and saves; the others return (None, {}).
     """
     import torch
 
@@ -143,37 +149,47 @@ def _fit(
     model = build_segmenter(arch)
     if encoder_state is not None:
         model.encoder.load_backbone_state(encoder_state)
-    model.to(device)
+    acc = accel_for(device)  # bf16/fp16 autocast and channels-last on CUDA
+    model = acc.module(model)
     xs, ms = data["train"]
     aug = JointAugment(rng=random.Random(p["seed"])) if p["augment"] else None
     generator = torch.Generator().manual_seed(p["seed"])
-    loader = torch.utils.data.DataLoader(
-        SegDataset(xs, ms, aug),
-        batch_size=p["batch_size"],
-        shuffle=True,
-        generator=generator,
-        drop_last=len(xs) > p["batch_size"],
-    )
+    loader, sampler = ddp.shuffled_loader(SegDataset(xs, ms, aug), p["batch_size"], seed=p["seed"],
+                                          generator=generator, device=device)
+    lead = ddp.rank() == 0
+    net = ddp.wrap(model, device) if ddp.active() else maybe_compile(model, ctx.log)
     opt = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=1e-4)
     epochs = int(p["epochs"])
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=p["lr"], total_steps=max(1, epochs * len(loader)), pct_start=0.2
     )
+    scaler = acc.scaler()
     start, best_state, best_val, best_epoch = rs.restore(resume, model, opt, sched)
     val_x, val_m = data["val"] if len(data["val"][0]) else data["train"]
     for epoch in range(start, epochs):
+        ddp.maybe_die(epoch)
         rs.reseed(epoch, int(p["seed"]), generator, aug.rng if aug else None)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+            if aug is not None:  # other augmentations on every rank
+                aug.rng.seed((int(p["seed"]) * 1_000_003 + epoch) * 31 + ddp.rank())
         model.train()
         losses = []
-        for x, m in loader:
-            ctx.check_cancelled()
-            x, m = x.to(device), m.to(device)
-            loss = dice_bce_loss(model(normalise(x)), m, pos_weight=p["pos_weight"])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
+        with oom_guard(p["batch_size"], device):
+            for x, m in loader:
+                ctx.check_cancelled()
+                x, m = acc.batch(x), m.to(device, non_blocking=True)
+                with acc.autocast():
+                    logits = net(normalise(x))
+                loss = dice_bce_loss(logits.float(), m, pos_weight=p["pos_weight"])
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                losses.append(float(loss.detach()))
+        if not lead:  # validation, the best state and the checkpoint are rank 0's
+            continue
         val = evaluate(model, val_x, val_m, device, p["threshold"])
         score = val["dice"] if val["dice"] == val["dice"] else 0.0  # nan-safe
         if best_state is None or score > best_val:
@@ -187,6 +203,8 @@ def _fit(
             (epoch + 1) / epochs,
             f"{tag}epoch {epoch + 1}/{epochs} loss {np.mean(losses):.3f} val dice {val['dice']:.3f}",
         )
+    if not lead:
+        return None, {}
     model.load_state_dict(best_state)
     metrics = {
         "best_epoch": best_epoch,
@@ -205,6 +223,8 @@ def run_train_seg(project: Project, params: dict[str, Any], ctx: JobContext) -> 
     p, run_id, resume = rs.open_run(project, params, DEFAULTS, "segmenter", ctx)
     t0, cpu0 = time.time(), time.process_time()
     device = pick_device(p["device"])
+    if ddp.launched():  # under torchrun: this is rank 0 (the others run scale.worker.worker_main)
+        device = ddp.init_from_env(device.type)
     masks = training_masks(project, p["class"])
     ids = sorted(masks)
     if p["max_images"]:
@@ -233,6 +253,9 @@ def run_train_seg(project: Project, params: dict[str, Any], ctx: JobContext) -> 
     try:
         rs.check_same_images(resume, ids, run_id)
         folds_done = list(resume["folds_done"]) if resume else []
+        if ddp.active():  # the other ranks get the snapshot and the plan, never the project
+            ddp.broadcast(_worker_plan(project, p, ids, xs, ms, patients, splits, encoder_state,
+                                       len(folds_done), resume, device))
         fold_metrics, best = [], None
         for f, part in enumerate(splits):
             if f < len(folds_done):  # finished before the run was stopped
@@ -268,6 +291,7 @@ def run_train_seg(project: Project, params: dict[str, Any], ctx: JobContext) -> 
             )
             if best is None or m["val"]["dice"] > best[1]["val"]["dice"]:
                 best = (state, m, part)
+        ddp.shutdown()  # the other ranks are done
         state, m, part = best
         metrics = {
             "test_iou": m["test"]["iou"],
@@ -294,8 +318,42 @@ def run_train_seg(project: Project, params: dict[str, Any], ctx: JobContext) -> 
     except BaseException as exc:
         mark_stopped(project, run_id, exc)
         raise
+    finally:
+        ddp.shutdown()
     ctx.progress(1.0, f"test IoU {metrics['test_iou']:.3f}")
     return {"run_id": run_id, **{k: v for k, v in metrics.items() if k != "folds"}}
+
+
+def _worker_plan(project, p, ids, xs, ms, patients, splits, encoder_state, n_done, resume,
+                 device) -> dict[str, Any]:
+    """What a rank > 0 needs: the snapshot (prepared squares + masks) and the plan."""
+    from mskstudio.ml.scale.snapshot import write_snapshot
+
+    snap = write_snapshot(project.cache_dir / "snapshots", ids, xs, None,
+                          {"trainer": "segmenter", "size": int(p["size"]),
+                           "background_threshold": p["background_threshold"], "class": p["class"]},
+                          {"masks": ms})
+    return {"kind": "train-seg", "snapshot": str(snap), "p": p, "patients": patients, "splits": splits,
+            "encoder_state": encoder_state, "folds_done": n_done,
+            "resume": {k: v for k, v in (resume or {}).items() if k != "folds_done"} or None,
+            "device": device.type}
+
+
+def segment_worker(plan: dict[str, Any], ctx: JobContext) -> None:
+    """Rank > 0 of a distributed segmenter run: the folds rank 0 trains, on the snapshot."""
+    from mskstudio.ml.scale.snapshot import locate, open_snapshot
+
+    snap = open_snapshot(locate(plan["snapshot"]))
+    p, ids, device = plan["p"], snap.ids, ddp.init_from_env(plan["device"])
+    xs, ms = snap.images, snap.arrays["masks"]
+    position = {i: n for n, i in enumerate(ids)}
+    resume = plan["resume"]
+    for f, part in enumerate(plan["splits"]):
+        if f < plan["folds_done"]:
+            continue
+        idx = {k: [position[i] for i in v] for k, v in images_by_part(ids, plan["patients"], part).items()}
+        _fit(p["arch"], {k: (xs[v], ms[v]) for k, v in idx.items()}, p, device, ctx, plan["encoder_state"],
+             "", resume=resume if resume and resume.get("fold") == f else None)
 
 
 # ---- inference ------------------------------------------------------------------------------------

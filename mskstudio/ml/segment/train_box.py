@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mskstudio.ml.scale import ddp
 from mskstudio.ml.segment import roi_seg as sr
 from mskstudio.ml.segment.data import (
     dice_bce_loss,
@@ -111,13 +112,9 @@ def fit_box_model(
     model = build_segmenter(p["arch"], in_channels=2).to(device)
     data = sr.BoxCrops(train, crop, int(p["samples_per_image"]), p["jitter"], bool(p["augment"]), p["seed"])
     generator = torch.Generator().manual_seed(p["seed"])
-    loader = torch.utils.data.DataLoader(
-        data,
-        batch_size=int(p["batch_size"]),
-        shuffle=True,
-        generator=generator,
-        drop_last=len(data) > int(p["batch_size"]),
-    )
+    loader, sampler = ddp.shuffled_loader(data, p["batch_size"], seed=p["seed"], generator=generator,
+                                          device=device)
+    net, lead = ddp.wrap(model, device), ddp.rank() == 0  # ``net``: the model itself on one process
     epochs = int(p["epochs"])
     opt = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -126,17 +123,23 @@ def fit_box_model(
     val_x, val_m = _val_crops(val or train, crop, p["jitter"], p["seed"] + 7)
     start, best_state, best_iou, best_epoch = rs.restore(resume, model, opt, sched)
     for epoch in range(start, epochs):
+        ddp.maybe_die(epoch)
         rs.reseed(epoch, int(p["seed"]), generator, data.rng)
+        if sampler is not None:  # each rank its share, and other jitter/augmentations
+            sampler.set_epoch(epoch)
+            data.rng.seed((int(p["seed"]) * 1_000_003 + epoch) * 31 + ddp.rank())
         model.train()
         losses = []
         for x, m in loader:
             ctx.check_cancelled()
-            loss = dice_bce_loss(model(x.to(device)), m.to(device), batch_dice=False)
+            loss = dice_bce_loss(net(x.to(device)), m.to(device), batch_dice=False)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             losses.append(float(loss.detach()))
+        if not lead:  # validation, the best state and the checkpoint are rank 0's
+            continue
         ious, _ = iou_dice_batch(_predict_crops(model, val_x, device) > p["threshold"], val_m)
         val_iou = float(np.mean(ious))
         if val_iou > best_iou:
@@ -149,6 +152,8 @@ def fit_box_model(
         ctx.progress(
             (epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs} loss {np.mean(losses):.3f} val IoU {val_iou:.3f}"
         )
+    if not lead:
+        return None, {}
     return best_state, {"best_epoch": best_epoch, "val_crop_iou": best_iou}
 
 
@@ -175,6 +180,8 @@ def run_train_box_seg(project: Project, params: dict[str, Any], ctx: JobContext)
         torch.set_num_threads(int(p["threads"]))
     t0, cpu0 = time.time(), time.process_time()
     device = pick_device(p["device"])
+    if ddp.launched():  # under torchrun: this is rank 0 (the others run scale.worker.worker_main)
+        device = ddp.init_from_env(device.type)
     masks = training_masks(project, p["class"])
     ids = sorted(i for i, m in masks.items() if m.any())
     if p["max_images"]:
@@ -192,8 +199,12 @@ def run_train_box_seg(project: Project, params: dict[str, Any], ctx: JobContext)
             name=f"box segmenter {p['arch']} {len(ids)} images")
     try:
         rs.check_same_images(resume, ids, run_id)
+        if ddp.active():  # the lesion windows are small: they travel with the plan, not in a snapshot
+            ddp.broadcast({"kind": "train-seg-box", "p": p, "train": train, "resume": resume,
+                           "device": device.type})
         state, fit = fit_box_model(train, val, p, device, ctx.sub(0.1, 0.9), resume=resume,
                                    save=rs.saver(project, run_id, {"arch": p["arch"], "ids": ids}))
+        ddp.shutdown()  # the other ranks are done; scoring is rank 0's
         minutes = run_minutes(t0, cpu0)
         ckpt = {
             "arch": p["arch"],
@@ -226,7 +237,13 @@ def run_train_box_seg(project: Project, params: dict[str, Any], ctx: JobContext)
         ckpt["metrics"] = metrics
         store_finished_run(project, run_id, ckpt, metrics, part)
     except BaseException as exc:
+        ddp.shutdown()
         mark_stopped(project, run_id, exc)
         raise
     ctx.progress(1.0, f"held-out box IoU {metrics['test_iou']:.3f} (filled box {metrics['test_box_fill_iou']:.3f})")
     return {"run_id": run_id, **{k: v for k, v in metrics.items() if k != "test"}}
+
+
+def box_worker(plan: dict[str, Any], ctx: JobContext) -> None:
+    """Rank > 0 of a distributed box-segmenter run: its share of the broadcast lesion windows."""
+    fit_box_model(plan["train"], [], plan["p"], ddp.init_from_env(plan["device"]), ctx, resume=plan["resume"])
