@@ -8,9 +8,8 @@ them from ``images.record``/``records``/``patient``/``study``/``find_patient``,
 ``labels.labels_of``, ``annotations.mask_row``/``masks_of``/``all_masks``,
 ``annotations.box``/``boxes_of``/``all_boxes``, ``detections.predictions``,
 ``models.record``/``records``, ``clusters.run_record``/``run_records`` and
-``jobs.record``/``records``.  The older sqlite3.Row readers (``images.get``,
-``models.get``/``list``, ``clusters.run``/``runs``, ``jobs.get``/``list``) remain for the
-callers not moved yet.
+``jobs.record``/``records``.  The older sqlite3.Row readers (``models.get``/``list``,
+``clusters.run``/``runs``, ``jobs.get``/``list``) remain for the callers not moved yet.
 """
 
 from __future__ import annotations

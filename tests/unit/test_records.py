@@ -85,7 +85,7 @@ def test_patient_study_and_image_records(tmp_path):
     with pytest.raises(dataclasses.FrozenInstanceError):
         image.rows = 5
     # every column the store reads is on the record (no column silently dropped)
-    row = project.images.get(iid)
+    row = project.db.one(f"{project.images._IMAGE_SQL} WHERE i.id = ?", (iid,))
     fields = {f.name for f in dataclasses.fields(Image)}
     assert set(row.keys()) <= fields
 
