@@ -59,7 +59,7 @@ def _rect(project, box_id):
 
 def test_boxes_of_every_source_are_drawn_moved_resized_and_deleted(window, qtbot):
     p, v, image_id = window.project, window.viewer, window.image_id
-    cls = p.annotations.classes()[0]["id"]
+    cls = p.annotations.classes()[0].id
     ids = {src: p.annotations.add_box(image_id, cls, rect, source=src) for src, rect in
            (("human", (20, 20, 80, 70)), ("import", (100, 30, 160, 90)), ("model", (30, 100, 90, 150)))}
     window.open_image(image_id)

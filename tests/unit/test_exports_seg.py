@@ -87,7 +87,7 @@ def test_every_exported_seg_reads_back_with_highdicom(phantom_project, phantom_a
     assert m_desc.segmented_property_type.value == "4147007"  # SNOMED CT Mass
     assert t_desc.segmented_property_category.value == "49755003"
     assert t_desc.tracking_id == f"human:{p.author}" and m_desc.tracking_id == "model:model"
-    colour = next(c["color"] for c in ann.classes() if c["name"] == "tumour")
+    colour = next(c.color for c in ann.classes() if c.name == "tumour")
     rgb = tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
     assert list(t_desc.RecommendedDisplayCIELabValue) == rgb_to_dicom_lab(rgb)
     assert np.array_equal(t_plane.astype(bool), human) and np.array_equal(m_plane.astype(bool), model)
