@@ -5,12 +5,11 @@ Kept free of SQL, Qt and torch so every layer (store, io, ml, gui, cli) can shar
 Records are frozen dataclasses whose JSON and text-encoded columns (params, metrics,
 a mask's bbox, the analysis shape) are parsed once, in ``from_row``.  The store returns
 them from ``images.record``/``records``/``patient``/``study``/``find_patient``,
-``labels.labels_of``, ``annotations.mask_row``/``masks_of``/``all_masks``,
+``labels.labels_of``/``classes``, ``annotations.classes``, ``annotations.mask_row``/``masks_of``/``all_masks``,
 ``annotations.box``/``boxes_of``/``all_boxes``, ``detections.predictions``,
 ``models.record``/``records``, ``clusters.run_record``/``run_records`` and
-``jobs.record``/``records``.  The older sqlite3.Row readers (``images.get``,
-``models.get``/``list``, ``clusters.run``/``runs``, ``jobs.get``/``list``) remain for the
-callers not moved yet.
+``jobs.record``/``records``.  The older sqlite3.Row readers (``models.get``/``list``,
+``clusters.run``/``runs``, ``jobs.get``/``list``) remain for the callers not moved yet.
 """
 
 from __future__ import annotations
@@ -271,6 +270,29 @@ class Box:
     @property
     def height(self) -> float:
         return self.y1 - self.y0
+
+
+@dataclass(frozen=True)
+class LabelClass:
+    """One class of a label set: an image label's class, or a mask or box class."""
+    id: int
+    label_set_id: int
+    name: str
+    color: str | None = None  # "#rrggbb", None where the user never chose one
+    position: int = 0         # the order the GUI lists the set's classes in
+    is_reject: bool = False   # the out-of-distribution class fed by discarded clusters
+
+    @classmethod
+    def from_row(cls, row: Any) -> LabelClass:
+        d = _columns(row)
+        return cls(id=int(d["id"]), label_set_id=int(d["label_set_id"]), name=d["name"],
+                   color=d.get("color"), position=int(d.get("position") or 0),
+                   is_reject=bool(d.get("is_reject")))
+
+    def __getitem__(self, key: str) -> Any:
+        """Transition only: ml/classify/train.py (changed on another branch now) still reads
+        ``c["id"]``; delete this once it reads attributes like every other caller."""
+        return getattr(self, key)
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ def fake_image_run(project, *, seed: int = 0, signal: float = 1.5) -> int:
     """A finished classifier run as train.py stores it, with made-up (noisy, truthful) scores."""
     set_id = project.labels.find_label_set("diagnosis")
     labels = project.labels.effective(set_id, sources=("import",))
-    classes = [r for r in project.labels.classes(set_id) if r["id"] in set(labels.values())]
-    names = [r["name"] for r in classes]
-    index = {int(r["id"]): j for j, r in enumerate(classes)}
+    classes = [r for r in project.labels.classes(set_id) if r.id in set(labels.values())]
+    names = [r.name for r in classes]
+    index = {r.id: j for j, r in enumerate(classes)}
     ids = sorted(labels)
     y = {i: index[labels[i]] for i in ids}
     split = make_split(ids, project.images.patient_of(ids), [y[i] for i in ids], k=3, test_fraction=0.25,

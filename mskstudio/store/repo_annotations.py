@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mskstudio.domain import MASK_SOURCES, Box, Mask
+from mskstudio.domain import MASK_SOURCES, Box, LabelClass, Mask
 from mskstudio.imaging.masks import decode_png, encode_png, iou_dice, measure
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class AnnotationRepo:
                     self.p.labels.class_id(set_id, cls_name, color=color)
         return set_id
 
-    def classes(self, set_id: int | None = None) -> list[sqlite3.Row]:
+    def classes(self, set_id: int | None = None) -> list[LabelClass]:
         return self.p.labels.classes(set_id or self.mask_set_id())
 
     def class_id(self, name: str, *, color: str | None = None, set_id: int | None = None) -> int:

@@ -129,10 +129,6 @@ class ImageRepo:
                 found[int(r["id"])] = Image.from_row(r)
         return [found[i] for i in wanted if i in found]
 
-    def get(self, image_id: int) -> sqlite3.Row | None:
-        """The row behind ``record`` (for callers not moved to the typed record yet)."""
-        return self.p.db.one(f"{self._IMAGE_SQL} WHERE i.id = ?", (image_id,))
-
     def burned_in_ids(self) -> set[int]:
         """Images whose header says BurnedInAnnotation YES (text or markers in the pixels)."""
         return {int(r[0]) for r in self.p.db.query("SELECT id FROM images WHERE burned_in_annotation = 1")}

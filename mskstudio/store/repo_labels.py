@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from mskstudio.domain import LABEL_SOURCES as SOURCES
-from mskstudio.domain import Label
+from mskstudio.domain import Label, LabelClass
 
 if TYPE_CHECKING:
     from mskstudio.store.project import Project
@@ -81,9 +81,10 @@ class LabelRepo:
     def label_set_of_class(self, class_id: int) -> int | None:
         return self.p.db.scalar("SELECT label_set_id FROM classes WHERE id = ?", (class_id,))
 
-    def classes(self, label_set_id: int) -> list[sqlite3.Row]:
-        return self.p.db.query(
-            "SELECT * FROM classes WHERE label_set_id = ? ORDER BY position, id", (label_set_id,))
+    def classes(self, label_set_id: int) -> list[LabelClass]:
+        """The set's classes as typed records, in the order the GUI lists them."""
+        return [LabelClass.from_row(r) for r in self.p.db.query(
+            "SELECT * FROM classes WHERE label_set_id = ? ORDER BY position, id", (label_set_id,))]
 
     # ---- labels -------------------------------------------------------------------------
     def set_label(self, image_id: int, label_set_id: int, class_id: int, *, source: str = "human",
@@ -207,7 +208,7 @@ class LabelRepo:
 
     def counts(self, label_set_id: int) -> dict[str, int]:
         eff = self.effective(label_set_id)
-        names = {r["id"]: r["name"] for r in self.classes(label_set_id)}
+        names = {c.id: c.name for c in self.classes(label_set_id)}
         out: dict[str, int] = {}
         for class_id in eff.values():
             out[names[class_id]] = out.get(names[class_id], 0) + 1

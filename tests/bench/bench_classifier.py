@@ -85,7 +85,7 @@ def main() -> None:
     root = Path(args.project) if args.project else Path(tempfile.mkdtemp()) / "bench.mskproj"
     project = Project.open(root) if args.project else build_demo(root, images=args.images)
     truth_set = project.labels.find_label_set("truth:region")
-    names = {c["id"]: c["name"] for c in project.labels.classes(truth_set)}
+    names = {c.id: c.name for c in project.labels.classes(truth_set)}
     truth = {i: names[c] for i, c in project.labels.effective(truth_set).items()}
     print(f"project {root}: {len(truth)} images with true regions")
 

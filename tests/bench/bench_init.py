@@ -35,7 +35,7 @@ def subset(project: Project, label_set: str, classes: list[str] | None) -> list[
     ls = project.labels.find_label_set(label_set)
     if ls is None:
         raise SystemExit(f"{project.root}: no label set {label_set!r}")
-    names = {c["id"]: c["name"] for c in project.labels.classes(ls)}
+    names = {c.id: c.name for c in project.labels.classes(ls)}
     labels = project.labels.effective(ls)
     return sorted(i for i, c in labels.items() if classes is None or names[c] in classes)
 

@@ -50,7 +50,7 @@ def _build_labelled_demo(root: Path, images: int) -> None:
 
     project = build_demo(root, images=images)
     truth_set = project.labels.find_label_set("truth:region")
-    names = {c["id"]: c["name"] for c in project.labels.classes(truth_set)}
+    names = {c.id: c.name for c in project.labels.classes(truth_set)}
     truth = {i: names[c] for i, c in project.labels.effective(truth_set).items()}
     run = submit_and_run(project, "cluster", {"mode": "fast", "k": max(10, len(truth) // 20)})["cluster_run_id"]
     simulated_review(project, run, truth)
@@ -80,8 +80,8 @@ def main() -> None:
     project = Project.open(work)
     set_id = project.labels.label_set(args.label_set)
     truth_set = project.labels.label_set("truth:region")
-    names = {r["id"]: r["name"] for r in project.labels.classes(set_id)}
-    truth_names = {r["id"]: r["name"] for r in project.labels.classes(truth_set)}
+    names = {r.id: r.name for r in project.labels.classes(set_id)}
+    truth_names = {r.id: r.name for r in project.labels.classes(truth_set)}
     truth = {i: truth_names[c] for i, c in project.labels.effective(truth_set).items()}
     given = project.labels.effective(set_id, sources=("cluster",))
     if not given:

@@ -102,11 +102,11 @@ def test_hostile_mask_manifest(tmp_path, phantom_project):
     from mskstudio.io.deid import pseudo_uid
 
     image_id = phantom_project.images.ids()[0]
-    row = phantom_project.images.get(image_id)
+    row = phantom_project.images.record(image_id)
     # A manifest row matches an image by the keyed hash of its original UID: fake one.
     phantom_project.db.execute("UPDATE images SET original_sop_hash = ? WHERE id = ?",
                                (pseudo_uid(phantom_project.secret, "9.9.9"), image_id))
-    good = np.zeros((row["rows"], row["cols"]), np.uint8)
+    good = np.zeros((row.rows, row.cols), np.uint8)
     good[2:5, 2:5] = 255
     Image.fromarray(good).save(tmp_path / "good.png")
     Image.fromarray(good[:5, :5]).save(tmp_path / "small.png")

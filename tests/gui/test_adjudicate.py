@@ -25,8 +25,8 @@ def adjudication(window, qtbot):
     dock = window.docks["Annotate"].view()
     project, image_id = window.project, window.image_id
     qtbot.waitUntil(lambda: dock.controller.image_id == image_id, timeout=10000)
-    row = project.images.get(image_id)
-    shape = (row["rows"], row["cols"])
+    row = project.images.record(image_id)
+    shape = (row.rows, row.cols)
     tumour = project.annotations.class_id("tumour")
     r = min(shape) // 6
     a = _disc(shape, shape[0] // 2, shape[1] // 2, r)

@@ -19,7 +19,7 @@ def test_edit_undo_undoes_strokes_while_annotating_and_edits_otherwise(window, q
     undo, redo = window.actions_by_name["undo"], window.actions_by_name["redo"]
 
     window.undo_stack.push(SetFlagCommand(project, [image_id], "excluded", True))  # a project edit
-    assert project.images.get(image_id)["excluded"] == 1
+    assert project.images.record(image_id).excluded is True
 
     ctl.set_tool("brush")
     ctl.set_radius(6)
@@ -32,13 +32,13 @@ def test_edit_undo_undoes_strokes_while_annotating_and_edits_otherwise(window, q
     undo.trigger()  # a tool is active: Edit › Undo takes back the stroke
     ctl.flush()
     assert project.annotations.load_mask(mask_id).sum() == 0
-    assert project.images.get(image_id)["excluded"] == 1
+    assert project.images.record(image_id).excluded is True
     redo.trigger()
     ctl.flush()
     assert project.annotations.load_mask(mask_id).sum() == painted
     ctl.set_tool(None)
     undo.trigger()  # no tool: the project edit is undone and the stroke stays
-    assert project.images.get(image_id)["excluded"] == 0
+    assert project.images.record(image_id).excluded is False
     assert project.annotations.load_mask(mask_id).sum() == painted
 
 

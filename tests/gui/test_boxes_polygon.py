@@ -59,7 +59,7 @@ def _rect(project, box_id):
 
 def test_boxes_of_every_source_are_drawn_moved_resized_and_deleted(window, qtbot):
     p, v, image_id = window.project, window.viewer, window.image_id
-    cls = p.annotations.classes()[0]["id"]
+    cls = p.annotations.classes()[0].id
     ids = {src: p.annotations.add_box(image_id, cls, rect, source=src) for src, rect in
            (("human", (20, 20, 80, 70)), ("import", (100, 30, 160, 90)), ("model", (30, 100, 90, 150)))}
     window.open_image(image_id)
@@ -100,8 +100,8 @@ def test_box_tool_shows_live_size_and_draws_the_new_box(window, dock, qtbot):
     ctl.handle("move", (60, 40))
     text = dock.panel.size_label.text()
     assert not ctl.draft.path().isEmpty()
-    row = p.images.get(window.image_id)
-    w_mm = 50 * row["spacing_col_mm"]
+    row = p.images.record(window.image_id)
+    w_mm = 50 * row.spacing_col_mm
     assert f"{w_mm:.1f} ×" in text and "mm" in text
     ctl.handle("release", (60, 40))
     assert ctl.draft.path().isEmpty()
@@ -134,7 +134,7 @@ def test_box_from_mask_and_the_docks_undo_is_the_annotation_undo(window, dock, q
     panel.undo_action.trigger()
     ctl.flush()
     assert not ctl.mask.any(), "the dock's Undo took back the stroke"
-    assert p.images.get(image_id)["excluded"] == 1, "... and never the project edit"
+    assert p.images.record(image_id).excluded is True, "... and never the project edit"
     assert not panel.undo_action.isEnabled()
 
 

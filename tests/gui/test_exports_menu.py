@@ -37,7 +37,7 @@ def test_import_labels_job_shows_its_conflicts(window, qtbot, monkeypatch, tmp_p
     image_id = p.images.ids()[0]
     ls = p.labels.label_set("region-test")
     p.labels.set_label(image_id, ls, p.labels.class_id(ls, "knee"), source="human", author="alice")
-    uid = p.images.get(image_id)["sop_uid"]
+    uid = p.images.record(image_id).sop_uid
     pd.DataFrame([{"sop_instance_uid": uid, "label_set": "region-test", "label": "hip"},
                   {"sop_instance_uid": "1.2.3", "label_set": "region-test", "label": "hip"}]
                  ).to_csv(tmp_path / "in.csv", index=False)

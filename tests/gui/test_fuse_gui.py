@@ -163,7 +163,7 @@ def test_predict_and_noise_pickers_offer_fusion_runs(window, monkeypatch):
     import numpy as np
 
     ids = window.project.images.ids()[:2]
-    cls = [r["id"] for r in window.project.labels.classes(window.project.labels.find_label_set("diagnosis"))][:2]
+    cls = [r.id for r in window.project.labels.classes(window.project.labels.find_label_set("diagnosis"))][:2]
     store_predictions(window.project, fusion, ids, {"class_ids": cls, "probs": np.asarray([[0.9, 0.1], [0.2, 0.8]]),
                                                     "pred": [0, 1], "rejected": [False, False]})
     assert fusion in [r for r, _ in classifier_runs(window.project, "diagnosis")]

@@ -23,9 +23,9 @@ def test_segmentation_and_export_entries_submit_jobs(window, monkeypatch, tmp_pa
     assert submitted == [] and window.errors[-1][0] == "No masks"
 
     project, image_id = window.project, window.image_id
-    mask = np.zeros((project.images.get(image_id)["rows"], project.images.get(image_id)["cols"]), bool)
+    mask = np.zeros((project.images.record(image_id).rows, project.images.record(image_id).cols), bool)
     mask[10:30, 10:30] = True
-    project.annotations.save_mask(image_id, project.annotations.classes()[0]["id"], mask, annotator="tester")
+    project.annotations.save_mask(image_id, project.annotations.classes()[0].id, mask, annotator="tester")
     window.actions_by_name["train_seg"].trigger()
     assert submitted[-1] == ("train-seg", {"arch": "unet-resnet34", "size": 256, "epochs": 30})
     window.actions_by_name["train_seg_box"].trigger()

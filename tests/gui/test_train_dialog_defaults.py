@@ -18,7 +18,7 @@ def test_dialog_defaults_to_a_labelled_set_and_shows_counts_and_folds(window):
     ls = p.labels.find_label_set(chosen)
     eff = p.labels.effective(ls, sources=TRAIN_SOURCES)
     assert chosen != "aaa empty" and len(set(eff.values())) >= 2
-    names = {r["id"]: r["name"] for r in p.labels.classes(ls)}
+    names = {r.id: r.name for r in p.labels.classes(ls)}
     for class_id in set(eff.values()):
         n = sum(1 for c in eff.values() if c == class_id)
         assert f"{names[class_id]} {n}" in d.class_counts.text()

@@ -57,9 +57,9 @@ def test_flag_edit_and_labels_and_tags(qtbot, window):
     panel = w.case_panel
     image_id = w.image_id
     panel.flag_boxes["excluded"].setChecked(True)
-    assert w.project.images.get(image_id)["excluded"] == 1
+    assert w.project.images.record(image_id).excluded is True
     w.undo_stack.undo()
-    assert w.project.images.get(image_id)["excluded"] == 0
+    assert w.project.images.record(image_id).excluded is False
     assert not panel.flag_boxes["excluded"].isChecked()
     labels = w.project.labels.labels_of(image_id)
     assert panel.labels.rowCount() == len(labels)

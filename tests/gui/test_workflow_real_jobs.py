@@ -162,7 +162,7 @@ def test_import_cluster_label_train_review_export_with_real_jobs(window, qtbot, 
     job = _wait_job(qtbot, w, submitted, "export-annotations", 120)
     with open(out / "labels.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    reviewed = p.images.get(case.image_id)["sop_uid"]
+    reviewed = p.images.record(case.image_id).sop_uid
     assert any(r["source"] == "human" and reviewed in r.values() for r in rows), "the review's label"
     assert sum(r["source"] == "cluster" for r in rows) == n_images, "the board's labels"
     assert (out / "boxes_coco.json").is_file() and (out / "lesions.csv").is_file()

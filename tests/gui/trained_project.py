@@ -29,7 +29,7 @@ def build_trained_project(phantom_project_path: Path, folder: Path) -> tuple[Pat
     shutil.copytree(phantom_project_path, root)
     with Project.open(root) as project:
         truth = project.labels.label_set("truth:region")
-        names = {int(r["id"]): r["name"] for r in project.labels.classes(truth)}
+        names = {r.id: r.name for r in project.labels.classes(truth)}
         ls = project.labels.label_set("region")
         by_class: dict[str, list[int]] = {}
         for image_id, cid in project.labels.effective(truth).items():

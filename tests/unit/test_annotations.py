@@ -37,9 +37,9 @@ def _rect_mask(shape, y0, y1, x0, x1):
 
 def test_default_classes_and_save_load_after_reopen(new_project):
     p = new_project
-    names = [r["name"] for r in p.annotations.classes()]
+    names = [r.name for r in p.annotations.classes()]
     assert names == ["tumour", "soft-tissue mass", "reactive zone"]
-    assert all(r["color"] for r in p.annotations.classes())
+    assert all(r.color for r in p.annotations.classes())
     img = _image(p)
     rng = np.random.default_rng(0)
     mask = rng.random((80, 100)) > 0.8

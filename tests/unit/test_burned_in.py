@@ -57,7 +57,7 @@ def test_by_default_they_are_kept_and_the_default_is_recorded(project):
 def test_leaving_them_out_is_checked_before_a_job_starts(project):
     """When only burned-in images carry one class, excluding them leaves one class: said at once."""
     ls = project.labels.find_label_set("region")
-    classes = {r["name"]: r["id"] for r in project.labels.classes(ls)}
+    classes = {r.name: r.id for r in project.labels.classes(ls)}
     labels = project.labels.effective(ls)
     burned = project.images.burned_in_ids()
     keep = next(iter(classes.values()))

@@ -103,8 +103,8 @@ def test_ground_truth_is_human_and_imported_boxes_and_masks_once(new_project):
     a, b, c = sorted(add_synthetic_images(p, 3, size=64))
     cls = p.annotations.class_id("tumour")
     def mask_of(i):
-        r = p.images.get(i)
-        out = np.zeros((r["rows"], r["cols"]), bool)
+        r = p.images.record(i)
+        out = np.zeros((r.rows, r.cols), bool)
         out[10:20, 10:30] = True
         return out
 

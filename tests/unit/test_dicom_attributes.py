@@ -90,14 +90,14 @@ def test_import_stores_every_frame_with_its_own_attributes(enhanced_file, new_pr
     path, stored = enhanced_file
     result = run_import(new_project, {"paths": [str(path.parent)], "workers": 1}, JobContext.null())
     assert result["imported"] == 1
-    rows = sorted((new_project.images.get(i) for i in new_project.images.ids()), key=lambda r: r["frame"])
-    assert [r["frame"] for r in rows] == list(range(len(FRAMES)))
+    rows = sorted((new_project.images.record(i) for i in new_project.images.ids()), key=lambda r: r.frame)
+    assert [r.frame for r in rows] == list(range(len(FRAMES)))
     for row, (slope, intercept, centre, width) in zip(rows, FRAMES, strict=True):
-        assert (row["rescale_slope"], row["rescale_intercept"]) == (slope, intercept)
-        assert (row["window_center"], row["window_width"]) == (centre, width)
-        assert (row["spacing_row_mm"], row["spacing_col_mm"]) == SPACING
+        assert (row.rescale_slope, row.rescale_intercept) == (slope, intercept)
+        assert (row.window_center, row.window_width) == (centre, width)
+        assert (row.spacing_row_mm, row.spacing_col_mm) == SPACING
     # The de-identified blob keeps the groups: the viewer reads the same per-frame values.
-    blob = read_dataset(new_project.images.dicom_path(rows[1]["id"]))
+    blob = read_dataset(new_project.images.dicom_path(rows[1].id))
     assert "ENHANCED" not in str(blob.get("PatientName"))
     rad = read_radiograph(blob, frame=1)
     np.testing.assert_allclose(rad.modality, stored[1] * FRAMES[1][0] + FRAMES[1][1], rtol=1e-6)

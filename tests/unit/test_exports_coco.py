@@ -34,10 +34,10 @@ def test_coco_loads_and_evaluates_to_ap_1_against_itself(boxed, tmp_path):
     boxes = p.annotations.all_boxes()
     assert len(gt.getAnnIds()) == len(boxes) and len(gt.getImgIds()) == len({b.image_id for b in boxes})
     for image in gt.loadImgs(gt.getImgIds()):
-        row = p.images.get(image["id"])
-        assert (image["width"], image["height"]) == (row["cols"], row["rows"])
-        assert image["patient"] == row["pseudonym"] and image["sop_instance_uid"] == row["sop_uid"]
-        assert image["file_name"] == row["sop_uid"]
+        row = p.images.record(image["id"])
+        assert (image["width"], image["height"]) == (row.cols, row.rows)
+        assert image["patient"] == row.pseudonym and image["sop_instance_uid"] == row.sop_uid
+        assert image["file_name"] == row.sop_uid
     cats = {c["name"]: c for c in gt.loadCats(gt.getCatIds())}
     assert cats["tumour"]["supercategory"] == "lesions"
     detections = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}

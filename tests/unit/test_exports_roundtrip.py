@@ -30,8 +30,8 @@ def annotated(phantom_project, phantom_archive):
     import_masks(p, phantom_archive)
     ann = p.annotations
     image_id = ann.all_masks(source="import")[0].image_id
-    image = p.images.get(image_id)
-    shape = (image["rows"], image["cols"])
+    image = p.images.record(image_id)
+    shape = (image.rows, image.cols)
     tumour = ann.class_id("tumour")
     ann.save_mask(image_id, tumour, _disc(shape, shape[0] // 2, shape[1] // 2, min(shape) // 5), annotator="alice")
     ann.save_mask(image_id, tumour, _disc(shape, shape[0] // 2, shape[1] // 2, min(shape) // 6), annotator="bob")
@@ -108,10 +108,10 @@ def test_foreign_seg_on_the_original_file_maps_by_keyed_uid(phantom_project, pha
     assert (result["masks"], result["not_seg"], result["problems"]) == (1, 1, [])
     (m,) = [m for m in p.annotations.all_masks() if m.class_name == "Osteosarcoma"]
     assert (m.source, m.annotator) == ("import", "Smith^Ann")
-    image = p.images.get(m.image_id)
+    image = p.images.record(m.image_id)
     from mskstudio.io.deid import pseudo_uid
 
-    assert image["sop_uid"] == pseudo_uid(p.secret, original.SOPInstanceUID)
+    assert image.sop_uid == pseudo_uid(p.secret, original.SOPInstanceUID)
     assert np.array_equal(p.annotations.load_mask(m.id), mask)
 
 

@@ -42,8 +42,8 @@ def test_every_exported_seg_reads_back_with_highdicom(phantom_project, phantom_a
     import_masks(p, phantom_archive)
     imported = p.annotations.all_masks(source="import")[0]
     image_id = imported.image_id
-    image = p.images.get(image_id)
-    shape = (image["rows"], image["cols"])
+    image = p.images.record(image_id)
+    shape = (image.rows, image.cols)
     ann = p.annotations
     tumour, mass = ann.class_id("tumour"), ann.class_id("soft-tissue mass")
     human = _disc(shape, shape[0] // 2, shape[1] // 2, min(shape) // 5)
@@ -65,16 +65,16 @@ def test_every_exported_seg_reads_back_with_highdicom(phantom_project, phantom_a
             best.sort(key=lambda m: order.index(m.source))
             assert np.array_equal(plane.astype(bool), ann.load_mask(best[0].id))
 
-    path = tmp_path / "out" / "seg" / f"{image['sop_uid']}.dcm"
+    path = tmp_path / "out" / "seg" / f"{image.sop_uid}.dcm"
     seg = hd.seg.segread(path)
     assert seg.SOPClassUID == SEG_SOP_CLASS_UID and seg.SegmentationType == "BINARY"
     # The de-identified identity and UIDs the project stores, nothing else.
-    assert seg.PatientID == image["pseudonym"] and seg.StudyInstanceUID == image["study_uid"]
-    assert seg.get_source_image_uids() == [(image["study_uid"], image["series_uid"], image["sop_uid"])]
+    assert seg.PatientID == image.pseudonym and seg.StudyInstanceUID == image.study_uid
+    assert seg.get_source_image_uids() == [(image.study_uid, image.series_uid, image.sop_uid)]
     stored = dcmread(p.images.dicom_path(image_id), stop_before_pixels=True)
-    assert stored.SOPInstanceUID == image["sop_uid"]  # the blob is the de-identified file the SEG cites
+    assert stored.SOPInstanceUID == image.sop_uid  # the blob is the de-identified file the SEG cites
     spacing = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
-    assert [float(v) for v in spacing] == pytest.approx([image["spacing_row_mm"], image["spacing_col_mm"]])
+    assert [float(v) for v in spacing] == pytest.approx([image.spacing_row_mm, image.spacing_col_mm])
     segs = _segments(seg)
     assert set(segs) == {"tumour", "soft-tissue mass"}
     t_desc, t_plane = segs["tumour"]
@@ -87,7 +87,7 @@ def test_every_exported_seg_reads_back_with_highdicom(phantom_project, phantom_a
     assert m_desc.segmented_property_type.value == "4147007"  # SNOMED CT Mass
     assert t_desc.segmented_property_category.value == "49755003"
     assert t_desc.tracking_id == f"human:{p.author}" and m_desc.tracking_id == "model:model"
-    colour = next(c["color"] for c in ann.classes() if c["name"] == "tumour")
+    colour = next(c.color for c in ann.classes() if c.name == "tumour")
     rgb = tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
     assert list(t_desc.RecommendedDisplayCIELabValue) == rgb_to_dicom_lab(rgb)
     assert np.array_equal(t_plane.astype(bool), human) and np.array_equal(m_plane.astype(bool), model)

@@ -63,17 +63,17 @@ def test_every_report_reads_back_with_highdicom(measured, tmp_path):
 
 def test_report_contents_match_the_store(measured, tmp_path):
     p, image_id = measured
-    image = p.images.get(image_id)
+    image = p.images.record(image_id)
     write_report(p, image_id, tmp_path / "r.dcm")
     sr = hd.sr.srread(tmp_path / "r.dcm")
-    assert sr.PatientID == image["pseudonym"] and sr.StudyInstanceUID == image["study_uid"]
+    assert sr.PatientID == image.pseudonym and sr.StudyInstanceUID == image.study_uid
     report = sr.content
     planar = {g.tracking_identifier.split(" ")[0]: g for g in report.get_planar_roi_measurement_groups()}
     # Ruler: its two points, and the length in mm from the image's spacing.
     ruler = planar["ruler"]
     assert np.allclose(ruler.roi.value, [[10.0, 10.0], [40.5, 50.0]])
     (length,) = ruler.get_measurements()
-    sr_mm, sc_mm = image["spacing_row_mm"], image["spacing_col_mm"]
+    sr_mm, sc_mm = image.spacing_row_mm, image.spacing_col_mm
     assert length.unit.value == "mm" and length.name.value == "410668003"
     assert length.value == pytest.approx(math.hypot(30.5 * sc_mm, 40.0 * sr_mm), rel=1e-9)
     (angle,) = planar["angle"].get_measurements()

@@ -35,7 +35,7 @@ def test_a_node_run_imports_as_an_ordinary_run(project_and_copy, capsys):
     path, node, run_id = project_and_copy
     with Project.open(path) as project:  # the project moved on while the node trained
         project.labels.set_label(project.images.ids()[0], project.labels.label_set("region"),
-                                 project.labels.classes(project.labels.label_set("region"))[0]["id"])
+                                 project.labels.classes(project.labels.label_set("region"))[0].id)
         before = {r["id"] for r in project.models.list()}
     assert main(["import-run", str(path), str(node), str(run_id), "--json"]) == 0
     out = capsys.readouterr().out

@@ -77,11 +77,11 @@ def test_import_real_files(new_project, good_folder):
     frames = pydicom.dcmread(_testfile("rtdose.dcm"), stop_before_pixels=True).NumberOfFrames
     assert new_project.images.count() == len(GOOD) - 1 + frames  # each frame addressable
     for image_id in new_project.images.ids():
-        row = new_project.images.get(image_id)
+        row = new_project.images.record(image_id)
         assert new_project.images.thumbnail(image_id)[:4] == b"\x89PNG"
         analysis = load_analysis(new_project, image_id)
         assert max(analysis.shape) <= 512 and analysis.min() >= 0.0 and analysis.max() <= 1.0
-        assert row["pseudonym"].startswith("P-")
+        assert row.pseudonym.startswith("P-")
         assert new_project.images.dicom_path(image_id).exists()
     audit = [r["action"] for r in new_project.audit_log()]
     assert "import" in audit

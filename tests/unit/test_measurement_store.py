@@ -37,13 +37,13 @@ def test_ruler_values_use_the_spacing_and_keep_its_source(images):
     for key, image_id in ids.items():
         p.measurements.add(image_id, "ruler", [(10, 20), (40, 60)])
         (m,) = p.measurements.for_image(image_id)
-        row = p.images.get(image_id)
+        row = p.images.record(image_id)
         assert m["spacing_source"] == expected[key]
         assert m["length_px"] == pytest.approx(50.0)  # a 30-40-50 triangle
         if key == "none":
             assert m["length_mm"] is None and m["spacing_row_mm"] is None
         else:
-            mm = math.hypot(30 * row["spacing_col_mm"], 40 * row["spacing_row_mm"])
+            mm = math.hypot(30 * row.spacing_col_mm, 40 * row.spacing_row_mm)
             assert m["length_mm"] == pytest.approx(mm)
         assert m["author"] == p.author and m["created_at"]
         assert m["points"] == [(10.0, 20.0), (40.0, 60.0)]

@@ -90,7 +90,7 @@ def test_classifier_opinion_is_out_of_sample_when_the_run_has_it(noisy_project):
 
     p, flipped, run = noisy_project
     set_id = p.labels.label_set("region")
-    names = {r["id"]: r["name"] for r in p.labels.classes(set_id)}
+    names = {r.id: r.name for r in p.labels.classes(set_id)}
     image_id = min(flipped)
     given = p.labels.effective(set_id, sources=("cluster",))[image_id]
     other = next(r for r in REGIONS if r != names[given])

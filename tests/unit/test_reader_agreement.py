@@ -25,11 +25,11 @@ def test_mask_and_box_agreement_per_image_and_pair(phantom_project):
     drawn: dict = {}
     boxes: dict = {}
     for image_id in images:
-        row = p.images.get(image_id)
+        row = p.images.record(image_id)
         for reader in ("ann", "bob"):
-            m = np.zeros((row["rows"], row["cols"]), bool)
-            y, x = rng.integers(0, row["rows"] // 2), rng.integers(0, row["cols"] // 2)
-            m[y:y + row["rows"] // 3, x:x + row["cols"] // 3] = True
+            m = np.zeros((row.rows, row.cols), bool)
+            y, x = rng.integers(0, row.rows // 2), rng.integers(0, row.cols // 2)
+            m[y:y + row.rows // 3, x:x + row.cols // 3] = True
             p.annotations.save_mask(image_id, lesion, m, annotator=reader)
             drawn[(image_id, reader)] = m
             rect = (float(x), float(y), float(x + 40), float(y + 30))

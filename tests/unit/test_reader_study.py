@@ -49,7 +49,7 @@ def test_order_is_reproducible_from_the_seed(phantom_project):
     first = orders(p, sid)
     cases = p.readers.case_images(sid)
     truth_set = p.labels.find_label_set("truth:region")
-    names = {r["id"]: r["name"] for r in p.labels.classes(truth_set)}
+    names = {r.id: r.name for r in p.labels.classes(truth_set)}
     in_classes = {i for i, c in p.labels.effective(truth_set).items() if names[c] in region_set(p)}
     assert sorted(cases) == sorted(in_classes) and len(cases) >= 15
     # every reader reads every case once per arm, each in their own order

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from mskstudio.domain import Box, ClusterRun, Image, Job, Label, Mask, ModelRun, Patient, Study
+from mskstudio.domain import Box, ClusterRun, Image, Job, Label, LabelClass, Mask, ModelRun, Patient, Study
 from mskstudio.store import Project
 
 
@@ -85,7 +85,7 @@ def test_patient_study_and_image_records(tmp_path):
     with pytest.raises(dataclasses.FrozenInstanceError):
         image.rows = 5
     # every column the store reads is on the record (no column silently dropped)
-    row = project.images.get(iid)
+    row = project.db.one(f"{project.images._IMAGE_SQL} WHERE i.id = ?", (iid,))
     fields = {f.name for f in dataclasses.fields(Image)}
     assert set(row.keys()) <= fields
 
@@ -112,6 +112,31 @@ def test_label_records_carry_provenance(tmp_path):
     assert Label.from_row(dataclasses.asdict(human)) == human
     with pytest.raises(dataclasses.FrozenInstanceError):
         human.class_id = hip
+
+
+def test_label_class_records_of_image_and_mask_sets(tmp_path):
+    project = Project.create(tmp_path / "c")
+    region = project.labels.label_set("region")
+    hip = project.labels.class_id(region, "hip", color="#112233")
+    knee = project.labels.class_id(region, "knee")
+    reject = project.labels.class_id(region, "reject", is_reject=True)
+    classes = project.labels.classes(region)
+    assert all(isinstance(c, LabelClass) for c in classes)
+    # listed in the order they were made (position), each with its set, colour and reject flag
+    assert [(c.id, c.name, c.position) for c in classes] == [(hip, "hip", 0), (knee, "knee", 1), (reject, "reject", 2)]
+    assert {c.label_set_id for c in classes} == {region} and classes[0].color == "#112233"
+    assert [c.is_reject for c in classes] == [False, False, True]
+    assert LabelClass.from_row(dataclasses.asdict(classes[2])) == classes[2]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        classes[0].name = "knee"
+    # every column of the classes table is on the record (no column silently dropped)
+    row = project.db.one("SELECT * FROM classes WHERE id = ?", (hip,))
+    assert set(row.keys()) <= {f.name for f in dataclasses.fields(LabelClass)}
+    # mask classes are the same records, from the mask label set
+    tumour = project.annotations.class_id("tumour")
+    mask_classes = project.annotations.classes()
+    assert tumour in {c.id for c in mask_classes} and all(isinstance(c, LabelClass) for c in mask_classes)
+    assert {c.label_set_id for c in mask_classes} == {project.annotations.mask_set_id()}
 
 
 def test_mask_records_parse_the_bbox_once(tmp_path):

@@ -156,7 +156,7 @@ def test_roi_crop_maps_dicom_boxes_onto_the_analysis_array(new_project):
     analysis = np.zeros((100, 80), np.uint16)
     analysis[40:50, 30:40] = 65535  # the lesion, at a tenth of its DICOM coordinates
     p.images.save_analysis(image, analysis)
-    cls = p.annotations.classes()[0]["id"]
+    cls = p.annotations.classes()[0].id
     p.annotations.add_box(image, cls, (300, 400, 400, 500), annotator="tester")  # x0, y0, x1, y1 on DICOM
     crop = roi_loader(p)(image)
     # 10 x 10 analysis pixels grown by 15 % each side: a 13-px square centred on the lesion.

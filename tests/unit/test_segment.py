@@ -349,9 +349,9 @@ def test_roi_pixels_come_from_the_dicom_windowed_like_the_cache(phantom_project)
     from mskstudio.ml.segment import roi_seg as sr
 
     image_id = phantom_project.images.ids()[0]
-    row = phantom_project.images.get(image_id)
+    row = phantom_project.images.record(image_id)
     pixels = sr.load_pixels(phantom_project, image_id)
-    assert pixels.image.shape == pixels.full == (row["rows"], row["cols"])
+    assert pixels.image.shape == pixels.full == (row.rows, row.cols)
     # Small phantoms fit the 512 px cache unscaled, so the decoded DICOM and the cache must agree
     # (same window, same orientation, bone bright) to 16-bit rounding.
     cache = load_analysis(phantom_project, image_id)

@@ -119,7 +119,7 @@ def test_v1_project_upgrades_to_2_keeping_data_and_a_backup(tmp_path, monkeypatc
         # data survives: the lab (now with an empty date) and the image
         (lab,) = project.images.labs(ids["patient"])
         assert (lab["name"], lab["value"], lab["ref_high"], lab["taken_on"]) == ("ALP", 312.0, 130.0, None)
-        assert project.images.get(ids["image"])["spacing_col_mm"] == 0.1
+        assert project.images.record(ids["image"]).spacing_col_mm == 0.1
         # the new table works: a ruler 10 columns by 10 rows with spacing 0.2 (row) × 0.1 (col) mm
         mid = project.measurements.add(ids["image"], "ruler", [(0, 0), (10, 10)])
         (saved,) = project.measurements.for_image(ids["image"])

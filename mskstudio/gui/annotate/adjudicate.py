@@ -192,7 +192,7 @@ class AdjudicationPanel(QWidget):
         self.classes.clear()
         if project is not None:
             for c in project.annotations.classes():
-                self.classes.addItem(c["name"], c["id"])
+                self.classes.addItem(c.name, c.id)
         self.classes.blockSignals(False)
         self._fill_candidates()
 

@@ -175,7 +175,7 @@ class AnnotateController(QObject):
         self.shape = image.shape
         self.spacing = image.spacing
         if self.class_id is None:
-            self.class_id = self.project.annotations.classes()[0]["id"]
+            self.class_id = self.project.annotations.classes()[0].id
         if self.painter is None:
             self.painter = OverlayPainter(self.canvas, self.shape)
             self.catcher = InputCatcher(self.shape, self.handle, self.canvas)
@@ -199,7 +199,7 @@ class AnnotateController(QObject):
         ann = self.project.annotations
         mask_id = ann.find_mask(self.image_id, self.class_id, source=self.source)
         self.mask = ann.load_mask(mask_id) if mask_id else np.zeros(self.shape, bool)
-        color = next((c["color"] for c in ann.classes() if c["id"] == self.class_id), None) or "#e6194b"
+        color = next((c.color for c in ann.classes() if c.id == self.class_id), None) or "#e6194b"
         self.painter.set_color(color)
         self.painter.full_update(self.mask)
         # Undo history belongs to one (image, class, source): returning to an image keeps

@@ -149,7 +149,7 @@ class AnnotatePanel(QWidget):
         self.classes.blockSignals(True)
         self.classes.clear()
         for c in self.ctl.project.annotations.classes():
-            self.classes.addItem(c["name"], c["id"])
+            self.classes.addItem(c.name, c.id)
         self.classes.blockSignals(False)
         if self.ctl.class_id is not None:
             self.classes.setCurrentIndex(max(0, self.classes.findData(self.ctl.class_id)))

@@ -153,8 +153,8 @@ class CaseBrowser(QWidget):
         p = self.project
         self.effective = p.labels.effective(set_id) if (p is not None and set_id) else {}
         classes = p.labels.classes(set_id) if (p is not None and set_id) else []
-        self._fill(self.label, [UNLABELLED] + [c["name"] for c in classes],
-                   data=[UNLABELLED] + [c["id"] for c in classes])
+        self._fill(self.label, [UNLABELLED] + [c.name for c in classes],
+                   data=[UNLABELLED] + [c.id for c in classes])
         self.apply_filters()
 
     def is_unlabelled(self, image_id: int) -> bool:

@@ -44,6 +44,7 @@ from mskstudio.gui.widgets.workspace import follow_window
 from mskstudio.ml.cluster.split import split_cluster
 
 if TYPE_CHECKING:
+    from mskstudio.domain import LabelClass
     from mskstudio.gui.window_contract import ViewWindow
 
 SORTS = (("Largest first", "size"), ("Most spread first", "spread"), ("Unlabelled first", "unlabelled"))
@@ -233,15 +234,15 @@ class ClusterBoard(BoardKeys, QWidget):
         name = self.label_set.currentText().strip()
         return self.project.labels.find_label_set(name) if name else None
 
-    def review_classes(self) -> list:
+    def review_classes(self) -> list[LabelClass]:
         ls = self._existing_label_set_id() if self.project else None
-        return [c for c in self.project.labels.classes(ls) if not c["is_reject"]] if ls else []
+        return [c for c in self.project.labels.classes(ls) if not c.is_reject] if ls else []
 
     def _refresh_classes(self) -> None:
         current = self.class_combo.currentData()
         self.class_combo.clear()
         for n, c in enumerate(self.review_classes(), 1):
-            self.class_combo.addItem(f"{n}: {c['name']}" if n <= 9 else c["name"], c["id"])
+            self.class_combo.addItem(f"{n}: {c.name}" if n <= 9 else c.name, c.id)
         i = self.class_combo.findData(current)
         if i >= 0:
             self.class_combo.setCurrentIndex(i)
@@ -408,7 +409,7 @@ class ClusterBoard(BoardKeys, QWidget):
 
     def label_with_number(self, n: int) -> bool:
         classes = self.review_classes()
-        return self.label_selected(classes[n - 1]["id"]) if n <= len(classes) else False
+        return self.label_selected(classes[n - 1].id) if n <= len(classes) else False
 
     def _label_new_class(self) -> None:
         name = self.new_class.text().strip()
@@ -451,7 +452,7 @@ class ClusterBoard(BoardKeys, QWidget):
                           lambda: self.project.clusters.label_images(run, image_ids, ls, cls))
 
     def _ask_label_images(self, image_ids: list[int]) -> None:
-        names = [c["name"] for c in self.review_classes()]
+        names = [c.name for c in self.review_classes()]
         name, ok = QInputDialog.getItem(self, "Label images", "Class (or a new name):", names, 0, True)
         if ok and name.strip():
             self.label_images(image_ids, name.strip())

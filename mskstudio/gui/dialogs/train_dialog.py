@@ -42,7 +42,7 @@ def trainable_counts(project, label_set_id: int, *, exclude_burned_in: bool = Fa
     if exclude_burned_in:
         burned = project.images.burned_in_ids()
         labels = {i: c for i, c in labels.items() if i not in burned}
-    names = {r["id"]: r["name"] for r in project.labels.classes(label_set_id)}
+    names = {r.id: r.name for r in project.labels.classes(label_set_id)}
     counts: dict[str, int] = {}
     for c in labels.values():
         counts[names.get(c, str(c))] = counts.get(names.get(c, str(c)), 0) + 1
@@ -225,7 +225,7 @@ class TrainDialog(QDialog):
         row = label_set_row(project, self.label_set.currentData()) if project is not None else None
         if row is not None:
             for c in project.labels.classes(int(row["id"])):
-                self.cascade.addItem(f"{c['name']} vs the rest, then among the rest", c["name"])
+                self.cascade.addItem(f"{c.name} vs the rest, then among the rest", c.name)
         box = getattr(self, "exclude_burned_in", None)  # None while the form is being built
         leave_out = box is not None and box.isChecked()
         counts = trainable_counts(project, int(row["id"]), exclude_burned_in=leave_out) if row is not None else {}

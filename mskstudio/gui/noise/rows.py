@@ -85,7 +85,7 @@ def add_classifier_confidence(project, rows: list[NoiseRow], classifier_run_id: 
 def refresh_human(project, rows: list[NoiseRow], label_set_id: int) -> None:
     """Re-read the human labels of the rows (after a fix, an undo or a redo)."""
     human = project.labels.effective(label_set_id, sources=("human",))
-    names = {int(c["id"]): c["name"] for c in project.labels.classes(label_set_id)}
+    names = {c.id: c.name for c in project.labels.classes(label_set_id)}
     for row in rows:
         cid = human.get(row.image_id)
         row.human = None if cid is None else names.get(int(cid), str(cid))
@@ -102,7 +102,7 @@ def classes(project, label_set: str) -> list[ClassInfo]:
     set_id = project.labels.find_label_set(label_set)
     if set_id is None:
         return []
-    return [ClassInfo(int(c["id"]), c["name"]) for c in project.labels.classes(set_id)]
+    return [ClassInfo(c.id, c.name) for c in project.labels.classes(set_id)]
 
 
 def cluster_runs(project, label_set: str) -> list[tuple[int | None, str]]:

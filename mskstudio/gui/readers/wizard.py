@@ -64,8 +64,8 @@ class StudyWizard(QWizard):
         self.classes.clear()
         set_id = self.project.labels.find_label_set(set_name)
         for row in self.project.labels.classes(set_id) if set_id else []:
-            item = QListWidgetItem(row["name"])
-            item.setCheckState(Qt.CheckState.Checked if not row["is_reject"] else Qt.CheckState.Unchecked)
+            item = QListWidgetItem(row.name)
+            item.setCheckState(Qt.CheckState.Checked if not row.is_reject else Qt.CheckState.Unchecked)
             self.classes.addItem(item)
         if self.truth_set.findText(f"truth:{set_name}") >= 0:
             self.truth_set.setCurrentText(f"truth:{set_name}")

@@ -98,7 +98,7 @@ def load_cases(project, run_id: int) -> RunCases:
     if row is None:
         raise KeyError(f"no model run {run_id}")
     ls = row["label_set_id"]
-    all_classes = [ClassInfo(int(c["id"]), c["name"], c["color"] or "#888888")
+    all_classes = [ClassInfo(c.id, c.name, c.color or "#888888")
                    for c in project.labels.classes(ls)] if ls is not None else []
     by_name = {c.name: c for c in all_classes}
     metrics = project.models.metrics(run_id)

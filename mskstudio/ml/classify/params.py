@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from mskstudio.domain import LabelClass
 from mskstudio.ml.params import (
     JobParams,
     collect,
@@ -130,7 +131,7 @@ class TrainParams(JobParams):
             problems.append(f"The mask guidance must be 0 (off) or positive, not {self.mask_guidance}.")
         elif guidance > 0 and not project.annotations.images_with_masks():
             problems.append("Mask guidance needs lesion masks; none are drawn or imported yet.")
-        names = [r["name"] for r in class_rows]
+        names = [r.name for r in class_rows]
         if self.cascade and class_rows and self.cascade not in names:
             problems.append(f"Cascade: “{self.cascade}” is not a labelled class of the label set.")
         elif self.cascade and class_rows and len(class_rows) < 3:
@@ -168,7 +169,7 @@ def _choice(value: Any, allowed: tuple[str, ...], what: str) -> str | None:
     return None if value in allowed else f"Unknown {what} “{value}” (one of {', '.join(allowed)})."
 
 
-def _labelled_classes(project: Project, row, *, exclude_burned_in: bool = False) -> tuple[list, int]:
+def _labelled_classes(project: Project, row, *, exclude_burned_in: bool = False) -> tuple[list[LabelClass], int]:
     """(class rows with training labels, patients with training labels) of a label set."""
     labels = project.labels.effective(int(row["id"]), sources=TRAIN_SOURCES)
     if exclude_burned_in:
@@ -177,7 +178,7 @@ def _labelled_classes(project: Project, row, *, exclude_burned_in: bool = False)
     counts: dict[int, int] = {}
     for c in labels.values():
         counts[c] = counts.get(c, 0) + 1
-    class_rows = [r for r in project.labels.classes(int(row["id"])) if r["id"] in counts]
+    class_rows = [r for r in project.labels.classes(int(row["id"])) if r.id in counts]
     n_patients = len(set(project.images.patient_of(list(labels)).values())) if labels else 0
     return class_rows, n_patients
 

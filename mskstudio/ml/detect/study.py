@@ -25,7 +25,7 @@ def classifier_study_calls(project: Project, run_id: int, healthy_class: str, *,
     if row is None or row["kind"] != "classifier":
         raise ValueError(f"model run {run_id} is not a classifier run")
     ls = row["label_set_id"]
-    names = {int(r["id"]): r["name"] for r in project.labels.classes(ls)}
+    names = {r.id: r.name for r in project.labels.classes(ls)}
     if healthy_class not in names.values():
         raise ValueError(f"no class {healthy_class!r} in the run's label set (classes: {', '.join(names.values())})")
     truth = {i: names[c] != healthy_class

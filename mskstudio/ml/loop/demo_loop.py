@@ -58,7 +58,7 @@ def simulated_radiologist(project: Project, run_id: int, label_set: str, *, puri
     if truth_ls is None:
         raise ValueError("the demo loop needs the phantoms' truth:region set (mskstudio demo builds it)")
     truth = project.labels.effective(truth_ls)
-    names = {r["id"]: r["name"] for r in project.labels.classes(truth_ls)}
+    names = {r.id: r.name for r in project.labels.classes(truth_ls)}
     ls = project.labels.label_set(label_set)
     actions: Counter = Counter()
     queue = [(int(c["id"]), 0) for c in project.clusters.clusters(run_id, order="size")]
@@ -80,8 +80,8 @@ def simulated_radiologist(project: Project, run_id: int, label_set: str, *, puri
             project.clusters.label_cluster([cid], ls, region)
             actions["label"] += 1
     given = project.labels.effective(ls)
-    given_names = {r["id"]: r["name"] for r in project.labels.classes(ls)}
-    reject = {r["id"] for r in project.labels.classes(ls) if r["is_reject"]}
+    given_names = {r.id: r.name for r in project.labels.classes(ls)}
+    reject = {r.id for r in project.labels.classes(ls) if r.is_reject}
 
     def agrees(i: int) -> bool:
         true = names[truth[i]]

@@ -64,7 +64,7 @@ def _predictions(project: Project, run_id: int, set_id: int) -> dict[int, tuple[
         probs = {int(k): float(v) for k, v in json.loads(r["probs"]).items()} if r["probs"] else {}
         out[int(r["image_id"])] = (r["class_id"], r["confidence"], probs)
     metrics = project.models.metrics(run_id) or {}
-    class_of = {r["name"]: int(r["id"]) for r in project.labels.classes(set_id)}
+    class_of = {r.name: r.id for r in project.labels.classes(set_id)}
     for rep in (((metrics.get("main") or {}).get("oof")) or {}, metrics.get("holdout") or {}):
         names = list(rep.get("classes") or metrics.get("classes") or [])
         if not rep.get("image_ids") or not rep.get("probs") or not all(n in class_of for n in names):
@@ -81,7 +81,7 @@ def noise_queue(project: Project, label_set: str, *, run_id: int | str | None = 
                 include_agreeing: bool = False, ctx: JobContext | None = None) -> list[NoiseItem]:
     ctx = ctx or JobContext.null()
     set_id = project.labels.label_set(label_set)
-    names = {r["id"]: r["name"] for r in project.labels.classes(set_id)}
+    names = {r.id: r.name for r in project.labels.classes(set_id)}
     given = _given_labels(project, set_id, cluster_run_id)
     human = project.labels.effective(set_id, sources=("human",))
     include = set(project.images.ids())

@@ -36,7 +36,7 @@ def study_frame(project: Project, study: str | int) -> tuple[pd.DataFrame, dict[
         raise ValueError(f"reader study {study!r}: no such study")
     study_id = int(row["id"])
     class_ids = [int(c) for c in json.loads(row["classes"])]
-    names = {int(r["id"]): r["name"] for r in project.labels.classes(row["label_set_id"])}
+    names = {r.id: r.name for r in project.labels.classes(row["label_set_id"])}
     keys = [names[c] for c in class_ids]
     truth = truth_labels(project, int(row["truth_label_set_id"]), keys)
     index = {c: k for k, c in enumerate(class_ids)}

@@ -37,7 +37,7 @@ class ReaderAnalysisParams(JobParams):
         if int(self.bootstrap) < 1:
             problems.append(f"Use at least one bootstrap resample (--bootstrap {self.bootstrap}).")
         if self.positive is not None:
-            names = {int(r["id"]): r["name"] for r in project.labels.classes(row["label_set_id"])}
+            names = {r.id: r.name for r in project.labels.classes(row["label_set_id"])}
             keys = [names.get(int(c), str(c)) for c in json.loads(row["classes"])]
             if self.positive not in keys:
                 problems.append(f"--positive {self.positive!r}: not a class of the study ({', '.join(keys)}).")

@@ -66,7 +66,7 @@ class ReadingSession:
         self.clinical_fields = [f for f in study_params.get("clinical_fields", SHOWN_CLINICAL)
                                 if f in SHOWN_CLINICAL]
         class_ids = json.loads(row["classes"])
-        names = {int(r["id"]): r["name"] for r in project.labels.classes(row["label_set_id"])}
+        names = {r.id: r.name for r in project.labels.classes(row["label_set_id"])}
         self.class_ids = [int(c) for c in class_ids]
         self.keys = tuple(names[c] for c in self.class_ids)
         self._now = now or (lambda: datetime.now(UTC))

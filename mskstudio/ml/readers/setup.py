@@ -130,7 +130,7 @@ def create_study(project: Project, params: dict[str, Any]) -> int:
     truth_ls = project.labels.find_label_set(truth_name)
     if truth_ls is None:
         raise ValueError(f"--truth {truth_name!r}: no such label set")
-    classes = {r["name"]: int(r["id"]) for r in project.labels.classes(ls)}
+    classes = {r.name: r.id for r in project.labels.classes(ls)}
     names = params.get("classes") or list(classes)
     names = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
     missing = [n for n in names if n not in classes]
@@ -190,7 +190,7 @@ def _clinical_fields(value) -> list[str]:
 
 def truth_labels(project: Project, truth_set_id: int, class_names: Sequence[str]) -> dict[int, int]:
     """image id -> index into ``class_names`` of the truth set's effective label (by class name)."""
-    names = {int(r["id"]): r["name"] for r in project.labels.classes(truth_set_id)}
+    names = {r.id: r.name for r in project.labels.classes(truth_set_id)}
     index = {n: k for k, n in enumerate(class_names)}
     return {i: index[names[c]] for i, c in project.labels.effective(truth_set_id).items()
             if names.get(c) in index}

@@ -127,7 +127,7 @@ def run_eval_retrieval(project: Project, params: dict[str, Any], ctx: JobContext
     EvalRetrievalParams.from_json(params).check(project)  # before the label set lookup creates one
     set_name = params.get("label_set", "diagnosis")
     set_id = project.labels.label_set(set_name)
-    names = {r["id"]: r["name"] for r in project.labels.classes(set_id)}
+    names = {r.id: r.name for r in project.labels.classes(set_id)}
     effective = project.labels.effective(set_id)
     include = set(project.images.ids())
     ids = sorted(i for i in effective if i in include)

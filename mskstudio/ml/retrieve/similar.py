@@ -199,7 +199,7 @@ def _label_names(project: Project, label_set: str | None) -> dict[int, str] | No
     if not label_set:
         return None
     set_id = project.labels.label_set(label_set)
-    names = {r["id"]: r["name"] for r in project.labels.classes(set_id)}
+    names = {r.id: r.name for r in project.labels.classes(set_id)}
     return {i: names[c] for i, c in project.labels.effective(set_id).items()}
 
 

@@ -76,8 +76,8 @@ def _check_label_set(project, source, row, source_root: Path) -> int | None:
     if mine.get(int(ls)) != theirs.get(int(ls)):
         raise ValueError(f"{source_root}: label set {theirs.get(int(ls))!r} (id {ls}) is not in this project "
                          "under the same id")
-    a = [(int(c["id"]), c["name"]) for c in source.labels.classes(int(ls))]
-    b = {(int(c["id"]), c["name"]) for c in project.labels.classes(int(ls))}
+    a = [(c.id, c.name) for c in source.labels.classes(int(ls))]
+    b = {(c.id, c.name) for c in project.labels.classes(int(ls))}
     missing = [name for c, name in a if (c, name) not in b]
     if missing:
         raise ValueError(f"{source_root}: classes {missing} of label set {mine[int(ls)]!r} are not in this "
