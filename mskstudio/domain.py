@@ -289,11 +289,6 @@ class LabelClass:
                    color=d.get("color"), position=int(d.get("position") or 0),
                    is_reject=bool(d.get("is_reject")))
 
-    def __getitem__(self, key: str) -> Any:
-        """Transition only: ml/classify/train.py (changed on another branch now) still reads
-        ``c["id"]``; delete this once it reads attributes like every other caller."""
-        return getattr(self, key)
-
 
 @dataclass(frozen=True)
 class Label:

@@ -116,12 +116,12 @@ def run_train(project: Project, params: dict[str, Any], ctx: JobContext) -> dict
         ctx.log(f"{len(burned)} images with burned-in annotation left out of training and testing")
     labels = {i: c for i, c in project.labels.effective(ls_id, sources=TRAIN_SOURCES).items()
               if i in allowed}
-    classes = [r for r in project.labels.classes(ls_id) if r["id"] in set(labels.values())]
+    classes = [r for r in project.labels.classes(ls_id) if r.id in set(labels.values())]
     if len(classes) < 2:
         raise ValueError(f"label set {ls_name!r} needs labelled images of at least two classes")
-    class_ids = [int(r["id"]) for r in classes]
-    class_names = [r["name"] for r in classes]
-    reject_ids = [int(r["id"]) for r in classes if r["is_reject"]]
+    class_ids = [r.id for r in classes]
+    class_names = [r.name for r in classes]
+    reject_ids = [r.id for r in classes if r.is_reject]
     ids = sorted(labels)
     index_of = {c: j for j, c in enumerate(class_ids)}
     targets = np.asarray([index_of[labels[i]] for i in ids])
