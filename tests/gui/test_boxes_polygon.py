@@ -63,6 +63,10 @@ def test_boxes_of_every_source_are_drawn_moved_resized_and_deleted(window, qtbot
     ids = {src: p.annotations.add_box(image_id, cls, rect, source=src) for src, rect in
            (("human", (20, 20, 80, 70)), ("import", (100, 30, 160, 90)), ("model", (30, 100, 90, 150)))}
     window.open_image(image_id)
+    # Let the store watch report the three new boxes now (its refresh redraws them), so that
+    # refresh cannot land in the middle of the drags below on a slow machine.
+    window.store_watch.poll()
+    qtbot.wait(50)
     shown = {b.box_id: b for b in v.stored_boxes()}
     assert set(shown) == set(ids.values()), "every stored box is drawn, whatever its source"
     styles = {shown[ids[s]].pen.style() for s in ids}
