@@ -3,6 +3,7 @@ and shape, measured in the same run (issue 29's target: >= 0.85x the bare loop).
 
     .venv/bin/python tests/bench/bench_bare_loop.py [--images 600] [--size 96] [--k 30]
         [--batch-size 64] [--clf-batch-size 32] [--arch resnet18] [--epochs 2] [--channels-last]
+        [--classifier-only]
 
 ``--channels-last`` adds a DeepCluster run in the contiguous layout, for the comparison.
 
@@ -106,6 +107,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--channels-last", action="store_true",
                     help="also run DeepCluster in the contiguous layout (its default is channels-last)")
+    ap.add_argument("--classifier-only", action="store_true", help="skip DeepCluster")
     args = ap.parse_args()
 
     import torch
@@ -126,6 +128,8 @@ def main() -> None:
         samples = int(round(DC["samples_per_epoch"] * n))
         # DeepCluster trains channels-last by default (on the CPU too); "contiguous" turns it off.
         variants = [("channels-last", "1")] + ([("contiguous", "0")] if args.channels_last else [])
+        if args.classifier_only:
+            variants = []
         for name, cl in variants:
             os.environ["MSKSTUDIO_CHANNELS_LAST"] = cl
             sink = RecordingSink()
