@@ -59,10 +59,13 @@ def trained(tmp_path_factory):
         submit_and_run(project, "train", {"label_set": "region", **FAST}, sink=sink, token=token)
     run = project.models.list("classifier")[0]
     cancelled_status = run["status"]
+    from mskstudio.ml.models import load_checkpoint
+
+    cancelled_ckpt = load_checkpoint(project, run["id"])
     sink2 = RecordingSink()
     result = submit_and_run(project, "train", {"resume": run["id"]}, sink=sink2)
     yield {"project": project, "result": result, "regions": regions, "first": sink, "second": sink2,
-           "cancelled_status": cancelled_status}
+           "cancelled_status": cancelled_status, "cancelled_ckpt": cancelled_ckpt}
     project.close()
 
 
@@ -115,6 +118,31 @@ def test_cancel_then_resume_continues_at_the_next_epoch(trained):
     steps = project.db.query("SELECT step FROM job_metrics WHERE job_id = ? AND name = 'fold1/val_loss'",
                              (job,))
     assert sorted(r[0] for r in steps) == [0, 1, 2, 3]
+
+
+def test_a_checkpoint_at_the_best_epoch_keeps_one_copy_and_resumes_it_as_the_best(trained):
+    """The per-epoch checkpoint stores the best weights apart only when they are not the
+    current epoch's; a fold resumed from such a checkpoint keeps the model's weights as its best."""
+    import torch
+
+    from mskstudio.jobs import JobContext
+    from mskstudio.ml.classify.train_loop import FoldData, FoldPlan, train_fold
+
+    ckpt = trained["cancelled_ckpt"]
+    assert ckpt["epoch"] == 1 and ckpt["best_epoch"] == 0  # the first epoch is always the best so far
+    assert ckpt["best_state"] is None and ckpt["model"]
+    project = trained["project"]
+    run = project.models.record(trained["result"]["model_run_id"])
+    p = {**run.params, "epochs": ckpt["epoch"]}  # nothing left to train: the fold returns what it resumed
+    fold = run.split["folds"][0]
+    ids = fold["train"] + fold["val"]
+    ctx = JobContext(RecordingSink())
+    base = FoldData(project, ids, [0] * len(ids), p, ctx)
+    names = run.metrics["classes"]
+    plan = FoldPlan(base, fold["train"], fold["val"], dict.fromkeys(ids, 0), names, None, "fold0", ckpt)
+    out = train_fold(plan, p, torch.device("cpu"), ctx, save=lambda s: None)
+    assert out["best_epoch"] == 0 and out["state"].keys() == ckpt["model"].keys()
+    assert all(torch.equal(out["state"][k], ckpt["model"][k]) for k in ckpt["model"])
 
 
 def test_predict_stores_predictions_and_model_labels(trained):

@@ -34,17 +34,18 @@ import numpy as np
 
 from mskstudio.domain import is_truth_set
 from mskstudio.jobs import Cancelled, JobContext
+from mskstudio.ml.classify.checkpoint_writer import CheckpointWriter
 from mskstudio.ml.classify.classifier import CHECKPOINT_FORMAT
 from mskstudio.ml.classify.params import TRAIN_SOURCES, TrainParams
 from mskstudio.ml.classify.train_loop import (  # noqa: F401 - class_weights is part of this module's API
     FoldData,
     FoldPlan,
-    checkpoint_progress,
     class_weights,
     ensemble_logits,
     fold_models,
     jsonable,
     logits_of,
+    progress_checkpoint,
     save_blob,
     train_fold,
 )
@@ -220,8 +221,11 @@ def _train_run(project, p, ctx, plan: TrainPlan) -> dict[str, Any]:
     done: dict[str, list[dict[str, Any]]] = resume_state["done"] if resume_state else {}
     if ddp.active():  # rank 0 of a torchrun job: hand the other ranks their data and plan
         ddp.broadcast(_worker_plan(project, base, p, tasks, split, encoder_init, done, resume_state))
-    _fold_loop(base, p, tasks, split, encoder_init, done, resume_state, device, ctx,
-               save=lambda s, tn, ff: checkpoint_progress(project, run_id, p, tn, ff, s, done))
+    writer = CheckpointWriter(project, run_id, lambda s, tn, ff: progress_checkpoint(p, tn, ff, s, done))
+    try:
+        _fold_loop(base, p, tasks, split, encoder_init, done, resume_state, device, ctx, save=writer)
+    finally:
+        writer.close()
     ddp.shutdown()  # the other ranks are done; scoring below is rank 0's alone
 
     # ---- scoring -------------------------------------------------------------------------------
@@ -306,9 +310,17 @@ def _fold_loop(base, p, tasks, split, encoder_init, done, resume_state, device, 
             with oom_guard(p["batch_size"], device):  # one line naming a batch size that fits
                 result = train_fold(
                     FoldPlan(base, tr, va, task_targets, names, encoder_init, prefix, state), p, device,
-                    ctx.sub(lo, hi), save=lambda s, tn=task_name, ff=f: save(s, tn, ff))
+                    ctx.sub(lo, hi), save=fold_saver(save, task_name, f))
             done[task_name].append(result)
             save(None, task_name, f + 1)
+
+
+def fold_saver(save, task_name: str, fold: int):
+    """The per-epoch saver of one fold: the checkpoint writer's (written on a thread), or
+    ``save`` (a ``save(state, task, fold)`` callable) bound to the fold."""
+    if hasattr(save, "for_fold"):
+        return save.for_fold(task_name, fold)
+    return lambda s: save(s, task_name, fold)
 
 
 def _worker_plan(project, base, p, tasks, split, encoder_init, done, resume_state) -> dict[str, Any]:
