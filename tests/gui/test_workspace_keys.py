@@ -118,9 +118,9 @@ def test_cluster_board_keys_work_in_the_real_window(full_window, qtbot):
     first = int(board.clusters.item(0).data(Qt.UserRole))
     board.select_clusters([first])
     QTest.keyClick(board.clusters, Qt.Key.Key_2)
-    assert p.clusters.cluster(first)["class_id"] == classes[1]["id"]
+    assert p.clusters.cluster(first)["class_id"] == classes[1].id
     members = p.clusters.member_ids(first)
-    assert {p.labels.effective(ls)[i] for i in members} == {classes[1]["id"]}
+    assert {p.labels.effective(ls)[i] for i in members} == {classes[1].id}
     assert w.viewer.tool == "pan" and w.undo_stack.count() == 1
 
     a, b = (int(board.clusters.item(i).data(Qt.UserRole)) for i in (1, 2))
@@ -151,7 +151,7 @@ def test_cluster_board_keys_work_in_the_real_window(full_window, qtbot):
         return next(board.clusters.item(i).toolTip() for i in range(board.clusters.count())
                     if int(board.clusters.item(i).data(Qt.UserRole)) == cid)
 
-    assert classes[1]["name"] in tip(first)
+    assert classes[1].name in tip(first)
     board.label_set.setCurrentText("site")
     assert "unlabelled" in tip(first) and "0/" in board.progress.text().split("clusters reviewed")[0]
 

@@ -138,7 +138,7 @@ class TrainParams(JobParams):
             problems.append("A cascade needs the healthy class and at least two other classes.")
         if self.clinical:
             problems += _joint_problems(project, self)
-        if self.reject == "class" and class_rows and not any(r["is_reject"] for r in class_rows):
+        if self.reject == "class" and class_rows and not any(r.is_reject for r in class_rows):
             problems.append("Reject = class needs a labelled reject class in the label set; "
                             "choose auto or threshold.")
         return problems
