@@ -8,20 +8,17 @@ which SQLite files it opened, so "only rank 0 touches the project" is checked, n
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from ddp_launch import REPO, copy_project, ddp_env, rank_connections
 
 from mskstudio.jobrun import submit_and_run
 from mskstudio.ml.scale.ddp import torchrun_argv
 from mskstudio.ml.scale.snapshot import open_snapshot, write_snapshot
 
-REPO = Path(__file__).resolve().parents[2]
 ARGS = ["--arch", "tinycnn", "--size", "64", "--folds", "2", "--epochs", "12", "--batch-size", "16",
         "--optimizer", "adam", "--lr", "1e-2", "--no-augment", "--seed", "0", "--device", "cpu"]
 # Hold-out accuracy of 2 processes vs 1 with the same seed: not bitwise equal (each rank's
@@ -29,25 +26,6 @@ ARGS = ["--arch", "tinycnn", "--size", "64", "--folds", "2", "--epochs", "12", "
 # tolerance is 0.25 absolute (3 images) on a hold-out of 12 images of 4 classes; the training
 # loss curves are compared more tightly below.
 TOLERANCE = 0.25
-
-AUDIT = '''
-import os, sys
-def _hook(event, args):
-    if event == "sqlite3.connect":
-        with open(os.environ["MSK_AUDIT_LOG"], "a") as f:
-            f.write(f"{os.environ.get('RANK', '-')} {args[0]}\\n")
-sys.addaudithook(_hook)
-'''
-
-
-def _env(tmp: Path, **extra) -> dict[str, str]:
-    site = tmp / "audit_site"
-    site.mkdir(exist_ok=True)
-    (site / "sitecustomize.py").write_text(AUDIT)
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)]),
-            "MSK_AUDIT_LOG": str(tmp / "audit.log"), "OMP_NUM_THREADS": "1",
-            "MSKSTUDIO_DDP_TIMEOUT_S": "60", **extra}
-
 
 @pytest.fixture(scope="module")
 def base_project(tmp_path_factory):
@@ -62,20 +40,6 @@ def base_project(tmp_path_factory):
     return path
 
 
-def _copy(base: Path, tmp: Path, name: str) -> Path:
-    dst = tmp / f"{name}.mskproj"
-    shutil.copytree(base, dst)
-    return dst
-
-
-def _rank_connections(log: Path) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for line in log.read_text().splitlines() if log.exists() else []:
-        r, db = line.split(" ", 1)
-        out.setdefault(r, []).append(db)
-    return out
-
-
 def project_history(path):
     from mskstudio.store import Project
 
@@ -87,9 +51,9 @@ def project_history(path):
 def test_two_processes_match_one_and_only_rank0_writes(base_project, tmp_path):
     from mskstudio.store import Project
 
-    ddp_path = _copy(base_project, tmp_path, "ddp")
+    ddp_path = copy_project(base_project, tmp_path, "ddp")
     proc = subprocess.run([sys.executable, "-m", "mskstudio", "train", str(ddp_path), "region", *ARGS,
-                           "--nproc", "2", "--json"], env=_env(tmp_path), cwd=REPO,
+                           "--nproc", "2", "--json"], env=ddp_env(tmp_path), cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with Project.open(ddp_path) as project:
@@ -101,7 +65,7 @@ def test_two_processes_match_one_and_only_rank0_writes(base_project, tmp_path):
         params = dict(run.params)
         history = project.models.metrics(run.id)
     # Rank 1 never opened any SQLite database; rank 0 opened the project's.
-    conns = _rank_connections(tmp_path / "audit.log")
+    conns = rank_connections(tmp_path / "audit.log")
     assert "1" not in conns, conns
     assert any("ddp.mskproj" in db for db in conns.get("0", []))
     # The snapshot rank 1 read is in the project's cache, complete and consistent.
@@ -111,7 +75,7 @@ def test_two_processes_match_one_and_only_rank0_writes(base_project, tmp_path):
     assert snap.images.dtype == np.uint16 and snap.images.shape[1:] == (64, 64)
     assert len(snap.ids) == 60 and isinstance(snap.images, np.memmap)
 
-    one_path = _copy(base_project, tmp_path, "one")
+    one_path = copy_project(base_project, tmp_path, "one")
     with Project.open(one_path) as project:
         params.pop("name", None)
         result = submit_and_run(project, "train", params)
@@ -133,13 +97,13 @@ def test_two_processes_match_one_and_only_rank0_writes(base_project, tmp_path):
 def test_a_killed_rank_fails_the_job_and_the_run_resumes(base_project, tmp_path):
     from mskstudio.store import Project
 
-    path = _copy(base_project, tmp_path, "kill")
+    path = copy_project(base_project, tmp_path, "kill")
     with Project.open(path) as project:
         job_id = project.jobs.submit("train", {"label_set": "region", "arch": "tinycnn", "size": 48, "k": 2,
                                                "epochs": 2, "batch_size": 16, "seed": 0, "device": "cpu",
                                                "n_boot": 50})
     # Rank 1 exits hard at the start of its second epoch (after rank 0's first checkpoint).
-    proc = subprocess.run(torchrun_argv(str(path), job_id, 2), env=_env(tmp_path, MSKSTUDIO_DDP_TEST_DIE="1:1"),
+    proc = subprocess.run(torchrun_argv(str(path), job_id, 2), env=ddp_env(tmp_path, MSKSTUDIO_DDP_TEST_DIE="1:1"),
                           cwd=REPO, capture_output=True, text=True, timeout=240)
     assert proc.returncode != 0
     with Project.open(path) as project:  # opening marks jobs whose process died 'interrupted'
@@ -174,7 +138,7 @@ def test_submit_only_prints_the_torchrun_commands(base_project, tmp_path, capsys
     from mskstudio.cli import main
     from mskstudio.store import Project
 
-    path = _copy(base_project, tmp_path, "submit")
+    path = copy_project(base_project, tmp_path, "submit")
     assert main(["train", str(path), "region", "--arch", "tinycnn", "--submit-only"]) == 0
     out = capsys.readouterr().out
     with Project.open(path) as project:
