@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mskstudio.io.deid import centre_code, pseudo_uid, pseudonym
+from mskstudio.io.params import ShareParams  # the same checks as the GUI and the CLI
 from mskstudio.jobs import JobContext
 from mskstudio.store import SUFFIX, Project
 from mskstudio.store.blobs import BlobStore
@@ -76,10 +77,8 @@ def share_copy(project: Project, out: Path, ctx: JobContext | None = None) -> di
 def run_share(project: Project, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Job ``share``: params {out}.  The GUI's File › Share a copy… runs it as a job (progress,
     cancel); the CLI calls ``share_copy`` directly so that a read-only project can be shared."""
-    out = str(params.get("out") or "").strip()
-    if not out:
-        raise ValueError("share: give the folder to write the copy to (out)")
-    return share_copy(project, Path(out), ctx)
+    out = ShareParams.from_json(params).check(project).out
+    return share_copy(project, Path(str(out).strip()), ctx)
 
 
 def _backup(project: Project, dest: sqlite3.Connection) -> None:
