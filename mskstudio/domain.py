@@ -289,11 +289,6 @@ class LabelClass:
                    color=d.get("color"), position=int(d.get("position") or 0),
                    is_reject=bool(d.get("is_reject")))
 
-    def __getitem__(self, key: str) -> Any:
-        """Transition: a few callers still read ``c["id"]``-style (the checks in
-        ml/classify/params.py were moved; others may remain); to be removed once none does."""
-        return getattr(self, key)
-
 
 @dataclass(frozen=True)
 class Label:
